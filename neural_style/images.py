@@ -1,0 +1,276 @@
+"""Load, resize and save images as numpy arrays, with PIL (no TensorFlow here).
+
+Shapes and values:
+    image     [H, W, 3]     float32, RGB, 0..255 (not mean-subtracted; that is VGG's job)
+    batch     [1, H, W, 3]  the same with a batch axis; `save_image` takes either
+    size_hw   (H, W)        height first, like numpy's shape; messages print WxH
+
+`load_image` turns every failure (missing, corrupt, too small...) into a one-line
+`UserError`, `"<path>: <problem>; <fix>"`, where the fix names the setting at fault.
+"""
+
+import math
+import os
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from neural_style.errors import UserError
+from neural_style.files import atomic_write
+
+# VGG-19 halves the image five times, so each side needs at least 2**5 pixels.
+MIN_SIDE = 32
+
+# Modes PIL converts to RGB correctly (CMYK by the usual 255*(1-C)*(1-K) formula,
+# without colour management: an embedded ICC profile is ignored).
+_PLAIN_MODES = frozenset({"RGB", "RGBX", "L", "1", "P", "CMYK", "YCbCr", "HSV"})
+# Modes with an alpha channel ("a" means premultiplied).
+_ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
+# 16-bit grey; "I" is 32-bit but is what some TIFF readers hand back for 16-bit data.
+_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
+_SAVE_OPTIONS = {"JPEG": {"quality": 95}}
+
+
+def load_image(path: str, setting: str) -> np.ndarray:
+    """Reads the image at `path` as a float32 [H, W, 3] RGB array, values 0..255.
+
+    `setting` is the settings.py name that holds `path` (e.g. "CONTENT_IMAGE"); error
+    messages tell the user to change it. Transparent pixels are composited over white,
+    16-bit grey keeps its precision (0..65535 maps to 0..255 as floats), 32-bit float
+    ("F") images are assumed to be on the 0..255 scale and are clipped to it, and the
+    EXIF orientation tag is applied so the array is upright.
+
+    Raises:
+        UserError: the file is missing, unreadable, not an image, truncated, in an
+            unsupported mode, too large, or smaller than MIN_SIDE on a side.
+    """
+    fix = _path_fix(setting)
+    _check_file(path, fix)
+    image = _decode(path, fix)
+    array = _to_rgb(image)
+    if array is None:
+        problem = f"unsupported image mode {image.mode}"
+        raise _file_error(path, problem, f"convert it to 8-bit RGB or {fix}")
+    height, width = array.shape[:2]
+    if min(height, width) < MIN_SIDE:
+        problem = f"image is {width}x{height} pixels, below the minimum {MIN_SIDE}x{MIN_SIDE}"
+        raise _file_error(path, problem, f"use a larger image: {fix}")
+    return array
+
+
+def output_size(content_hw: tuple[int, int], width: int, height: int) -> tuple[int, int]:
+    """The output's (height, width) from the IMAGE_WIDTH and IMAGE_HEIGHT settings.
+
+    Both set: exactly that size. One set, the other 0: the content's aspect ratio,
+    rounded. Both 0: the content image's own size.
+
+    Raises:
+        UserError: a side of the result is below MIN_SIDE.
+        ValueError: a negative setting or a non-positive content size.
+    """
+    content_height, content_width = content_hw
+    if width < 0 or height < 0:
+        raise ValueError(f"width and height must be >= 0, got {width} and {height}")
+    if content_height <= 0 or content_width <= 0:
+        raise ValueError(f"content size must be positive, got {content_hw}")
+    if width and height:
+        size = (height, width)
+    elif width:
+        size = (round(content_height * width / content_width), width)
+    elif height:
+        size = (height, round(content_width * height / content_height))
+    else:
+        size = (content_height, content_width)
+    if min(size) < MIN_SIDE:
+        raise UserError(_too_small_message(content_hw, width, height, size))
+    return size
+
+
+def resize_image(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """Resamples a [H, W, 3] image to `size_hw` with Lanczos; float32, clipped to 0..255.
+
+    Each channel is resized as a 32-bit float PIL image, so nothing is rounded to 8 bits.
+    An image already of that size comes back as an unchanged copy.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    height, width = size_hw
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"expected an image of shape [H, W, 3], got {image.shape}")
+    if height <= 0 or width <= 0:
+        raise ValueError(f"size must be positive, got {size_hw}")
+    if image.shape[:2] == (height, width):
+        return image.copy()
+    channels = [_resize_channel(image[..., channel], (width, height)) for channel in range(3)]
+    return np.clip(np.stack(channels, axis=-1), 0.0, 255.0)
+
+
+def save_image(path: str, image: np.ndarray) -> None:
+    """Writes a [H, W, 3] or [1, H, W, 3] image to `path`, atomically.
+
+    Values are clipped to 0..255 and rounded to 8 bits. The format follows the
+    extension: .jpg/.jpeg (quality 95), .png, or any other that PIL can write.
+
+    Raises:
+        UserError: an extension PIL cannot write, or the file cannot be written.
+    """
+    image_format = _save_format(path)
+    picture = Image.fromarray(_to_uint8(image))
+    options = _SAVE_OPTIONS.get(image_format, {})
+    try:
+        atomic_write(path, lambda file: picture.save(file, format=image_format, **options))
+    except OSError as error:
+        problem = f"cannot write the image ({_one_line(error)})"
+        fix = f"check the folder or {_path_fix('OUTPUT_IMAGE')}"
+        raise _file_error(path, problem, fix) from None
+
+
+def _path_fix(setting: str) -> str:
+    return f"set {setting} in settings.py or pass --{setting.lower()}=PATH"
+
+
+def _file_error(path: str, problem: str, fix: str) -> UserError:
+    return UserError(_one_line(f"{path}: {problem}; {fix}"))
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).splitlines())
+
+
+def _check_file(path: str, fix: str) -> None:
+    """Catches the problems that need no decoder, with plainer messages than PIL's."""
+    if os.path.isdir(path):
+        raise _file_error(path, "is a directory, not an image file", fix)
+    if not os.path.exists(path):
+        raise _file_error(path, "no such file", fix)
+    if os.path.getsize(path) == 0:
+        raise _file_error(path, "file is empty", fix)
+
+
+def _decode(path: str, fix: str) -> Image.Image:
+    """Opens and fully decodes the image, upright per its EXIF orientation."""
+    try:
+        image = Image.open(path)
+    except Image.DecompressionBombError:
+        raise _too_large(path, fix) from None
+    except UnidentifiedImageError:
+        raise _file_error(path, "not an image file PIL can read", fix) from None
+    except OSError as error:
+        if error.errno is not None:  # The system refused, e.g. no permission to read.
+            raise _file_error(path, f"cannot read file ({error.strerror})", fix) from None
+        raise _corrupt(path, error, fix) from None
+    except Exception as error:  # A plugin that failed oddly on a malformed header.
+        raise _corrupt(path, error, fix) from None
+    with image:
+        try:
+            # Image.open reads only the header; load() decodes every pixel, so a
+            # truncated file fails here and not later, deep inside TensorFlow.
+            image.load()
+            return ImageOps.exif_transpose(image)
+        except Image.DecompressionBombError:
+            raise _too_large(path, fix) from None
+        except MemoryError:
+            problem = "image is too large to fit in memory"
+            raise _file_error(path, problem, f"use a smaller image: {fix}") from None
+        except Exception as error:  # PIL's decoders raise OSError, SyntaxError, ValueError...
+            raise _corrupt(path, error, fix) from None
+
+
+def _corrupt(path: str, error: Exception, fix: str) -> UserError:
+    problem = f"image data is truncated or corrupt ({_one_line(error)})"
+    return _file_error(path, problem, f"re-export the image or {fix}")
+
+
+def _too_large(path: str, fix: str) -> UserError:
+    limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+    problem = f"image is too large to load safely (over {limit:,} pixels)"
+    return _file_error(path, problem, f"use a smaller image: {fix}")
+
+
+def _to_rgb(image: Image.Image) -> np.ndarray | None:
+    """A float32 [H, W, 3] array for any supported mode, or None for an unsupported one."""
+    if image.mode in _SIXTEEN_BIT_MODES:
+        grey = np.clip(np.asarray(image, dtype=np.float64), 0, 65535) * (255 / 65535)
+        return _grey_to_rgb(grey)
+    if image.mode == "F":
+        return _grey_to_rgb(np.clip(np.asarray(image, dtype=np.float32), 0, 255))
+    if image.mode in _ALPHA_MODES or (image.mode in _PLAIN_MODES and _has_transparency(image)):
+        return _over_white(image)
+    if image.mode in _PLAIN_MODES:
+        return np.asarray(image.convert("RGB"), dtype=np.float32)
+    return None
+
+
+def _grey_to_rgb(grey: np.ndarray) -> np.ndarray:
+    return np.repeat(grey.astype(np.float32)[..., np.newaxis], 3, axis=-1)
+
+
+def _has_transparency(image: Image.Image) -> bool:
+    """A transparent colour or palette entry (GIF, PNG tRNS) in a mode without alpha."""
+    palette_alpha = image.mode == "P" and image.palette is not None and "A" in image.palette.mode
+    return "transparency" in image.info or palette_alpha
+
+
+def _over_white(image: Image.Image) -> np.ndarray:
+    """Composites an image with transparency over a white background."""
+    if image.mode == "La":  # PIL cannot convert premultiplied grey straight to RGBA.
+        image = image.convert("LA")
+    rgba = np.asarray(image.convert("RGBA"), dtype=np.float32)
+    alpha = rgba[..., 3:] / 255.0
+    return rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)
+
+
+def _too_small_message(
+    content_hw: tuple[int, int], width: int, height: int, size_hw: tuple[int, int]
+) -> str:
+    """Says which of IMAGE_WIDTH / IMAGE_HEIGHT to raise, and to what."""
+    content_height, content_width = content_hw
+    output_height, output_width = size_hw
+    if width and height:
+        fixes = [("IMAGE_WIDTH", MIN_SIDE)] if output_width < MIN_SIDE else []
+        fixes += [("IMAGE_HEIGHT", MIN_SIDE)] if output_height < MIN_SIDE else []
+    elif height:
+        fixes = [("IMAGE_HEIGHT", _smallest_setting(content_height, content_width))]
+    else:  # The other side follows the aspect ratio, so widening is enough.
+        fixes = [("IMAGE_WIDTH", _smallest_setting(content_width, content_height))]
+    settings = " and ".join(f"{name} to at least {value}" for name, value in fixes)
+    flags = " ".join(f"--{name.lower()}={value}" for name, value in fixes)
+    return (
+        f"output size {output_width}x{output_height} is too small: each side needs at least "
+        f"{MIN_SIDE} pixels for VGG-19's five poolings; set {settings} in settings.py "
+        f"or pass {flags}"
+    )
+
+
+def _smallest_setting(content_side: int, content_other: int) -> int:
+    """The least value for one side such that both sides, at the content's aspect
+    ratio, reach MIN_SIDE."""
+    side = max(MIN_SIDE, math.floor((MIN_SIDE - 0.5) * content_side / content_other))
+    while round(content_other * side / content_side) < MIN_SIDE:
+        side += 1
+    return side
+
+
+def _resize_channel(channel: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
+    picture = Image.fromarray(np.ascontiguousarray(channel, dtype=np.float32))
+    return np.asarray(picture.resize(size_wh, Image.Resampling.LANCZOS), dtype=np.float32)
+
+
+def _save_format(path: str) -> str:
+    """PIL's format name for the extension of `path`, if PIL can write it."""
+    extension = os.path.splitext(path)[1].lower()
+    image_format = Image.registered_extensions().get(extension)
+    if image_format is None or image_format not in Image.SAVE:
+        problem = f"cannot save images with extension {extension or '(none)'!r}"
+        raise _file_error(path, problem, f"use .jpg or .png: {_path_fix('OUTPUT_IMAGE')}")
+    return image_format
+
+
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+    pixels = np.asarray(image, dtype=np.float32)
+    if pixels.ndim == 4 and pixels.shape[0] == 1:
+        pixels = pixels[0]
+    if pixels.ndim != 3 or pixels.shape[-1] != 3:
+        raise ValueError(
+            f"expected an image of shape [H, W, 3] or [1, H, W, 3], got {pixels.shape}"
+        )
+    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)

@@ -1,0 +1,223 @@
+"""VGG-19 from MatConvNet's `imagenet-vgg-verydeep-19.mat`, as a TensorFlow feature extractor.
+
+Two versions of the file were published, and both load:
+- the old one (MD5 8ee3263992981a1d26e73b3ca028a123): top-level `layers`, `classes`,
+  `normalization`; the mean is `normalization.averageImage`, a 224x224x3 image;
+- the new one (MD5 106118b7cf60435e6d8e04f6a6dc3657): top-level `layers`, `meta`; the mean
+  is `meta.normalization.averageImage`, 1x1x3.
+Struct fields are read by name, so any field order works.
+
+MatConvNet stores conv filters as [height, width, in, out], which is TensorFlow's HWIO:
+they are used exactly as stored, never transposed.
+
+Shapes: images and features are [B, H, W, C]; RGB pixels are in 0..255.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Iterable
+from typing import NamedTuple
+
+import numpy as np
+
+from neural_style.errors import UserError
+from neural_style.layer_names import CONV_LAYERS, VGG19_LAYERS
+
+REAL_WEIGHTS_URL = "https://www.vlfeat.org/matconvnet/models/imagenet-vgg-verydeep-19.mat"
+GET_REAL_WEIGHTS = (
+    f"get the real file with `curl -L -o weights/imagenet-vgg-verydeep-19.mat {REAL_WEIGHTS_URL}`"
+    " (see weights/README.md)"
+)
+
+
+class ConvWeights(NamedTuple):
+    kernel: np.ndarray  # [3, 3, in, out] float32, HWIO
+    bias: np.ndarray  # [out] float32
+
+
+class VGGWeights(NamedTuple):
+    convs: dict[str, ConvWeights]  # conv1_1 .. conv5_4
+    mean_pixel: np.ndarray  # [3] float32, RGB
+
+
+# --- reading the .mat file -------------------------------------------------------------
+
+
+def _unwrap(value):
+    """Strip the 1x1 cell and struct wrappers that scipy.io.loadmat puts around values."""
+    while isinstance(value, np.ndarray) and value.dtype == object and value.size == 1:
+        value = value.flat[0]
+    return value
+
+
+def _field(struct, name: str):
+    """A struct's field by name (None if absent), whatever the field order."""
+    struct = _unwrap(struct)
+    if not isinstance(struct, np.ndarray) or struct.dtype.names is None:
+        return None
+    if name not in struct.dtype.names:
+        return None
+    return _unwrap(struct[name].flat[0])
+
+
+def _text(value) -> str:
+    value = _unwrap(value)
+    if isinstance(value, np.ndarray):
+        return "".join(str(part) for part in value.flat)
+    return "" if value is None else str(value)
+
+
+def _load_mat(path: str) -> dict:
+    import scipy.io  # imported here: only loading needs it
+
+    if not os.path.exists(path):
+        raise UserError(f"{path}: no such file; {GET_REAL_WEIGHTS}")
+    if os.path.isdir(path):
+        raise UserError(f"{path}: is a directory, not a .mat file; {GET_REAL_WEIGHTS}")
+    if os.path.getsize(path) == 0:
+        raise UserError(f"{path}: the file is empty; {GET_REAL_WEIGHTS}")
+    try:
+        return scipy.io.loadmat(path)
+    except MemoryError:
+        raise UserError(f"{path}: not enough memory to read the weights file") from None
+    except (Exception, zipfile.BadZipFile) as error:  # scipy raises many kinds on bad files
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise UserError(
+            f"{path}: not a readable MATLAB .mat file ({reason}); the download may be "
+            f"truncated or the wrong file: {GET_REAL_WEIGHTS}"
+        ) from None
+
+
+def _mean_pixel(mat: dict, path: str) -> np.ndarray:
+    if "normalization" in mat:  # old file
+        normalization = mat["normalization"]
+    else:  # new file
+        normalization = _field(mat.get("meta"), "normalization")
+    average = _field(normalization, "averageImage")
+    if not isinstance(average, np.ndarray) or average.size == 0 or average.size % 3:
+        raise UserError(
+            f"{path}: no mean pixel (normalization.averageImage) in the file; {GET_REAL_WEIGHTS}"
+        )
+    # Old files hold a whole mean image [H, W, 3]; new ones its average [1, 1, 3] or [3].
+    mean = np.asarray(average, dtype=np.float64).reshape(-1, 3).mean(axis=0)
+    if not np.all(np.isfinite(mean)):
+        raise UserError(f"{path}: the mean pixel is not finite; {GET_REAL_WEIGHTS}")
+    return mean.astype(np.float32)
+
+
+def _conv_layers(mat: dict, path: str) -> dict[str, tuple]:
+    """Raw (kernel, bias) pairs of the file's conv layers, by layer name."""
+    layers = mat.get("layers")
+    if not isinstance(layers, np.ndarray) or layers.dtype != object:
+        raise UserError(
+            f"{path}: not a MatConvNet network (no 'layers' cell array); {GET_REAL_WEIGHTS}"
+        )
+    found = {}
+    for layer in layers.flat:
+        if _text(_field(layer, "type")) != "conv":
+            continue
+        weights = _field(layer, "weights")
+        if not isinstance(weights, np.ndarray) or weights.size != 2:
+            raise UserError(
+                f"{path}: conv layer '{_text(_field(layer, 'name'))}' has no "
+                f"[filters, biases] weights; {GET_REAL_WEIGHTS}"
+            )
+        found[_text(_field(layer, "name"))] = (weights.flat[0], weights.flat[1])
+    return found
+
+
+def _checked_convs(raw: dict[str, tuple], path: str) -> dict[str, ConvWeights]:
+    missing = [name for name in CONV_LAYERS if name not in raw]
+    if missing:
+        shown = ", ".join(missing[:4]) + (" ..." if len(missing) > 4 else "")
+        raise UserError(
+            f"{path}: missing VGG-19 layers {shown} ({len(missing)} of 16 convs); "
+            f"this is another network or not VGG-19: {GET_REAL_WEIGHTS}"
+        )
+    convs = {}
+    channels = 3  # conv1_1 takes RGB
+    for name in CONV_LAYERS:
+        kernel, bias = (np.asarray(part) for part in raw[name])
+        if kernel.ndim != 4 or kernel.shape[:2] != (3, 3) or kernel.shape[2] != channels:
+            raise UserError(
+                f"{path}: layer {name} has filters of shape {list(kernel.shape)}, expected "
+                f"[3, 3, {channels}, N]; this is not VGG-19: {GET_REAL_WEIGHTS}"
+            )
+        bias = bias.reshape(-1)
+        if bias.size != kernel.shape[3]:
+            raise UserError(
+                f"{path}: layer {name} has {bias.size} biases for {kernel.shape[3]} filters; "
+                f"{GET_REAL_WEIGHTS}"
+            )
+        if not (np.all(np.isfinite(kernel)) and np.all(np.isfinite(bias))):
+            raise UserError(
+                f"{path}: layer {name} holds NaN or infinite weights; {GET_REAL_WEIGHTS}"
+            )
+        convs[name] = ConvWeights(kernel.astype(np.float32), bias.astype(np.float32))
+        channels = kernel.shape[3]
+    return convs
+
+
+def read_vgg19_mat(path: str) -> VGGWeights:
+    """Read and validate VGG-19's conv weights and mean pixel from a MatConvNet .mat file.
+
+    Raises UserError, with one line naming the file and the fix, for anything unusable.
+    """
+    mat = _load_mat(path)
+    convs = _checked_convs(_conv_layers(mat, path), path)
+    return VGGWeights(convs=convs, mean_pixel=_mean_pixel(mat, path))
+
+
+# --- the network ------------------------------------------------------------------------
+
+
+class VGG19:
+    """VGG-19's convolutional part with constant weights.
+
+    `net(images, layers)` takes float32 RGB images [B, H, W, 3] in 0..255, subtracts the
+    mean pixel itself, and returns {layer name: [B, h, w, c] tensor} for the requested
+    layers (`convX_Y` before ReLU, `reluX_Y` after, `poolX`), computing only as deep as
+    the deepest one.
+    """
+
+    def __init__(self, weights: VGGWeights, pooling: str = "max"):
+        import tensorflow as tf
+
+        if pooling not in ("max", "avg"):
+            raise ValueError(f"pooling must be 'max' or 'avg', got {pooling!r}")
+        self.pooling = pooling
+        self.mean_pixel = np.asarray(weights.mean_pixel, dtype=np.float32)
+        self.channels = {name: conv.kernel.shape[3] for name, conv in weights.convs.items()}
+        self._kernels = {name: tf.constant(conv.kernel) for name, conv in weights.convs.items()}
+        self._biases = {name: tf.constant(conv.bias) for name, conv in weights.convs.items()}
+
+    @classmethod
+    def from_mat(cls, path: str, pooling: str = "max") -> VGG19:
+        return cls(read_vgg19_mat(path), pooling=pooling)
+
+    def __call__(self, images, layers: Iterable[str]) -> dict:
+        import tensorflow as tf
+
+        wanted = set(layers)
+        unknown = wanted.difference(VGG19_LAYERS)
+        if unknown:
+            raise ValueError(f"unknown VGG-19 layers: {sorted(unknown)}")
+        if not wanted:
+            return {}
+        deepest = max(VGG19_LAYERS.index(name) for name in wanted)
+        pool = tf.nn.max_pool2d if self.pooling == "max" else tf.nn.avg_pool2d
+        features = {}
+        current = tf.convert_to_tensor(images, dtype=tf.float32) - self.mean_pixel
+        for name in VGG19_LAYERS[: deepest + 1]:
+            if name.startswith("conv"):
+                current = tf.nn.conv2d(current, self._kernels[name], 1, "SAME")
+                current = tf.nn.bias_add(current, self._biases[name])
+            elif name.startswith("relu"):
+                current = tf.nn.relu(current)
+            else:  # MatConvNet pools 2x2, stride 2, no padding
+                current = pool(current, ksize=2, strides=2, padding="VALID")
+            if name in wanted:
+                features[name] = current
+        return features

@@ -1,0 +1,92 @@
+"""Shared fixtures: tiny VGG-19 .mat files in the real layout, and small images.
+
+Every weights file here comes from neural_style.synthetic at a few channels per layer, so
+the tests exercise the real loader on a real MATLAB file of a few hundred kB.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.io
+from PIL import Image
+
+from neural_style.synthetic import synthetic_vgg19_variables
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_WIDTHS = (4, 6, 8, 8, 8)  # conv output channels per block of the test networks
+TINY_OPTIONS = {"widths": TINY_WIDTHS, "fc_width": 8, "num_classes": 5}
+
+
+def tiny_variables(version: str = "new", **options) -> dict:
+    return synthetic_vgg19_variables(version=version, **{**TINY_OPTIONS, **options})
+
+
+def save_mat(path, variables: dict) -> str:
+    scipy.io.savemat(str(path), variables, oned_as="row")
+    return str(path)
+
+
+def set_conv_weights(variables: dict, name: str, kernel: np.ndarray, bias: np.ndarray) -> None:
+    """Replace one conv layer's [filters, biases] in a variables dict from tiny_variables."""
+    for layer in variables["layers"].flat:
+        if str(layer["name"][0, 0]) == name:
+            layer["weights"][0, 0][0, 0] = kernel
+            layer["weights"][0, 0][0, 1] = bias
+            return
+    raise KeyError(name)
+
+
+@pytest.fixture(scope="session")
+def tiny_mat(tmp_path_factory) -> str:
+    """A new-format VGG-19 file with a few channels per layer."""
+    return save_mat(tmp_path_factory.mktemp("weights") / "tiny.mat", tiny_variables("new"))
+
+
+@pytest.fixture(scope="session")
+def tiny_net(tiny_mat):
+    from neural_style.vgg import VGG19
+
+    return VGG19.from_mat(tiny_mat)
+
+
+def photo(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A smooth, photo-like float32 RGB image in 0..255 with some texture."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = np.stack([x / width, y / height, (x + y) / (width + height)], axis=-1) * 200 + 20
+    return np.clip(base + rng.normal(0, 10, base.shape), 0, 255).astype(np.float32)
+
+
+def write_image(path, array: np.ndarray) -> str:
+    Image.fromarray(np.clip(array, 0, 255).astype(np.uint8)).save(str(path))
+    return str(path)
+
+
+@pytest.fixture
+def image_pair(tmp_path) -> tuple[str, str]:
+    """(content, style) JPEG paths of small images."""
+    content = write_image(tmp_path / "content.jpg", photo(40, 48, seed=1))
+    stripes = np.zeros((48, 48, 3), np.float32)
+    stripes[:, ::4] = (250, 60, 20)
+    stripes[::6, :] = (20, 80, 240)
+    style = write_image(tmp_path / "style.png", stripes)
+    return content, style
+
+
+def run_train(*args: str, cwd: str = REPO_ROOT, timeout: int = 120) -> subprocess.CompletedProcess:
+    """`python train.py ARGS` in a subprocess, as a user runs it."""
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO_ROOT, "train.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
