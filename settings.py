@@ -36,11 +36,11 @@ TV_WEIGHT = 0.0
 # Fraction of uniform noise blended into the content image to start (0 = content, 1 = noise).
 NOISE = 0.5
 # Adam's step size, in pixel values (0..255) per step.
-LEARNING_RATE = 2.0
+LEARNING_RATE = 5.0
 # Number of optimisation steps.
-TRAIN_STEPS = 500
+TRAIN_STEPS = 200
 # Write a snapshot every this many steps (0 = only the final image).
-SNAPSHOT_EVERY = 100
+SNAPSHOT_EVERY = 50
 # Print a progress line every this many steps.
 PRINT_EVERY = 10
 # Pooling between VGG blocks: "max" as trained, or "avg" (the paper prefers avg).

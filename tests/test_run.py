@@ -1,0 +1,148 @@
+"""The optimiser and a whole run at toy scale: loss goes down, files appear on cadence,
+Ctrl-C and a diverging loss keep a good image, the default weights fall back."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+import settings as user_settings
+from neural_style import reporting, run, synthetic
+from neural_style.config import DEFAULT_VGG_MODEL_PATH, Settings
+from neural_style.errors import UserError
+from neural_style.images import load_image
+from neural_style.optimize import ImageOptimizer, compute_targets, initial_image
+from tests.conftest import TINY_OPTIONS, photo
+
+
+def tiny_settings(tmp_path, tiny_mat, image_pair, **overrides) -> Settings:
+    content, style = image_pair
+    values = dict(
+        content_image=content,
+        style_image=style,
+        output_image=str(tmp_path / "out" / "result"),
+        vgg_model_path=tiny_mat,
+        image_width=40,
+        image_height=0,
+        train_steps=5,
+        snapshot_every=2,
+        print_every=1,
+        learning_rate=5.0,
+    )
+    return Settings.from_module(user_settings, **{**values, **overrides})
+
+
+def test_a_short_run_lowers_the_total_loss(tiny_net):
+    weights = run.loss_weights(Settings.from_module(user_settings))
+    content, style = photo(32, 40, seed=1), photo(32, 40, seed=7)[:, ::-1]
+    targets = compute_targets(tiny_net, content, style, weights)
+    optimizer = ImageOptimizer(tiny_net, targets, weights, initial_image(content, 0.5, 0), 5.0)
+    totals = [result.losses["total"] for result in optimizer.steps(20)]
+    assert totals[-1] < 0.5 * totals[0]
+    image = optimizer.current_image()
+    assert image.shape == (32, 40, 3) and image.min() >= 0 and image.max() <= 255
+
+
+def test_initial_image_blends_noise_and_is_seeded():
+    content = photo(32, 32)
+    np.testing.assert_array_equal(initial_image(content, 0.0, 1), content)
+    noisy = initial_image(content, 0.5, 1)
+    np.testing.assert_array_equal(noisy, initial_image(content, 0.5, 1))
+    assert not np.array_equal(noisy, initial_image(content, 0.5, 2))
+    assert 0 < np.abs(noisy - content).mean() < 128
+
+
+def test_a_non_finite_step_changes_nothing(tiny_net):
+    weights = run.loss_weights(Settings.from_module(user_settings))
+    content = photo(32, 32)
+    targets = compute_targets(tiny_net, content, content[::-1], weights)
+    optimizer = ImageOptimizer(tiny_net, targets, weights, content, 5.0)
+    list(optimizer.steps(1))
+    good = optimizer.current_image()  # the image step 2 starts from: its loss is finite
+    list(optimizer.steps(1, first=2))
+    optimizer.image.assign(np.full((1, 32, 32, 3), np.nan, np.float32))
+    (result,) = optimizer.steps(1, first=3)
+    assert not result.finite and result.step == 3
+    assert int(optimizer.adam.iterations.numpy()) == 2
+    np.testing.assert_array_equal(optimizer.last_good_image(), good)
+
+
+def test_a_run_writes_snapshots_on_cadence_and_its_records(tmp_path, tiny_mat, image_pair, capsys):
+    settings = tiny_settings(tmp_path, tiny_mat, image_pair)
+    result = run.stylize(settings)
+    out = tmp_path / "out"
+    assert sorted(os.listdir(out)) == [
+        "result-2.jpg",
+        "result-4.jpg",
+        "result-losses.csv",
+        "result-settings.json",
+        "result.jpg",
+    ]
+    assert result.output_path == str(out / "result.jpg") and result.steps == 5
+    final = load_image(result.output_path, "OUTPUT_IMAGE")
+    assert final.shape == (33, 40, 3)  # 40 wide, the content's 40x48 aspect ratio kept
+    with open(out / "result-losses.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert [int(row["step"]) for row in rows] == [1, 2, 3, 4, 5]
+    assert float(rows[-1]["total"]) == pytest.approx(result.losses["total"])
+    assert json.loads((out / "result-settings.json").read_text())["train_steps"] == 5
+    printed = capsys.readouterr().out
+    assert "step 5/5" in printed and "s/step" in printed and "ETA" in printed
+    assert "running on the" in printed
+
+
+def test_snapshot_every_zero_writes_only_the_final_image(tmp_path, tiny_mat, image_pair):
+    run.stylize(tiny_settings(tmp_path, tiny_mat, image_pair, snapshot_every=0, train_steps=3))
+    assert not [
+        name
+        for name in os.listdir(tmp_path / "out")
+        if name.startswith("result-") and name.endswith(".jpg")
+    ]
+    assert os.path.exists(tmp_path / "out" / "result.jpg")
+
+
+def test_ctrl_c_saves_the_current_image(tmp_path, tiny_mat, image_pair, monkeypatch, capsys):
+    real_update = reporting.ProgressPrinter.update
+
+    def interrupt_at_step_3(self, step, losses):
+        if step == 3:
+            raise KeyboardInterrupt
+        real_update(self, step, losses)
+
+    monkeypatch.setattr(reporting.ProgressPrinter, "update", interrupt_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        run.stylize(tiny_settings(tmp_path, tiny_mat, image_pair, train_steps=50))
+    assert os.path.exists(tmp_path / "out" / "result.jpg")
+    assert "interrupted at step 3" in capsys.readouterr().out
+    assert not [name for name in os.listdir(tmp_path / "out") if name.endswith(".tmp")]
+
+
+def test_a_diverging_loss_stops_with_the_last_good_image(tmp_path, tiny_mat, image_pair):
+    settings = tiny_settings(tmp_path, tiny_mat, image_pair, alpha=1e38, beta=1e38, noise=0.0)
+    with pytest.raises(UserError, match=r"the loss became inf at step 1.*LEARNING_RATE"):
+        run.stylize(settings)
+    saved = load_image(str(tmp_path / "out" / "result.jpg"), "OUTPUT_IMAGE")
+    content, _ = run.load_images(settings, io.StringIO())
+    assert np.abs(saved - content).mean() < 3  # the untouched start image, JPEG-compressed
+
+
+def test_the_default_weights_fall_back_to_a_synthetic_file(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    small = functools.partial(synthetic.write_synthetic_vgg19, **TINY_OPTIONS)
+    monkeypatch.setattr(synthetic, "write_synthetic_vgg19", small)
+    path = run.resolve_weights_path(DEFAULT_VGG_MODEL_PATH, sys.stdout)
+    assert path == run.SYNTHETIC_WEIGHTS_PATH and os.path.exists(path)
+    printed = capsys.readouterr().out
+    assert "synthetic VGG-19" in printed and "get the real file" in printed
+    assert "writing the synthetic weights" in printed
+    # Once written it is reused, and a path the user chose never falls back.
+    assert run.resolve_weights_path(DEFAULT_VGG_MODEL_PATH, sys.stdout) == path
+    assert "writing" not in capsys.readouterr().out
+    assert run.resolve_weights_path("weights/mine.mat", sys.stdout) == ("weights/mine.mat")
