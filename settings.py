@@ -14,7 +14,7 @@ OUTPUT_IMAGE = "output/output"
 # MatConvNet VGG-19 weights (.mat); if this default is missing, a synthetic stand-in is used.
 VGG_MODEL_PATH = "weights/imagenet-vgg-verydeep-19.mat"
 # Output width in pixels (0 = the content image's own width).
-IMAGE_WIDTH = 384
+IMAGE_WIDTH = 512
 # Output height in pixels (0 = keep the content image's aspect ratio).
 IMAGE_HEIGHT = 0
 # Content layers and their weights: the paper's conv4_2 means its rectified output.
@@ -38,7 +38,7 @@ NOISE = 0.5
 # Adam's step size, in pixel values (0..255) per step.
 LEARNING_RATE = 5.0
 # Number of optimisation steps.
-TRAIN_STEPS = 200
+TRAIN_STEPS = 250
 # Write a snapshot every this many steps (0 = only the final image).
 SNAPSHOT_EVERY = 50
 # Print a progress line every this many steps.

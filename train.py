@@ -11,12 +11,7 @@ A bad setting prints one `error: ...` line and exits with status 2; Ctrl-C saves
 current image, prints `interrupted` and exits with status 130.
 """
 
-import os
 import sys
-
-# TensorFlow's start-up chatter (CUDA probing on machines without a GPU, oneDNN notes) hides
-# the progress lines; a user who wants it sets TF_CPP_MIN_LOG_LEVEL themselves.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app
 

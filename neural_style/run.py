@@ -7,6 +7,7 @@ settings record, all under the OUTPUT_IMAGE prefix.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
@@ -19,7 +20,7 @@ from neural_style.config import DEFAULT_VGG_MODEL_PATH, Settings
 from neural_style.errors import UserError
 from neural_style.losses import LossWeights
 from neural_style.reporting import LossLog, ProgressPrinter, snapshot_path, write_settings_record
-from neural_style.vgg import GET_REAL_WEIGHTS
+from neural_style.vgg import GET_REAL_WEIGHTS, VGG19, read_vgg19_mat
 
 SYNTHETIC_WEIGHTS_PATH = os.path.join("weights", "synthetic-vgg-verydeep-19-v1.mat")
 
@@ -30,10 +31,32 @@ class RunResult(NamedTuple):
     losses: dict[str, float]  # the losses at the last step
 
 
-def describe_device() -> str:
-    import tensorflow as tf
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Hide what TensorFlow's C++ side prints while it starts (CUDA probing on machines
+    without a GPU, oneDNN notes): it writes to file descriptor 2 directly, before its log
+    level is read, and buries the progress lines. Setting TF_CPP_MIN_LOG_LEVEL yourself
+    shows it all again."""
+    if "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+        yield
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
-    gpus = tf.config.list_physical_devices("GPU")
+
+def start_tensorflow() -> str:
+    """Import TensorFlow and find its devices; says which one the run uses."""
+    with _native_stderr_silenced():
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         return f"running on the GPU ({', '.join(gpu.name for gpu in gpus)})"
     return "running on the CPU (TensorFlow sees no GPU)"
@@ -87,11 +110,12 @@ def stylize(settings: Settings, stream: TextIO | None = None) -> RunResult:
     content, style = load_images(settings, stream)
     weights_path = resolve_weights_path(settings.vgg_model_path, stream)
 
-    from neural_style.optimize import ImageOptimizer, compute_targets, initial_image
-    from neural_style.vgg import VGG19
+    vgg_weights = read_vgg19_mat(weights_path)  # checked before TensorFlow starts
+    print(start_tensorflow(), file=stream, flush=True)
 
-    print(describe_device(), file=stream)
-    net = VGG19.from_mat(weights_path, pooling=settings.pooling)
+    from neural_style.optimize import ImageOptimizer, compute_targets, initial_image
+
+    net = VGG19(vgg_weights, pooling=settings.pooling)
     weights = loss_weights(settings)
     targets = compute_targets(net, content, style, weights)
     start = initial_image(content, settings.noise, settings.seed)
