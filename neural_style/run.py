@@ -11,16 +11,18 @@ import contextlib
 import dataclasses
 import os
 import sys
-from typing import NamedTuple, TextIO
+from typing import TYPE_CHECKING, NamedTuple, TextIO
 
 import numpy as np
 
 from neural_style import images
 from neural_style.config import DEFAULT_VGG_MODEL_PATH, Settings
 from neural_style.errors import UserError
-from neural_style.losses import LossWeights
 from neural_style.reporting import LossLog, ProgressPrinter, snapshot_path, write_settings_record
 from neural_style.vgg import GET_REAL_WEIGHTS, VGG19, read_vgg19_mat
+
+if TYPE_CHECKING:  # the losses import TensorFlow, which start_tensorflow() imports quietly
+    from neural_style.losses import LossWeights
 
 SYNTHETIC_WEIGHTS_PATH = os.path.join("weights", "synthetic-vgg-verydeep-19-v1.mat")
 
@@ -95,6 +97,8 @@ def load_images(settings: Settings, stream: TextIO) -> tuple[np.ndarray, np.ndar
 
 
 def loss_weights(settings: Settings) -> LossWeights:
+    from neural_style.losses import LossWeights
+
     return LossWeights(
         content_layers=settings.content_loss_layers,
         style_layers=settings.style_loss_layers,

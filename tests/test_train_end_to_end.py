@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -45,6 +46,8 @@ def test_a_tiny_run_with_cmyk_and_16_bit_inputs(tmp_path, tiny_mat):
     result = run_train(*tiny_run_flags(tiny_mat, content, style, output))
     assert result.returncode == 0, result.stderr
     assert "step 4/4" in result.stdout and "running on the CPU" in result.stdout
+    # TensorFlow's native start-up lines (I0000 ..., E0000 ...) are kept off the terminal.
+    assert not re.search(r"^[IWE]\d{4} ", result.stderr, re.MULTILINE), result.stderr
     written = sorted(os.listdir(tmp_path / "out"))
     assert written == [
         "painting-2.jpg",
