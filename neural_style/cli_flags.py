@@ -115,6 +115,11 @@ def define_flags(
                 flags.DEFINE_string(
                     name, config.format_layer_weights(pairs), help_text, flag_values=flag_values
                 )
+            elif kind in config.LIST_ITEM_TYPES:
+                items = config.as_list(default, setting, config.LIST_ITEM_TYPES[kind])
+                flags.DEFINE_string(
+                    name, ",".join(str(item) for item in items), help_text, flag_values=flag_values
+                )
             elif kind in _DEFINERS:
                 _DEFINERS[kind](name, default, help_text, flag_values=flag_values)
             else:
@@ -138,6 +143,8 @@ def settings_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> config.S
         value = flag_values[field.name].value
         if hints[field.name] == config.LayerWeights:
             value = config.parse_layer_weights(value, field.name.upper())
+        elif hints[field.name] == config.Paths:  # comma-separated on the command line
+            value = tuple(path.strip() for path in value.split(",") if path.strip())
         values[field.name] = value
     return config.validate(config.Settings(**values))
 

@@ -1,16 +1,19 @@
-"""Optimising the image: targets computed once, the image in a tf.Variable, a tf.function step.
+"""Optimising the image: targets computed once, then Adam or L-BFGS on the pixels.
 
-This module does no file I/O: `ImageOptimizer.steps(n)` yields one `StepResult` per step
-and the caller decides what to print and save (see run.py).
+This module does no file I/O. An optimiser's `steps(n)` yields one `StepResult` per
+iteration and the caller decides what to print and save (see run.py). Both optimisers keep
+the best image seen so far (the lowest loss), which is what snapshots and the result show.
 
-Shapes: images are [1, H, W, 3] float32 RGB in 0..255.
+Shapes: images are [1, H, W, 3] float32 RGB in 0..255; Gram matrices [1, C, C].
 """
 
 from __future__ import annotations
 
 import math
+import queue
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -19,113 +22,322 @@ import tensorflow as tf
 from neural_style.losses import LossWeights, Targets, gram_matrix, objective
 from neural_style.vgg import VGG19
 
+# A loss above this many times the best one so far counts as a divergence.
+DIVERGENCE_FACTOR = 10.0
+
+
+def content_targets(net: VGG19, content_image: np.ndarray, weights: LossWeights) -> dict:
+    """The content image's features at the content layers: layer -> [1, h, w, c]."""
+    layers = [name for name, _ in weights.content_layers]
+    features = net(content_image[None], layers)
+    return {name: tf.constant(features[name]) for name in layers}
+
+
+def style_targets(
+    net: VGG19,
+    style_images: Sequence[np.ndarray],
+    blend_weights: Sequence[float],
+    weights: LossWeights,
+) -> dict:
+    """The blend of the style images' Gram matrices at the style layers: layer -> [1, c, c].
+
+    Blend weights are normalised to sum to 1; a style with weight 0 is not even computed.
+    """
+    layers = [name for name, _ in weights.style_layers]
+    blend = np.asarray(blend_weights, np.float64)
+    blend = blend / blend.sum()
+    grams = {name: 0.0 for name in layers}
+    for style_image, share in zip(style_images, blend, strict=True):
+        if share == 0:
+            continue
+        features = net(style_image[None], layers)
+        for name in layers:
+            grams[name] += float(share) * gram_matrix(features[name])
+    return {name: tf.constant(gram) for name, gram in grams.items()}
+
 
 def compute_targets(
-    net: VGG19, content_image: np.ndarray, style_image: np.ndarray, weights: LossWeights
+    net: VGG19,
+    content_image: np.ndarray,
+    style_images: Sequence[np.ndarray],
+    blend_weights: Sequence[float],
+    weights: LossWeights,
 ) -> Targets:
-    """The content image's features and the style image's Gram matrices, once."""
-    content_layers = [name for name, _ in weights.content_layers]
-    style_layers = [name for name, _ in weights.style_layers]
-    content_features = net(content_image[None], content_layers)
-    style_features = net(style_image[None], style_layers)
+    """Both targets of one run, computed once before optimising."""
     return Targets(
-        content={name: tf.constant(content_features[name]) for name in content_layers},
-        style_grams={name: tf.constant(gram_matrix(style_features[name])) for name in style_layers},
+        content=content_targets(net, content_image, weights),
+        style_grams=style_targets(net, style_images, blend_weights, weights),
     )
 
 
-def initial_image(content_image: np.ndarray, noise: float, seed: int) -> np.ndarray:
-    """The content image with a `noise` fraction of uniform 0..255 noise blended in."""
+def initial_image(base: np.ndarray, noise: float, seed: int) -> np.ndarray:
+    """`base` with a `noise` fraction of uniform 0..255 noise blended in."""
     rng = np.random.default_rng(seed)
-    random_pixels = rng.uniform(0.0, 255.0, content_image.shape).astype(np.float32)
-    return ((1.0 - noise) * content_image + noise * random_pixels).astype(np.float32)
+    random_pixels = rng.uniform(0.0, 255.0, base.shape).astype(np.float32)
+    return ((1.0 - noise) * base + noise * random_pixels).astype(np.float32)
 
 
-class Adam:
-    """Adam (Kingma & Ba) on one variable, its state in tf.Variables so that a step stays
-    inside one tf.function and the state can be saved with the image."""
+class LossFunction:
+    """The objective of one content target and style blend, and its gradient."""
 
-    def __init__(
-        self,
-        variable: tf.Variable,
-        learning_rate: float,
-        beta1: float = 0.9,
-        beta2: float = 0.999,
-        epsilon: float = 1e-8,
-    ):
-        self.learning_rate = tf.Variable(learning_rate, dtype=tf.float32, trainable=False)
-        self.beta1, self.beta2, self.epsilon = beta1, beta2, epsilon
-        self.first_moment = tf.Variable(tf.zeros_like(variable), trainable=False)
-        self.second_moment = tf.Variable(tf.zeros_like(variable), trainable=False)
-        self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False)
+    def __init__(self, net: VGG19, targets: Targets, weights: LossWeights):
+        self.net = net
+        self.targets = targets
+        self.weights = weights
+        self.layers = sorted({name for name, _ in weights.content_layers + weights.style_layers})
 
-    def apply(self, gradient: tf.Tensor, variable: tf.Variable) -> None:
-        self.iterations.assign_add(1)
-        t = tf.cast(self.iterations, tf.float32)
-        self.first_moment.assign(self.beta1 * self.first_moment + (1 - self.beta1) * gradient)
-        self.second_moment.assign(
-            self.beta2 * self.second_moment + (1 - self.beta2) * tf.square(gradient)
-        )
-        corrected_rate = self.learning_rate * tf.sqrt(1 - self.beta2**t) / (1 - self.beta1**t)
-        variable.assign_sub(
-            corrected_rate * self.first_moment / (tf.sqrt(self.second_moment) + self.epsilon)
-        )
+    @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
+    def value_and_gradient(self, images: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            _, parts = objective(self.net(images, self.layers), images, self.targets, self.weights)
+        return parts, tape.gradient(parts["total"], images)
 
 
 class StepResult(NamedTuple):
-    step: int  # 1-based number of the step just taken
-    losses: dict[str, float]  # content, style, tv, total of the image the step started from
-    seconds: float  # wall time of the step
+    step: int  # 1-based number of the iteration just taken
+    evaluations: int  # loss-and-gradient evaluations so far
+    losses: dict[str, float]  # content, style, tv, total at the iteration's image
+    seconds: float  # wall time of the iteration
+    note: str = ""  # what the optimiser did besides a plain step, e.g. a divergence
 
     @property
     def finite(self) -> bool:
         return all(math.isfinite(value) for value in self.losses.values())
 
 
-class ImageOptimizer:
-    """Adam on the pixels of one image, kept in [0, 255]."""
+def _floats(parts: dict) -> dict[str, float]:
+    return {name: float(value) for name, value in parts.items()}
+
+
+class AdamOptimizer:
+    """Adam (Kingma & Ba) on the pixels, kept in [0, 255], with divergence recovery: a
+    non-finite loss, or one above DIVERGENCE_FACTOR times the best, restores the best image,
+    halves the learning rate and restarts the moment estimates."""
 
     def __init__(
         self,
-        net: VGG19,
-        targets: Targets,
-        weights: LossWeights,
+        loss: LossFunction,
         start_image: np.ndarray,
+        *,
         learning_rate: float,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        epsilon: float = 1e-8,
     ):
-        self.net = net
-        self.targets = targets
-        self.weights = weights
-        self.layers = sorted({name for name, _ in weights.content_layers + weights.style_layers})
+        self.loss = loss
+        self.beta1, self.beta2, self.epsilon = beta1, beta2, epsilon
         self.image = tf.Variable(start_image[None], dtype=tf.float32)
-        # The image before the last update whose loss and gradient were finite.
-        self.last_good = tf.Variable(self.image)
-        self.adam = Adam(self.image, learning_rate)
+        self.best_image = tf.Variable(self.image)
+        self.best_loss = tf.Variable(np.inf, dtype=tf.float32)
+        self.learning_rate = tf.Variable(learning_rate, dtype=tf.float32)
+        self.first_moment = tf.Variable(tf.zeros_like(self.image))
+        self.second_moment = tf.Variable(tf.zeros_like(self.image))
+        self.iterations = tf.Variable(0, dtype=tf.int64)
+        self.evaluations = 0
 
-    def loss(self, images: tf.Tensor) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
-        return objective(self.net(images, self.layers), images, self.targets, self.weights)
+    def _apply_adam(self, gradient: tf.Tensor) -> None:
+        self.iterations.assign_add(1)
+        t = tf.cast(self.iterations, tf.float32)
+        self.first_moment.assign(self.beta1 * self.first_moment + (1 - self.beta1) * gradient)
+        self.second_moment.assign(
+            self.beta2 * self.second_moment + (1 - self.beta2) * tf.square(gradient)
+        )
+        rate = self.learning_rate * tf.sqrt(1 - self.beta2**t) / (1 - self.beta1**t)
+        update = rate * self.first_moment / (tf.sqrt(self.second_moment) + self.epsilon)
+        self.image.assign(tf.clip_by_value(self.image - update, 0.0, 255.0))
 
     @tf.function
-    def _step(self) -> dict[str, tf.Tensor]:
-        with tf.GradientTape() as tape:
-            _, parts = self.loss(self.image)
-        gradient = tape.gradient(parts["total"], self.image)
-        finite = tf.math.is_finite(parts["total"]) & tf.reduce_all(tf.math.is_finite(gradient))
-        if finite:  # a non-finite step leaves the image and Adam's state as they were
-            self.last_good.assign(self.image)
-            self.adam.apply(gradient, self.image)
-            self.image.assign(tf.clip_by_value(self.image, 0.0, 255.0))
-        return parts
+    def _step(self) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        parts, gradient = self.loss.value_and_gradient(self.image)
+        total = parts["total"]
+        finite = tf.math.is_finite(total) & tf.reduce_all(tf.math.is_finite(gradient))
+        diverged = ~finite | (total > DIVERGENCE_FACTOR * self.best_loss)
+        if diverged:
+            self.image.assign(self.best_image)
+            self.learning_rate.assign(self.learning_rate / 2)
+            self.first_moment.assign(tf.zeros_like(self.image))
+            self.second_moment.assign(tf.zeros_like(self.image))
+            self.iterations.assign(0)
+        else:
+            if total < self.best_loss:
+                self.best_loss.assign(total)
+                self.best_image.assign(self.image)
+            self._apply_adam(gradient)
+        return parts, diverged
 
     def steps(self, count: int, first: int = 1) -> Iterator[StepResult]:
         """Take `count` steps, numbered from `first`, yielding after each."""
         for step in range(first, first + count):
             started = time.perf_counter()
-            losses = {name: float(value) for name, value in self._step().items()}
-            yield StepResult(step, losses, time.perf_counter() - started)
+            parts, diverged = self._step()
+            self.evaluations += 1
+            note = ""
+            if bool(diverged):
+                note = f"diverged: best image restored, learning rate {self.rate:.3g}"
+            yield StepResult(
+                step, self.evaluations, _floats(parts), time.perf_counter() - started, note
+            )
+
+    @property
+    def rate(self) -> float:
+        return float(self.learning_rate.numpy())
 
     def current_image(self) -> np.ndarray:
         return self.image.numpy()[0]
 
-    def last_good_image(self) -> np.ndarray:
-        return self.last_good.numpy()[0]
+    def best(self) -> np.ndarray:
+        """The lowest-loss image so far (the start image before the first step)."""
+        if not math.isfinite(float(self.best_loss.numpy())):
+            return self.current_image()
+        return self.best_image.numpy()[0]
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Everything needed to continue exactly where this optimiser is."""
+        names = (
+            "image",
+            "best_image",
+            "best_loss",
+            "learning_rate",
+            "first_moment",
+            "second_moment",
+            "iterations",
+        )
+        state = {name: getattr(self, name).numpy() for name in names}
+        state["evaluations"] = np.int64(self.evaluations)
+        return state
+
+    def restore(self, state: dict[str, np.ndarray]) -> None:
+        for name, variable in (
+            ("image", self.image),
+            ("best_image", self.best_image),
+            ("best_loss", self.best_loss),
+            ("learning_rate", self.learning_rate),
+            ("first_moment", self.first_moment),
+            ("second_moment", self.second_moment),
+            ("iterations", self.iterations),
+        ):
+            variable.assign(state[name])
+        self.evaluations = int(state["evaluations"])
+
+
+class _Stop(Exception):
+    pass
+
+
+class LbfgsOptimizer:
+    """scipy's L-BFGS-B on the pixels with the box [0, 255] as bounds.
+
+    The loss and gradient come from one tf.function call in float32; only the scipy boundary
+    is float64. scipy runs in a worker thread so that each iteration can be yielded; its
+    curvature history lives inside scipy, so a resumed run restarts it from the saved image.
+    """
+
+    def __init__(self, loss: LossFunction, start_image: np.ndarray, *, history: int = 10):
+        self.loss = loss
+        self.history = history
+        self.shape = (1, *start_image.shape)
+        self.image = start_image.astype(np.float32)
+        self.best_image = self.image.copy()
+        self.best_loss = math.inf
+        self.evaluations = 0
+        self.message = ""
+
+    def _evaluate(self, x: np.ndarray) -> tuple[float, np.ndarray, dict[str, float]]:
+        images = tf.constant(x.reshape(self.shape), dtype=tf.float32)
+        parts, gradient = self.loss.value_and_gradient(images)
+        self.evaluations += 1
+        losses = _floats(parts)
+        total = losses["total"]
+        gradient = gradient.numpy().astype(np.float64).ravel()
+        if not (math.isfinite(total) and np.all(np.isfinite(gradient))):
+            # Tell the line search this point is bad, so that it steps back.
+            return 1e30, np.zeros_like(gradient), losses
+        if total < self.best_loss:
+            self.best_loss = total
+            self.best_image = x.reshape(self.shape)[0].astype(np.float32)
+        return total, gradient, losses
+
+    def _minimise(self, count: int, first: int, results: queue.Queue, go: queue.Queue) -> None:
+        from scipy.optimize import minimize
+
+        latest = {}
+        iteration = [first - 1]
+        started = [time.perf_counter()]
+
+        def function(x):
+            total, gradient, latest["losses"] = self._evaluate(x)
+            return total, gradient
+
+        def callback(intermediate_result):
+            iteration[0] += 1
+            self.image = intermediate_result.x.reshape(self.shape)[0].astype(np.float32)
+            now = time.perf_counter()
+            results.put(
+                StepResult(iteration[0], self.evaluations, latest["losses"], now - started[0])
+            )
+            if not go.get():
+                raise _Stop
+            started[0] = time.perf_counter()
+
+        try:
+            outcome = minimize(
+                function,
+                self.image.astype(np.float64).ravel(),
+                jac=True,
+                method="L-BFGS-B",
+                bounds=[(0.0, 255.0)] * self.image.size,
+                callback=callback,
+                options={
+                    "maxiter": count,
+                    "maxfun": count * 20,
+                    "maxcor": self.history,
+                    "ftol": 0.0,
+                    "gtol": 0.0,
+                },
+            )
+            self.message = str(outcome.message)
+            results.put(None)
+        except _Stop:
+            results.put(None)
+        except BaseException as error:  # handed to the consumer's thread
+            results.put(error)
+
+    def steps(self, count: int, first: int = 1) -> Iterator[StepResult]:
+        """Run up to `count` iterations, numbered from `first`, yielding after each.
+        L-BFGS may stop earlier when it can make no more progress (see `message`)."""
+        results: queue.Queue = queue.Queue()
+        go: queue.Queue = queue.Queue()
+        worker = threading.Thread(
+            target=self._minimise, args=(count, first, results, go), daemon=True
+        )
+        worker.start()
+        try:
+            while (item := results.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                go.put(True)
+        finally:
+            go.put(False)
+            worker.join()
+
+    def current_image(self) -> np.ndarray:
+        return self.image
+
+    def best(self) -> np.ndarray:
+        return self.best_image if math.isfinite(self.best_loss) else self.image
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {
+            "image": self.image,
+            "best_image": self.best_image,
+            "best_loss": np.float64(self.best_loss),
+            "evaluations": np.int64(self.evaluations),
+        }
+
+    def restore(self, state: dict[str, np.ndarray]) -> None:
+        self.image = np.asarray(state["image"], np.float32)
+        self.best_image = np.asarray(state["best_image"], np.float32)
+        self.best_loss = float(state["best_loss"])
+        self.evaluations = int(state["evaluations"])

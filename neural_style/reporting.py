@@ -47,8 +47,17 @@ class ProgressPrinter:
         self._last_step = 0
         self._last_time = time.perf_counter()
 
-    def update(self, step: int, losses: dict[str, float]) -> None:
-        if not (step == 1 or is_due(step, self.every, self.total_steps)):
+    def update(
+        self,
+        step: int,
+        losses: dict[str, float],
+        *,
+        evaluations: int | None = None,
+        note: str = "",
+        label: str = "",
+    ) -> None:
+        """A line on cadence, and always when there is a `note` to tell."""
+        if not (step == 1 or note or is_due(step, self.every, self.total_steps)):
             return
         now = time.perf_counter()
         seconds_per_step = (now - self._last_time) / max(step - self._last_step, 1)
@@ -56,23 +65,39 @@ class ProgressPrinter:
         eta = seconds_per_step * (self.total_steps - step)
         parts = "  ".join(f"{name} {losses[name]:.4g}" for name in LOSS_NAMES)
         width = len(str(self.total_steps))
+        evals = f" ({evaluations} evals)" if evaluations and evaluations != step else ""
         print(
-            f"step {step:>{width}}/{self.total_steps}  {parts}  "
-            f"{seconds_per_step:.2f} s/step  ETA {format_duration(eta)}",
+            f"{label}step {step:>{width}}/{self.total_steps}{evals}  {parts}  "
+            f"{seconds_per_step:.2f} s/step  ETA {format_duration(eta)}"
+            + (f"  [{note}]" if note else ""),
             file=self.stream,
             flush=True,
         )
 
 
 class LossLog:
-    """`<prefix>-losses.csv`: one line per step with every loss and the step's seconds."""
+    """`<prefix>-losses.csv`: one line per step with every loss and the step's seconds.
 
-    def __init__(self, path: str):
+    `keep_until=N` continues an existing log after step N (a resumed run), dropping the
+    lines an interrupted run wrote after its last checkpoint.
+    """
+
+    def __init__(self, path: str, keep_until: int | None = None):
         self.path = path
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        kept = self._rows_until(path, keep_until) if keep_until is not None else []
         self._file = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115
         self._writer = csv.writer(self._file)
         self._writer.writerow(("step", *LOSS_NAMES, "seconds"))
+        self._writer.writerows(kept)
+
+    @staticmethod
+    def _rows_until(path: str, last_step: int) -> list[list[str]]:
+        if not os.path.exists(path):
+            return []
+        with open(path, newline="", encoding="utf-8") as file:
+            rows = list(csv.reader(file))[1:]
+        return [row for row in rows if row and row[0].isdigit() and int(row[0]) <= last_step]
 
     def write(self, step: int, losses: dict[str, float], seconds: float) -> None:
         self._writer.writerow(

@@ -1,36 +1,61 @@
-"""One style-transfer run from one Settings object, as `python train.py` does it.
+"""Style-transfer runs from one Settings object, as `python train.py` does them.
 
 settings -> images -> network -> losses -> optimiser -> snapshots: this module wires them
-together and owns the run's files: snapshots, the final image, the losses log and the
-settings record, all under the OUTPUT_IMAGE prefix.
+together and owns a run's files, all under the OUTPUT_IMAGE prefix: snapshots, the final
+image, the losses log and plot, the settings record and the checkpoint.
+
+One photo, or a batch (CONTENT_IMAGE a folder or a glob): the network and the style
+targets are built once and every photo is stylised with them.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
+import glob
 import os
 import sys
 from typing import TYPE_CHECKING, NamedTuple, TextIO
 
 import numpy as np
 
-from neural_style import images
+from neural_style import checkpoint as checkpoints
+from neural_style import colors, images, plots
 from neural_style.config import DEFAULT_VGG_MODEL_PATH, Settings
 from neural_style.errors import UserError
-from neural_style.reporting import LossLog, ProgressPrinter, snapshot_path, write_settings_record
+from neural_style.reporting import (
+    LossLog,
+    ProgressPrinter,
+    snapshot_path,
+    write_settings_record,
+)
 from neural_style.vgg import GET_REAL_WEIGHTS, VGG19, read_vgg19_mat
 
-if TYPE_CHECKING:  # the losses import TensorFlow, which start_tensorflow() imports quietly
+if TYPE_CHECKING:  # these import TensorFlow, which start_tensorflow() imports quietly
     from neural_style.losses import LossWeights
 
 SYNTHETIC_WEIGHTS_PATH = os.path.join("weights", "synthetic-vgg-verydeep-19-v1.mat")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+# Divergences in a row after which a run gives up (the learning rate has halved each time).
+MAX_DIVERGENCES_IN_A_ROW = 8
 
 
 class RunResult(NamedTuple):
     output_path: str  # the final image
-    steps: int  # steps taken
+    steps: int  # steps taken over all stages
     losses: dict[str, float]  # the losses at the last step
+
+
+class BatchResult(NamedTuple):
+    results: list[RunResult]  # one per photo stylised
+    failures: list[tuple[str, str]]  # (photo, why it failed)
+
+
+class Stage(NamedTuple):
+    size: tuple[int, int]  # (height, width) of the image in this stage
+    steps: int
+
+
+# --- start-up ---------------------------------------------------------------------------
 
 
 @contextlib.contextmanager
@@ -82,18 +107,23 @@ def resolve_weights_path(path: str, stream: TextIO) -> str:
     return synthetic_path
 
 
-def load_images(settings: Settings, stream: TextIO) -> tuple[np.ndarray, np.ndarray]:
-    """The content image at the output size, and the style image resized to the same size."""
-    content = images.load_image(settings.content_image, "CONTENT_IMAGE")
-    style = images.load_image(settings.style_image, "STYLE_IMAGE")
-    size = images.output_size(content.shape[:2], settings.image_width, settings.image_height)
-    print(
-        f"content {settings.content_image} {content.shape[1]}x{content.shape[0]}, "
-        f"style {settings.style_image} {style.shape[1]}x{style.shape[0]}, "
-        f"output {size[1]}x{size[0]}",
-        file=stream,
+def content_paths(pattern: str) -> tuple[list[str], bool]:
+    """The photos CONTENT_IMAGE names, and whether it names a batch (a folder or a glob)."""
+    if os.path.isdir(pattern):
+        found = [os.path.join(pattern, name) for name in os.listdir(pattern)]
+    elif glob.has_magic(pattern):
+        found = glob.glob(pattern)
+    else:
+        return [pattern], False
+    photos = sorted(
+        path for path in found if os.path.isfile(path) and path.lower().endswith(IMAGE_SUFFIXES)
     )
-    return images.resize_image(content, size), images.resize_image(style, size)
+    if not photos:
+        raise UserError(
+            f"{pattern}: no images ({', '.join(IMAGE_SUFFIXES)}) found; set CONTENT_IMAGE in "
+            "settings.py or pass --content_image=PATH (a file, a folder or a glob)"
+        )
+    return photos, True
 
 
 def loss_weights(settings: Settings) -> LossWeights:
@@ -108,47 +138,310 @@ def loss_weights(settings: Settings) -> LossWeights:
     )
 
 
-def stylize(settings: Settings, stream: TextIO | None = None) -> RunResult:
-    """Run the whole optimisation, writing snapshots, the final image and the logs."""
-    stream = stream or sys.stdout
-    content, style = load_images(settings, stream)
-    weights_path = resolve_weights_path(settings.vgg_model_path, stream)
+def plan_stages(settings: Settings, content_hw: tuple[int, int]) -> list[Stage]:
+    """One stage at the output size, or one per COARSE_TO_FINE width with its steps."""
+    final = images.output_size(content_hw, settings.image_width, settings.image_height)
+    if not settings.coarse_to_fine:
+        return [Stage(final, settings.train_steps)]
+    steps = settings.coarse_to_fine_steps or (settings.train_steps,) * len(settings.coarse_to_fine)
+    stages = []
+    for width, count in zip(settings.coarse_to_fine, steps, strict=True):
+        height = max(round(final[0] * width / final[1]), images.MIN_SIDE)
+        stages.append(Stage((height, width), count))
+    return stages
 
-    vgg_weights = read_vgg19_mat(weights_path)  # checked before TensorFlow starts
-    print(start_tensorflow(), file=stream, flush=True)
 
-    from neural_style.optimize import ImageOptimizer, compute_targets, initial_image
+def fresh_prefix(prefix: str, stream: TextIO) -> str:
+    """`prefix`, or the first free `prefix_2`, `prefix_3`... when an earlier run used it."""
 
-    net = VGG19(vgg_weights, pooling=settings.pooling)
-    weights = loss_weights(settings)
-    targets = compute_targets(net, content, style, weights)
-    start = initial_image(content, settings.noise, settings.seed)
-    optimizer = ImageOptimizer(net, targets, weights, start, settings.learning_rate)
+    def used(candidate: str) -> bool:
+        made = (
+            snapshot_path(candidate),
+            f"{candidate}-losses.csv",
+            checkpoints.checkpoint_path(candidate),
+        )
+        return any(os.path.exists(path) for path in made)
 
-    prefix = settings.output_image
-    final_path = snapshot_path(prefix)
-    write_settings_record(f"{prefix}-settings.json", dataclasses.asdict(settings))
-    progress = ProgressPrinter(settings.train_steps, settings.print_every, stream)
-    result = None
-    with LossLog(f"{prefix}-losses.csv") as log:
-        try:
-            for result in optimizer.steps(settings.train_steps):
-                log.write(result.step, result.losses, result.seconds)
-                if not result.finite:
-                    images.save_image(final_path, optimizer.last_good_image())
-                    raise UserError(
-                        f"the loss became {result.losses['total']} at step {result.step}; "
-                        f"the last good image is saved as {final_path}; "
-                        "lower LEARNING_RATE (--learning_rate) or the loss weights"
+    if not used(prefix):
+        return prefix
+    number = 2
+    while used(f"{prefix}_{number}"):
+        number += 1
+    print(
+        f"note: {snapshot_path(prefix)} is from an earlier run, so this run writes "
+        f"{prefix}_{number}.* instead; pass --overwrite to replace it",
+        file=stream,
+    )
+    return f"{prefix}_{number}"
+
+
+# --- the pipeline -------------------------------------------------------------------------
+
+
+class Pipeline:
+    """What every photo of a run shares: the settings, the network, the style images and
+    their Gram targets (computed once per stage), and the terminal."""
+
+    def __init__(self, settings: Settings, net: VGG19, styles: list[np.ndarray], stream: TextIO):
+        self.settings = settings
+        self.net = net
+        self.styles = styles
+        self.stream = stream
+        self.weights = loss_weights(settings)
+        self.blend = settings.style_blend_weights or (1.0,) * len(styles)
+        self._style_grams: dict = {}
+        self._plot_note_shown = False
+
+    def style_grams(self, stage_index: int, size: tuple[int, int], content: np.ndarray) -> dict:
+        from neural_style.optimize import style_targets
+
+        # Histogram matching recolours the styles per photo; otherwise they are shared.
+        per_photo = self.settings.preserve_colors == "histogram"
+        key = (stage_index, id(content) if per_photo else None)
+        if key not in self._style_grams:
+            scale = self.settings.style_scale
+            style_size = (
+                max(round(size[0] * scale), images.MIN_SIDE),
+                max(round(size[1] * scale), images.MIN_SIDE),
+            )
+            styles = self.styles
+            if per_photo:
+                styles = [colors.match_color_histogram(style, content) for style in styles]
+            resized = [images.resize_image(style, style_size) for style in styles]
+            self._style_grams[key] = style_targets(self.net, resized, self.blend, self.weights)
+        return self._style_grams[key]
+
+    def start_image(self, content: np.ndarray) -> np.ndarray:
+        from neural_style.optimize import initial_image
+
+        init, size = self.settings.init, content.shape[:2]
+        if init == "content":
+            base = content
+        elif init == "style":
+            base = images.resize_image(self.styles[0], size)
+        elif init == "noise":
+            return initial_image(content, 1.0, self.settings.seed)
+        else:
+            base = images.resize_image(images.load_image(init, "INIT"), size)
+        return initial_image(base, self.settings.noise, self.settings.seed)
+
+    def make_optimizer(self, loss, start: np.ndarray):
+        from neural_style.optimize import AdamOptimizer, LbfgsOptimizer
+
+        s = self.settings
+        if s.optimizer == "lbfgs":
+            return LbfgsOptimizer(loss, start)
+        return AdamOptimizer(
+            loss,
+            start,
+            learning_rate=s.learning_rate,
+            beta1=s.beta1,
+            beta2=s.beta2,
+            epsilon=s.epsilon,
+        )
+
+    def write_plot(self, prefix: str) -> None:
+        written = plots.write_loss_plot(f"{prefix}-losses.csv", f"{prefix}-losses.png")
+        if not written and not self._plot_note_shown:
+            print(plots.PLOT_NOTE, file=self.stream)
+            self._plot_note_shown = True
+
+
+class PhotoRun:
+    """One photo through every stage: snapshots, checkpoints, the log and the result."""
+
+    def __init__(self, pipeline: Pipeline, content_path: str, prefix: str):
+        self.pipeline = pipeline
+        self.settings = pipeline.settings
+        self.stream = pipeline.stream
+        self.prefix = prefix
+        self.photo = images.load_image(content_path, "CONTENT_IMAGE")
+        self.stages = plan_stages(self.settings, self.photo.shape[:2])
+        self.total_steps = sum(stage.steps for stage in self.stages)
+        self.final_path = snapshot_path(prefix)
+
+    def visible(self, image: np.ndarray, content: np.ndarray) -> np.ndarray:
+        """What is written: the image, or its brightness on the photo's colours."""
+        if self.settings.preserve_colors == "luminance":
+            return colors.preserve_colors(image, content)
+        return image
+
+    def save(self, path: str, image: np.ndarray, content: np.ndarray) -> None:
+        images.save_image(path, self.visible(image, content))
+
+    def run(self) -> RunResult:
+        from neural_style.losses import Targets
+        from neural_style.optimize import LossFunction, content_targets
+
+        s, pipeline = self.settings, self.pipeline
+        resumed = self._load_checkpoint() if s.resume else None
+        first_stage, done = (resumed.stage, resumed.step) if resumed else (0, 0)
+        if done >= self.total_steps:
+            raise UserError(
+                f"{checkpoints.checkpoint_path(self.prefix)}: the run is already complete at "
+                f"step {done}; raise TRAIN_STEPS (--train_steps) to go on"
+            )
+        self.step = done
+        write_settings_record(f"{self.prefix}-settings.json", checkpoints.settings_record(s))
+        progress = ProgressPrinter(self.total_steps, s.print_every, self.stream)
+        image, result, stage_start = None, None, 0
+        with LossLog(f"{self.prefix}-losses.csv", keep_until=done if resumed else None) as log:
+            for index, stage in enumerate(self.stages):
+                stage_end = stage_start + stage.steps
+                if index < first_stage:
+                    stage_start = stage_end
+                    continue
+                content = images.resize_image(self.photo, stage.size)
+                targets = Targets(
+                    content=content_targets(pipeline.net, content, pipeline.weights),
+                    style_grams=pipeline.style_grams(index, stage.size, content),
+                )
+                if image is None:
+                    start = pipeline.start_image(content)
+                else:  # each stage starts from the last one's result, upsampled
+                    start = images.resize_image(image, stage.size)
+                optimizer = pipeline.make_optimizer(
+                    LossFunction(pipeline.net, targets, pipeline.weights), start
+                )
+                if resumed and index == first_stage:
+                    optimizer.restore(resumed.optimizer_state)
+                first = max(done, stage_start) + 1
+                label = self._stage_label(index, stage)
+                try:
+                    result = (
+                        self._optimise(
+                            optimizer, content, first, stage_end, log, progress, label, index
+                        )
+                        or result
                     )
-                progress.update(result.step, result.losses)
-                if settings.snapshot_every and result.step % settings.snapshot_every == 0:
-                    images.save_image(snapshot_path(prefix, result.step), optimizer.current_image())
-        except KeyboardInterrupt:
-            images.save_image(final_path, optimizer.current_image())
-            done = result.step if result else 0
-            print(f"\ninterrupted at step {done}: saved {final_path}", file=stream, flush=True)
-            raise
-    images.save_image(final_path, optimizer.current_image())
-    print(f"saved {final_path}", file=stream)
-    return RunResult(final_path, result.step, result.losses)
+                except KeyboardInterrupt:
+                    self.save(self.final_path, optimizer.best(), content)
+                    self._checkpoint(optimizer, index, self.step)
+                    print(
+                        f"\ninterrupted at step {self.step}: saved "
+                        f"{self.final_path} and a checkpoint; --resume continues",
+                        file=self.stream,
+                        flush=True,
+                    )
+                    raise
+                image = optimizer.best()
+                stage_start = stage_end
+        self.save(self.final_path, image, content)
+        self._checkpoint(optimizer, len(self.stages) - 1, stage_start)
+        pipeline.write_plot(self.prefix)
+        print(f"saved {self.final_path}", file=self.stream)
+        last = result.losses if result else {}
+        return RunResult(self.final_path, stage_start, last)
+
+    def _stage_label(self, index: int, stage: Stage) -> str:
+        if len(self.stages) == 1:
+            return ""
+        return f"stage {index + 1}/{len(self.stages)} {stage.size[1]}x{stage.size[0]}  "
+
+    def _optimise(self, optimizer, content, first, last, log, progress, label, index):
+        s, result, divergences = self.settings, None, 0
+        for result in optimizer.steps(last - first + 1, first=first):
+            self.step = result.step
+            log.write(result.step, result.losses, result.seconds)
+            progress.update(
+                result.step,
+                result.losses,
+                evaluations=result.evaluations,
+                note=result.note,
+                label=label,
+            )
+            divergences = divergences + 1 if result.note else 0
+            if divergences >= MAX_DIVERGENCES_IN_A_ROW:
+                self.save(self.final_path, optimizer.best(), content)
+                raise UserError(
+                    f"the loss became {result.losses['total']} at step {result.step} and kept "
+                    f"diverging after {divergences} restarts at ever lower learning rates; "
+                    f"the best image is saved as {self.final_path}; lower LEARNING_RATE "
+                    "(--learning_rate) or the loss weights"
+                )
+            if s.snapshot_every and result.step % s.snapshot_every == 0:
+                self.save(snapshot_path(self.prefix, result.step), optimizer.best(), content)
+                self._checkpoint(optimizer, index, result.step)
+                self.pipeline.write_plot(self.prefix)
+        if result is not None and result.step < last:
+            message = getattr(optimizer, "message", "")
+            print(
+                f"{label}the optimiser stopped at step {result.step} of {last}: {message}",
+                file=self.stream,
+            )
+        return result
+
+    def _checkpoint(self, optimizer, stage: int, step: int) -> None:
+        checkpoints.save_checkpoint(
+            checkpoints.checkpoint_path(self.prefix),
+            checkpoints.Checkpoint(
+                stage, step, optimizer.state(), checkpoints.settings_record(self.settings)
+            ),
+        )
+
+    def _load_checkpoint(self) -> checkpoints.Checkpoint:
+        path = checkpoints.checkpoint_path(self.prefix)
+        loaded = checkpoints.load_checkpoint(path)
+        checkpoints.check_resumable(loaded, self.settings, path)
+        print(f"resuming from {path} at step {loaded.step}", file=self.stream)
+        return loaded
+
+
+# --- entry point ---------------------------------------------------------------------------
+
+
+def _batch_prefix(settings: Settings, photo: str) -> str:
+    stem = os.path.splitext(os.path.basename(photo))[0]
+    return f"{settings.output_image}-{stem}"
+
+
+def stylize(settings: Settings, stream: TextIO | None = None) -> RunResult | BatchResult:
+    """Stylise CONTENT_IMAGE (one photo, or every photo of a folder or glob)."""
+    stream = stream or sys.stdout
+    photos, is_batch = content_paths(settings.content_image)
+    styles = [images.load_image(path, "STYLE_IMAGE") for path in settings.style_image]
+    if not is_batch:
+        images.load_image(photos[0], "CONTENT_IMAGE")  # a bad photo fails before TF starts
+    vgg_weights = read_vgg19_mat(resolve_weights_path(settings.vgg_model_path, stream))
+    print(start_tensorflow(), file=stream, flush=True)
+    net = VGG19(vgg_weights, pooling=settings.pooling)
+    pipeline = Pipeline(settings, net, styles, stream)
+
+    def prefix_for(photo: str) -> str:
+        prefix = _batch_prefix(settings, photo) if is_batch else settings.output_image
+        if settings.resume or settings.overwrite:
+            return prefix
+        return fresh_prefix(prefix, stream)
+
+    if not is_batch:
+        run = PhotoRun(pipeline, photos[0], prefix_for(photos[0]))
+        _describe(run, photos[0], settings, stream)
+        return run.run()
+    results, failures = [], []
+    for number, photo in enumerate(photos, 1):
+        print(f"[{number}/{len(photos)}] {photo}", file=stream, flush=True)
+        try:
+            run = PhotoRun(pipeline, photo, prefix_for(photo))
+            results.append(run.run())
+        except UserError as error:
+            print(f"skipped {photo}: {error}", file=stream)
+            failures.append((photo, str(error)))
+    print(f"stylised {len(results)} of {len(photos)} photos", file=stream)
+    for photo, why in failures:
+        print(f"  failed: {photo}: {why}", file=stream)
+    if not results:
+        raise UserError(
+            f"{settings.content_image}: none of the {len(photos)} photos could be "
+            "stylised (see above)"
+        )
+    return BatchResult(results, failures)
+
+
+def _describe(run: PhotoRun, photo: str, settings: Settings, stream: TextIO) -> None:
+    height, width = run.photo.shape[:2]
+    sizes = ", ".join(f"{stage.size[1]}x{stage.size[0]}" for stage in run.stages)
+    print(
+        f"content {photo} {width}x{height}, style {', '.join(settings.style_image)}, "
+        f"output {sizes}, {settings.optimizer}",
+        file=stream,
+    )

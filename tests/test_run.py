@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import io
 import json
 import os
 import sys
@@ -17,8 +16,8 @@ import settings as user_settings
 from neural_style import reporting, run, synthetic
 from neural_style.config import DEFAULT_VGG_MODEL_PATH, Settings
 from neural_style.errors import UserError
-from neural_style.images import load_image
-from neural_style.optimize import ImageOptimizer, compute_targets, initial_image
+from neural_style.images import load_image, resize_image
+from neural_style.optimize import AdamOptimizer, LossFunction, compute_targets, initial_image
 from tests.conftest import TINY_OPTIONS, photo
 
 
@@ -42,8 +41,9 @@ def tiny_settings(tmp_path, tiny_mat, image_pair, **overrides) -> Settings:
 def test_a_short_run_lowers_the_total_loss(tiny_net):
     weights = run.loss_weights(Settings.from_module(user_settings))
     content, style = photo(32, 40, seed=1), photo(32, 40, seed=7)[:, ::-1]
-    targets = compute_targets(tiny_net, content, style, weights)
-    optimizer = ImageOptimizer(tiny_net, targets, weights, initial_image(content, 0.5, 0), 5.0)
+    targets = compute_targets(tiny_net, content, [style], [1.0], weights)
+    loss = LossFunction(tiny_net, targets, weights)
+    optimizer = AdamOptimizer(loss, initial_image(content, 0.5, 0), learning_rate=5.0)
     totals = [result.losses["total"] for result in optimizer.steps(20)]
     assert totals[-1] < 0.5 * totals[0]
     image = optimizer.current_image()
@@ -59,19 +59,25 @@ def test_initial_image_blends_noise_and_is_seeded():
     assert 0 < np.abs(noisy - content).mean() < 128
 
 
-def test_a_non_finite_step_changes_nothing(tiny_net):
+def test_a_diverging_step_restores_the_best_image_and_halves_the_rate(tiny_net):
     weights = run.loss_weights(Settings.from_module(user_settings))
     content = photo(32, 32)
-    targets = compute_targets(tiny_net, content, content[::-1], weights)
-    optimizer = ImageOptimizer(tiny_net, targets, weights, content, 5.0)
-    list(optimizer.steps(1))
-    good = optimizer.current_image()  # the image step 2 starts from: its loss is finite
-    list(optimizer.steps(1, first=2))
+    targets = compute_targets(tiny_net, content, [content[::-1]], [1.0], weights)
+    optimizer = AdamOptimizer(LossFunction(tiny_net, targets, weights), content, learning_rate=5.0)
+    results = list(optimizer.steps(3))
+    assert not any(result.note for result in results)
+    best_loss = min(result.losses["total"] for result in results)
+    best = optimizer.best()
     optimizer.image.assign(np.full((1, 32, 32, 3), np.nan, np.float32))
-    (result,) = optimizer.steps(1, first=3)
-    assert not result.finite and result.step == 3
-    assert int(optimizer.adam.iterations.numpy()) == 2
-    np.testing.assert_array_equal(optimizer.last_good_image(), good)
+    (result,) = optimizer.steps(1, first=4)
+    assert not result.finite and result.step == 4
+    assert "diverged" in result.note and "learning rate 2.5" in result.note
+    assert optimizer.rate == 2.5
+    np.testing.assert_array_equal(optimizer.current_image(), best)
+    assert int(optimizer.iterations.numpy()) == 0  # Adam's moments restart
+    assert float(optimizer.best_loss.numpy()) == pytest.approx(best_loss)
+    (result,) = optimizer.steps(1, first=5)
+    assert result.finite and not result.note
 
 
 def test_a_run_writes_snapshots_on_cadence_and_its_records(tmp_path, tiny_mat, image_pair, capsys):
@@ -81,7 +87,9 @@ def test_a_run_writes_snapshots_on_cadence_and_its_records(tmp_path, tiny_mat, i
     assert sorted(os.listdir(out)) == [
         "result-2.jpg",
         "result-4.jpg",
+        "result-checkpoint.npz",
         "result-losses.csv",
+        "result-losses.png",
         "result-settings.json",
         "result.jpg",
     ]
@@ -111,10 +119,10 @@ def test_snapshot_every_zero_writes_only_the_final_image(tmp_path, tiny_mat, ima
 def test_ctrl_c_saves_the_current_image(tmp_path, tiny_mat, image_pair, monkeypatch, capsys):
     real_update = reporting.ProgressPrinter.update
 
-    def interrupt_at_step_3(self, step, losses):
+    def interrupt_at_step_3(self, step, losses, **details):
         if step == 3:
             raise KeyboardInterrupt
-        real_update(self, step, losses)
+        real_update(self, step, losses, **details)
 
     monkeypatch.setattr(reporting.ProgressPrinter, "update", interrupt_at_step_3)
     with pytest.raises(KeyboardInterrupt):
@@ -124,12 +132,15 @@ def test_ctrl_c_saves_the_current_image(tmp_path, tiny_mat, image_pair, monkeypa
     assert not [name for name in os.listdir(tmp_path / "out") if name.endswith(".tmp")]
 
 
-def test_a_diverging_loss_stops_with_the_last_good_image(tmp_path, tiny_mat, image_pair):
-    settings = tiny_settings(tmp_path, tiny_mat, image_pair, alpha=1e38, beta=1e38, noise=0.0)
-    with pytest.raises(UserError, match=r"the loss became inf at step 1.*LEARNING_RATE"):
+def test_a_loss_that_never_recovers_stops_with_the_best_image(tmp_path, tiny_mat, image_pair):
+    settings = tiny_settings(
+        tmp_path, tiny_mat, image_pair, alpha=1e38, beta=1e38, noise=0.0, train_steps=10
+    )
+    with pytest.raises(UserError, match=r"the loss became inf at step 8 and kept diverging"):
         run.stylize(settings)
     saved = load_image(str(tmp_path / "out" / "result.jpg"), "OUTPUT_IMAGE")
-    content, _ = run.load_images(settings, io.StringIO())
+    content = load_image(settings.content_image, "CONTENT_IMAGE")
+    content = resize_image(content, saved.shape[:2])
     assert np.abs(saved - content).mean() < 3  # the untouched start image, JPEG-compressed
 
 

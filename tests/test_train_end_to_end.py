@@ -52,7 +52,9 @@ def test_a_tiny_run_with_cmyk_and_16_bit_inputs(tmp_path, tiny_mat):
     assert written == [
         "painting-2.jpg",
         "painting-4.jpg",
+        "painting-checkpoint.npz",
         "painting-losses.csv",
+        "painting-losses.png",
         "painting-settings.json",
         "painting.jpg",
     ]
@@ -81,7 +83,8 @@ def _one_pixel_style(tmp_path, tiny_mat):
 
 
 def _diverging_loss(tmp_path, tiny_mat):
-    return {"extra": ["--alpha=1e38", "--beta=1e38"]}, ("loss became inf", "LEARNING_RATE")
+    flags = ["--alpha=1e38", "--beta=1e38", "--train_steps=10", "--overwrite"]
+    return {"extra": flags}, ("loss became inf at step 8", "LEARNING_RATE")
 
 
 BAD_RUNS = {
