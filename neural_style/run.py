@@ -193,23 +193,25 @@ class Pipeline:
         self._plot_note_shown = False
 
     def style_grams(self, stage_index: int, size: tuple[int, int], content: np.ndarray) -> dict:
+        """The blended style Grams for a stage: computed once per stage and shared by every
+        photo, except in histogram mode, which recolours the styles to each photo."""
+        if self.settings.preserve_colors == "histogram":
+            styles = [colors.match_color_histogram(style, content) for style in self.styles]
+            return self._grams_of(styles, size)
+        if stage_index not in self._style_grams:
+            self._style_grams[stage_index] = self._grams_of(self.styles, size)
+        return self._style_grams[stage_index]
+
+    def _grams_of(self, styles: list[np.ndarray], size: tuple[int, int]) -> dict:
         from neural_style.optimize import style_targets
 
-        # Histogram matching recolours the styles per photo; otherwise they are shared.
-        per_photo = self.settings.preserve_colors == "histogram"
-        key = (stage_index, id(content) if per_photo else None)
-        if key not in self._style_grams:
-            scale = self.settings.style_scale
-            style_size = (
-                max(round(size[0] * scale), images.MIN_SIDE),
-                max(round(size[1] * scale), images.MIN_SIDE),
-            )
-            styles = self.styles
-            if per_photo:
-                styles = [colors.match_color_histogram(style, content) for style in styles]
-            resized = [images.resize_image(style, style_size) for style in styles]
-            self._style_grams[key] = style_targets(self.net, resized, self.blend, self.weights)
-        return self._style_grams[key]
+        scale = self.settings.style_scale
+        style_size = (
+            max(round(size[0] * scale), images.MIN_SIDE),
+            max(round(size[1] * scale), images.MIN_SIDE),
+        )
+        resized = [images.resize_image(style, style_size) for style in styles]
+        return style_targets(self.net, resized, self.blend, self.weights)
 
     def start_image(self, content: np.ndarray) -> np.ndarray:
         from neural_style.optimize import initial_image
@@ -277,10 +279,12 @@ class PhotoRun:
         resumed = self._load_checkpoint() if s.resume else None
         first_stage, done = (resumed.stage, resumed.step) if resumed else (0, 0)
         if done >= self.total_steps:
-            raise UserError(
-                f"{checkpoints.checkpoint_path(self.prefix)}: the run is already complete at "
-                f"step {done}; raise TRAIN_STEPS (--train_steps) to go on"
+            print(
+                f"{self.prefix}: already complete at step {done}; raise TRAIN_STEPS "
+                "(--train_steps) to go on",
+                file=self.stream,
             )
+            return RunResult(self.final_path, done, {})
         self.step = done
         write_settings_record(f"{self.prefix}-settings.json", checkpoints.settings_record(s))
         progress = ProgressPrinter(self.total_steps, s.print_every, self.stream)

@@ -17,7 +17,7 @@ from neural_style import colors, run
 from neural_style.config import Settings
 from neural_style.errors import UserError
 from neural_style.images import load_image, resize_image
-from neural_style.optimize import LossFunction, LbfgsOptimizer, compute_targets, style_targets
+from neural_style.optimize import LbfgsOptimizer, LossFunction, compute_targets, style_targets
 from tests.conftest import photo, write_image
 
 
@@ -72,14 +72,18 @@ def test_the_same_seed_gives_the_same_file(tmp_path, tiny_mat, image_pair):
     first, _ = stylize_quietly(settings_for(tmp_path / "a", tiny_mat, image_pair, seed=3))
     second, _ = stylize_quietly(settings_for(tmp_path / "b", tiny_mat, image_pair, seed=3))
     other, _ = stylize_quietly(settings_for(tmp_path / "c", tiny_mat, image_pair, seed=4))
-    with open(first.output_path, "rb") as a, open(second.output_path, "rb") as b:
-        assert a.read() == b.read()
+    assert _read(first.output_path) == _read(second.output_path)
     assert not np.array_equal(
         load_image(first.output_path, "X"), load_image(other.output_path, "X")
     )
 
 
 # --- resume and overwrite --------------------------------------------------------------------
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as file:
+        return file.read()
 
 
 def _final_state(prefix: str) -> dict:
@@ -120,11 +124,11 @@ def test_resume_refuses_changed_settings_and_a_missing_checkpoint(tmp_path, tiny
 def test_a_new_run_never_overwrites_an_earlier_one_silently(tmp_path, tiny_mat, image_pair):
     settings = settings_for(tmp_path, tiny_mat, image_pair, train_steps=2)
     first, _ = stylize_quietly(settings)
-    before = open(first.output_path, "rb").read()
+    before = _read(first.output_path)
     second, printed = stylize_quietly(settings)
     assert second.output_path == str(tmp_path / "out" / "result_2.jpg")
     assert "pass --overwrite" in printed
-    assert open(first.output_path, "rb").read() == before
+    assert _read(first.output_path) == before
     third, _ = stylize_quietly(settings.__class__(**{**settings.__dict__, "overwrite": True}))
     assert third.output_path == first.output_path
 
@@ -291,3 +295,65 @@ def test_an_empty_folder_is_a_clear_error(tmp_path, tiny_mat, image_pair):
     settings = settings_for(tmp_path, tiny_mat, image_pair, content_image=str(tmp_path / "empty"))
     with pytest.raises(UserError, match="no images"):
         stylize_quietly(settings)
+
+
+def test_ctrl_c_in_a_later_stage_resumes_to_the_same_image(
+    tmp_path, tiny_mat, image_pair, monkeypatch
+):
+    from neural_style import reporting
+
+    stages = dict(coarse_to_fine=[40, 64], coarse_to_fine_steps=[3, 3], snapshot_every=0)
+    straight = settings_for(tmp_path / "straight", tiny_mat, image_pair, **stages)
+    stylize_quietly(straight)
+    interrupted = settings_for(tmp_path / "cut", tiny_mat, image_pair, **stages)
+    real_update = reporting.ProgressPrinter.update
+
+    def interrupt_at_step_4(self, step, losses, **details):
+        real_update(self, step, losses, **details)
+        if step == 4:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(reporting.ProgressPrinter, "update", interrupt_at_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        stylize_quietly(interrupted)
+    monkeypatch.setattr(reporting.ProgressPrinter, "update", real_update)
+    assert checkpoints.load_checkpoint(f"{interrupted.output_image}-checkpoint.npz").stage == 1
+    resumed, printed = stylize_quietly(
+        interrupted.__class__(**{**interrupted.__dict__, "resume": True})
+    )
+    assert "resuming from" in printed and resumed.steps == 6
+    a, b = _final_state(straight.output_image), _final_state(interrupted.output_image)
+    np.testing.assert_allclose(a["best_image"], b["best_image"], rtol=1e-4, atol=1e-3)
+    _, printed = stylize_quietly(interrupted.__class__(**{**interrupted.__dict__, "resume": True}))
+    assert "already complete at step 6" in printed
+
+
+def test_list_settings_come_from_comma_separated_flags():
+    from absl import flags
+
+    from neural_style import cli_flags
+
+    values = flags.FlagValues()
+    cli_flags.define_flags(user_settings, values)
+    values(
+        [
+            "train.py",
+            "--style_image=a.jpg,b.jpg",
+            "--style_blend_weights=3,1",
+            "--coarse_to_fine=256,512",
+            "--coarse_to_fine_steps=30,10",
+            "--resume",
+            "--optimizer=lbfgs",
+            "--preserve_colors=histogram",
+        ]
+    )
+    settings = cli_flags.settings_from_flags(values)
+    assert settings.style_image == ("a.jpg", "b.jpg")
+    assert settings.style_blend_weights == (3.0, 1.0)
+    assert settings.coarse_to_fine == (256, 512) and settings.coarse_to_fine_steps == (30, 10)
+    assert settings.resume is True and settings.optimizer == "lbfgs"
+    values = flags.FlagValues()
+    cli_flags.define_flags(user_settings, values)
+    values(["train.py", "--coarse_to_fine=256,big"])
+    with pytest.raises(UserError, match=r"COARSE_TO_FINE \(--coarse_to_fine\): 'big' is not"):
+        cli_flags.settings_from_flags(values)
