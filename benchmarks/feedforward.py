@@ -1,0 +1,145 @@
+"""The feed-forward network's speed: training images per second, stylising ms per image.
+
+    python benchmarks/feedforward.py            # the paper's sizes (a few minutes on 2 cores)
+    python benchmarks/feedforward.py --quick    # tiny sizes, a smoke run (under a minute)
+
+Training: steps of the full network (width 32) and the VGG-19 loss network at 256x256,
+batch 4, on one fixed random batch, so the data pipeline is left out; the first steps
+compile and warm up and are not timed. Stylising: one image at 512x512 and at 1024x1024,
+through the same compiled function stylize.py uses, the median of a few runs.
+
+The weights need not be real for timing: without weights/imagenet-vgg-verydeep-19.mat the
+synthetic stand-in of the same shapes is used. Prints a table and writes
+benchmarks/results/feedforward.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from neural_style import run
+from neural_style.config import DEFAULT_VGG_MODEL_PATH
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "feedforward.json")
+
+FULL = {"width": 32, "train_size": 256, "batch": 4, "train_steps": 4, "sizes": (512, 1024)}
+QUICK = {"width": 4, "train_size": 64, "batch": 2, "train_steps": 3, "sizes": (128, 256)}
+
+
+def time_training(config: dict, weights_path: str) -> dict:
+    import numpy as np
+    import tensorflow as tf
+
+    from neural_style.feedforward.training import PerceptualLoss, Trainer
+    from neural_style.losses import LossWeights
+    from neural_style.vgg import VGG19
+
+    rng = np.random.default_rng(0)
+    size, batch = config["train_size"], config["batch"]
+    photos = rng.uniform(0, 255, (batch, size, size, 3)).astype(np.float32)
+    style = rng.uniform(0, 255, (size, size, 3)).astype(np.float32)
+    weights = LossWeights(
+        content_layers=(("relu2_2", 1.0),),
+        style_layers=tuple((name, 0.25) for name in ("relu1_2", "relu2_2", "relu3_3", "relu4_3")),
+        alpha=1.0,
+        beta=500.0,
+        tv_weight=1e-3,
+    )
+    loss = PerceptualLoss(VGG19.from_mat(weights_path), style, weights)
+    strategy = tf.distribute.MirroredStrategy()
+    trainer = Trainer(
+        strategy,
+        loss,
+        width=config["width"],
+        learning_rate=1e-3,
+        global_batch_size=batch,
+        seed=0,
+    )
+    distributed = trainer.distribute_batch(photos)
+    for _ in range(2):  # compile, then one step to settle the allocators
+        trainer.distributed_step(distributed)["total"].numpy()
+    started = time.perf_counter()
+    for _ in range(config["train_steps"]):
+        trainer.distributed_step(distributed)["total"].numpy()
+    seconds = (time.perf_counter() - started) / config["train_steps"]
+    return {
+        "image_size": size,
+        "batch_size": batch,
+        "replicas": strategy.num_replicas_in_sync,
+        "seconds_per_step": round(seconds, 4),
+        "images_per_second": round(batch / seconds, 3),
+    }
+
+
+def time_stylising(config: dict) -> list[dict]:
+    import numpy as np
+
+    from neural_style.feedforward.model import build_transformer
+    from neural_style.feedforward.stylize import Stylizer
+
+    stylizer = Stylizer(build_transformer(width=config["width"], seed=0))
+    results = []
+    for side in config["sizes"]:
+        image = np.random.default_rng(1).uniform(0, 255, (1, side, side, 3)).astype(np.float32)
+        stylizer(image)  # the first call at a size compiles
+        times = []
+        for _ in range(5):
+            started = time.perf_counter()
+            stylizer(image)
+            times.append(time.perf_counter() - started)
+        results.append(
+            {"image_size": side, "ms_per_image": round(1000 * statistics.median(times), 1)}
+        )
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    parser.add_argument("--output", default=RESULTS, help="where to write the JSON results")
+    arguments = parser.parse_args()
+    config = QUICK if arguments.quick else FULL
+    load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
+    device = run.start_tensorflow()
+    weights_path = run.resolve_weights_path(DEFAULT_VGG_MODEL_PATH, io.StringIO())
+
+    training = time_training(config, weights_path)
+    stylising = time_stylising(config)
+    report = {
+        "device": device,
+        "cpu_count": os.cpu_count(),
+        "load_average_before": load_before,
+        "machine": platform.machine(),
+        "network_width": config["width"],
+        "vgg_weights": os.path.basename(weights_path),
+        "quick": arguments.quick,
+        "training": training,
+        "stylising": stylising,
+    }
+    print(device)
+    print(
+        f"training  {training['image_size']}x{training['image_size']}, batch "
+        f"{training['batch_size']}: {training['images_per_second']} images/s "
+        f"({training['seconds_per_step']} s/step)"
+    )
+    for row in stylising:
+        side = row["image_size"]
+        print(f"stylising {side}x{side}: {row['ms_per_image']} ms/image")
+    os.makedirs(os.path.dirname(os.path.abspath(arguments.output)), exist_ok=True)
+    with open(arguments.output, "w", encoding="utf-8") as file:
+        json.dump(report, file, indent=2)
+        file.write("\n")
+    print(f"wrote {arguments.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""The feed-forward style network of Johnson et al., "Perceptual Losses for Real-Time Style
+Transfer" (2016), with instance normalisation (Ulyanov et al., 2016), as a Keras model.
+
+    model = build_transformer(width=32)      # the paper's channel counts
+    model.save("network.keras")
+    model = load_network("network.keras")    # needs only this module importable
+    stylised = model(photos)                 # [B, H, W, 3] RGB 0..255 -> the same
+
+Layout, for a base width w (32 in the paper):
+    9x9 conv w, stride 1
+    3x3 conv 2w, stride 2          (H/2)
+    3x3 conv 4w, stride 2          (H/4)
+    5 residual blocks of two 3x3 convs 4w
+    nearest-neighbour upsample to H/2, 3x3 conv 2w
+    nearest-neighbour upsample to H,   3x3 conv w
+    9x9 conv 3, then tanh scaled to 0..255
+Every conv pads by reflection and, but the last, is followed by instance normalisation and
+a ReLU. Upsampling resizes to the exact size of the matching downsampling stage rather than
+doubling, so any input size, odd ones included, gives an output of the same size, and
+resizing before a conv (instead of a transposed conv) avoids checkerboard artefacts.
+
+The three custom layers are registered with Keras under the package "neural_style", so
+`keras.saving.load_model` rebuilds a saved network once this module has been imported.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+RESIDUAL_BLOCKS = 5  # as in the paper
+PAPER_WIDTH = 32  # channels of the first conv in the paper
+# Each side must be at least this, so that reflection padding fits at a quarter of the size.
+MIN_SIDE = 5
+
+
+@keras.saving.register_keras_serializable(package="neural_style")
+class ReflectionPadding2D(keras.layers.Layer):
+    """Pads the two spatial axes of [B, H, W, C] by mirroring, `padding` pixels each side."""
+
+    def __init__(self, padding: int, **kwargs):
+        super().__init__(**kwargs)
+        self.padding = int(padding)
+
+    def call(self, inputs):
+        pad = self.padding
+        return tf.pad(inputs, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, channels = input_shape
+        grow = 2 * self.padding
+        return (
+            batch,
+            None if height is None else height + grow,
+            None if width is None else width + grow,
+            channels,
+        )
+
+    def get_config(self):
+        return {**super().get_config(), "padding": self.padding}
+
+
+@keras.saving.register_keras_serializable(package="neural_style")
+class InstanceNormalization(keras.layers.Layer):
+    """Normalises each image's each channel over its positions, then scales and shifts it
+    by learned per-channel values: [B, H, W, C] -> [B, H, W, C]."""
+
+    def __init__(self, epsilon: float = 1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = float(epsilon)
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        self.scale = self.add_weight(name="scale", shape=(channels,), initializer="ones")
+        self.offset = self.add_weight(name="offset", shape=(channels,), initializer="zeros")
+
+    def call(self, inputs):
+        mean, variance = tf.nn.moments(inputs, axes=[1, 2], keepdims=True)
+        normalised = (inputs - mean) * tf.math.rsqrt(variance + self.epsilon)
+        return normalised * self.scale + self.offset
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package="neural_style")
+class ResizeToMatch(keras.layers.Layer):
+    """Nearest-neighbour resize of `[images, reference]`'s images to the reference's height
+    and width; with a reference twice the size this is plain 2x upsampling."""
+
+    def call(self, inputs):
+        images, reference = inputs
+        size = tf.shape(reference)[1:3]
+        return tf.image.resize(images, size, method="nearest")
+
+    def compute_output_shape(self, input_shape):
+        images_shape, reference_shape = input_shape
+        return (images_shape[0], reference_shape[1], reference_shape[2], images_shape[3])
+
+
+def _conv(x, filters: int, kernel_size: int, strides: int, name: str, *, normalise: bool = True):
+    """Reflection pad, conv, and (unless `normalise` is False) instance norm and ReLU."""
+    x = ReflectionPadding2D(kernel_size // 2, name=f"{name}_pad")(x)
+    x = keras.layers.Conv2D(
+        filters,
+        kernel_size,
+        strides=strides,
+        padding="valid",
+        # A bias before instance normalisation is subtracted away again.
+        use_bias=not normalise,
+        name=f"{name}_conv",
+    )(x)
+    if not normalise:
+        return x
+    x = InstanceNormalization(name=f"{name}_norm")(x)
+    return keras.layers.ReLU(name=f"{name}_relu")(x)
+
+
+def _residual_block(x, filters: int, name: str):
+    shortcut = x
+    x = _conv(x, filters, 3, 1, f"{name}_a")
+    x = ReflectionPadding2D(1, name=f"{name}_b_pad")(x)
+    x = keras.layers.Conv2D(filters, 3, padding="valid", use_bias=False, name=f"{name}_b_conv")(x)
+    x = InstanceNormalization(name=f"{name}_b_norm")(x)
+    return keras.layers.Add(name=f"{name}_add")([shortcut, x])
+
+
+def build_transformer(
+    width: int = PAPER_WIDTH, residual_blocks: int = RESIDUAL_BLOCKS, seed: int | None = None
+) -> keras.Model:
+    """The image transformation network, [B, H, W, 3] RGB 0..255 in and out, any H and W of
+    at least MIN_SIDE.
+
+    Args:
+      width: channels of the first conv; the others are 2x and 4x this (32 in the paper;
+        the tests use 2 to 4).
+      residual_blocks: number of residual blocks at a quarter of the input size.
+      seed: makes the initial weights reproducible when given.
+    """
+    if width < 1 or residual_blocks < 0:
+        raise ValueError(
+            f"width must be >= 1 and residual_blocks >= 0, got {width}, {residual_blocks}"
+        )
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    photos = keras.Input(shape=(None, None, 3), name="photos")
+    # Scale 0..255 to -1..1, which suits the initialisers better.
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="to_unit_range")(photos)
+    full = _conv(x, width, 9, 1, "in")
+    half = _conv(full, 2 * width, 3, 2, "down1")
+    x = _conv(half, 4 * width, 3, 2, "down2")
+    for index in range(1, residual_blocks + 1):
+        x = _residual_block(x, 4 * width, f"residual{index}")
+    x = ResizeToMatch(name="up1_resize")([x, half])
+    x = _conv(x, 2 * width, 3, 1, "up1")
+    x = ResizeToMatch(name="up2_resize")([x, full])
+    x = _conv(x, width, 3, 1, "up2")
+    x = _conv(x, 3, 9, 1, "out", normalise=False)
+    x = keras.layers.Activation("tanh", name="tanh")(x)
+    stylised = keras.layers.Rescaling(127.5, offset=127.5, name="to_pixels")(x)
+    return keras.Model(photos, stylised, name="style_transformer")
+
+
+def load_network(path: str) -> keras.Model:
+    """A network saved with `model.save(path)` (a .keras file)."""
+    return keras.saving.load_model(path, compile=False)

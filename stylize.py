@@ -1,0 +1,52 @@
+"""Apply a trained feed-forward style network to an image, a folder of images or a video;
+settings in settings.py (NETWORK_MODEL, STYLIZE_*), flags override.
+
+    python stylize.py                                       # STYLIZE_INPUT with NETWORK_MODEL
+    python stylize.py --stylize_input=me.jpg
+    python stylize.py --stylize_input=holiday/ --stylize_batch_size=8
+    python stylize.py --stylize_input=clip.mp4 --stylize_preserve_colors
+    python stylize.py --helpfull                            # every flag and its comment
+
+Outputs go to the STYLIZE_OUTPUT folder under each input's name. A bad setting prints one
+`error: ...` line and exits with status 2; Ctrl-C prints `interrupted` and exits with 130.
+"""
+
+import sys
+
+from absl import app
+
+import settings
+from neural_style import cli_flags
+from neural_style.config import NetworkSettings
+from neural_style.errors import UserError
+
+EXIT_INTERRUPTED = 130  # the shell's convention for a process stopped by SIGINT
+
+
+def main(argv: list[str]) -> int:
+    del argv  # cli_flags.parse_flags has already rejected stray arguments
+    try:
+        run_settings = NetworkSettings.from_flag_values(cli_flags.flags.FLAGS)
+        # Imported only now, so that flag errors and --help never wait for TensorFlow.
+        from neural_style.run import start_tensorflow
+
+        print(start_tensorflow(), flush=True)
+        from neural_style.feedforward.stylize import stylize_input
+
+        stylize_input(run_settings)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return UserError.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        cli_flags.define_flags(settings)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(UserError.exit_code)
+    app.run(main, flags_parser=cli_flags.parse_flags)

@@ -1,0 +1,101 @@
+"""The feed-forward transformer network: shapes, normalisation, and .keras round trips."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from neural_style.feedforward.model import (
+    InstanceNormalization,
+    build_transformer,
+    load_network,
+)
+from neural_style.feedforward.stylize import Stylizer
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    return build_transformer(width=2, seed=3)
+
+
+@pytest.mark.parametrize("height_width", [(33, 47), (32, 32), (5, 7), (50, 21)])
+def test_any_size_odd_included_keeps_its_size(tiny_model, height_width):
+    rng = np.random.default_rng(0)
+    photos = rng.uniform(0, 255, (2, *height_width, 3)).astype(np.float32)
+    stylised = np.asarray(tiny_model(photos))
+    assert stylised.shape == photos.shape
+    assert stylised.min() >= 0.0 and stylised.max() <= 255.0
+
+
+def test_the_layout_follows_the_paper():
+    model = build_transformer(width=4, seed=0)
+    convs = [layer for layer in model.layers if layer.name.endswith("_conv")]
+    assert [conv.kernel_size for conv in convs[:3]] == [(9, 9), (3, 3), (3, 3)]
+    assert [conv.strides for conv in convs[:3]] == [(1, 1), (2, 2), (2, 2)]
+    assert [conv.filters for conv in convs[:3]] == [4, 8, 16]
+    assert len([layer for layer in model.layers if layer.name.endswith("_add")]) == 5
+    assert convs[-1].kernel_size == (9, 9) and convs[-1].filters == 3
+    norms = [layer for layer in model.layers if isinstance(layer, InstanceNormalization)]
+    assert len(norms) == len(convs) - 1  # after every conv but the last
+    # The paper's network: width 32 gives about 1.7 million weights.
+    assert 1.6e6 < build_transformer(width=32).count_params() < 1.8e6
+
+
+def test_instance_normalisation_normalises_each_image_and_channel():
+    rng = np.random.default_rng(1)
+    features = rng.normal(5, 3, (2, 6, 7, 4)).astype(np.float32) * np.arange(1, 5)
+    layer = InstanceNormalization()
+    normalised = np.asarray(layer(features))
+    np.testing.assert_allclose(normalised.mean(axis=(1, 2)), 0, atol=1e-5)
+    np.testing.assert_allclose(normalised.std(axis=(1, 2)), 1, atol=1e-3)
+
+
+def test_saved_network_stylises_bit_identically(tiny_model, tmp_path):
+    path = str(tmp_path / "network.keras")
+    tiny_model.save(path)
+    photo = np.random.default_rng(2).uniform(0, 255, (1, 35, 41, 3)).astype(np.float32)
+    in_memory = Stylizer(tiny_model)(photo)
+    loaded = Stylizer(load_network(path))(photo)
+    assert np.array_equal(in_memory, loaded)
+
+
+LOAD_WITHOUT_TRAINING_CODE = """
+import sys
+import keras
+import numpy as np
+import neural_style.feedforward.model  # registers the custom layers; nothing else needed
+model = keras.saving.load_model(sys.argv[1])
+np.save(sys.argv[2], np.asarray(model(np.load(sys.argv[3]), training=False)))
+assert "neural_style.feedforward.training" not in sys.modules
+assert "neural_style.vgg" not in sys.modules
+"""
+
+
+def test_a_saved_network_loads_without_the_training_code(tiny_model, tmp_path):
+    path = str(tmp_path / "network.keras")
+    tiny_model.save(path)
+    photo = np.random.default_rng(4).uniform(0, 255, (1, 33, 33, 3)).astype(np.float32)
+    np.save(tmp_path / "photo.npy", photo)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            LOAD_WITHOUT_TRAINING_CODE,
+            path,
+            str(tmp_path / "out.npy"),
+            str(tmp_path / "photo.npy"),
+        ],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": REPO_ROOT, "CUDA_VISIBLE_DEVICES": ""},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    expected = np.asarray(tiny_model(photo, training=False))
+    assert np.array_equal(np.load(tmp_path / "out.npy"), expected)
