@@ -15,6 +15,7 @@ import ast
 import dataclasses
 import inspect
 import io
+import os
 import re
 import sys
 import tokenize
@@ -32,7 +33,6 @@ from neural_style.errors import UserError
 flags.disclaim_key_flags()
 
 _CONSTANT = re.compile(r"[A-Z][A-Z0-9_]*")
-_HELP_HINT = "see python train.py --helpfull"
 
 _DEFINERS = {
     bool: flags.DEFINE_boolean,
@@ -174,5 +174,6 @@ def parse_flags(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) ->
 
 def _usage_error(message: str) -> typing.NoReturn:
     one_line = " ".join(message.split())
-    print(f"error: {one_line}; {_HELP_HINT}", file=sys.stderr)
+    command = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "train.py"
+    print(f"error: {one_line}; see python {command} --helpfull", file=sys.stderr)
     sys.exit(UserError.exit_code)
