@@ -11,42 +11,23 @@ Outputs go to the STYLIZE_OUTPUT folder under each input's name. A bad setting p
 `error: ...` line and exits with status 2; Ctrl-C prints `interrupted` and exits with 130.
 """
 
-import sys
-
-from absl import app
+from absl import flags
 
 import settings
 from neural_style import cli_flags
 from neural_style.config import NetworkSettings
-from neural_style.errors import UserError
-
-EXIT_INTERRUPTED = 130  # the shell's convention for a process stopped by SIGINT
 
 
-def main(argv: list[str]) -> int:
-    del argv  # cli_flags.parse_flags has already rejected stray arguments
-    try:
-        run_settings = NetworkSettings.from_flag_values(cli_flags.flags.FLAGS)
-        # Imported only now, so that flag errors and --help never wait for TensorFlow.
-        from neural_style.run import start_tensorflow
+def stylize_from_flags(flag_values: flags.FlagValues) -> None:
+    run_settings = NetworkSettings.from_flag_values(flag_values)
+    # Imported only now, so that flag errors and --help never wait for TensorFlow.
+    from neural_style.run import start_tensorflow
 
-        print(start_tensorflow(), flush=True)
-        from neural_style.feedforward.stylize import stylize_input
+    print(start_tensorflow(), flush=True)
+    from neural_style.feedforward.stylize import stylize_input
 
-        stylize_input(run_settings)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return UserError.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    return 0
+    stylize_input(run_settings)
 
 
 if __name__ == "__main__":
-    try:
-        cli_flags.define_flags(settings)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(UserError.exit_code)
-    app.run(main, flags_parser=cli_flags.parse_flags)
+    cli_flags.run_command(settings, stylize_from_flags)

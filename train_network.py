@@ -10,49 +10,30 @@ Every setting in settings.py is also a flag of the same name in lower case:
 
 The network, its settings, checkpoints, samples and losses go to NETWORK_OUTPUT_DIR; apply
 the network with `python stylize.py`. It trains on every visible GPU (MirroredStrategy),
-or on a cluster when TF_CONFIG describes one (see docs/feedforward.md).
+or on a cluster when TF_CONFIG describes one (see README.md).
 
 A bad setting prints one `error: ...` line and exits with status 2; Ctrl-C saves the
 network and a checkpoint, prints `interrupted` and exits with status 130.
 """
 
-import sys
-
-from absl import app, logging
+from absl import flags, logging
 
 import settings
 from neural_style import cli_flags
 from neural_style.config import NetworkSettings
-from neural_style.errors import UserError
-
-EXIT_INTERRUPTED = 130  # the shell's convention for a process stopped by SIGINT
 
 
-def main(argv: list[str]) -> int:
-    del argv  # cli_flags.parse_flags has already rejected stray arguments
-    try:
-        run_settings = NetworkSettings.from_flag_values(cli_flags.flags.FLAGS)
-        # Imported only now, so that flag errors and --help never wait for TensorFlow.
-        from neural_style.run import start_tensorflow
+def train_from_flags(flag_values: flags.FlagValues) -> None:
+    run_settings = NetworkSettings.from_flag_values(flag_values)
+    # Imported only now, so that flag errors and --help never wait for TensorFlow.
+    from neural_style.run import start_tensorflow
 
-        start_tensorflow()  # imports TensorFlow with its start-up noise hidden
-        logging.set_verbosity(logging.WARNING)  # tf.distribute's INFO lines bury the progress
-        from neural_style.feedforward.training import train_network
+    start_tensorflow()  # imports TensorFlow with its start-up noise hidden
+    logging.set_verbosity(logging.WARNING)  # tf.distribute's INFO lines bury the progress
+    from neural_style.feedforward.training import train_network
 
-        train_network(run_settings)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return UserError.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    return 0
+    train_network(run_settings)
 
 
 if __name__ == "__main__":
-    try:
-        cli_flags.define_flags(settings)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(UserError.exit_code)
-    app.run(main, flags_parser=cli_flags.parse_flags)
+    cli_flags.run_command(settings, train_from_flags)

@@ -23,7 +23,7 @@ import types
 import typing
 from typing import Any
 
-from absl import flags
+from absl import app, flags
 
 from neural_style import config
 from neural_style.errors import UserError
@@ -177,3 +177,33 @@ def _usage_error(message: str) -> typing.NoReturn:
     command = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "train.py"
     print(f"error: {one_line}; see python {command} --helpfull", file=sys.stderr)
     sys.exit(UserError.exit_code)
+
+
+EXIT_INTERRUPTED = 130  # the shell's convention for a process stopped by SIGINT
+
+
+def run_command(
+    settings_module: types.ModuleType, action: typing.Callable[[flags.FlagValues], None]
+) -> typing.NoReturn:
+    """The whole life of a command such as train.py: flags from `settings_module`, then
+    `action(flags.FLAGS)`. A UserError anywhere prints one `error: ...` line and exits 2;
+    Ctrl-C prints `interrupted` and exits 130; no traceback either way."""
+    try:
+        define_flags(settings_module)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(UserError.exit_code)
+
+    def main(argv: list[str]) -> int:
+        del argv  # parse_flags has already rejected stray arguments
+        try:
+            action(flags.FLAGS)
+        except UserError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return UserError.exit_code
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        return 0
+
+    app.run(main, flags_parser=parse_flags)
