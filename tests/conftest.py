@@ -78,6 +78,27 @@ def image_pair(tmp_path) -> tuple[str, str]:
     return content, style
 
 
+def tiny_settings(tmp_path, tiny_mat, image_pair, **overrides):
+    """Settings for a toy run: the tiny network, small images, a few steps, into tmp_path."""
+    import settings as user_settings
+    from neural_style.config import Settings
+
+    content, style = image_pair
+    values = dict(
+        content_image=content,
+        style_image=style,
+        output_image=str(tmp_path / "out" / "result"),
+        vgg_model_path=tiny_mat,
+        image_width=40,
+        image_height=0,
+        train_steps=5,
+        snapshot_every=2,
+        print_every=1,
+        learning_rate=5.0,
+    )
+    return Settings.from_module(user_settings, **{**values, **overrides})
+
+
 def run_train(*args: str, cwd: str = REPO_ROOT, timeout: int = 120) -> subprocess.CompletedProcess:
     """`python train.py ARGS` in a subprocess, as a user runs it."""
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}

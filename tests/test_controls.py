@@ -18,24 +18,11 @@ from neural_style.config import Settings
 from neural_style.errors import UserError
 from neural_style.images import load_image, resize_image
 from neural_style.optimize import LbfgsOptimizer, LossFunction, compute_targets, style_targets
-from tests.conftest import photo, write_image
+from tests.conftest import photo, tiny_settings, write_image
 
 
 def settings_for(tmp_path, tiny_mat, image_pair, **overrides) -> Settings:
-    content, style = image_pair
-    values = dict(
-        content_image=content,
-        style_image=style,
-        output_image=str(tmp_path / "out" / "result"),
-        vgg_model_path=tiny_mat,
-        image_width=40,
-        image_height=0,
-        train_steps=4,
-        snapshot_every=2,
-        print_every=1,
-        learning_rate=5.0,
-    )
-    return Settings.from_module(user_settings, **{**values, **overrides})
+    return tiny_settings(tmp_path, tiny_mat, image_pair, **{"train_steps": 4, **overrides})
 
 
 def stylize_quietly(settings: Settings):

@@ -18,24 +18,7 @@ from neural_style.config import DEFAULT_VGG_MODEL_PATH, Settings
 from neural_style.errors import UserError
 from neural_style.images import load_image, resize_image
 from neural_style.optimize import AdamOptimizer, LossFunction, compute_targets, initial_image
-from tests.conftest import TINY_OPTIONS, photo
-
-
-def tiny_settings(tmp_path, tiny_mat, image_pair, **overrides) -> Settings:
-    content, style = image_pair
-    values = dict(
-        content_image=content,
-        style_image=style,
-        output_image=str(tmp_path / "out" / "result"),
-        vgg_model_path=tiny_mat,
-        image_width=40,
-        image_height=0,
-        train_steps=5,
-        snapshot_every=2,
-        print_every=1,
-        learning_rate=5.0,
-    )
-    return Settings.from_module(user_settings, **{**values, **overrides})
+from tests.conftest import TINY_OPTIONS, photo, tiny_settings
 
 
 def test_a_short_run_lowers_the_total_loss(tiny_net):
