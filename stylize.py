@@ -23,7 +23,7 @@ def stylize_from_flags(flag_values: flags.FlagValues) -> None:
     # Imported only now, so that flag errors and --help never wait for TensorFlow.
     from neural_style.run import start_tensorflow
 
-    print(start_tensorflow(), flush=True)
+    print(start_tensorflow()[0], flush=True)
     from neural_style.feedforward.stylize import stylize_input
 
     stylize_input(run_settings)

@@ -27,6 +27,11 @@ from neural_style.checkpoint import load_checkpoint
 from neural_style.config import Settings
 
 
+def lowest_logged_loss(log_path: str) -> float:
+    with open(log_path) as file:
+        return min(float(row["total"]) for row in csv.DictReader(file))
+
+
 def seconds_to_reach(log_path: str, target: float, last_stage_from: int) -> float | None:
     """Wall seconds of the logged steps until the total loss first is <= target (only steps
     from `last_stage_from` on count as reaching it: earlier stages are at other sizes)."""
@@ -63,6 +68,7 @@ def score(settings: Settings, prefix: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes and step counts")
+    parser.add_argument("--precision", default="float32", help="PRECISION of every run")
     args = parser.parse_args()
     width, adam_steps, lbfgs_steps = (128, 60, 20) if args.quick else (512, 1000, 300)
     stages = [width // 2, width]
@@ -92,9 +98,13 @@ def main() -> None:
         started = time.perf_counter()
         result = run.stylize(settings, io.StringIO())
         seconds = time.perf_counter() - started
-        full = Settings.from_module(user_settings, image_width=width, image_height=0)
+        # Scored in float32 whatever the runs' precision.
+        full = Settings.from_module(
+            user_settings, image_width=width, image_height=0, precision="float32"
+        )
         loss = score(full, prefix)
-        target = loss if target is None else target  # the first row is Adam's
+        if target is None:  # the first row is Adam's: its lowest logged loss is the bar
+            target = lowest_logged_loss(f"{prefix}-losses.csv")
         last_stage_from = 1 + sum(overrides.get("coarse_to_fine_steps", [0])[:-1])
         reach = seconds_to_reach(f"{prefix}-losses.csv", target, last_stage_from)
         rows.append(
@@ -112,7 +122,7 @@ def main() -> None:
             flush=True,
         )
     with open("benchmarks/results/optimizers.json", "w") as file:
-        json.dump({"width": width, "rows": rows}, file, indent=2)
+        json.dump({"width": width, "precision": args.precision, "rows": rows}, file, indent=2)
 
 
 if __name__ == "__main__":

@@ -109,7 +109,7 @@ def main() -> None:
     arguments = parser.parse_args()
     config = QUICK if arguments.quick else FULL
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
-    device = run.start_tensorflow()
+    device, _ = run.start_tensorflow()
     weights_path = run.resolve_weights_path(DEFAULT_VGG_MODEL_PATH, io.StringIO())
 
     training = time_training(config, weights_path)

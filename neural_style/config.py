@@ -22,20 +22,30 @@ from neural_style.errors import UserError
 
 # (VGG layer name, weight) pairs, e.g. (("relu1_1", 0.2), ("relu2_1", 0.2)).
 LayerWeights = tuple[tuple[str, float], ...]
+# Lists of plain values: in settings.py a list (or one value), on the command line
+# comma-separated, e.g. --style_image=a.jpg,b.jpg or --coarse_to_fine=256,512.
+Paths = tuple[str, ...]
+Floats = tuple[float, ...]
+Ints = tuple[int, ...]
+LIST_ITEM_TYPES = {Paths: str, Floats: float, Ints: int}
 
 # The weights settings.py points at by default; a run may substitute a synthetic stand-in
 # when this exact path is missing, but never for a path the user chose.
 DEFAULT_VGG_MODEL_PATH = "weights/imagenet-vgg-verydeep-19.mat"
 
 POOLING_CHOICES = ("max", "avg")
+PRECISION_CHOICES = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+OPTIMIZER_CHOICES = ("adam", "lbfgs")
+PRESERVE_COLORS_CHOICES = ("off", "luminance", "histogram")
+INIT_CHOICES = ("content", "style", "noise")  # or the path of an image
 
 
 @dataclass(frozen=True)
 class Settings:
     """Everything one style-transfer run needs; the fields mirror settings.py in lower case."""
 
-    content_image: str  # path of the photo whose content is kept
-    style_image: str  # path of the artwork whose style is copied
+    content_image: str  # path of the photo, or a folder or glob of photos
+    style_image: Paths  # paths of the artworks whose styles are blended
     output_image: str  # path prefix: snapshots <prefix>-<step>.jpg, result <prefix>.jpg
     vgg_model_path: str  # path of the MatConvNet VGG-19 .mat file
     image_width: int  # pixels; 0 = the content image's own width
@@ -45,13 +55,26 @@ class Settings:
     alpha: float  # unitless weight of the content loss
     beta: float  # unitless weight of the style loss
     tv_weight: float  # unitless weight of the total-variation loss; 0 = off
+    init: str  # starting image: "content", "style", "noise" or an image path
     noise: float  # fraction 0..1 of noise in the starting image
+    optimizer: str  # "adam" or "lbfgs"
     learning_rate: float  # Adam step size, pixel values (0..255) per step
+    beta1: float  # Adam's first-moment decay, 0..1
+    beta2: float  # Adam's second-moment decay, 0..1
+    epsilon: float  # Adam's epsilon, in pixel-gradient units
+    style_blend_weights: Floats  # unitless, one per style image; empty = equal
+    style_scale: float  # style image size / output size
+    preserve_colors: str  # "off", "luminance" or "histogram"
+    coarse_to_fine: Ints  # output widths of the stages, pixels; empty = one stage
+    coarse_to_fine_steps: Ints  # steps of each stage; empty = train_steps each
     train_steps: int  # optimisation steps
     snapshot_every: int  # steps between snapshots; 0 = final image only
     print_every: int  # steps between progress lines
     pooling: str  # "max" or "avg"
+    precision: str  # conv arithmetic: "auto", "float32", "mixed_bfloat16", "mixed_float16"
     seed: int  # random seed for the starting noise
+    resume: bool  # continue from <output_image>-checkpoint.npz
+    overwrite: bool  # replace an earlier run's files under the same prefix
 
     @classmethod
     def from_module(cls, module: types.ModuleType, **overrides: Any) -> "Settings":
@@ -133,9 +156,56 @@ def validate(settings: Settings) -> Settings:
     _check_weights_and_rates(checked)
     _check_layers("content_loss_layers", checked.content_loss_layers)
     _check_layers("style_loss_layers", checked.style_loss_layers)
-    if checked.pooling not in POOLING_CHOICES:
-        raise UserError(f"{describe('pooling')} must be 'max' or 'avg', got {checked.pooling!r}")
+    for name, choices in (
+        ("pooling", POOLING_CHOICES),
+        ("precision", PRECISION_CHOICES),
+        ("optimizer", OPTIMIZER_CHOICES),
+        ("preserve_colors", PRESERVE_COLORS_CHOICES),
+    ):
+        if getattr(checked, name) not in choices:
+            raise UserError(
+                f"{describe(name)} must be one of {', '.join(choices)}; "
+                f"got {getattr(checked, name)!r}"
+            )
+    _check_artist_controls(checked)
     return checked
+
+
+def _check_artist_controls(settings: Settings) -> None:
+    for name in ("beta1", "beta2"):
+        if not 0 <= getattr(settings, name) < 1:
+            raise UserError(f"{describe(name)} must be in [0, 1), got {getattr(settings, name)}")
+    if not (math.isfinite(settings.epsilon) and settings.epsilon > 0):
+        raise UserError(f"{describe('epsilon')} must be a number > 0, got {settings.epsilon}")
+    if not (math.isfinite(settings.style_scale) and 0.05 <= settings.style_scale <= 20):
+        raise UserError(
+            f"{describe('style_scale')} must be between 0.05 and 20, got {settings.style_scale}"
+        )
+    blend = settings.style_blend_weights
+    if blend:
+        if len(blend) != len(settings.style_image):
+            raise UserError(
+                f"{describe('style_blend_weights')} has {len(blend)} weights for "
+                f"{len(settings.style_image)} style images; give one per image, or none"
+            )
+        if not all(math.isfinite(w) and w >= 0 for w in blend) or sum(blend) <= 0:
+            raise UserError(
+                f"{describe('style_blend_weights')} must be numbers >= 0 with a positive sum, "
+                f"got {list(blend)}"
+            )
+    if any(width < 32 for width in settings.coarse_to_fine):
+        raise UserError(
+            f"{describe('coarse_to_fine')} lists output widths of at least 32 pixels, "
+            f"got {list(settings.coarse_to_fine)}"
+        )
+    steps = settings.coarse_to_fine_steps
+    if steps and len(steps) != len(settings.coarse_to_fine):
+        raise UserError(
+            f"{describe('coarse_to_fine_steps')} needs one step count per stage of "
+            f"COARSE_TO_FINE ({len(settings.coarse_to_fine)}), got {len(steps)}"
+        )
+    if any(count < 1 for count in steps):
+        raise UserError(f"{describe('coarse_to_fine_steps')} must be at least 1 each")
 
 
 def _check_type(name: str, value: Any, hint: Any) -> Any:
@@ -148,13 +218,19 @@ def _check_type(name: str, value: Any, hint: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UserError(f"{where} must be a number, got {value!r}")
         return float(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise UserError(f"{where} must be True or False, got {value!r}")
+        return value
+    if hint in LIST_ITEM_TYPES:
+        return as_list(value, name, LIST_ITEM_TYPES[hint])
     if hint is str:
         if not isinstance(value, str):
             raise UserError(f"{where} must be text (a quoted string), got {value!r}")
         return value
     if hint == LayerWeights:
         return as_layer_weights(value, name)
-    raise TypeError(f"no check for the type {hint!r} of Settings.{name}")
+    raise TypeError(f"no check for the type {hint!r} of the setting {name}")
 
 
 def as_layer_weights(value: Any, setting: str) -> LayerWeights:
@@ -183,10 +259,38 @@ def as_layer_weights(value: Any, setting: str) -> LayerWeights:
     return tuple(pairs)
 
 
+def as_list(value: Any, setting: str, item_type: type) -> tuple:
+    """One value or a list of them (numbers may be text, as flags give them) -> a tuple.
+
+    Raises:
+      UserError: an item is not of `item_type`; the message names `setting`.
+    """
+    items = value if isinstance(value, (list, tuple)) else [value]
+    if isinstance(value, str) and item_type is not str:
+        items = [item for item in value.split(",") if item.strip()]
+    return tuple(_list_item(item, setting, item_type) for item in items)
+
+
+def _list_item(item: Any, setting: str, item_type: type) -> Any:
+    kind = {str: "a path", float: "a number", int: "a whole number"}[item_type]
+    if isinstance(item, str):
+        try:
+            return item_type(item.strip())
+        except ValueError:
+            pass
+    elif item_type is float and isinstance(item, (int, float)) and not isinstance(item, bool):
+        return float(item)
+    elif item_type is int and isinstance(item, int) and not isinstance(item, bool):
+        return item
+    raise UserError(f"{describe(setting)}: {item!r} is not {kind}")
+
+
 def _check_paths(settings: Settings) -> None:
-    for name in ("content_image", "style_image", "vgg_model_path", "output_image"):
+    for name in ("content_image", "vgg_model_path", "output_image", "init"):
         if not getattr(settings, name).strip():
             raise UserError(f"{describe(name)} must be a file path, got an empty string")
+    if not settings.style_image or not all(path.strip() for path in settings.style_image):
+        raise UserError(f"{describe('style_image')} must name at least one image file")
     separators = tuple(sep for sep in ("/", os.sep, os.altsep) if sep)
     if settings.output_image.endswith(separators):
         raise UserError(
@@ -272,3 +376,129 @@ def module_label(module: types.ModuleType) -> str:
     """How messages name a settings module: its file name, e.g. "settings.py"."""
     path = getattr(module, "__file__", None)
     return os.path.basename(path) if path else getattr(module, "__name__", "the settings module")
+
+
+# --- Feed-forward network (train_network.py, stylize.py) --------------------------------
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    """Training a feed-forward style network (train_network.py) and applying it
+    (stylize.py). The fields mirror settings.py's NETWORK_* and STYLIZE_* constants in lower
+    case; `vgg_model_path` and `pooling` are the optimiser's settings, shared."""
+
+    network_dataset: str  # folder of training photos, searched recursively
+    network_style_image: str  # path of the artwork the network learns
+    network_style_size: int  # pixels, the style image's longer side for its Grams; 0 = own
+    network_output_dir: str  # folder for the network, checkpoints, samples and logs
+    network_image_size: int  # pixels, side of the square training crops
+    network_batch_size: int  # images per step, over all replicas together
+    network_steps: int  # training steps (used when network_epochs is 0)
+    network_epochs: int  # passes over the dataset; 0 = use network_steps
+    network_learning_rate: float  # Adam's step size
+    network_width: int  # channels of the network's first conv (32 in the paper)
+    network_content_layers: LayerWeights  # (layer, unitless weight) pairs
+    network_style_layers: LayerWeights  # (layer, unitless weight) pairs
+    network_content_weight: float  # unitless weight of the content loss
+    network_style_weight: float  # unitless weight of the style loss
+    network_tv_weight: float  # unitless weight of the total-variation loss; 0 = off
+    network_checkpoint_every: int  # steps between checkpoints; 0 = only at the end
+    network_sample_every: int  # steps between samples; 0 = only at the end
+    network_sample_image: str  # path of the photo stylised for the samples
+    network_print_every: int  # steps between progress lines
+    network_resume: bool  # continue from the output folder's latest checkpoint
+    network_seed: int  # seed for the initial weights and the data order
+    network_model: str  # path of the trained .keras network that stylize.py applies
+    stylize_input: str  # an image, a folder of images, or a video
+    stylize_output: str  # folder the stylised files are written to
+    stylize_batch_size: int  # images or frames per forward pass
+    stylize_max_size: int  # pixels, longer side inputs are shrunk to; 0 = own size
+    stylize_preserve_colors: bool  # keep the input's colours, restyle only its luminance
+    vgg_model_path: str  # path of the MatConvNet VGG-19 .mat file (the loss network)
+    pooling: str  # "max" or "avg", in the loss network
+
+    @classmethod
+    def from_module(cls, module: types.ModuleType, **overrides: Any) -> "NetworkSettings":
+        """Like `Settings.from_module`: each field's UPPER_CASE constant from `module`,
+        then `overrides` (lower-case field names), validated."""
+        names = [field.name for field in dataclasses.fields(cls)]
+        unknown = sorted(set(overrides) - set(names))
+        if unknown:
+            raise TypeError(f"NetworkSettings has no field(s) {', '.join(unknown)}")
+        values = {}
+        for name in names:
+            if name in overrides:
+                values[name] = overrides[name]
+            elif hasattr(module, name.upper()):
+                values[name] = getattr(module, name.upper())
+            else:
+                raise UserError(
+                    f"{name.upper()} is missing from {module_label(module)}; add it back"
+                )
+        return validate_network(cls(**{name: _lists_to_tuples(v) for name, v in values.items()}))
+
+    @classmethod
+    def from_flag_values(cls, flag_values: Any) -> "NetworkSettings":
+        """From parsed absl flags (defined by neural_style.cli_flags.define_flags); layer
+        lists arrive as `relu1_2:0.25,relu2_2:0.25` text."""
+        hints = typing.get_type_hints(cls)
+        values = {}
+        for field in dataclasses.fields(cls):
+            value = flag_values[field.name].value
+            if hints[field.name] == LayerWeights and isinstance(value, str):
+                value = parse_layer_weights(value, field.name.upper())
+            values[field.name] = value
+        return validate_network(cls(**values))
+
+
+def validate_network(settings: NetworkSettings) -> NetworkSettings:
+    """Checks every field of a NetworkSettings; returns a copy with floats and tuples.
+
+    Raises:
+      UserError: one line naming the first bad setting, as `NAME (--name)`, and the fix.
+    """
+    hints = typing.get_type_hints(NetworkSettings)
+    values = {
+        field.name: _check_type(field.name, getattr(settings, field.name), hints[field.name])
+        for field in dataclasses.fields(NetworkSettings)
+    }
+    checked = dataclasses.replace(settings, **values)
+    for name, hint in hints.items():
+        if hint is str and not getattr(checked, name).strip():
+            raise UserError(f"{describe(name)} must be a file or folder path, got an empty string")
+    minimums = {
+        "network_style_size": (0, " (0 = the style image's own size)"),
+        "network_image_size": (32, " (VGG-19 pools five times)"),
+        "network_batch_size": (1, ""),
+        "network_steps": (1, ""),
+        "network_epochs": (0, " (0 = use NETWORK_STEPS)"),
+        "network_width": (1, ""),
+        "network_checkpoint_every": (0, " (0 = only at the end)"),
+        "network_sample_every": (0, " (0 = only at the end)"),
+        "network_print_every": (1, ""),
+        "network_seed": (0, ""),
+        "stylize_batch_size": (1, ""),
+        "stylize_max_size": (0, " (0 = each input's own size)"),
+    }
+    for name, (minimum, meaning) in minimums.items():
+        value = getattr(checked, name)
+        if value < minimum:
+            raise UserError(f"{describe(name)} must be at least {minimum}{meaning}, got {value}")
+    for name in ("network_content_weight", "network_style_weight", "network_tv_weight"):
+        value = getattr(checked, name)
+        if not (math.isfinite(value) and value >= 0):
+            raise UserError(f"{describe(name)} must be a finite number >= 0, got {value}")
+    rate = checked.network_learning_rate
+    if not (math.isfinite(rate) and rate > 0):
+        raise UserError(
+            f"{describe('network_learning_rate')} must be a finite number > 0, got {rate}"
+        )
+    _check_layers("network_content_layers", checked.network_content_layers)
+    _check_layers("network_style_layers", checked.network_style_layers)
+    if checked.pooling not in POOLING_CHOICES:
+        raise UserError(f"{describe('pooling')} must be one of max, avg; got {checked.pooling!r}")
+    if not checked.network_model.endswith(".keras"):
+        raise UserError(
+            f"{describe('network_model')} must be a .keras file, got {checked.network_model!r}"
+        )
+    return checked

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, NamedTuple, TextIO
 import numpy as np
 
 from neural_style import checkpoint as checkpoints
-from neural_style import colors, images, plots
+from neural_style import colors, images, memory, plots
 from neural_style.config import DEFAULT_VGG_MODEL_PATH, Settings
 from neural_style.errors import UserError
 from neural_style.reporting import (
@@ -28,7 +28,7 @@ from neural_style.reporting import (
     snapshot_path,
     write_settings_record,
 )
-from neural_style.vgg import GET_REAL_WEIGHTS, VGG19, read_vgg19_mat
+from neural_style.vgg import GET_REAL_WEIGHTS, VGG19, read_vgg19_mat, resolve_precision
 
 if TYPE_CHECKING:  # these import TensorFlow, which start_tensorflow() imports quietly
     from neural_style.losses import LossWeights
@@ -78,15 +78,16 @@ def _native_stderr_silenced():
         os.close(devnull)
 
 
-def start_tensorflow() -> str:
-    """Import TensorFlow and find its devices; says which one the run uses."""
+def start_tensorflow() -> tuple[str, bool]:
+    """Import TensorFlow and find its devices: a line saying which one the run uses, and
+    whether it is a GPU."""
     with _native_stderr_silenced():
         import tensorflow as tf
 
         gpus = tf.config.list_physical_devices("GPU")
     if gpus:
-        return f"running on the GPU ({', '.join(gpu.name for gpu in gpus)})"
-    return "running on the CPU (TensorFlow sees no GPU)"
+        return f"running on the GPU ({', '.join(gpu.name for gpu in gpus)})", True
+    return "running on the CPU (TensorFlow sees no GPU)", False
 
 
 def resolve_weights_path(path: str, stream: TextIO) -> str:
@@ -182,9 +183,18 @@ class Pipeline:
     """What every photo of a run shares: the settings, the network, the style images and
     their Gram targets (computed once per stage), and the terminal."""
 
-    def __init__(self, settings: Settings, net: VGG19, styles: list[np.ndarray], stream: TextIO):
+    def __init__(
+        self,
+        settings: Settings,
+        net: VGG19,
+        styles: list[np.ndarray],
+        stream: TextIO,
+        *,
+        on_gpu: bool = False,
+    ):
         self.settings = settings
         self.net = net
+        self.on_gpu = on_gpu
         self.styles = styles
         self.stream = stream
         self.weights = loss_weights(settings)
@@ -212,6 +222,14 @@ class Pipeline:
         )
         resized = [images.resize_image(style, style_size) for style in styles]
         return style_targets(self.net, resized, self.blend, self.weights)
+
+    def memory_plan(self, size: tuple[int, int]) -> memory.MemoryPlan:
+        """Whether a step at `size` fits in RAM as it is or with recomputation; a UserError
+        suggesting the largest size that fits otherwise. A GPU's memory is not checked."""
+        if self.on_gpu:
+            return memory.MemoryPlan(False, 0, 0)
+        layers = [name for name, _ in self.weights.content_layers + self.weights.style_layers]
+        return memory.plan_step(size, self.net.precision, layers=layers)
 
     def start_image(self, content: np.ndarray) -> np.ndarray:
         from neural_style.optimize import initial_image
@@ -261,6 +279,16 @@ class PhotoRun:
         self.stages = plan_stages(self.settings, self.photo.shape[:2])
         self.total_steps = sum(stage.steps for stage in self.stages)
         self.final_path = snapshot_path(prefix)
+        # Checked now, so that an image too large for the memory is refused before it starts.
+        self.memory_plans = [pipeline.memory_plan(stage.size) for stage in self.stages]
+        for stage, plan in zip(self.stages, self.memory_plans, strict=True):
+            if plan.recompute:
+                print(
+                    f"note: a step at {stage.size[1]}x{stage.size[0]} needs more memory than "
+                    f"is free, so activations are recomputed in the backward pass "
+                    f"(about {plan.estimate_bytes / memory.GIB:.1f} GiB, 1.4x the time)",
+                    file=self.stream,
+                )
 
     def visible(self, image: np.ndarray, content: np.ndarray) -> np.ndarray:
         """What is written: the image, or its brightness on the photo's colours."""
@@ -304,9 +332,13 @@ class PhotoRun:
                     start = pipeline.start_image(content)
                 else:  # each stage starts from the last one's result, upsampled
                     start = images.resize_image(image, stage.size)
-                optimizer = pipeline.make_optimizer(
-                    LossFunction(pipeline.net, targets, pipeline.weights), start
+                loss = LossFunction(
+                    pipeline.net,
+                    targets,
+                    pipeline.weights,
+                    recompute=self.memory_plans[index].recompute,
                 )
+                optimizer = pipeline.make_optimizer(loss, start)
                 if resumed and index == first_stage:
                     optimizer.restore(resumed.optimizer_state)
                 first = max(done, stage_start) + 1
@@ -406,10 +438,15 @@ def stylize(settings: Settings, stream: TextIO | None = None) -> RunResult | Bat
     styles = [images.load_image(path, "STYLE_IMAGE") for path in settings.style_image]
     if not is_batch:
         images.load_image(photos[0], "CONTENT_IMAGE")  # a bad photo fails before TF starts
-    vgg_weights = read_vgg19_mat(resolve_weights_path(settings.vgg_model_path, stream))
-    print(start_tensorflow(), file=stream, flush=True)
-    net = VGG19(vgg_weights, pooling=settings.pooling)
-    pipeline = Pipeline(settings, net, styles, stream)
+    vgg_weights = read_vgg19_mat(
+        resolve_weights_path(settings.vgg_model_path, stream), stream=stream
+    )
+    device, on_gpu = start_tensorflow()
+    print(device, file=stream, flush=True)
+    precision = resolve_precision(settings.precision, on_gpu)
+    net = VGG19(vgg_weights, pooling=settings.pooling, precision=precision)
+    del vgg_weights  # the network holds its own copy, in its precision
+    pipeline = Pipeline(settings, net, styles, stream, on_gpu=on_gpu)
 
     def prefix_for(photo: str) -> str:
         prefix = _batch_prefix(settings, photo) if is_batch else settings.output_image

@@ -18,6 +18,8 @@ from neural_style.errors import UserError
 SETTINGS_FILE = settings.__file__
 CONSTANTS = [name for name in vars(settings) if re.fullmatch(r"[A-Z][A-Z0-9_]*", name)]
 FIELDS = [field.name for field in dataclasses.fields(Settings)]
+# train_network.py and stylize.py read these; vgg_model_path and pooling are shared.
+NETWORK_FIELDS = [field.name for field in dataclasses.fields(config.NetworkSettings)]
 
 
 def defined_flags(module=settings) -> flags.FlagValues:
@@ -56,7 +58,9 @@ def test_from_module_reads_every_default():
     for name in FIELDS:
         default = getattr(settings, name.upper())
         if isinstance(default, list):
-            default = tuple(tuple(pair) for pair in default)
+            default = tuple(tuple(x) if isinstance(x, (list, tuple)) else x for x in default)
+        if name == "style_image" and isinstance(default, str):
+            default = (default,)  # one path is a list of one
         assert getattr(loaded, name) == default, name
     assert isinstance(loaded.style_loss_layers, tuple)
     assert all(isinstance(pair, tuple) for pair in loaded.style_loss_layers)
@@ -74,7 +78,7 @@ def test_from_module_applies_overrides_and_checks_them():
 
 
 def test_from_module_names_a_missing_constant(tmp_path):
-    source = pathlib.Path(SETTINGS_FILE).read_text(encoding="utf-8").replace("SEED = 0", "")
+    source = pathlib.Path(SETTINGS_FILE).read_text(encoding="utf-8").replace("\nSEED = 0", "\n")
     (tmp_path / "partial_settings.py").write_text(source)
     module = load_module_from(tmp_path / "partial_settings.py", "partial_settings")
     with pytest.raises(UserError, match=r"SEED is missing from partial_settings\.py"):
@@ -112,11 +116,23 @@ BAD_VALUES = [
     ({"noise": math.nan}, "NOISE (--noise) must be between 0"),
     ({"learning_rate": 0.0}, "LEARNING_RATE (--learning_rate) must be a finite number > 0"),
     ({"learning_rate": math.inf}, "LEARNING_RATE (--learning_rate) must be a finite number > 0"),
-    ({"pooling": "median"}, "POOLING (--pooling) must be 'max' or 'avg', got 'median'"),
+    ({"pooling": "median"}, "POOLING (--pooling) must be one of max, avg; got 'median'"),
+    ({"precision": "fp8"}, "PRECISION (--precision) must be one of auto, float32, mixed_bf"),
     ({"seed": -1}, "SEED (--seed) must be at least 0, got -1"),
     ({"content_image": ""}, "CONTENT_IMAGE (--content_image) must be a file path"),
-    ({"style_image": "  "}, "STYLE_IMAGE (--style_image) must be a file path"),
-    ({"style_image": 3}, "STYLE_IMAGE (--style_image) must be text"),
+    ({"style_image": "  "}, "STYLE_IMAGE (--style_image) must name at least one image"),
+    ({"style_image": 3}, "STYLE_IMAGE (--style_image): 3 is not a path"),
+    ({"optimizer": "sgd"}, "OPTIMIZER (--optimizer) must be one of adam, lbfgs; got 'sgd'"),
+    ({"preserve_colors": "yes"}, "PRESERVE_COLORS (--preserve_colors) must be one of off,"),
+    ({"beta1": 1.0}, "BETA1 (--beta1) must be in [0, 1), got 1.0"),
+    ({"epsilon": 0}, "EPSILON (--epsilon) must be a number > 0"),
+    ({"style_scale": 0}, "STYLE_SCALE (--style_scale) must be between 0.05 and 20"),
+    ({"style_blend_weights": [1, 2]}, "STYLE_BLEND_WEIGHTS (--style_blend_weights) has 2"),
+    ({"style_blend_weights": ["x"]}, "STYLE_BLEND_WEIGHTS (--style_blend_weights): 'x' is not a"),
+    ({"coarse_to_fine": [16]}, "COARSE_TO_FINE (--coarse_to_fine) lists output widths of at"),
+    ({"coarse_to_fine": [64], "coarse_to_fine_steps": [1, 2]}, "needs one step count per"),
+    ({"coarse_to_fine": [64.5]}, "COARSE_TO_FINE (--coarse_to_fine): 64.5 is not a whole"),
+    ({"resume": "yes"}, "RESUME (--resume) must be True or False"),
     ({"vgg_model_path": ""}, "VGG_MODEL_PATH (--vgg_model_path) must be a file path"),
     ({"output_image": ""}, "OUTPUT_IMAGE (--output_image) must be a file path"),
     ({"output_image": "output/"}, "OUTPUT_IMAGE (--output_image) is a file name prefix"),
@@ -220,8 +236,8 @@ def test_format_layer_weights_round_trips():
 
 def test_every_constant_has_a_flag_and_a_field_and_vice_versa():
     flag_values = defined_flags()
-    assert sorted(name.lower() for name in CONSTANTS) == sorted(FIELDS)
-    assert set(FIELDS) <= set(flag_values)
+    assert sorted(name.lower() for name in CONSTANTS) == sorted(set(FIELDS) | set(NETWORK_FIELDS))
+    assert set(FIELDS) | set(NETWORK_FIELDS) <= set(flag_values)
     assert cli_flags.setting_names(settings) == CONSTANTS
 
 

@@ -340,7 +340,7 @@ def train_network(settings: NetworkSettings, stream: TextIO | None = None) -> Tr
     sample = images.load_image(settings.network_sample_image, "NETWORK_SAMPLE_IMAGE")
     weights_path = resolve_weights_path(settings.vgg_model_path, stream)
     vgg = VGG19.from_mat(weights_path, pooling=settings.pooling)
-    print(start_tensorflow(), file=stream, flush=True)
+    print(start_tensorflow()[0], file=stream, flush=True)
 
     strategy = choose_strategy()
     chief = is_chief(strategy)

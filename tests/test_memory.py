@@ -1,0 +1,100 @@
+"""The memory estimate of a step, the largest size that fits, and the refusal up front."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from neural_style import memory
+from neural_style.errors import UserError
+
+GIB = memory.GIB
+
+
+def test_the_estimate_grows_with_the_pixels_and_halves_with_bfloat16():
+    small = memory.step_bytes((384, 512), "float32")
+    large = memory.step_bytes((768, 1024), "float32")
+    assert large - memory.BASE_BYTES == pytest.approx(4 * (small - memory.BASE_BYTES), rel=0.02)
+    half = memory.step_bytes((768, 1024), "mixed_bfloat16")
+    assert half < large
+
+
+def test_the_estimate_is_near_what_was_measured():
+    # Peak RSS measured with benchmarks/speed.py on the 2-core CPU (see docs/speed.md).
+    measured = {
+        ((384, 512), "float32"): 1.31,
+        ((768, 1024), "float32"): 2.54,
+        ((384, 512), "mixed_bfloat16"): 1.15,
+        ((768, 1024), "mixed_bfloat16"): 2.10,
+        ((1536, 2048), "mixed_bfloat16"): 5.06,
+    }
+    for (size, precision), gib in measured.items():
+        estimate = memory.step_bytes(size, precision) / GIB
+        assert gib <= estimate <= 1.3 * gib, (size, precision)
+
+
+def test_recomputing_is_estimated_as_measured():
+    # Measured: 4.95 GiB at 2048x1536 in mixed_bfloat16 with recomputation (5.06 without).
+    estimate = memory.step_bytes((1536, 2048), "mixed_bfloat16", recompute=True) / GIB
+    assert 4.95 <= estimate <= 1.3 * 4.95
+
+
+def test_a_size_that_fits_is_planned_without_recomputation():
+    plan = memory.plan_step((384, 512), "float32", available=8 * GIB)
+    assert not plan.recompute
+    assert plan.estimate_bytes < 8 * GIB
+
+
+def test_a_size_that_fits_only_by_recomputing_recomputes(monkeypatch):
+    monkeypatch.setattr(memory, "RECOMPUTED_BLOCK_FACTOR", 1.0)  # a network where it pays
+    size = (3072, 4096)
+    plain = memory.step_bytes(size, "mixed_bfloat16")
+    recomputed = memory.step_bytes(size, "mixed_bfloat16", recompute=True)
+    assert recomputed < plain
+    available = int((plain + recomputed) / 2 / memory.USABLE_FRACTION)
+    plan = memory.plan_step(size, "mixed_bfloat16", available=available)
+    assert plan.recompute
+
+
+def test_too_large_is_refused_in_one_line_with_the_largest_size_that_fits():
+    with pytest.raises(UserError) as caught:
+        memory.plan_step((3072, 4096), "float32", available=4 * GIB)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("IMAGE_WIDTH (--image_width): a 4096x3072 image needs about")
+    assert "the largest that fits is" in message
+    width = int(message.split("--image_width=")[1].split(")")[0])
+    height = round(3072 * width / 4096)
+    assert memory.step_bytes((height, width), "float32", recompute=True) <= 4 * GIB * 0.9
+    assert (
+        memory.step_bytes((round(3072 * (width + 1) / 4096), width + 1), "float32", recompute=True)
+        > 4 * GIB * 0.9
+    )
+    assert "mixed_bfloat16" in message
+
+
+def test_largest_size_keeps_the_aspect_ratio():
+    height, width = memory.largest_size((300, 400), "mixed_bfloat16", 3 * GIB)
+    assert height / width == pytest.approx(0.75, abs=0.01)
+    assert memory.largest_size((300, 400), "float32", memory.BASE_BYTES // 2) is None
+
+
+def test_available_memory_is_positive():
+    assert memory.available_bytes() > 0
+
+
+def test_a_run_too_large_for_the_memory_is_refused_before_it_starts(
+    tmp_path, tiny_mat, image_pair, monkeypatch
+):
+    from neural_style import run
+    from tests.conftest import tiny_settings
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: int(1.0 * GIB))
+    settings = tiny_settings(tmp_path, tiny_mat, image_pair, image_width=2000)
+    with pytest.raises(UserError) as caught:
+        run.stylize(settings)
+    message = str(caught.value)
+    assert "a 2000x1667 image needs about" in message
+    assert "the largest that fits is" in message
+    assert not os.path.exists(tmp_path / "out" / "result-losses.csv")
