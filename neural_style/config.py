@@ -308,17 +308,26 @@ def _check_sizes_and_steps(settings: Settings) -> None:
         "print_every": (1, ""),
         "seed": (0, ""),
     }
+    _check_minimums(settings, minimums)
+
+
+def _check_minimums(settings: Any, minimums: dict[str, tuple[int, str]]) -> None:
+    """Each named whole-number setting is at least its minimum; (minimum, what 0 means)."""
     for name, (minimum, meaning) in minimums.items():
         value = getattr(settings, name)
         if value < minimum:
             raise UserError(f"{describe(name)} must be at least {minimum}{meaning}, got {value}")
 
 
-def _check_weights_and_rates(settings: Settings) -> None:
-    for name in ("alpha", "beta", "tv_weight"):
+def _check_loss_weights(settings: Any, names: tuple[str, ...]) -> None:
+    for name in names:
         value = getattr(settings, name)
         if not (math.isfinite(value) and value >= 0):
             raise UserError(f"{describe(name)} must be a finite number >= 0, got {value}")
+
+
+def _check_weights_and_rates(settings: Settings) -> None:
+    _check_loss_weights(settings, ("alpha", "beta", "tv_weight"))
     if not 0 <= settings.noise <= 1:
         raise UserError(
             f"{describe('noise')} must be between 0 (start from the content image) "
@@ -480,14 +489,10 @@ def validate_network(settings: NetworkSettings) -> NetworkSettings:
         "stylize_batch_size": (1, ""),
         "stylize_max_size": (0, " (0 = each input's own size)"),
     }
-    for name, (minimum, meaning) in minimums.items():
-        value = getattr(checked, name)
-        if value < minimum:
-            raise UserError(f"{describe(name)} must be at least {minimum}{meaning}, got {value}")
-    for name in ("network_content_weight", "network_style_weight", "network_tv_weight"):
-        value = getattr(checked, name)
-        if not (math.isfinite(value) and value >= 0):
-            raise UserError(f"{describe(name)} must be a finite number >= 0, got {value}")
+    _check_minimums(checked, minimums)
+    _check_loss_weights(
+        checked, ("network_content_weight", "network_style_weight", "network_tv_weight")
+    )
     rate = checked.network_learning_rate
     if not (math.isfinite(rate) and rate > 0):
         raise UserError(
