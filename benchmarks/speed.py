@@ -125,8 +125,10 @@ def floor_seconds(height: int, width: int, dtype: str, repeats: int, widths=REAL
 def _problem(job: dict):
     """(net, loss function, content image) of the benchmark's run at job's size."""
     from neural_style import images
-    from neural_style.losses import LossWeights
-    from neural_style.optimize import LossFunction, compute_targets
+    from neural_style.losses import LossWeights, Targets
+    from neural_style.optimize import LossFunction, content_targets, style_targets
+    from neural_style.tile_layout import core_side, tile_layout, tile_margin
+    from neural_style.tiling import TiledLossFunction
     from neural_style.vgg import VGG19, read_vgg19_mat
 
     weights = read_vgg19_mat(job["mat"])
@@ -142,8 +144,20 @@ def _problem(job: dict):
         beta=500.0,
         tv_weight=0.0,
     )
-    targets = compute_targets(net, content, [style], [1.0], loss_weights)
-    loss = LossFunction(net, targets, loss_weights, recompute=job.get("recompute", False))
+    grid = tuple(job.get("grid", (1, 1)))
+    layout = None
+    if grid != (1, 1):
+        layout = tile_layout(size, grid, tile_margin(CONTENT_LAYERS + STYLE_LAYERS))
+    targets = Targets(
+        content=content_targets(net, content, loss_weights, layout=layout),
+        style_grams=style_targets(
+            net, [style], [1.0], loss_weights, tile_side=core_side(size, grid) if layout else 0
+        ),
+    )
+    if layout is not None:
+        loss = TiledLossFunction(net, targets, loss_weights, layout)
+    else:
+        loss = LossFunction(net, targets, loss_weights)
     return net, loss, content, (weights, style, loss_weights)
 
 
@@ -162,7 +176,7 @@ def worker_step(job: dict) -> dict:
         "width": width,
         "height": height,
         "precision": job["precision"],
-        "recompute": job.get("recompute", False),
+        "grid": list(job.get("grid", (1, 1))),
         "seconds_per_iteration": statistics.median(steady),
         "step_seconds": steady,
         "first_step_seconds": seconds[0],
@@ -227,27 +241,32 @@ def _run_worker(kind: str, job: dict, timeout: float = 1800) -> dict:
 # --- the largest size -----------------------------------------------------------------------
 
 
-def largest_size_run(mat: str, goal_width: int) -> dict:
-    """One step at the goal width, or at the largest width the memory estimate allows."""
+def largest_size_run(mat: str, goal_width: int, precisions: list[str]) -> dict:
+    """Steps at the goal width (a print, 4096x3072), planned as a run plans them (whole,
+    or in the largest tiles that fit), and the largest size the memory estimate allows."""
     from neural_style import images, memory
-    from neural_style.vgg import cpu_has_bfloat16
 
-    precision = "mixed_bfloat16" if cpu_has_bfloat16() else "float32"
     content = images.load_image(CONTENT, "CONTENT_IMAGE")
     goal = images.output_size(content.shape[:2], goal_width, 0)
-    budget = int(memory.available_bytes() * memory.USABLE_FRACTION)
-    fits = memory.largest_size(goal, precision, budget, recompute=False)
-    width = goal_width if fits and fits[1] >= goal_width else (fits[1] if fits else 0)
-    result = {
-        "goal": f"{goal[1]}x{goal[0]}",
-        "precision": precision,
-        "available_bytes": memory.available_bytes(),
-        "estimated_largest": f"{fits[1]}x{fits[0]}" if fits else None,
-        "estimate_bytes": memory.step_bytes(goal, precision),
-    }
-    if width:
-        job = {"mat": mat, "width": width, "precision": precision, "warmup": 1, "steps": 1}
-        result["run"] = _run_worker("step", job, timeout=3600)
+    available = memory.available_bytes()
+    budget = int(available * memory.USABLE_FRACTION)
+    result = {"goal": f"{goal[1]}x{goal[0]}", "available_bytes": available, "runs": []}
+    for precision in precisions:
+        fits = memory.largest_size((goal[0] * 8, goal[1] * 8), precision, budget)
+        plan = memory.plan_step(goal, precision, available=available)
+        job = {
+            "mat": mat,
+            "width": goal_width,
+            "precision": precision,
+            "warmup": 1,
+            "steps": 2,
+            "grid": list(plan.grid),
+        }
+        run = _run_worker("step", job, timeout=3600)
+        run["estimate_bytes"] = plan.estimate_bytes
+        run["estimated_largest"] = f"{fits[1]}x{fits[0]}" if fits else None
+        result["runs"].append(run)
+        print(f"largest {precision}: {json.dumps(run)}", flush=True)
     return result
 
 
@@ -395,7 +414,7 @@ def main() -> None:
             report["quality"] = _run_worker("quality", job)
             print(f"quality: {json.dumps(report['quality'])}", flush=True)
         if "large" not in skip and not quick:
-            report["largest"] = largest_size_run(mat, args.largest_goal)
+            report["largest"] = largest_size_run(mat, args.largest_goal, precisions)
             print(f"largest: {json.dumps(report['largest'])}", flush=True)
         if "startup" not in skip:
             # The cache beside the .mat is removed once, so the first run is cold.

@@ -22,7 +22,7 @@ from neural_style.files import atomic_write
 # Settings a resumed run may change: how long it runs and what it prints, nothing that
 # shapes the image.
 RESUMABLE_CHANGES = frozenset(
-    {"train_steps", "snapshot_every", "print_every", "resume", "overwrite"}
+    {"train_steps", "snapshot_every", "print_every", "resume", "overwrite", "tile_size"}
 )
 
 

@@ -38,6 +38,7 @@ PRECISION_CHOICES = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 OPTIMIZER_CHOICES = ("adam", "lbfgs")
 PRESERVE_COLORS_CHOICES = ("off", "luminance", "histogram")
 INIT_CHOICES = ("content", "style", "noise")  # or the path of an image
+MIN_TILE_SIZE = 64  # pixels a side; smaller tiles would be mostly margin
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class Settings:
     print_every: int  # steps between progress lines
     pooling: str  # "max" or "avg"
     precision: str  # conv arithmetic: "auto", "float32", "mixed_bfloat16", "mixed_float16"
+    tile_size: int  # pixels a side of the tiles a step is computed in; 0 = only if needed
     seed: int  # random seed for the starting noise
     resume: bool  # continue from <output_image>-checkpoint.npz
     overwrite: bool  # replace an earlier run's files under the same prefix
@@ -307,8 +309,14 @@ def _check_sizes_and_steps(settings: Settings) -> None:
         "snapshot_every": (0, " (0 = only the final image)"),
         "print_every": (1, ""),
         "seed": (0, ""),
+        "tile_size": (0, " (0 = tiles only when a step would not fit in memory)"),
     }
     _check_minimums(settings, minimums)
+    if 0 < settings.tile_size < MIN_TILE_SIZE:
+        raise UserError(
+            f"{describe('tile_size')} must be 0 or at least {MIN_TILE_SIZE} pixels (the tiles'"
+            f" margins are 112 pixels), got {settings.tile_size}"
+        )
 
 
 def _check_minimums(settings: Any, minimums: dict[str, tuple[int, str]]) -> None:

@@ -1,12 +1,13 @@
-"""How much memory a step takes at a given size and precision, and the largest size that fits.
+"""How much memory a step takes at a given size and precision, and how it is made to fit.
 
 A Gatys step keeps VGG-19's activations for the backward pass, so its memory grows with the
 pixels: about 2.2 kB a pixel in float32 and 1.4 to 1.8 kB in mixed_bfloat16, so that a
-4096x3072 print does not fit in 24 GiB either way (it passed 22 GiB in mixed_bfloat16).
-Recomputing each block's activations in the backward pass (LossFunction's `recompute`) keeps
-only one block's at a time, but the first block, at full resolution with 64 channels and
-the largest Gram, holds most of the peak by itself: on this CPU recomputing saved only
-about 5%, and the estimate says so.
+4096x3072 print does not fit in 24 GiB in one piece (it passed 22 GiB in mixed_bfloat16).
+Recomputing each block's activations in the backward pass was tried and saved only about 5%
+on this CPU: the first block, at full resolution with 64 channels and the largest Gram,
+holds most of the peak by itself. What makes large images fit is tiles (tiling.py): a step
+then needs one tile's activations, and the whole image's state, about 100 bytes a pixel,
+so that prints far beyond 4096x3072 fit.
 
 The estimate adds up the layer shapes (ReLU outputs in the compute dtype, the loss layers'
 float32 copies, the image-sized float32 state) and scales them by factors measured with
@@ -15,7 +16,7 @@ the peak resident memory measured there from 192x256 to 2048x1536. No TensorFlow
 a run can check its size before TensorFlow starts.
 
     plan = plan_step((3072, 4096), "mixed_bfloat16")   # raises UserError if nothing fits
-    plan.recompute, plan.estimate_bytes
+    plan.grid, plan.estimate_bytes
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
+from neural_style import tile_layout as tiles
 from neural_style.errors import UserError
 from neural_style.layer_names import BLOCKS, VGG19_LAYERS
 
@@ -38,9 +40,6 @@ BASE_BYTES = int(0.85 * GIB)
 ACTIVATION_FACTOR = 2.0
 # ...and each loss layer's float32 copy, with its gradient, about this many times its size.
 TAP_FACTOR = 1.1
-# Recomputing, the one block being differentiated costs about this many times its share of
-# a plain step: its gradients and its loss layer's Gram gradient dominate (measured).
-RECOMPUTED_BLOCK_FACTOR = 1.9
 # Image-sized float32 arrays: the image, the best image, Adam's two moments, the gradient,
 # the content photo and temporaries.
 IMAGE_COPIES = 8
@@ -48,12 +47,25 @@ IMAGE_COPIES = 8
 USABLE_FRACTION = 0.9
 ITEM_BYTES = {"float32": 4, "mixed_bfloat16": 2, "mixed_float16": 2}
 DEFAULT_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1", "relu5_2")
+# The content layers, whose whole-image features a tiled run keeps as its targets.
+DEFAULT_CONTENT_LAYERS = ("relu4_2", "relu5_2")
+
+
+# The smallest tile core, pixels a side, that planning considers: below it the margins
+# (112 pixels each side for the default layers) would multiply the work by more than 3.5.
+SMALLEST_TILE = 256
+# Each planning round shrinks the tile core by this factor until a step fits.
+TILE_SHRINK = 0.8
 
 
 class MemoryPlan(NamedTuple):
-    recompute: bool  # recompute activations in the backward pass
     estimate_bytes: int  # the step's estimated peak resident memory
     available_bytes: int  # what the machine has free for it
+    grid: tuple[int, int] = (1, 1)  # (rows, columns) of tiles; (1, 1) is the whole image
+
+    @property
+    def tiled(self) -> bool:
+        return self.grid != (1, 1)
 
 
 def _layer_elements(height: int, width: int, widths: Sequence[int]) -> list[tuple[int, str, int]]:
@@ -67,38 +79,67 @@ def _layer_elements(height: int, width: int, widths: Sequence[int]) -> list[tupl
     return shapes
 
 
-def step_bytes(
+def _activation_bytes(
     size_hw: tuple[int, int],
     precision: str,
     *,
-    recompute: bool = False,
-    layers: Iterable[str] = DEFAULT_LAYERS,
-    widths: Sequence[int] = REAL_WIDTHS,
-) -> int:
-    """Estimated peak resident memory of a run's step at `size_hw` (height, width)."""
+    layers: Iterable[str],
+    widths: Sequence[int],
+) -> float:
+    """What a step's network pass keeps alive at its peak, at `size_hw` (height, width)."""
     height, width = size_hw
     item = ITEM_BYTES.get(precision, 4)
     layers = set(layers)
     deepest = max(VGG19_LAYERS.index(name) for name in layers)
     kept = set(VGG19_LAYERS[: deepest + 1])
-    per_block: dict[int, float] = {}
-    block_inputs = 0
-    for block, name, elements in _layer_elements(height, width, widths):
-        if name not in kept:
+    total = 0.0
+    for _, name, elements in _layer_elements(height, width, widths):
+        if name not in kept or name.startswith("pool"):
             continue
-        if name.startswith("pool"):
-            block_inputs += elements * item
-            continue
-        cost = ACTIVATION_FACTOR * elements * item
+        total += ACTIVATION_FACTOR * elements * item
         if name in layers:
-            cost += TAP_FACTOR * elements * 4
-        per_block[block] = per_block.get(block, 0.0) + cost
-    # Recomputing, only the largest block's activations are alive at once, beside the
-    # block inputs kept from the first pass.
-    largest_block = RECOMPUTED_BLOCK_FACTOR * max(per_block.values()) + block_inputs
-    activations = largest_block if recompute else sum(per_block.values())
-    image_state = IMAGE_COPIES * height * width * 3 * 4
-    return int(BASE_BYTES + activations + image_state)
+            total += TAP_FACTOR * elements * 4
+    return total
+
+
+def _image_state_bytes(size_hw: tuple[int, int]) -> int:
+    return IMAGE_COPIES * size_hw[0] * size_hw[1] * 3 * 4
+
+
+def step_bytes(
+    size_hw: tuple[int, int],
+    precision: str,
+    *,
+    layers: Iterable[str] = DEFAULT_LAYERS,
+    widths: Sequence[int] = REAL_WIDTHS,
+) -> int:
+    """Estimated peak resident memory of a run's step at `size_hw` (height, width)."""
+    activations = _activation_bytes(size_hw, precision, layers=layers, widths=widths)
+    return int(BASE_BYTES + activations + _image_state_bytes(size_hw))
+
+
+def tiled_step_bytes(
+    size_hw: tuple[int, int],
+    precision: str,
+    grid: tuple[int, int],
+    *,
+    layers: Iterable[str] = DEFAULT_LAYERS,
+    content_layers: Iterable[str] = DEFAULT_CONTENT_LAYERS,
+    widths: Sequence[int] = REAL_WIDTHS,
+) -> int:
+    """Estimated peak resident memory of a step over `grid` tiles (see tiling.py): one
+    crop's network pass, the whole image's state and its content features, and the crops
+    of the whole image that a step cuts at once."""
+    layers = tuple(layers)
+    layout = tiles.tile_layout(size_hw, grid, tiles.tile_margin(layers))
+    activations = _activation_bytes(layout.largest_crop, precision, layers=layers, widths=widths)
+    content_features = 0
+    for name in content_layers:
+        stride = tiles.layer_stride(name)
+        channels = widths[int(name[4]) - 1]  # relu<block>_<conv>
+        content_features += (size_hw[0] // stride) * (size_hw[1] // stride) * channels * 4
+    crops = layout.overhead * size_hw[0] * size_hw[1] * 3 * 4
+    return int(BASE_BYTES + activations + _image_state_bytes(size_hw) + content_features + crops)
 
 
 def available_bytes() -> int:
@@ -129,19 +170,45 @@ def available_bytes() -> int:
     return max(available, 0)
 
 
+def _tile_plan(
+    size_hw, precision, core: int, layers, content_layers, widths
+) -> tuple[tuple[int, int], int]:
+    """The grid of cores about `core` pixels a side, and its step's estimate."""
+    grid = tiles.grid_for_core(size_hw, core)
+    if grid == (1, 1):
+        return grid, step_bytes(size_hw, precision, layers=layers, widths=widths)
+    estimate = tiled_step_bytes(
+        size_hw, precision, grid, layers=layers, content_layers=content_layers, widths=widths
+    )
+    return grid, estimate
+
+
+def least_bytes(
+    size_hw: tuple[int, int],
+    precision: str,
+    *,
+    layers: Iterable[str] = DEFAULT_LAYERS,
+    content_layers: Iterable[str] = DEFAULT_CONTENT_LAYERS,
+    widths: Sequence[int] = REAL_WIDTHS,
+) -> int:
+    """The least memory a step at `size_hw` can take: whole, or in tiles of SMALLEST_TILE
+    pixels."""
+    whole = step_bytes(size_hw, precision, layers=layers, widths=widths)
+    _, tiled = _tile_plan(size_hw, precision, SMALLEST_TILE, layers, content_layers, widths)
+    return min(whole, tiled)
+
+
 def largest_size(
-    size_hw: tuple[int, int], precision: str, budget: int, *, recompute: bool = True, **options
+    size_hw: tuple[int, int], precision: str, budget: int, **options
 ) -> tuple[int, int] | None:
-    """The largest (height, width) of `size_hw`'s aspect ratio whose step fits `budget`."""
+    """The largest (height, width) of `size_hw`'s aspect ratio whose step fits `budget`
+    in some way (see least_bytes)."""
     height, width = size_hw
     low, high = 0, width  # the width that fits lies in [low, high]
     while low < high:
         middle = (low + high + 1) // 2
         candidate = (max(round(height * middle / width), 1), middle)
-        if (
-            min(candidate) >= 32
-            and step_bytes(candidate, precision, recompute=recompute, **options) <= budget
-        ):
+        if min(candidate) >= 32 and least_bytes(candidate, precision, **options) <= budget:
             low = middle
         else:
             high = middle - 1
@@ -155,20 +222,39 @@ def plan_step(
     precision: str,
     *,
     available: int | None = None,
-    **options,
+    tile_size: int = 0,
+    layers: Iterable[str] = DEFAULT_LAYERS,
+    content_layers: Iterable[str] = DEFAULT_CONTENT_LAYERS,
+    widths: Sequence[int] = REAL_WIDTHS,
 ) -> MemoryPlan:
-    """Whether a step at `size_hw` fits as it is, or with recomputation; else a UserError
-    that says how much it needs and suggests the largest size that fits."""
+    """How a step at `size_hw` fits: whole, or in tiles (the largest that fit, or cores of
+    `tile_size` pixels a side when that is set); else a UserError that says how much it
+    needs and suggests the largest size that fits."""
+    layers, content_layers = tuple(layers), tuple(content_layers)
     available = available_bytes() if available is None else available
     budget = int(available * USABLE_FRACTION)
-    plain = step_bytes(size_hw, precision, recompute=False, **options)
+    shapes = {"layers": layers, "content_layers": content_layers, "widths": widths}
+    if tile_size:
+        grid, estimate = _tile_plan(size_hw, precision, tile_size, **shapes)
+        if estimate <= budget:
+            return MemoryPlan(estimate, available, grid)
+        raise UserError(
+            f"TILE_SIZE (--tile_size): tiles of {tile_size} pixels need about "
+            f"{estimate / GIB:.1f} GiB of memory, but {available / GIB:.1f} GiB is available; "
+            "use smaller tiles, or 0 to choose them by the memory"
+        )
+    plain = step_bytes(size_hw, precision, layers=layers, widths=widths)
     if plain <= budget:
-        return MemoryPlan(False, plain, available)
-    recomputed = step_bytes(size_hw, precision, recompute=True, **options)
-    if recomputed <= budget:
-        return MemoryPlan(True, recomputed, available)
+        return MemoryPlan(plain, available)
+    core = max(size_hw)
+    while core > SMALLEST_TILE:
+        core = max(int(core * TILE_SHRINK), SMALLEST_TILE)
+        grid, estimate = _tile_plan(size_hw, precision, core, **shapes)
+        if estimate <= budget:
+            return MemoryPlan(estimate, available, grid)
     height, width = size_hw
-    largest = largest_size(size_hw, precision, budget, **options)
+    least = least_bytes(size_hw, precision, **shapes)
+    largest = largest_size(size_hw, precision, budget, **shapes)
     if largest is None:
         fit = "no image of this shape fits; close other programs or use a larger machine"
     else:
@@ -176,6 +262,6 @@ def plan_step(
     other = "" if precision != "float32" else "; PRECISION (--precision) mixed_bfloat16 needs less"
     raise UserError(
         f"IMAGE_WIDTH (--image_width): a {width}x{height} image needs about "
-        f"{recomputed / GIB:.1f} GiB of memory at PRECISION {precision}, but "
+        f"{least / GIB:.1f} GiB of memory at PRECISION {precision}, even in tiles, but "
         f"{available / GIB:.1f} GiB is available; {fit}{other}"
     )

@@ -19,25 +19,36 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from neural_style.losses import (
-    LossWeights,
-    Targets,
-    content_loss,
-    gram_matrix,
-    objective,
-    total_variation_loss,
-)
-from neural_style.vgg import VGG19, block_segments
+from neural_style.losses import LossWeights, Targets, gram_matrix, objective
+from neural_style.tile_layout import TileLayout, grid_for_core, tile_layout, tile_margin
+from neural_style.tiling import tiled_features, tiled_gram_matrices
+from neural_style.vgg import VGG19
 
 # A loss above this many times the best one so far counts as a divergence.
 DIVERGENCE_FACTOR = 10.0
 
 
-def content_targets(net: VGG19, content_image: np.ndarray, weights: LossWeights) -> dict:
-    """The content image's features at the content layers: layer -> [1, h, w, c]."""
+def content_targets(
+    net: VGG19, content_image: np.ndarray, weights: LossWeights, *, layout: TileLayout | None = None
+) -> dict:
+    """The content image's features at the content layers: layer -> [1, h, w, c]; computed
+    over the tiles of `layout` when one is given (for images too large for one pass)."""
     layers = [name for name, _ in weights.content_layers]
+    if layout is not None:
+        return tiled_features(net, content_image, layout, layers)
     features = net(content_image[None], layers)
     return {name: tf.constant(features[name]) for name in layers}
+
+
+def _gram_matrices(net: VGG19, image: np.ndarray, layers: list[str], tile_side: int) -> dict:
+    """{layer: [1, c, c]} of one image; in tiles of about `tile_side` pixels if it is set."""
+    if tile_side:
+        grid = grid_for_core(image.shape[:2], tile_side)
+        if grid != (1, 1):
+            layout = tile_layout(image.shape[:2], grid, tile_margin(layers))
+            return tiled_gram_matrices(net, image, layout, layers)
+    features = net(image[None], layers)
+    return {name: gram_matrix(features[name]) for name in layers}
 
 
 def style_targets(
@@ -45,10 +56,13 @@ def style_targets(
     style_images: Sequence[np.ndarray],
     blend_weights: Sequence[float],
     weights: LossWeights,
+    *,
+    tile_side: int = 0,
 ) -> dict:
     """The blend of the style images' Gram matrices at the style layers: layer -> [1, c, c].
 
     Blend weights are normalised to sum to 1; a style with weight 0 is not even computed.
+    With `tile_side`, a style image larger than that is run in tiles of about that size.
     """
     layers = [name for name, _ in weights.style_layers]
     blend = np.asarray(blend_weights, np.float64)
@@ -57,9 +71,9 @@ def style_targets(
     for style_image, share in zip(style_images, blend, strict=True):
         if share == 0:
             continue
-        features = net(style_image[None], layers)
+        image_grams = _gram_matrices(net, style_image, layers, tile_side)
         for name in layers:
-            grams[name] += float(share) * gram_matrix(features[name])
+            grams[name] += float(share) * image_grams[name]
     return {name: tf.constant(gram) for name, gram in grams.items()}
 
 
@@ -85,133 +99,32 @@ def initial_image(base: np.ndarray, noise: float, seed: int) -> np.ndarray:
 
 
 class LossFunction:
-    """The objective of one content target and style blend, and its gradient.
+    """The objective of one content target and style blend, and its gradient, over the
+    whole image in one tf.function call (tiling.TiledLossFunction computes the same in
+    tiles). The network runs in its own precision (see VGG19); its features, the Grams,
+    the losses and the gradient are float32."""
 
-    The network runs in its own precision (see VGG19); its features, the Grams, the losses
-    and the gradient are float32. With `recompute`, a step keeps only each VGG block's
-    input from a first forward pass and recomputes the block's activations when its
-    gradient is taken, block by block from the deepest: about 1.4x the work, a fraction of
-    the memory (see neural_style.memory). Each block is then its own tf.function call, so
-    that TensorFlow cannot merge the recomputation back into the first pass.
-    """
+    # A step is one tf.function call, which the optimiser can trace into its own.
+    traceable = True
 
-    def __init__(
-        self, net: VGG19, targets: Targets, weights: LossWeights, *, recompute: bool = False
-    ):
+    def __init__(self, net: VGG19, targets: Targets, weights: LossWeights):
         self.net = net
         self.targets = targets
         self.weights = weights
         self.layers = sorted({name for name, _ in weights.content_layers + weights.style_layers})
-        self.recompute = recompute
-        self._segments = block_segments(self.layers)
-        self._forward = [tf.function(self._segment_forward) for _ in self._segments]
-        self._backward = [tf.function(self._segment_backward) for _ in self._segments]
-        self._tv = tf.function(self._tv_value_and_gradient)
 
     def value_and_gradient(self, images: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
         """The named loss parts (content, style, tv, total) at `images` [1, H, W, 3], and
         the gradient of the total with respect to them."""
-        if self.recompute:
-            return self._recomputed_value_and_gradient(images)
         return self._value_and_gradient(images)
 
+    # A tf.function method holds its object weakly: value_and_gradient holds it for a call.
     @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
     def _value_and_gradient(self, images: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
         with tf.GradientTape() as tape:
             tape.watch(images)
             _, parts = objective(self.net(images, self.layers), images, self.targets, self.weights)
         return parts, tape.gradient(parts["total"], images)
-
-    # --- recomputing activations, block by block ---
-
-    def _segment_input(self, index: int, block_input: tf.Tensor) -> tf.Tensor:
-        return self.net.preprocess(block_input) if index == 0 else block_input
-
-    def _segment_forward(self, index: int, block_input: tf.Tensor) -> tf.Tensor:
-        names = self._segments[index]
-        return self.net.run_layers(self._segment_input(index, block_input), names, ())[1]
-
-    def _segment_losses(self, features: dict) -> tuple[tf.Tensor, tf.Tensor]:
-        """This block's share of the layer-averaged content and style losses; `features`
-        are in the network's compute dtype (float32 or bfloat16)."""
-        content = tf.constant(0.0)
-        for name, weight in self.weights.content_layers:
-            if name in features:
-                value = content_loss(
-                    tf.cast(features[name], tf.float32), self.targets.content[name]
-                )
-                content += weight * value / len(self.weights.content_layers)
-        style = tf.constant(0.0)
-        for name, weight in self.weights.style_layers:
-            if name in features:
-                value = _lean_style_loss(features[name], self.targets.style_grams[name])
-                style += weight * value / len(self.weights.style_layers)
-        return content, style
-
-    def _segment_backward(self, index: int, block_input: tf.Tensor, upstream=None):
-        """This block's losses, and the gradient with respect to its input of those losses
-        plus the deeper blocks' (`upstream` is their gradient at this block's output)."""
-        with tf.GradientTape() as tape:
-            tape.watch(block_input)
-            features, output = self.net.run_layers(
-                self._segment_input(index, block_input),
-                self._segments[index],
-                self.layers,
-                as_float32=False,
-            )
-            content, style = self._segment_losses(features)
-            total = self.weights.alpha * content + self.weights.beta * style
-        targets, gradients = [total], [tf.ones_like(total)]
-        if upstream is not None:
-            targets.append(output)
-            gradients.append(upstream)
-        return content, style, tape.gradient(targets, block_input, output_gradients=gradients)
-
-    def _tv_value_and_gradient(self, images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        with tf.GradientTape() as tape:
-            tape.watch(images)
-            tv = total_variation_loss(images)
-        return tv, tape.gradient(tv, images)
-
-    def _recomputed_value_and_gradient(self, images: tf.Tensor):
-        images = tf.convert_to_tensor(images, tf.float32)
-        inputs = [images]
-        for index in range(len(self._segments) - 1):
-            inputs.append(self._forward[index](index, inputs[-1]))
-        content, style, upstream = 0.0, 0.0, None
-        for index in reversed(range(len(self._segments))):
-            block_content, block_style, upstream = self._backward[index](
-                index, inputs[index], upstream
-            )
-            inputs[index] = None  # this block's input is no longer needed
-            content += block_content
-            style += block_style
-        tv, tv_gradient = self._tv(images)
-        total = (
-            self.weights.alpha * content + self.weights.beta * style + self.weights.tv_weight * tv
-        )
-        parts = {"content": content, "style": style, "tv": tv, "total": total}
-        return parts, upstream + self.weights.tv_weight * tv_gradient
-
-
-@tf.custom_gradient
-def _lean_style_loss(features: tf.Tensor, target_gram: tf.Tensor):
-    """losses.style_loss of one image's features in any float dtype, computed in float32,
-    with a gradient that keeps no float32 copy of the features between the passes and
-    takes one product instead of two: d/dF sum((G - A)²)/(4N²) = F (G - A)/(N² M)."""
-    flat = tf.reshape(features, [-1, tf.shape(features)[3]])
-    positions = tf.cast(tf.shape(flat)[0], tf.float32)
-    channels = tf.cast(tf.shape(flat)[1], tf.float32)
-    flat32 = tf.cast(flat, tf.float32)
-    difference = tf.matmul(flat32, flat32, transpose_a=True) / positions - target_gram[0]
-    loss = tf.reduce_sum(tf.square(difference)) / (4.0 * channels * channels)
-
-    def gradient(upstream):
-        scale = upstream / (channels * channels * positions)
-        product = tf.matmul(tf.cast(flat, tf.float32), difference) * scale
-        return tf.cast(tf.reshape(product, tf.shape(features)), features.dtype), None
-
-    return loss, gradient
 
 
 class StepResult(NamedTuple):
@@ -268,7 +181,7 @@ class AdamOptimizer:
         self.image.assign(tf.clip_by_value(self.image - update, 0.0, 255.0))
 
     def _step(self) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
-        if self.loss.recompute:  # the gradient comes from several tf.function calls
+        if not self.loss.traceable:  # the gradient comes from several tf.function calls
             parts, gradient = self.loss.value_and_gradient(self.image)
             return parts, self._update(parts["total"], gradient)
         return self._whole_step()

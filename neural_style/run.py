@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, NamedTuple, TextIO
 import numpy as np
 
 from neural_style import checkpoint as checkpoints
-from neural_style import colors, images, memory, plots
+from neural_style import colors, images, memory, plots, tile_layout
 from neural_style.config import DEFAULT_VGG_MODEL_PATH, Settings
 from neural_style.errors import UserError
 from neural_style.reporting import (
@@ -198,21 +198,27 @@ class Pipeline:
         self.styles = styles
         self.stream = stream
         self.weights = loss_weights(settings)
+        self.layers = sorted(
+            {name for name, _ in self.weights.content_layers + self.weights.style_layers}
+        )
         self.blend = settings.style_blend_weights or (1.0,) * len(styles)
         self._style_grams: dict = {}
         self._plot_note_shown = False
 
-    def style_grams(self, stage_index: int, size: tuple[int, int], content: np.ndarray) -> dict:
+    def style_grams(
+        self, stage_index: int, size: tuple[int, int], content: np.ndarray, tile_side: int = 0
+    ) -> dict:
         """The blended style Grams for a stage: computed once per stage and shared by every
-        photo, except in histogram mode, which recolours the styles to each photo."""
+        photo, except in histogram mode, which recolours the styles to each photo. With
+        `tile_side`, style images larger than that are run in tiles of about that size."""
         if self.settings.preserve_colors == "histogram":
             styles = [colors.match_color_histogram(style, content) for style in self.styles]
-            return self._grams_of(styles, size)
+            return self._grams_of(styles, size, tile_side)
         if stage_index not in self._style_grams:
-            self._style_grams[stage_index] = self._grams_of(self.styles, size)
+            self._style_grams[stage_index] = self._grams_of(self.styles, size, tile_side)
         return self._style_grams[stage_index]
 
-    def _grams_of(self, styles: list[np.ndarray], size: tuple[int, int]) -> dict:
+    def _grams_of(self, styles: list[np.ndarray], size: tuple[int, int], tile_side: int) -> dict:
         from neural_style.optimize import style_targets
 
         scale = self.settings.style_scale
@@ -221,15 +227,38 @@ class Pipeline:
             max(round(size[1] * scale), images.MIN_SIDE),
         )
         resized = [images.resize_image(style, style_size) for style in styles]
-        return style_targets(self.net, resized, self.blend, self.weights)
+        return style_targets(self.net, resized, self.blend, self.weights, tile_side=tile_side)
 
     def memory_plan(self, size: tuple[int, int]) -> memory.MemoryPlan:
-        """Whether a step at `size` fits in RAM as it is or with recomputation; a UserError
-        suggesting the largest size that fits otherwise. A GPU's memory is not checked."""
+        """How a step at `size` fits in RAM: whole, recomputing, or in tiles (TILE_SIZE's,
+        or the largest that fit); a UserError suggesting the largest size that fits
+        otherwise. A GPU's memory is not checked: it gets TILE_SIZE's tiles, if any."""
         if self.on_gpu:
-            return memory.MemoryPlan(False, 0, 0)
-        layers = [name for name, _ in self.weights.content_layers + self.weights.style_layers]
-        return memory.plan_step(size, self.net.precision, layers=layers)
+            tile_size = self.settings.tile_size
+            grid = tile_layout.grid_for_core(size, tile_size) if tile_size else (1, 1)
+            return memory.MemoryPlan(0, 0, grid)
+        return memory.plan_step(
+            size,
+            self.net.precision,
+            tile_size=self.settings.tile_size,
+            layers=self.layers,
+            content_layers=[name for name, _ in self.weights.content_layers],
+        )
+
+    def layout(self, size: tuple[int, int], plan: memory.MemoryPlan):
+        """Where the tiles of a step at `size` lie, or None for the whole image at once."""
+        if not plan.tiled:
+            return None
+        return tile_layout.tile_layout(size, plan.grid, tile_layout.tile_margin(self.layers))
+
+    def make_loss(self, targets, layout):
+        """The loss function of a stage: over the whole image, or in tiles."""
+        from neural_style.optimize import LossFunction
+        from neural_style.tiling import TiledLossFunction
+
+        if layout is not None:
+            return TiledLossFunction(self.net, targets, self.weights, layout)
+        return LossFunction(self.net, targets, self.weights)
 
     def start_image(self, content: np.ndarray) -> np.ndarray:
         from neural_style.optimize import initial_image
@@ -282,13 +311,23 @@ class PhotoRun:
         # Checked now, so that an image too large for the memory is refused before it starts.
         self.memory_plans = [pipeline.memory_plan(stage.size) for stage in self.stages]
         for stage, plan in zip(self.stages, self.memory_plans, strict=True):
-            if plan.recompute:
-                print(
-                    f"note: a step at {stage.size[1]}x{stage.size[0]} needs more memory than "
-                    f"is free, so activations are recomputed in the backward pass "
-                    f"(about {plan.estimate_bytes / memory.GIB:.1f} GiB, 1.4x the time)",
-                    file=self.stream,
-                )
+            self._describe_plan(stage, plan)
+
+    def _describe_plan(self, stage: Stage, plan: memory.MemoryPlan) -> None:
+        size = f"{stage.size[1]}x{stage.size[0]}"
+        if plan.tiled:
+            why = (
+                f"TILE_SIZE {self.settings.tile_size}"
+                if self.settings.tile_size
+                else "a step over the whole image would not fit in the memory that is free"
+            )
+            gib = plan.estimate_bytes / memory.GIB
+            needs = f", about {gib:.1f} GiB" if plan.estimate_bytes else ""
+            print(
+                f"note: {size} is computed in {plan.grid[0]}x{plan.grid[1]} tiles ({why}{needs});"
+                " the result is the same as in one piece, each step takes longer",
+                file=self.stream,
+            )
 
     def visible(self, image: np.ndarray, content: np.ndarray) -> np.ndarray:
         """What is written: the image, or its brightness on the photo's colours."""
@@ -301,7 +340,7 @@ class PhotoRun:
 
     def run(self) -> RunResult:
         from neural_style.losses import Targets
-        from neural_style.optimize import LossFunction, content_targets
+        from neural_style.optimize import content_targets
 
         s, pipeline = self.settings, self.pipeline
         resumed = self._load_checkpoint() if s.resume else None
@@ -324,20 +363,18 @@ class PhotoRun:
                     stage_start = stage_end
                     continue
                 content = images.resize_image(self.photo, stage.size)
+                plan = self.memory_plans[index]
+                layout = pipeline.layout(stage.size, plan)
+                tile_side = tile_layout.core_side(stage.size, plan.grid) if layout else 0
                 targets = Targets(
-                    content=content_targets(pipeline.net, content, pipeline.weights),
-                    style_grams=pipeline.style_grams(index, stage.size, content),
+                    content=content_targets(pipeline.net, content, pipeline.weights, layout=layout),
+                    style_grams=pipeline.style_grams(index, stage.size, content, tile_side),
                 )
                 if image is None:
                     start = pipeline.start_image(content)
                 else:  # each stage starts from the last one's result, upsampled
                     start = images.resize_image(image, stage.size)
-                loss = LossFunction(
-                    pipeline.net,
-                    targets,
-                    pipeline.weights,
-                    recompute=self.memory_plans[index].recompute,
-                )
+                loss = pipeline.make_loss(targets, layout)
                 optimizer = pipeline.make_optimizer(loss, start)
                 if resumed and index == first_stage:
                     optimizer.restore(resumed.optimizer_state)

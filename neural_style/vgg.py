@@ -285,11 +285,10 @@ class VGG19:
         return self._enter(tf.convert_to_tensor(images, dtype=tf.float32) - self.mean_pixel)
 
     def run_layers(
-        self, current, names: Iterable[str], wanted: Iterable[str], *, as_float32: bool = True
+        self, current, names: Iterable[str], wanted: Iterable[str]
     ) -> tuple[dict, object]:
-        """Run the layers `names` in order on `current` (in the compute dtype): the features
-        of the `wanted` ones among them (float32, or as computed without `as_float32`), and
-        the last layer's output."""
+        """Run the layers `names` in order on `current` (in the compute dtype): the float32
+        features of the `wanted` ones among them, and the last layer's output."""
         import tensorflow as tf
 
         wanted = set(wanted)
@@ -304,23 +303,8 @@ class VGG19:
             else:  # MatConvNet pools 2x2, stride 2, no padding
                 current = pool(current, ksize=2, strides=2, padding="VALID")
             if name in wanted:
-                features[name] = self._leave(current) if as_float32 else current
+                features[name] = self._leave(current)
         return features, current
-
-
-def block_segments(layers: Iterable[str]) -> list[tuple[str, ...]]:
-    """The layers up to the deepest of `layers`, split after each pool: the segments whose
-    inputs a step keeps when it recomputes activations in the backward pass."""
-    deepest = max(VGG19_LAYERS.index(name) for name in layers)
-    segments, current = [], []
-    for name in VGG19_LAYERS[: deepest + 1]:
-        current.append(name)
-        if name.startswith("pool"):
-            segments.append(tuple(current))
-            current = []
-    if current:
-        segments.append(tuple(current))
-    return segments
 
 
 def _identity(x):

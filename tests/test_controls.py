@@ -256,7 +256,7 @@ def test_a_batch_names_outputs_after_inputs_and_reports_failures(
     computed = []
     real_targets = optimize.style_targets
     monkeypatch.setattr(
-        optimize, "style_targets", lambda *a: computed.append(1) or real_targets(*a)
+        optimize, "style_targets", lambda *a, **k: computed.append(1) or real_targets(*a, **k)
     )
     settings = settings_for(
         tmp_path, tiny_mat, image_pair, content_image=str(folder), train_steps=2, snapshot_every=0

@@ -34,44 +34,59 @@ def test_the_estimate_is_near_what_was_measured():
         assert gib <= estimate <= 1.3 * gib, (size, precision)
 
 
-def test_recomputing_is_estimated_as_measured():
-    # Measured: 4.95 GiB at 2048x1536 in mixed_bfloat16 with recomputation (5.06 without).
-    estimate = memory.step_bytes((1536, 2048), "mixed_bfloat16", recompute=True) / GIB
-    assert 4.95 <= estimate <= 1.3 * 4.95
-
-
-def test_a_size_that_fits_is_planned_without_recomputation():
+def test_a_size_that_fits_is_planned_whole():
     plan = memory.plan_step((384, 512), "float32", available=8 * GIB)
-    assert not plan.recompute
+    assert not plan.tiled
     assert plan.estimate_bytes < 8 * GIB
 
 
-def test_a_size_that_fits_only_by_recomputing_recomputes(monkeypatch):
-    monkeypatch.setattr(memory, "RECOMPUTED_BLOCK_FACTOR", 1.0)  # a network where it pays
-    size = (3072, 4096)
-    plain = memory.step_bytes(size, "mixed_bfloat16")
-    recomputed = memory.step_bytes(size, "mixed_bfloat16", recompute=True)
-    assert recomputed < plain
-    available = int((plain + recomputed) / 2 / memory.USABLE_FRACTION)
-    plan = memory.plan_step(size, "mixed_bfloat16", available=available)
-    assert plan.recompute
-
-
-def test_too_large_is_refused_in_one_line_with_the_largest_size_that_fits():
+def test_too_large_even_in_tiles_is_refused_in_one_line_with_the_largest_size_that_fits():
     with pytest.raises(UserError) as caught:
-        memory.plan_step((3072, 4096), "float32", available=4 * GIB)
+        memory.plan_step((3072, 4096), "float32", available=2 * GIB)
     message = str(caught.value)
     assert "\n" not in message
     assert message.startswith("IMAGE_WIDTH (--image_width): a 4096x3072 image needs about")
+    assert "even in tiles" in message
     assert "the largest that fits is" in message
     width = int(message.split("--image_width=")[1].split(")")[0])
     height = round(3072 * width / 4096)
-    assert memory.step_bytes((height, width), "float32", recompute=True) <= 4 * GIB * 0.9
-    assert (
-        memory.step_bytes((round(3072 * (width + 1) / 4096), width + 1), "float32", recompute=True)
-        > 4 * GIB * 0.9
-    )
+    budget = 2 * GIB * memory.USABLE_FRACTION
+    assert memory.least_bytes((height, width), "float32") <= budget
+    assert memory.least_bytes((round(3072 * (width + 1) / 4096), width + 1), "float32") > budget
+    assert memory.plan_step((height, width), "float32", available=2 * GIB)
     assert "mixed_bfloat16" in message
+
+
+def test_a_print_that_does_not_fit_whole_is_planned_in_tiles_that_fit():
+    size = (3072, 4096)
+    available = 8 * GIB
+    assert memory.step_bytes(size, "float32") > available
+    plan = memory.plan_step(size, "float32", available=available)
+    assert plan.tiled
+    assert plan.estimate_bytes <= available * memory.USABLE_FRACTION
+    rows, columns = plan.grid
+    # The largest cores that fit: with a tile fewer each way the step would not fit.
+    fewer = memory.tiled_step_bytes(size, "float32", (rows - 1, columns - 1))
+    assert fewer > available * memory.USABLE_FRACTION
+
+
+def test_the_tile_estimate_keeps_the_whole_images_state_and_one_crops_activations():
+    size, grid = (3072, 4096), (3, 4)
+    estimate = memory.tiled_step_bytes(size, "float32", grid)
+    one_crop = memory.step_bytes((1248, 1248), "float32") - memory.BASE_BYTES
+    state = memory.IMAGE_COPIES * 3072 * 4096 * 3 * 4
+    assert one_crop + state < estimate - memory.BASE_BYTES < 1.5 * (one_crop + state)
+
+
+def test_tile_size_sets_the_grid_and_is_refused_when_too_large():
+    plan = memory.plan_step((768, 1024), "float32", available=24 * GIB, tile_size=512)
+    assert plan.grid == (2, 2)
+    assert memory.plan_step((300, 400), "float32", available=24 * GIB, tile_size=512).grid == (
+        1,
+        1,
+    )
+    with pytest.raises(UserError, match=r"^TILE_SIZE \(--tile_size\): tiles of 4096 pixels"):
+        memory.plan_step((3072, 8192), "float32", available=8 * GIB, tile_size=4096)
 
 
 def test_largest_size_keeps_the_aspect_ratio():

@@ -8,8 +8,8 @@ import tensorflow as tf
 from conftest import photo
 
 from neural_style.losses import LossWeights
-from neural_style.optimize import AdamOptimizer, LossFunction, compute_targets
-from neural_style.vgg import VGG19, block_segments, read_vgg19_mat, resolve_precision
+from neural_style.optimize import LossFunction, compute_targets
+from neural_style.vgg import VGG19, read_vgg19_mat, resolve_precision
 
 WEIGHTS = LossWeights(
     content_layers=(("relu4_2", 0.5), ("relu5_2", 0.5)),
@@ -25,11 +25,11 @@ def tiny_weights(tiny_mat):
     return read_vgg19_mat(tiny_mat)
 
 
-def _problem(weights, precision, recompute=False):
+def _problem(weights, precision):
     net = VGG19(weights, precision=precision)
     content, style = photo(48, 64, seed=1), photo(48, 64, seed=2)
     targets = compute_targets(net, content, [style], [1.0], WEIGHTS)
-    return LossFunction(net, targets, WEIGHTS, recompute=recompute), content
+    return LossFunction(net, targets, WEIGHTS), content
 
 
 def test_bfloat16_features_are_float32_and_close(tiny_weights):
@@ -50,34 +50,6 @@ def test_bfloat16_loss_and_gradient_match_float32(tiny_weights):
     assert float(parts16["total"]) == pytest.approx(float(parts32["total"]), rel=0.2)
     cosine = tf.reduce_sum(gradient16 * gradient32) / (tf.norm(gradient16) * tf.norm(gradient32))
     assert float(cosine) > 0.95
-
-
-@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
-def test_recomputing_gives_the_same_loss_and_gradient(tiny_weights, precision):
-    images = tf.constant(photo(48, 64, seed=3)[None])
-    plain, _ = _problem(tiny_weights, precision)
-    recomputed, _ = _problem(tiny_weights, precision, recompute=True)
-    parts, gradient = plain.value_and_gradient(images)
-    parts_r, gradient_r = recomputed.value_and_gradient(images)
-    for name in parts:
-        assert float(parts_r[name]) == pytest.approx(float(parts[name]), rel=1e-4)
-    error = float(tf.reduce_max(tf.abs(gradient_r - gradient)))
-    assert error <= 0.01 * float(tf.reduce_max(tf.abs(gradient)))
-
-
-def test_adam_runs_with_recomputation_and_lowers_the_loss(tiny_weights):
-    loss, content = _problem(tiny_weights, "mixed_bfloat16", recompute=True)
-    optimizer = AdamOptimizer(loss, content, learning_rate=1.0)
-    results = list(optimizer.steps(6))
-    assert all(result.finite for result in results)
-    assert results[-1].losses["total"] < results[0].losses["total"]
-    assert optimizer.image.dtype == tf.float32
-
-
-def test_block_segments_end_at_the_pools_and_the_deepest_layer():
-    segments = block_segments(["relu1_1", "relu4_2"])
-    assert [segment[-1] for segment in segments] == ["pool1", "pool2", "pool3", "relu4_2"]
-    assert segments[0][0] == "conv1_1"
 
 
 def test_auto_precision(monkeypatch):
