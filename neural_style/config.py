@@ -73,6 +73,7 @@ class Settings:
     print_every: int  # steps between progress lines
     pooling: str  # "max" or "avg"
     precision: str  # conv arithmetic: "auto", "float32", "mixed_bfloat16", "mixed_float16"
+    float32_finish: float  # fraction 0..1 of a stage's last steps run in float32
     tile_size: int  # pixels a side of the tiles a step is computed in; 0 = only if needed
     seed: int  # random seed for the starting noise
     resume: bool  # continue from <output_image>-checkpoint.npz
@@ -340,6 +341,11 @@ def _check_weights_and_rates(settings: Settings) -> None:
         raise UserError(
             f"{describe('noise')} must be between 0 (start from the content image) "
             f"and 1 (start from pure noise), got {settings.noise}"
+        )
+    if not 0 <= settings.float32_finish <= 1:
+        raise UserError(
+            f"{describe('float32_finish')} must be between 0 (all steps in PRECISION) and 1 "
+            f"(all in float32), got {settings.float32_finish}"
         )
     if not (math.isfinite(settings.learning_rate) and settings.learning_rate > 0):
         raise UserError(

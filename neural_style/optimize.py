@@ -168,6 +168,14 @@ class AdamOptimizer:
         self.second_moment = tf.Variable(tf.zeros_like(self.image))
         self.iterations = tf.Variable(0, dtype=tf.int64)
         self.evaluations = 0
+        self._whole_step = tf.function(self._take_whole_step)
+
+    def use_loss(self, loss) -> None:
+        """Go on with another loss function (e.g. in another precision) from the current
+        image and moments; the best image is chosen afresh by the new loss."""
+        self.loss = loss
+        self.best_loss.assign(np.inf)
+        self._whole_step = tf.function(self._take_whole_step)  # traced for the new loss
 
     def _apply_adam(self, gradient: tf.Tensor) -> None:
         self.iterations.assign_add(1)
@@ -186,8 +194,7 @@ class AdamOptimizer:
             return parts, self._update(parts["total"], gradient)
         return self._whole_step()
 
-    @tf.function
-    def _whole_step(self) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+    def _take_whole_step(self) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
         parts, gradient = self.loss.value_and_gradient(self.image)
         return parts, self._update_rule(parts["total"], gradient)
 
@@ -291,6 +298,12 @@ class LbfgsOptimizer:
         self.best_loss = math.inf
         self.evaluations = 0
         self.message = ""
+
+    def use_loss(self, loss) -> None:
+        """Go on with another loss function from the current image; the best image is
+        chosen afresh by the new loss, and the curvature history restarts."""
+        self.loss = loss
+        self.best_loss = math.inf
 
     def _evaluate(self, x: np.ndarray) -> tuple[float, np.ndarray, dict[str, float]]:
         images = tf.constant(x.reshape(self.shape), dtype=tf.float32)

@@ -78,10 +78,28 @@ def _native_stderr_silenced():
         os.close(devnull)
 
 
-def start_tensorflow() -> tuple[str, bool]:
-    """Import TensorFlow and find its devices: a line saying which one the run uses, and
-    whether it is a GPU."""
-    with _native_stderr_silenced():
+@contextlib.contextmanager
+def _keras_held_back():
+    """Keep `import tensorflow` from importing Keras, which a Gatys run never uses: TF
+    imports Keras's optimisers only to register them, inside a try that lets an import
+    fail. That is about 0.5 s of start-up and 60 MB (more where matplotlib is installed,
+    which Keras imports too). Keras imports normally afterwards, and tf.keras still works."""
+    if "keras" in sys.modules or "tensorflow" in sys.modules:
+        yield
+        return
+    sys.modules["keras"] = None  # an import of keras now fails at once
+    try:
+        yield
+    finally:
+        if sys.modules.get("keras", 0) is None:
+            del sys.modules["keras"]
+
+
+def start_tensorflow(*, without_keras: bool = False) -> tuple[str, bool]:
+    """Import TensorFlow (`without_keras`: see _keras_held_back) and find its devices: a
+    line saying which one the run uses, and whether it is a GPU."""
+    held_back = _keras_held_back() if without_keras else contextlib.nullcontext()
+    with _native_stderr_silenced(), held_back:
         import tensorflow as tf
 
         gpus = tf.config.list_physical_devices("GPU")
@@ -191,9 +209,12 @@ class Pipeline:
         stream: TextIO,
         *,
         on_gpu: bool = False,
+        exact_net: VGG19 | None = None,
     ):
         self.settings = settings
         self.net = net
+        # The float32 network of FLOAT32_FINISH's last steps, when `net` is a mixed one.
+        self.exact_net = exact_net
         self.on_gpu = on_gpu
         self.styles = styles
         self.stream = stream
@@ -205,20 +226,49 @@ class Pipeline:
         self._style_grams: dict = {}
         self._plot_note_shown = False
 
+    def phases(self, steps: int) -> list[tuple[VGG19, int]]:
+        """(network, steps) of a stage's phases: all in the run's precision, or the last
+        FLOAT32_FINISH of them in float32 when the run's precision is a mixed one."""
+        if self.exact_net is None:
+            return [(self.net, steps)]
+        exact = round(steps * self.settings.float32_finish)
+        return [(net, count) for net, count in ((self.net, steps - exact), (self.exact_net, exact))]
+
+    def targets(self, net: VGG19, stage_index: int, content: np.ndarray, layout):
+        """The content features and style Grams that `net` pulls the image towards."""
+        from neural_style.losses import Targets
+        from neural_style.optimize import content_targets
+
+        size = content.shape[:2]
+        tile_side = tile_layout.core_side(size, layout.grid) if layout else 0
+        return Targets(
+            content=content_targets(net, content, self.weights, layout=layout),
+            style_grams=self.style_grams(net, stage_index, size, content, tile_side),
+        )
+
     def style_grams(
-        self, stage_index: int, size: tuple[int, int], content: np.ndarray, tile_side: int = 0
+        self,
+        net: VGG19,
+        stage_index: int,
+        size: tuple[int, int],
+        content: np.ndarray,
+        tile_side: int = 0,
     ) -> dict:
-        """The blended style Grams for a stage: computed once per stage and shared by every
-        photo, except in histogram mode, which recolours the styles to each photo. With
-        `tile_side`, style images larger than that are run in tiles of about that size."""
+        """The blended style Grams for a stage: computed once per stage and network and
+        shared by every photo, except in histogram mode, which recolours the styles to each
+        photo. With `tile_side`, style images larger than that are run in tiles of about
+        that size."""
         if self.settings.preserve_colors == "histogram":
             styles = [colors.match_color_histogram(style, content) for style in self.styles]
-            return self._grams_of(styles, size, tile_side)
-        if stage_index not in self._style_grams:
-            self._style_grams[stage_index] = self._grams_of(self.styles, size, tile_side)
-        return self._style_grams[stage_index]
+            return self._grams_of(net, styles, size, tile_side)
+        key = (stage_index, net.precision)
+        if key not in self._style_grams:
+            self._style_grams[key] = self._grams_of(net, self.styles, size, tile_side)
+        return self._style_grams[key]
 
-    def _grams_of(self, styles: list[np.ndarray], size: tuple[int, int], tile_side: int) -> dict:
+    def _grams_of(
+        self, net: VGG19, styles: list[np.ndarray], size: tuple[int, int], tile_side: int
+    ) -> dict:
         from neural_style.optimize import style_targets
 
         scale = self.settings.style_scale
@@ -227,7 +277,7 @@ class Pipeline:
             max(round(size[1] * scale), images.MIN_SIDE),
         )
         resized = [images.resize_image(style, style_size) for style in styles]
-        return style_targets(self.net, resized, self.blend, self.weights, tile_side=tile_side)
+        return style_targets(net, resized, self.blend, self.weights, tile_side=tile_side)
 
     def memory_plan(self, size: tuple[int, int]) -> memory.MemoryPlan:
         """How a step at `size` fits in RAM: whole, recomputing, or in tiles (TILE_SIZE's,
@@ -237,9 +287,11 @@ class Pipeline:
             tile_size = self.settings.tile_size
             grid = tile_layout.grid_for_core(size, tile_size) if tile_size else (1, 1)
             return memory.MemoryPlan(0, 0, grid)
+        # The float32 finish, if any, needs the most memory.
+        precision = self.exact_net.precision if self.exact_net else self.net.precision
         return memory.plan_step(
             size,
-            self.net.precision,
+            precision,
             tile_size=self.settings.tile_size,
             layers=self.layers,
             content_layers=[name for name, _ in self.weights.content_layers],
@@ -251,14 +303,14 @@ class Pipeline:
             return None
         return tile_layout.tile_layout(size, plan.grid, tile_layout.tile_margin(self.layers))
 
-    def make_loss(self, targets, layout):
+    def make_loss(self, net: VGG19, targets, layout):
         """The loss function of a stage: over the whole image, or in tiles."""
         from neural_style.optimize import LossFunction
         from neural_style.tiling import TiledLossFunction
 
         if layout is not None:
-            return TiledLossFunction(self.net, targets, self.weights, layout)
-        return LossFunction(self.net, targets, self.weights)
+            return TiledLossFunction(net, targets, self.weights, layout)
+        return LossFunction(net, targets, self.weights)
 
     def start_image(self, content: np.ndarray) -> np.ndarray:
         from neural_style.optimize import initial_image
@@ -339,9 +391,6 @@ class PhotoRun:
         images.save_image(path, self.visible(image, content))
 
     def run(self) -> RunResult:
-        from neural_style.losses import Targets
-        from neural_style.optimize import content_targets
-
         s, pipeline = self.settings, self.pipeline
         resumed = self._load_checkpoint() if s.resume else None
         first_stage, done = (resumed.stage, resumed.step) if resumed else (0, 0)
@@ -363,30 +412,43 @@ class PhotoRun:
                     stage_start = stage_end
                     continue
                 content = images.resize_image(self.photo, stage.size)
-                plan = self.memory_plans[index]
-                layout = pipeline.layout(stage.size, plan)
-                tile_side = tile_layout.core_side(stage.size, plan.grid) if layout else 0
-                targets = Targets(
-                    content=content_targets(pipeline.net, content, pipeline.weights, layout=layout),
-                    style_grams=pipeline.style_grams(index, stage.size, content, tile_side),
-                )
+                layout = pipeline.layout(stage.size, self.memory_plans[index])
                 if image is None:
                     start = pipeline.start_image(content)
                 else:  # each stage starts from the last one's result, upsampled
                     start = images.resize_image(image, stage.size)
-                loss = pipeline.make_loss(targets, layout)
-                optimizer = pipeline.make_optimizer(loss, start)
-                if resumed and index == first_stage:
-                    optimizer.restore(resumed.optimizer_state)
-                first = max(done, stage_start) + 1
                 label = self._stage_label(index, stage)
+                optimizer, phase_start = None, stage_start
                 try:
-                    result = (
-                        self._optimise(
-                            optimizer, content, first, stage_end, log, progress, label, index
+                    phases = pipeline.phases(stage.steps)
+                    for number, (net, count) in enumerate(phases, 1):
+                        phase_end = phase_start + count
+                        first = max(done, phase_start) + 1
+                        if first > phase_end and number < len(phases):  # resumed past it
+                            phase_start = phase_end
+                            continue
+                        loss = pipeline.make_loss(
+                            net, pipeline.targets(net, index, content, layout), layout
                         )
-                        or result
-                    )
+                        if optimizer is None:
+                            optimizer = pipeline.make_optimizer(loss, start)
+                            if resumed and index == first_stage:
+                                optimizer.restore(resumed.optimizer_state)
+                        else:
+                            optimizer.use_loss(loss)
+                        if phase_start > stage_start and first <= phase_end:
+                            print(
+                                f"{label}float32 from step {first} to {phase_end} "
+                                f"(FLOAT32_FINISH {self.settings.float32_finish:g})",
+                                file=self.stream,
+                            )
+                        result = (
+                            self._optimise(
+                                optimizer, content, first, phase_end, log, progress, label, index
+                            )
+                            or result
+                        )
+                        phase_start = phase_end
                 except KeyboardInterrupt:
                     self.save(self.final_path, optimizer.best(), content)
                     self._checkpoint(optimizer, index, self.step)
@@ -478,12 +540,15 @@ def stylize(settings: Settings, stream: TextIO | None = None) -> RunResult | Bat
     vgg_weights = read_vgg19_mat(
         resolve_weights_path(settings.vgg_model_path, stream), stream=stream
     )
-    device, on_gpu = start_tensorflow()
+    device, on_gpu = start_tensorflow(without_keras=True)
     print(device, file=stream, flush=True)
     precision = resolve_precision(settings.precision, on_gpu)
     net = VGG19(vgg_weights, pooling=settings.pooling, precision=precision)
-    del vgg_weights  # the network holds its own copy, in its precision
-    pipeline = Pipeline(settings, net, styles, stream, on_gpu=on_gpu)
+    exact_net = None
+    if precision != "float32" and settings.float32_finish > 0:
+        exact_net = VGG19(vgg_weights, pooling=settings.pooling)
+    del vgg_weights  # the networks hold their own copies, in their precisions
+    pipeline = Pipeline(settings, net, styles, stream, on_gpu=on_gpu, exact_net=exact_net)
 
     def prefix_for(photo: str) -> str:
         prefix = _batch_prefix(settings, photo) if is_batch else settings.output_image

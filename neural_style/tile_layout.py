@@ -68,6 +68,7 @@ def _edges(length: int, pieces: int) -> list[int]:
 
 class TileLayout(NamedTuple):
     size: tuple[int, int]  # (height, width) of the whole image
+    grid: tuple[int, int]  # (rows, columns) of tiles
     margin: int
     tiles: tuple[Tile, ...]
 
@@ -101,7 +102,7 @@ def tile_layout(size: tuple[int, int], grid: tuple[int, int], margin: int) -> Ti
                 min(right + margin, width),
             )
             tiles.append(Tile((top, bottom, left, right), crop))
-    return TileLayout(size, margin, tuple(tiles))
+    return TileLayout(size, grid, margin, tuple(tiles))
 
 
 def core_side(size: tuple[int, int], grid: tuple[int, int]) -> int:

@@ -142,7 +142,7 @@ def test_style_scale_takes_the_grams_of_a_resized_style(tmp_path, tiny_mat, imag
         settings = settings_for(tmp_path, tiny_mat, image_pair, style_scale=scale)
         pipeline = run.Pipeline(settings, tiny_net, [style], io.StringIO())
         content = photo(33, 40)
-        grams = pipeline.style_grams(0, (33, 40), content)
+        grams = pipeline.style_grams(tiny_net, 0, (33, 40), content)
         size = (round(33 * scale), round(40 * scale))
         expected = style_targets(tiny_net, [resize_image(style, size)], [1.0], pipeline.weights)
         for layer in grams:
@@ -186,7 +186,7 @@ def test_histogram_mode_recolours_the_style_before_its_grams(
     style = load_image(image_pair[1], "STYLE_IMAGE")
     pipeline = run.Pipeline(settings, tiny_net, [style], io.StringIO())
     content = photo(33, 40)
-    grams = pipeline.style_grams(0, (33, 40), content)
+    grams = pipeline.style_grams(tiny_net, 0, (33, 40), content)
     recoloured = resize_image(colors.match_color_histogram(style, content), (33, 40))
     expected = style_targets(tiny_net, [recoloured], [1.0], pipeline.weights)
     for layer in grams:

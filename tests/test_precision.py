@@ -80,3 +80,85 @@ def test_float16_scales_the_gradient_inside_the_network(tiny_weights):
         store.append(tape.gradient(total, images))
         net.gradient = store[0]
     np.testing.assert_allclose(net16.gradient.numpy(), net32.gradient.numpy(), rtol=0.05, atol=1e-6)
+
+
+# --- the float32 finish of a mixed-precision run ---------------------------------------------
+
+
+def _finish_settings(tmp_path, tiny_mat, image_pair, **overrides):
+    from conftest import tiny_settings
+
+    values = dict(precision="mixed_bfloat16", train_steps=8, snapshot_every=0, init="noise")
+    return tiny_settings(tmp_path, tiny_mat, image_pair, **{**values, **overrides})
+
+
+def test_the_last_quarter_of_a_mixed_run_is_float32(tmp_path, tiny_mat, image_pair):
+    import io
+
+    from neural_style import checkpoint, images, run
+    from neural_style.optimize import AdamOptimizer, initial_image
+
+    settings = _finish_settings(tmp_path, tiny_mat, image_pair)
+    stream = io.StringIO()
+    result = run.stylize(settings, stream)
+    assert "float32 from step 7 to 8 (FLOAT32_FINISH 0.25)" in stream.getvalue()
+
+    # The same by hand: 6 steps in bfloat16, then 2 with a float32 loss and targets.
+    weights = read_vgg19_mat(tiny_mat)
+    content = images.resize_image(images.load_image(image_pair[0], "c"), (33, 40))
+    style = images.resize_image(images.load_image(image_pair[1], "s"), (33, 40))
+    loss_weights = run.loss_weights(settings)
+
+    def loss_in(precision):
+        net = VGG19(weights, precision=precision)
+        targets = compute_targets(net, content, [style], [1.0], loss_weights)
+        return LossFunction(net, targets, loss_weights)
+
+    optimizer = AdamOptimizer(
+        loss_in("mixed_bfloat16"), initial_image(content, 1.0, 0), learning_rate=5.0
+    )
+    list(optimizer.steps(6))
+    optimizer.use_loss(loss_in("float32"))
+    last = list(optimizer.steps(2, first=7))[-1]
+    assert result.losses["total"] == pytest.approx(last.losses["total"], rel=1e-5)
+    saved = checkpoint.load_checkpoint(checkpoint.checkpoint_path(settings.output_image))
+    np.testing.assert_allclose(saved.optimizer_state["best_image"], optimizer.best(), atol=1e-3)
+
+
+def test_a_run_cut_in_its_float32_finish_resumes_to_the_same_image(
+    tmp_path, tiny_mat, image_pair, monkeypatch
+):
+    import io
+
+    from neural_style import checkpoint, reporting, run
+
+    straight = _finish_settings(tmp_path / "straight", tiny_mat, image_pair)
+    run.stylize(straight, io.StringIO())
+    cut = _finish_settings(tmp_path / "cut", tiny_mat, image_pair)
+    real_update = reporting.ProgressPrinter.update
+
+    def interrupt_at_step_7(self, step, losses, **details):
+        real_update(self, step, losses, **details)
+        if step == 7:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(reporting.ProgressPrinter, "update", interrupt_at_step_7)
+    with pytest.raises(KeyboardInterrupt):
+        run.stylize(cut, io.StringIO())
+    monkeypatch.setattr(reporting.ProgressPrinter, "update", real_update)
+    stream = io.StringIO()
+    run.stylize(cut.__class__(**{**cut.__dict__, "resume": True}), stream)
+    assert "resuming from" in stream.getvalue()
+    states = [
+        checkpoint.load_checkpoint(checkpoint.checkpoint_path(s.output_image)).optimizer_state
+        for s in (straight, cut)
+    ]
+    for name in ("image", "best_image", "first_moment", "second_moment"):
+        np.testing.assert_allclose(states[0][name], states[1][name], rtol=1e-4, atol=1e-3)
+
+
+def test_float32_finish_is_checked(tmp_path, tiny_mat, image_pair):
+    from neural_style.errors import UserError
+
+    with pytest.raises(UserError, match=r"^FLOAT32_FINISH \(--float32_finish\) must be between"):
+        _finish_settings(tmp_path, tiny_mat, image_pair, float32_finish=1.5)
