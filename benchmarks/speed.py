@@ -124,6 +124,9 @@ def floor_seconds(height: int, width: int, dtype: str, repeats: int, widths=REAL
 
 def _problem(job: dict):
     """(net, loss function, content image) of the benchmark's run at job's size."""
+    from neural_style.run import start_tensorflow
+
+    start_tensorflow(without_keras=True)  # as train.py starts it, malloc settings included
     from neural_style import images
     from neural_style.losses import LossWeights, Targets
     from neural_style.optimize import LossFunction, content_targets, style_targets
@@ -194,32 +197,59 @@ def worker_step(job: dict) -> dict:
 
 
 def worker_quality(job: dict) -> dict:
-    """Final losses of float32 and mixed_bfloat16 runs from one start, scored in float32."""
+    """Final losses of a float32 run and of mixed-precision runs from the same start for the
+    same steps, each scored in float32, and their wall times. A mixed run takes its last
+    `finish` fraction of the steps in float32 (FLOAT32_FINISH), for each finish given."""
     from neural_style.optimize import AdamOptimizer, LossFunction, compute_targets, initial_image
     from neural_style.vgg import VGG19
 
     job32 = {**job, "precision": "float32"}
     _, reference, content, (weights, style, loss_weights) = _problem(job32)
-    finals = {}
-    for precision in ("float32", job["precision"]):
-        net = VGG19(weights, precision=precision)
-        targets = compute_targets(net, content, [style], [1.0], loss_weights)
+    nets = {
+        precision: VGG19(weights, precision=precision)
+        for precision in ("float32", job["precision"])
+    }
+
+    def loss_in(precision):
+        targets = compute_targets(nets[precision], content, [style], [1.0], loss_weights)
+        return LossFunction(nets[precision], targets, loss_weights)
+
+    runs = [("float32", 0.0)] + [(job["precision"], finish) for finish in job["finishes"]]
+    results = []
+    for precision, finish in runs:
+        started = time.perf_counter()
+        exact = round(job["steps"] * finish) if precision != "float32" else 0
         optimizer = AdamOptimizer(
-            LossFunction(net, targets, loss_weights),
-            initial_image(content, 0.5, 0),
-            learning_rate=5.0,
+            loss_in(precision), initial_image(content, 0.5, 0), learning_rate=5.0
         )
-        for _ in optimizer.steps(job["steps"]):
+        for _ in optimizer.steps(job["steps"] - exact):
             pass
+        if exact:
+            optimizer.use_loss(loss_in("float32"))
+            for _ in optimizer.steps(exact, first=job["steps"] - exact + 1):
+                pass
+        seconds = time.perf_counter() - started
         parts, _ = reference.value_and_gradient(optimizer.best()[None])
-        finals[precision] = float(parts["total"])
-    reference_loss = finals["float32"]
+        results.append(
+            {
+                "precision": precision,
+                "float32_finish": finish,
+                "final_loss_scored_in_float32": float(parts["total"]),
+                "seconds": seconds,
+            }
+        )
+    reference_run = results[0]
+    for result in results:
+        loss_ratio = (
+            result["final_loss_scored_in_float32"] / reference_run["final_loss_scored_in_float32"]
+        )
+        result["relative_difference"] = loss_ratio - 1
+        result["time_ratio"] = result["seconds"] / reference_run["seconds"]
     return {
         "width": int(content.shape[1]),
         "height": int(content.shape[0]),
         "steps": job["steps"],
-        "final_loss_scored_in_float32": finals,
-        "relative_difference": (finals[job["precision"]] - reference_loss) / reference_loss,
+        "runs": results,
     }
 
 
@@ -356,6 +386,8 @@ def main() -> None:
     parser.add_argument(
         "--largest_goal", type=int, default=4096, help="width to try for print size"
     )
+    parser.add_argument("--quality_width", type=int, default=0, help="quality check's width")
+    parser.add_argument("--quality_steps", type=int, default=0, help="quality check's steps")
     parser.add_argument("--output", default=RESULTS_PATH, help="where the JSON goes")
     args, rest = parser.parse_known_args()
     for kind, worker in (("step", worker_step), ("quality", worker_quality)):
@@ -409,8 +441,13 @@ def main() -> None:
                 report["iterations"].append(row)
                 print(_table([row]).splitlines()[-1], flush=True)
         if "quality" not in skip and "mixed_bfloat16" in precisions:
-            job = {"mat": mat, "width": widths[0], "precision": "mixed_bfloat16"}
-            job["steps"] = 10 if quick else 100
+            job = {
+                "mat": mat,
+                "width": args.quality_width or (widths[0] if quick else 512),
+                "precision": "mixed_bfloat16",
+                "finishes": [0.0, 0.25],
+                "steps": args.quality_steps or (10 if quick else 250),
+            }
             report["quality"] = _run_worker("quality", job)
             print(f"quality: {json.dumps(report['quality'])}", flush=True)
         if "large" not in skip and not quick:
