@@ -162,7 +162,7 @@ def _checked_convs(raw: dict[str, tuple], path: str) -> dict[str, ConvWeights]:
             raise UserError(
                 f"{path}: layer {name} holds NaN or infinite weights; {GET_REAL_WEIGHTS}"
             )
-        convs[name] = ConvWeights(kernel.astype(np.float32), bias.astype(np.float32))
+        convs[name] = ConvWeights(np.asarray(kernel, np.float32), np.asarray(bias, np.float32))
         channels = kernel.shape[3]
     return convs
 
@@ -170,7 +170,7 @@ def _checked_convs(raw: dict[str, tuple], path: str) -> dict[str, ConvWeights]:
 def read_vgg19_mat(path: str, *, cache: bool = True, stream: TextIO | None = None) -> VGGWeights:
     """Read and validate VGG-19's conv weights and mean pixel from a MatConvNet .mat file.
 
-    With `cache`, the first read also writes the convs to `<path>.conv-cache.npz` (saying
+    With `cache`, the first read also writes the convs to `<path>.conv-cache` (saying
     so on `stream`) and later reads load that instead (see neural_style.weights_cache).
     Raises UserError, with one line naming the file and the fix, for anything unusable.
     """

@@ -2,8 +2,16 @@
 
 Reading the 510 MB MatConvNet file takes seconds and holds the whole file in memory, fully
 connected layers included, though only the sixteen convs (80 MB) are used. The first run
-writes them, with the mean pixel, to `<mat>.conv-cache.npz` (uncompressed, written
-atomically); later runs load that instead and never import scipy.
+writes them, with the mean pixel, to `<mat>.conv-cache` (written atomically); later runs
+load that instead and never import scipy. The file is a short JSON header and then the
+raw float32 weights, mapped into memory: about 0.02 s warm, where an .npz took 0.2 s.
+
+    bytes 0-7    b"NSCONV02"
+    bytes 8-15   the header's length in bytes, little-endian
+    header       JSON: {"key": ..., "mean_pixel": [r, g, b],
+                        "layers": [[name, kernel shape HWIO, biases], ...]}
+    padding      zeros to a multiple of 64 bytes
+    data         each layer's kernel, then its biases, little-endian float32
 
 The cache is keyed by the .mat file's size, modification time and a hash of its first and
 last MiB, so a replaced or changed .mat is noticed. A cache that is stale, unreadable or
@@ -16,6 +24,7 @@ corrupt is ignored and rebuilt; a folder that cannot be written to just means no
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from typing import BinaryIO
 
@@ -23,8 +32,11 @@ import numpy as np
 
 from neural_style.files import atomic_write
 
-CACHE_SUFFIX = ".conv-cache.npz"
-FORMAT_VERSION = 1  # raise when the cache's layout changes, so old caches are rebuilt
+CACHE_SUFFIX = ".conv-cache"
+OLD_CACHE_SUFFIX = ".conv-cache.npz"  # the first format's file, removed when a cache is written
+MAGIC = b"NSCONV02"
+FORMAT_VERSION = 2  # raise when the cache's layout changes, so old caches are rebuilt
+ALIGNMENT = 64  # the data starts on a multiple of this many bytes
 HASH_BYTES = 1 << 20  # bytes hashed at each end of the .mat file
 
 RawConvs = dict[str, tuple[np.ndarray, np.ndarray]]  # name -> (kernel HWIO, bias [out])
@@ -49,39 +61,68 @@ def mat_key(mat_path: str) -> str:
 def load_cached(mat_path: str) -> tuple[RawConvs, np.ndarray] | None:
     """The cached (convs, mean pixel) of `mat_path`, or None when there is no valid cache.
 
-    Only the key is checked here; the caller validates shapes as it does for the .mat.
+    Only the key and the sizes are checked here; the caller validates shapes and values as
+    it does for the .mat.
     """
     path = cache_path(mat_path)
     if not os.path.isfile(path):
         return None
     try:
-        key = mat_key(mat_path)
-        with np.load(path, allow_pickle=False) as stored:
-            if str(stored["key"]) != key:
+        with open(path, "rb") as file:
+            if file.read(len(MAGIC)) != MAGIC:
                 return None
-            names = [str(name) for name in stored["names"]]
-            convs = {name: (stored[f"{name}_kernel"], stored[f"{name}_bias"]) for name in names}
-            return convs, stored["mean_pixel"]
+            length = int.from_bytes(file.read(8), "little")
+            header = json.loads(file.read(length))
+            if header["key"] != mat_key(mat_path):
+                return None
+            sizes = [(int(np.prod(shape)), biases) for _, shape, biases in header["layers"]]
+            count = sum(kernel + biases for kernel, biases in sizes)
+            offset = _data_offset(length)
+            if os.fstat(file.fileno()).st_size != offset + 4 * count:
+                return None  # truncated, or more than the header says
+        # Mapped, not read: the network copies what it needs, and nothing is read twice.
+        data = np.memmap(path, dtype="<f4", mode="r", offset=offset, shape=(count,))
+        convs, at = {}, 0
+        for (name, shape, biases), (kernel_size, _) in zip(header["layers"], sizes, strict=True):
+            kernel = data[at : at + kernel_size].reshape(shape)
+            at += kernel_size
+            convs[name] = (kernel, data[at : at + biases])
+            at += biases
+        return convs, np.asarray(header["mean_pixel"], np.float32)
     except Exception:  # a truncated or foreign file is no cache at all: rebuild it
         return None
 
 
+def _data_offset(header_length: int) -> int:
+    return -(-(len(MAGIC) + 8 + header_length) // ALIGNMENT) * ALIGNMENT
+
+
 def store(mat_path: str, convs: RawConvs, mean_pixel: np.ndarray) -> str | None:
     """Write the cache beside `mat_path`; its path, or None if the folder is not writable."""
-    arrays = {"key": np.array(mat_key(mat_path)), "names": np.array(list(convs))}
-    arrays["mean_pixel"] = np.asarray(mean_pixel, np.float32)
-    for name, (kernel, bias) in convs.items():
-        arrays[f"{name}_kernel"] = np.ascontiguousarray(kernel, np.float32)
-        arrays[f"{name}_bias"] = np.ascontiguousarray(bias, np.float32)
+    header = {
+        "key": mat_key(mat_path),
+        "mean_pixel": [float(value) for value in np.asarray(mean_pixel).reshape(-1)],
+        "layers": [
+            [name, list(kernel.shape), int(np.size(bias))] for name, (kernel, bias) in convs.items()
+        ],
+    }
+    encoded = json.dumps(header).encode()
 
     def write(stream: BinaryIO) -> None:
-        np.savez(stream, **arrays)
+        stream.write(MAGIC + len(encoded).to_bytes(8, "little") + encoded)
+        stream.write(bytes(_data_offset(len(encoded)) - len(MAGIC) - 8 - len(encoded)))
+        for kernel, bias in convs.values():
+            stream.write(np.ascontiguousarray(kernel, "<f4").tobytes())
+            stream.write(np.ascontiguousarray(bias, "<f4").reshape(-1).tobytes())
 
     path = cache_path(mat_path)
     try:
         atomic_write(path, write)
     except OSError:
         return None
+    old = mat_path + OLD_CACHE_SUFFIX
+    if os.path.isfile(old):
+        os.remove(old)
     return path
 
 

@@ -60,7 +60,7 @@ def test_a_corrupt_cache_is_ignored_and_rebuilt(tmp_path):
     path = save_mat(tmp_path / "vgg.mat", tiny_variables())
     expected = read_vgg19_mat(path, cache=False)
     with open(weights_cache.cache_path(path), "wb") as stream:
-        stream.write(b"PK\x03\x04 not really a zip")
+        stream.write(b"NSCONV02 not really a cache")
     _same(expected, read_vgg19_mat(path))
     assert weights_cache.load_cached(path) is not None  # rebuilt
 
@@ -84,3 +84,16 @@ def test_a_read_only_folder_means_no_cache(tmp_path, monkeypatch):
     weights = read_vgg19_mat(path, stream=io.StringIO())
     assert not os.path.exists(weights_cache.cache_path(path))
     _same(weights, read_vgg19_mat(path, cache=False))
+
+
+def test_a_truncated_cache_is_ignored(tmp_path):
+    path = save_mat(tmp_path / "vgg.mat", tiny_variables())
+    expected = read_vgg19_mat(path)
+    cache = weights_cache.cache_path(path)
+    with open(cache, "rb") as stream:
+        whole = stream.read()
+    with open(cache, "wb") as stream:
+        stream.write(whole[:-4])
+    assert weights_cache.load_cached(path) is None
+    _same(expected, read_vgg19_mat(path))
+    assert weights_cache.load_cached(path) is not None  # rebuilt whole
