@@ -14,11 +14,16 @@ precision it reports, from a fresh subprocess each (so peak RSS is that run's ow
   gradient) and Gram products, each timed alone by a micro-benchmark on VGG's own shapes
   in float32, in the same process; the ratio of the step to that float32 floor;
 - peak resident memory (ru_maxrss) of the process.
-Start-up is the wall time from launching `python train.py` to its first progress line,
-with the weights cache cold (first run) and warm. The quality check runs float32 and
-mixed_bfloat16 from the same start for the same steps and scores both final images in
-float32 against float32 targets. The full run uses the synthetic weights file, which has
-the real file's shapes and fc layers (575 MB), so start-up reads a file of honest size.
+Start-up is the wall time from launching `python train.py` to the start of its first step
+(and to its first progress line, which includes that step and its tracing), with the
+weights cache cold (first run) and warm. The quality check runs float32, mixed_bfloat16,
+and mixed_bfloat16 with its last quarter in float32 (FLOAT32_FINISH 0.25) from the same
+start for the default run's 250 steps at 512x384, and scores each final image in float32
+against float32 targets. The print-size check takes steps at 4096x3072 in each precision,
+planned as a run plans them (in tiles when the whole image would not fit), and reports the
+largest size the memory estimate allows. The full run uses the synthetic weights file,
+which has the real file's shapes and fc layers (575 MB), so start-up reads a file of
+honest size.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import resource
 import statistics
 import subprocess
@@ -304,7 +310,9 @@ def largest_size_run(mat: str, goal_width: int, precisions: list[str]) -> dict:
 
 
 def startup_seconds(mat: str, width: int, output_dir: str, extra: list[str]) -> dict:
-    """Wall time from launching `python train.py` to its first progress line."""
+    """Wall time from launching `python train.py` to the start of its first step (its
+    first progress line, less the time that step took, which the line shows), and to
+    that line."""
     command = [
         sys.executable,
         os.path.join(REPO_ROOT, "train.py"),
@@ -321,16 +329,21 @@ def startup_seconds(mat: str, width: int, output_dir: str, extra: list[str]) -> 
     process = subprocess.Popen(
         command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    first_step, lines = None, []
+    first_line, first_step_seconds, lines = None, None, []
     for line in process.stdout:
         lines.append(line.rstrip())
-        if first_step is None and line.lstrip().startswith("step"):
-            first_step = time.perf_counter() - started
+        if first_line is None and line.lstrip().startswith("step"):
+            first_line = time.perf_counter() - started
+            timed = re.search(r"([0-9.]+) s/step", line)
+            first_step_seconds = float(timed.group(1)) if timed else None
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     error = process.stderr.read().strip()
+    ready = first_line - first_step_seconds if first_line and first_step_seconds else None
     return {
-        "seconds_to_first_step": first_step,
+        "seconds_to_first_step": ready,
+        "seconds_to_first_progress_line": first_line,
+        "first_step_seconds": first_step_seconds,
         "peak_rss_bytes": usage.ru_maxrss * 1024,
         "exit_code": process.returncode,
         "output": lines[:4] + ([error.splitlines()[-1]] if error else []),

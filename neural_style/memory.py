@@ -21,6 +21,7 @@ a run can check its size before TensorFlow starts.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
@@ -56,6 +57,16 @@ DEFAULT_CONTENT_LAYERS = ("relu4_2", "relu5_2")
 SMALLEST_TILE = 256
 # Each planning round shrinks the tile core by this factor until a step fits.
 TILE_SHRINK = 0.8
+# Images of more pixels than this are computed in tiles even when they fit whole, because a
+# step over the whole image runs slower per pixel than one in tiles of at most
+# CROP_PIXELS. Measured in mixed_bfloat16 on the 2-core CPU (benchmarks/speed.py):
+# 2048x1536 whole 8.3 s, 4096x3072 in 3x4 tiles (crops 1248x1248) 13.4 s, 2.6 against
+# 1.1 us a pixel. float32 slows down far less with size, and is tiled only to fit.
+FASTER_IN_TILES_ABOVE = {"mixed_bfloat16": 4_000_000}
+# The largest crop, in pixels, that automatic tiles have: for speed (above), and because
+# the estimate is least tested at the largest sizes.
+CROP_PIXELS = {"mixed_bfloat16": 1_600_000}
+DEFAULT_CROP_PIXELS = 4_000_000
 
 
 class MemoryPlan(NamedTuple):
@@ -172,15 +183,18 @@ def available_bytes() -> int:
 
 def _tile_plan(
     size_hw, precision, core: int, layers, content_layers, widths
-) -> tuple[tuple[int, int], int]:
-    """The grid of cores about `core` pixels a side, and its step's estimate."""
+) -> tuple[tuple[int, int], int, int]:
+    """The grid of cores about `core` pixels a side, its step's estimate, and the pixels of
+    its largest crop."""
     grid = tiles.grid_for_core(size_hw, core)
     if grid == (1, 1):
-        return grid, step_bytes(size_hw, precision, layers=layers, widths=widths)
+        estimate = step_bytes(size_hw, precision, layers=layers, widths=widths)
+        return grid, estimate, size_hw[0] * size_hw[1]
     estimate = tiled_step_bytes(
         size_hw, precision, grid, layers=layers, content_layers=content_layers, widths=widths
     )
-    return grid, estimate
+    crop = tiles.tile_layout(size_hw, grid, tiles.tile_margin(layers)).largest_crop
+    return grid, estimate, crop[0] * crop[1]
 
 
 def least_bytes(
@@ -194,7 +208,7 @@ def least_bytes(
     """The least memory a step at `size_hw` can take: whole, or in tiles of SMALLEST_TILE
     pixels."""
     whole = step_bytes(size_hw, precision, layers=layers, widths=widths)
-    _, tiled = _tile_plan(size_hw, precision, SMALLEST_TILE, layers, content_layers, widths)
+    _, tiled, _ = _tile_plan(size_hw, precision, SMALLEST_TILE, layers, content_layers, widths)
     return min(whole, tiled)
 
 
@@ -229,13 +243,14 @@ def plan_step(
 ) -> MemoryPlan:
     """How a step at `size_hw` fits: whole, or in tiles (the largest that fit, or cores of
     `tile_size` pixels a side when that is set); else a UserError that says how much it
-    needs and suggests the largest size that fits."""
+    needs and suggests the largest size that fits. Where tiles are faster (see
+    FASTER_IN_TILES_ABOVE), a large image is tiled although it would fit whole."""
     layers, content_layers = tuple(layers), tuple(content_layers)
     available = available_bytes() if available is None else available
     budget = int(available * USABLE_FRACTION)
     shapes = {"layers": layers, "content_layers": content_layers, "widths": widths}
     if tile_size:
-        grid, estimate = _tile_plan(size_hw, precision, tile_size, **shapes)
+        grid, estimate, _ = _tile_plan(size_hw, precision, tile_size, **shapes)
         if estimate <= budget:
             return MemoryPlan(estimate, available, grid)
         raise UserError(
@@ -244,13 +259,14 @@ def plan_step(
             "use smaller tiles, or 0 to choose them by the memory"
         )
     plain = step_bytes(size_hw, precision, layers=layers, widths=widths)
-    if plain <= budget:
+    faster_in_tiles = size_hw[0] * size_hw[1] > FASTER_IN_TILES_ABOVE.get(precision, math.inf)
+    if plain <= budget and not faster_in_tiles:
         return MemoryPlan(plain, available)
     core = max(size_hw)
     while core > SMALLEST_TILE:
         core = max(int(core * TILE_SHRINK), SMALLEST_TILE)
-        grid, estimate = _tile_plan(size_hw, precision, core, **shapes)
-        if estimate <= budget:
+        grid, estimate, crop_pixels = _tile_plan(size_hw, precision, core, **shapes)
+        if estimate <= budget and crop_pixels <= CROP_PIXELS.get(precision, DEFAULT_CROP_PIXELS):
             return MemoryPlan(estimate, available, grid)
     height, width = size_hw
     least = least_bytes(size_hw, precision, **shapes)

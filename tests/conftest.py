@@ -95,6 +95,7 @@ def tiny_settings(tmp_path, tiny_mat, image_pair, **overrides):
         snapshot_every=2,
         print_every=1,
         learning_rate=5.0,
+        precision="float32",  # the same arithmetic on every machine, bfloat16 unit or not
     )
     return Settings.from_module(user_settings, **{**values, **overrides})
 
