@@ -65,10 +65,10 @@ SNAPSHOT_EVERY = 50
 PRINT_EVERY = 10
 # Pooling between VGG blocks: "max" as trained, or "avg" (the paper prefers avg).
 POOLING = "max"
-# Conv arithmetic: float32, mixed_bfloat16 (~4x faster on bf16 CPUs, ~7% higher loss), auto.
-PRECISION = "float32"
+# Conv arithmetic: auto (bfloat16 where the CPU has it), float32, mixed_bfloat16, mixed_float16.
+PRECISION = "auto"
 # Fraction of each stage's last steps run in float32 when PRECISION is mixed (0 = none).
-FLOAT32_FINISH = 0.25
+FLOAT32_FINISH = 0.2
 # Compute steps in tiles of this many pixels a side, same result (0 = only if memory is short).
 TILE_SIZE = 0
 # Random seed for the starting noise (the same settings and seed give the same image).

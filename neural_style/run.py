@@ -560,7 +560,7 @@ def stylize(settings: Settings, stream: TextIO | None = None) -> RunResult | Bat
     )
     device, on_gpu = start_tensorflow(without_keras=True)
     print(device, file=stream, flush=True)
-    precision = resolve_precision(settings.precision, on_gpu)
+    precision = resolve_precision(settings.precision, on_gpu, settings.optimizer)
     net = VGG19(vgg_weights, pooling=settings.pooling, precision=precision)
     exact_net = None
     if precision != "float32" and settings.float32_finish > 0:

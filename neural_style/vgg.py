@@ -214,17 +214,21 @@ def cpu_has_bfloat16() -> bool:
     return False
 
 
-def resolve_precision(precision: str, on_gpu: bool) -> str:
-    """The PRECISION a run uses: "auto" is mixed_bfloat16 on a CPU with a bfloat16 unit
-    (measured about 4x faster there, at a loss about 7% higher than float32's), and float32
-    elsewhere (GPUs included, where neither mixed precision has been measured yet)."""
+def resolve_precision(precision: str, on_gpu: bool, optimizer: str = "adam") -> str:
+    """The PRECISION a run uses: "auto" is mixed_bfloat16 for Adam on a CPU with a bfloat16
+    unit, where its steps are about 4x faster and, with FLOAT32_FINISH's float32 steps at
+    the end, the final loss is float32's (measured, benchmarks/speed.py); float32 elsewhere:
+    for L-BFGS, whose line search wants exact losses, and on GPUs, where mixed precision has
+    not been measured yet."""
     if precision == "mixed_float16" and not on_gpu:
         raise UserError(
             "PRECISION (--precision) mixed_float16 needs a GPU; use mixed_bfloat16 or float32"
         )
     if precision != "auto":
         return precision
-    return "mixed_bfloat16" if not on_gpu and cpu_has_bfloat16() else "float32"
+    if optimizer == "adam" and not on_gpu and cpu_has_bfloat16():
+        return "mixed_bfloat16"
+    return "float32"
 
 
 # --- the network ------------------------------------------------------------------------

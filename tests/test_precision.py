@@ -1,4 +1,4 @@
-"""PRECISION: bfloat16 convs with float32 Grams, losses and Adam, and recomputation."""
+"""PRECISION: bfloat16 convs with float32 Grams, losses and Adam, and the float32 finish."""
 
 from __future__ import annotations
 
@@ -56,6 +56,7 @@ def test_auto_precision(monkeypatch):
     monkeypatch.setattr("neural_style.vgg.cpu_has_bfloat16", lambda: True)
     assert resolve_precision("auto", on_gpu=False) == "mixed_bfloat16"
     assert resolve_precision("auto", on_gpu=True) == "float32"
+    assert resolve_precision("auto", on_gpu=False, optimizer="lbfgs") == "float32"
     monkeypatch.setattr("neural_style.vgg.cpu_has_bfloat16", lambda: False)
     assert resolve_precision("auto", on_gpu=False) == "float32"
     assert resolve_precision("float32", on_gpu=False) == "float32"
@@ -92,7 +93,7 @@ def _finish_settings(tmp_path, tiny_mat, image_pair, **overrides):
     return tiny_settings(tmp_path, tiny_mat, image_pair, **{**values, **overrides})
 
 
-def test_the_last_quarter_of_a_mixed_run_is_float32(tmp_path, tiny_mat, image_pair):
+def test_the_last_fifth_of_a_mixed_run_is_float32(tmp_path, tiny_mat, image_pair):
     import io
 
     from neural_style import checkpoint, images, run
@@ -101,7 +102,7 @@ def test_the_last_quarter_of_a_mixed_run_is_float32(tmp_path, tiny_mat, image_pa
     settings = _finish_settings(tmp_path, tiny_mat, image_pair)
     stream = io.StringIO()
     result = run.stylize(settings, stream)
-    assert "float32 from step 7 to 8 (FLOAT32_FINISH 0.25)" in stream.getvalue()
+    assert "float32 from step 7 to 8 (FLOAT32_FINISH 0.2)" in stream.getvalue()
 
     # The same by hand: 6 steps in bfloat16, then 2 with a float32 loss and targets.
     weights = read_vgg19_mat(tiny_mat)
