@@ -36,7 +36,7 @@ def content_targets(
     layers = [name for name, _ in weights.content_layers]
     if layout is not None:
         return tiled_features(net, content_image, layout, layers)
-    features = net(content_image[None], layers)
+    features = net.features(content_image[None], layers)
     return {name: tf.constant(features[name]) for name in layers}
 
 
@@ -47,7 +47,7 @@ def _gram_matrices(net: VGG19, image: np.ndarray, layers: list[str], tile_side: 
         if grid != (1, 1):
             layout = tile_layout(image.shape[:2], grid, tile_margin(layers))
             return tiled_gram_matrices(net, image, layout, layers)
-    features = net(image[None], layers)
+    features = net.features(image[None], layers)
     return {name: gram_matrix(features[name]) for name in layers}
 
 
@@ -119,7 +119,7 @@ class LossFunction:
         return self._value_and_gradient(images)
 
     # A tf.function method holds its object weakly: value_and_gradient holds it for a call.
-    @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
+    @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)], autograph=False)
     def _value_and_gradient(self, images: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
         with tf.GradientTape() as tape:
             tape.watch(images)
@@ -168,14 +168,14 @@ class AdamOptimizer:
         self.second_moment = tf.Variable(tf.zeros_like(self.image))
         self.iterations = tf.Variable(0, dtype=tf.int64)
         self.evaluations = 0
-        self._whole_step = tf.function(self._take_whole_step)
+        self._whole_step = tf.function(self._take_whole_step, autograph=False)
 
     def use_loss(self, loss) -> None:
         """Go on with another loss function (e.g. in another precision) from the current
         image and moments; the best image is chosen afresh by the new loss."""
         self.loss = loss
         self.best_loss.assign(np.inf)
-        self._whole_step = tf.function(self._take_whole_step)  # traced for the new loss
+        self._whole_step = tf.function(self._take_whole_step, autograph=False)  # new loss
 
     def _apply_adam(self, gradient: tf.Tensor) -> None:
         self.iterations.assign_add(1)
@@ -198,7 +198,7 @@ class AdamOptimizer:
         parts, gradient = self.loss.value_and_gradient(self.image)
         return parts, self._update_rule(parts["total"], gradient)
 
-    @tf.function
+    @tf.function(autograph=False)
     def _update(self, total: tf.Tensor, gradient: tf.Tensor) -> tf.Tensor:
         return self._update_rule(total, gradient)
 
@@ -206,18 +206,26 @@ class AdamOptimizer:
         """Adam's update, or the divergence recovery; whether the step diverged."""
         finite = tf.math.is_finite(total) & tf.reduce_all(tf.math.is_finite(gradient))
         diverged = ~finite | (total > DIVERGENCE_FACTOR * self.best_loss)
-        if diverged:
+
+        def recover():
             self.image.assign(self.best_image)
             self.learning_rate.assign(self.learning_rate / 2)
             self.first_moment.assign(tf.zeros_like(self.image))
             self.second_moment.assign(tf.zeros_like(self.image))
             self.iterations.assign(0)
-        else:
-            if total < self.best_loss:
-                self.best_loss.assign(total)
-                self.best_image.assign(self.image)
+            return tf.constant(True)
+
+        def keep_best():
+            self.best_loss.assign(total)
+            self.best_image.assign(self.image)
+            return tf.constant(True)
+
+        def step():
+            tf.cond(total < self.best_loss, keep_best, lambda: tf.constant(False))
             self._apply_adam(gradient)
-        return diverged
+            return tf.constant(False)
+
+        return tf.cond(diverged, recover, step)
 
     def steps(self, count: int, first: int = 1) -> Iterator[StepResult]:
         """Take `count` steps, numbered from `first`, yielding after each."""

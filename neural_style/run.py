@@ -250,7 +250,8 @@ class Pipeline:
         if self.exact_net is None:
             return [(self.net, steps)]
         exact = round(steps * self.settings.float32_finish)
-        return [(net, count) for net, count in ((self.net, steps - exact), (self.exact_net, exact))]
+        phases = ((self.net, steps - exact), (self.exact_net, exact))
+        return [(net, count) for net, count in phases if count > 0]
 
     def targets(self, net: VGG19, stage_index: int, content: np.ndarray, layout):
         """The content features and style Grams that `net` pulls the image towards."""

@@ -96,6 +96,7 @@ class TiledLossFunction:
         self._statistics = tf.function(
             self._tile_statistics,
             input_signature=[image_signature, box_signature, content_signature],
+            autograph=False,
         )
         self._gradient = tf.function(
             self._tile_gradient,
@@ -105,8 +106,11 @@ class TiledLossFunction:
                 content_signature,
                 coefficient_signature,
             ],
+            autograph=False,
         )
-        self._tv = tf.function(self._tv_value_and_gradient, input_signature=[image_signature])
+        self._tv = tf.function(
+            self._tv_value_and_gradient, input_signature=[image_signature], autograph=False
+        )
 
     # --- one tile ---
 
@@ -215,7 +219,8 @@ def _forward_cores(net: VGG19, image: np.ndarray, layout: TileLayout, layers: li
         input_signature=[
             tf.TensorSpec([1, None, None, 3], tf.float32),
             tf.TensorSpec([4], tf.int32),
-        ]
+        ],
+        autograph=False,
     )
     def cores(crop, box):
         features = net(crop, layers)

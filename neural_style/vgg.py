@@ -265,6 +265,7 @@ class VGG19:
             for name, conv in weights.convs.items()
         }
         self._enter, self._leave = _precision_casts(self.compute_dtype)
+        self._compiled: dict[tuple[str, ...], object] = {}
 
     @classmethod
     def from_mat(cls, path: str, pooling: str = "max", precision: str = "float32") -> VGG19:
@@ -281,6 +282,21 @@ class VGG19:
         deepest = max(VGG19_LAYERS.index(name) for name in wanted)
         features, _ = self.run_layers(self.preprocess(images), VGG19_LAYERS[: deepest + 1], wanted)
         return features
+
+    def features(self, images, layers: Iterable[str]) -> dict:
+        """What `net(images, layers)` returns, from a graph traced once per set of layers:
+        eager convs are several times slower (no fused kernels, weights reordered on every
+        call), which start-up feels in the targets."""
+        import tensorflow as tf
+
+        key = tuple(sorted(set(layers)))
+        if key not in self._compiled:
+            self._compiled[key] = tf.function(
+                lambda batch: self(batch, key),
+                input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)],
+                autograph=False,
+            )
+        return self._compiled[key](tf.convert_to_tensor(images, tf.float32))
 
     def preprocess(self, images):
         """float32 RGB images in 0..255 -> the first conv's input, in the compute dtype."""
