@@ -74,8 +74,10 @@ def step_bytes(
     recompute: bool = False,
     layers: Iterable[str] = DEFAULT_LAYERS,
     widths: Sequence[int] = REAL_WIDTHS,
+    batch: int = 1,
 ) -> int:
-    """Estimated peak resident memory of a run's step at `size_hw` (height, width)."""
+    """Estimated peak resident memory of a run's step at `size_hw` (height, width), for
+    `batch` images optimised together: the activations and image state scale with it."""
     height, width = size_hw
     item = ITEM_BYTES.get(precision, 4)
     layers = set(layers)
@@ -98,7 +100,7 @@ def step_bytes(
     largest_block = RECOMPUTED_BLOCK_FACTOR * max(per_block.values()) + block_inputs
     activations = largest_block if recompute else sum(per_block.values())
     image_state = IMAGE_COPIES * height * width * 3 * 4
-    return int(BASE_BYTES + activations + image_state)
+    return int(BASE_BYTES + batch * (activations + image_state))
 
 
 def available_bytes() -> int:
