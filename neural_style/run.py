@@ -5,7 +5,8 @@ together and owns a run's files, all under the OUTPUT_IMAGE prefix: snapshots, t
 image, the losses log and plot, the settings record and the checkpoint.
 
 One photo, or a batch (CONTENT_IMAGE a folder or a glob): the network and the style
-targets are built once and every photo is stylised with them.
+targets are built once and every photo is stylised with them, one at a time or BATCH_SIZE
+together (batch_run.py).
 """
 
 from __future__ import annotations
@@ -223,13 +224,14 @@ class Pipeline:
         resized = [images.resize_image(style, style_size) for style in styles]
         return style_targets(self.net, resized, self.blend, self.weights)
 
-    def memory_plan(self, size: tuple[int, int]) -> memory.MemoryPlan:
-        """Whether a step at `size` fits in RAM as it is or with recomputation; a UserError
-        suggesting the largest size that fits otherwise. A GPU's memory is not checked."""
+    def memory_plan(self, size: tuple[int, int], batch: int = 1) -> memory.MemoryPlan:
+        """Whether a step at `size` (of `batch` images) fits in RAM as it is or with
+        recomputation; a UserError suggesting the largest size that fits otherwise. A GPU's
+        memory is not checked."""
         if self.on_gpu:
             return memory.MemoryPlan(False, 0, 0)
         layers = [name for name, _ in self.weights.content_layers + self.weights.style_layers]
-        return memory.plan_step(size, self.net.precision, layers=layers)
+        return memory.plan_step(size, self.net.precision, layers=layers, batch=batch)
 
     def start_image(self, content: np.ndarray) -> np.ndarray:
         from neural_style.optimize import initial_image
@@ -458,15 +460,9 @@ def stylize(settings: Settings, stream: TextIO | None = None) -> RunResult | Bat
         run = PhotoRun(pipeline, photos[0], prefix_for(photos[0]))
         _describe(run, photos[0], settings, stream)
         return run.run()
-    results, failures = [], []
-    for number, photo in enumerate(photos, 1):
-        print(f"[{number}/{len(photos)}] {photo}", file=stream, flush=True)
-        try:
-            run = PhotoRun(pipeline, photo, prefix_for(photo))
-            results.append(run.run())
-        except UserError as error:
-            print(f"skipped {photo}: {error}", file=stream)
-            failures.append((photo, str(error)))
+    from neural_style.batch_run import stylize_photos  # alone or BATCH_SIZE at a time
+
+    results, failures = stylize_photos(pipeline, photos, prefix_for)
     print(f"stylised {len(results)} of {len(photos)} photos", file=stream)
     for photo, why in failures:
         print(f"  failed: {photo}: {why}", file=stream)
