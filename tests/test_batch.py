@@ -236,6 +236,29 @@ def test_a_batch_shrinks_to_fit_the_memory():
     assert double == pytest.approx(2 * single, rel=1e-6)
 
 
+def test_a_photo_that_keeps_diverging_stops_alone(tmp_path, tiny_mat, image_pair, monkeypatch):
+    real_rule = BatchAdamOptimizer._update_rule
+
+    def second_photo_diverges(self, totals, gradient):
+        return real_rule(self, tf.tensor_scatter_nd_update(totals, [[1]], [np.inf]), gradient)
+
+    monkeypatch.setattr(BatchAdamOptimizer, "_update_rule", second_photo_diverges)
+    folder = photo_folder(tmp_path, shapes=((40, 48), (40, 48)))
+    settings = folder_settings(
+        tmp_path, tiny_mat, image_pair, folder, "out", batch_size=2, train_steps=10
+    )
+    batch, printed = stylize_quietly(settings)
+    assert "bravo.png: diverged" in printed and "alpha.png: diverged" not in printed
+    assert [os.path.basename(result.output_path) for result in batch.results] == [
+        "result-alpha.jpg"
+    ]
+    ((photo_path, why),) = batch.failures
+    assert photo_path.endswith("bravo.png") and "kept diverging after 8 restarts" in why
+    assert os.path.exists(f"{settings.output_image}-bravo.jpg")  # its best (start) image
+    assert len(logged_totals(settings, "alpha")) == 10
+    assert len(logged_totals(settings, "bravo")) == 8
+
+
 def test_lbfgs_stylises_one_photo_at_a_time(tmp_path, tiny_mat, image_pair):
     folder = photo_folder(tmp_path, shapes=((40, 48), (40, 48)))
     settings = folder_settings(
