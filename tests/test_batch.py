@@ -193,7 +193,7 @@ def test_a_photo_of_another_shape_runs_alone_and_each_keeps_its_files(
 ):
     folder = photo_folder(tmp_path, shapes=((40, 48), (48, 40), (40, 48)))
     settings = folder_settings(
-        tmp_path, tiny_mat, image_pair, folder, "out", batch_size=4, snapshot_every=2
+        tmp_path, tiny_mat, image_pair, folder, "out", batch_size=4, snapshot_every=4
     )
     batch, printed = stylize_quietly(settings)
     assert "2 photos at 40x33 optimised together" in printed
@@ -202,7 +202,6 @@ def test_a_photo_of_another_shape_runs_alone_and_each_keeps_its_files(
     made = sorted(os.listdir(tmp_path / "out"))
     for name in PHOTO_NAMES:
         assert [entry for entry in made if entry.startswith(f"result-{name}")] == [
-            f"result-{name}-2.jpg",
             f"result-{name}-4.jpg",
             f"result-{name}-checkpoint.npz",
             f"result-{name}-losses.csv",
