@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 import settings as user_settings
-from neural_style import batch_run, memory, reporting, run
+from neural_style import batch_run, memory, plots, reporting, run
 from neural_style import checkpoint as checkpoints
 from neural_style.batch_optimize import BatchAdamOptimizer, BatchLossFunction
 from neural_style.config import Settings
@@ -33,6 +33,13 @@ def photo_folder(tmp_path, shapes=((40, 48), (40, 48), (40, 48))) -> str:
     for number, (name, shape) in enumerate(zip(PHOTO_NAMES, shapes, strict=False)):
         write_image(folder / f"{name}.png", photo(*shape, seed=number + 1))
     return str(folder)
+
+
+@pytest.fixture
+def no_plots(monkeypatch):
+    """Loss plots are drawn by matplotlib in a quarter second each, per photo; the runs
+    that do not look at them skip drawing (the files test draws them)."""
+    monkeypatch.setattr(plots, "write_loss_plot", lambda csv_path, png_path: True)
 
 
 def folder_settings(tmp_path, tiny_mat, image_pair, folder, out, **overrides) -> Settings:
@@ -162,7 +169,7 @@ def test_states_are_a_single_runs_checkpoint_and_restore_per_image(tiny_net):
 # --- whole runs ----------------------------------------------------------------------------------
 
 
-def test_three_photos_in_a_batch_end_as_each_would_alone(tmp_path, tiny_mat, image_pair):
+def test_three_photos_in_a_batch_end_as_each_would_alone(tmp_path, tiny_mat, image_pair, no_plots):
     folder = photo_folder(tmp_path)
     alone = folder_settings(tmp_path, tiny_mat, image_pair, folder, "alone", batch_size=1)
     together = folder_settings(tmp_path, tiny_mat, image_pair, folder, "batch", batch_size=3)
@@ -177,15 +184,20 @@ def test_three_photos_in_a_batch_end_as_each_would_alone(tmp_path, tiny_mat, ima
     assert_same_run(alone, together)
 
 
-def test_histogram_colours_batch_with_each_photos_own_grams(tmp_path, tiny_mat, image_pair):
+def test_coarse_to_fine_stages_and_histogram_colours_batch_as_each_alone(
+    tmp_path, tiny_mat, image_pair, no_plots
+):
     folder = photo_folder(tmp_path, shapes=((40, 48), (40, 48)))
-    options = dict(preserve_colors="histogram", train_steps=3)
+    options = dict(
+        preserve_colors="histogram", coarse_to_fine=[40, 64], coarse_to_fine_steps=[2, 2]
+    )
     alone = folder_settings(tmp_path, tiny_mat, image_pair, folder, "a", batch_size=1, **options)
     together = folder_settings(tmp_path, tiny_mat, image_pair, folder, "b", batch_size=2, **options)
     stylize_quietly(alone)
     _, printed = stylize_quietly(together)
-    assert "2 photos at 40x33 optimised together" in printed
-    assert_same_run(alone, together, names=PHOTO_NAMES[:2])
+    assert "2 photos at 64x53 optimised together" in printed
+    assert "stage 2/2 64x53  step 4/4" in printed
+    assert_same_run(alone, together, names=PHOTO_NAMES[:2])  # each with its own Grams
 
 
 def test_a_photo_of_another_shape_runs_alone_and_each_keeps_its_files(
@@ -235,7 +247,9 @@ def test_a_batch_shrinks_to_fit_the_memory():
     assert double == pytest.approx(2 * single, rel=1e-6)
 
 
-def test_a_photo_that_keeps_diverging_stops_alone(tmp_path, tiny_mat, image_pair, monkeypatch):
+def test_a_photo_that_keeps_diverging_stops_alone(
+    tmp_path, tiny_mat, image_pair, no_plots, monkeypatch
+):
     real_rule = BatchAdamOptimizer._update_rule
 
     def second_photo_diverges(self, totals, gradient):
@@ -258,7 +272,7 @@ def test_a_photo_that_keeps_diverging_stops_alone(tmp_path, tiny_mat, image_pair
     assert len(logged_totals(settings, "bravo")) == 8
 
 
-def test_lbfgs_stylises_one_photo_at_a_time(tmp_path, tiny_mat, image_pair):
+def test_lbfgs_stylises_one_photo_at_a_time(tmp_path, tiny_mat, image_pair, no_plots):
     folder = photo_folder(tmp_path, shapes=((40, 48), (40, 48)))
     settings = folder_settings(
         tmp_path,
@@ -279,7 +293,7 @@ def test_lbfgs_stylises_one_photo_at_a_time(tmp_path, tiny_mat, image_pair):
 # --- resume and Ctrl-C ---------------------------------------------------------------------------
 
 
-def test_a_batch_resumes_each_photo_batched_or_alone(tmp_path, tiny_mat, image_pair):
+def test_a_batch_resumes_each_photo_batched_or_alone(tmp_path, tiny_mat, image_pair, no_plots):
     folder = photo_folder(tmp_path, shapes=((40, 48), (40, 48)))
     cadence = dict(batch_size=2)  # each run ends with a checkpoint
     straight = folder_settings(
@@ -297,7 +311,9 @@ def test_a_batch_resumes_each_photo_batched_or_alone(tmp_path, tiny_mat, image_p
     assert_same_run(straight, together, names=PHOTO_NAMES[:2])
 
 
-def test_ctrl_c_saves_every_photo_of_the_batch(tmp_path, tiny_mat, image_pair, monkeypatch):
+def test_ctrl_c_saves_every_photo_of_the_batch(
+    tmp_path, tiny_mat, image_pair, no_plots, monkeypatch
+):
     folder = photo_folder(tmp_path, shapes=((40, 48), (40, 48)))
     settings = folder_settings(
         tmp_path, tiny_mat, image_pair, folder, "out", batch_size=2, train_steps=50
