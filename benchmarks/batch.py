@@ -7,9 +7,11 @@ Four 4:3 crops of images/content.jpg (so that they batch together) are stylised 
 through `run.stylize`, as `python train.py --content_image=<folder> --batch_size=B` does,
 with the synthetic full-size VGG-19 (weights/synthetic-vgg-verydeep-19-v1.mat, the real
 file's shapes, written once if missing) for a few steps each. The rate comes from the
-per-photo losses logs: every photo-step counts as an image, the first step of each run
-(TensorFlow's tracing) is left out, and a batch's step time, which each of its photos logs,
-counts once. Prints a table and writes benchmarks/results/batch.json.
+per-photo losses logs, with the first step of each run (TensorFlow's tracing) left out:
+images/s is the batch size over the median step time, so that a moment of load from
+another program moves it less; the mean rate (photo-steps over the seconds they took, a
+batch's step counted once) is in the JSON too. Prints a table and writes
+benchmarks/results/batch.json.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import io
 import json
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -67,12 +70,11 @@ def weights_file(quick: bool, scratch: str) -> str:
     return path
 
 
-def timed_steps(prefix: str, batch_size: int) -> tuple[int, float]:
-    """(photo-steps, seconds) from a photo's log, first step left out; a batch's step
-    seconds are shared by its photos, so each photo counts 1/batch_size of them."""
+def step_seconds(prefix: str) -> list[float]:
+    """The step times a photo's log holds, the first step left out; the photos of a batch
+    all log the batch's step times."""
     with open(f"{prefix}-losses.csv") as file:
-        rows = [row for row in csv.DictReader(file) if int(row["step"]) > 1]
-    return len(rows), sum(float(row["seconds"]) for row in rows) / batch_size
+        return [float(row["seconds"]) for row in csv.DictReader(file) if int(row["step"]) > 1]
 
 
 def measure(folder: str, mat: str, width: int, batch_size: int, steps: int, out: str) -> dict:
@@ -98,9 +100,10 @@ def measure(folder: str, mat: str, width: int, batch_size: int, steps: int, out:
     wall = time.perf_counter() - started
     if batch_size > 1 and "optimised together" not in printed.getvalue():
         raise SystemExit(f"batch size {batch_size} at width {width} did not batch:\n{printed}")
-    counted = [timed_steps(os.path.splitext(r.output_path)[0], batch_size) for r in batch.results]
-    image_steps = sum(count for count, _ in counted)
-    seconds = sum(spent for _, spent in counted)
+    prefixes = [os.path.splitext(result.output_path)[0] for result in batch.results]
+    # Every batch_size-th photo starts a batch: its log holds that batch's steps once.
+    times = [seconds for prefix in prefixes[::batch_size] for seconds in step_seconds(prefix)]
+    median = statistics.median(times)
     height = images.load_image(batch.results[0].output_path, "OUTPUT_IMAGE").shape[0]
     return {
         "width": width,
@@ -108,8 +111,9 @@ def measure(folder: str, mat: str, width: int, batch_size: int, steps: int, out:
         "batch_size": batch_size,
         "photos": len(batch.results),
         "timed_steps_per_photo": steps - 1,
-        "images_per_second": image_steps / seconds,
-        "seconds_per_batch_step": seconds * batch_size / image_steps,
+        "images_per_second": batch_size / median,
+        "seconds_per_batch_step": median,
+        "mean_images_per_second": batch_size * len(times) / sum(times),
         "wall_seconds": wall,
     }
 
