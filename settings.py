@@ -7,6 +7,8 @@ Layer lists are (layer name, weight) pairs; on the command line they are written
 
 # Photo whose content is kept (any format PIL reads); a folder or a glob stylises each image.
 CONTENT_IMAGE = "images/content.jpg"
+# Photos of a folder or glob optimised together as one batch (Adam; 1 = one at a time).
+BATCH_SIZE = 2
 # Artwork whose style is painted onto the photo; a list of paths blends several styles.
 STYLE_IMAGE = "images/style.jpg"
 # Output path prefix: snapshots are <prefix>-<step>.jpg, the result <prefix>.jpg.

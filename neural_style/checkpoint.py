@@ -19,10 +19,18 @@ from neural_style.config import Settings, describe
 from neural_style.errors import UserError
 from neural_style.files import atomic_write
 
-# Settings a resumed run may change: how long it runs and what it prints, nothing that
-# shapes the image.
+# Settings a resumed run may change: how long it runs, what it prints and how many photos
+# it optimises together, nothing that shapes the image.
 RESUMABLE_CHANGES = frozenset(
-    {"train_steps", "snapshot_every", "print_every", "resume", "overwrite", "tile_size"}
+    {
+        "train_steps",
+        "snapshot_every",
+        "print_every",
+        "resume",
+        "overwrite",
+        "tile_size",
+        "batch_size",
+    }
 )
 
 

@@ -46,6 +46,7 @@ class Settings:
     """Everything one style-transfer run needs; the fields mirror settings.py in lower case."""
 
     content_image: str  # path of the photo, or a folder or glob of photos
+    batch_size: int  # photos of a folder or glob optimised together; 1 = one at a time
     style_image: Paths  # paths of the artworks whose styles are blended
     output_image: str  # path prefix: snapshots <prefix>-<step>.jpg, result <prefix>.jpg
     vgg_model_path: str  # path of the MatConvNet VGG-19 .mat file
@@ -311,6 +312,7 @@ def _check_sizes_and_steps(settings: Settings) -> None:
         "print_every": (1, ""),
         "seed": (0, ""),
         "tile_size": (0, " (0 = tiles only when a step would not fit in memory)"),
+        "batch_size": (1, " (1 = one photo at a time)"),
     }
     _check_minimums(settings, minimums)
     if 0 < settings.tile_size < MIN_TILE_SIZE:

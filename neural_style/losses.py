@@ -9,6 +9,10 @@ With M = h*w positions and N = c channels:
   style image has another size than the output, because both Grams are per position;
 - total_variation_loss = mean squared difference of vertical neighbours + that of
   horizontal neighbours.
+
+Each loss is first taken per image (`*_per_image`, [B]) so that images of a batch never
+mix: `objective_per_image` gives every image the loss it would have alone, and the scalar
+forms sum them over the batch (total variation: averages them).
 """
 
 from __future__ import annotations
@@ -29,25 +33,45 @@ def gram_matrix(features: tf.Tensor) -> tf.Tensor:
     return tf.matmul(flat, flat, transpose_a=True) / positions
 
 
-def content_loss(features: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
-    """sum((F - P)²) / (2·M·N) for features F and content target P of one layer."""
+def content_loss_per_image(features: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+    """sum((F - P)²) / (2·M·N) of each image: [B] for features F and content target P of
+    one layer (P is [B, h, w, c], or [1, h, w, c] shared by the batch)."""
     shape = tf.shape(features)
     size = tf.cast(shape[1] * shape[2] * shape[3], features.dtype)
-    return tf.reduce_sum(tf.square(features - target)) / (2.0 * size)
+    return tf.reduce_sum(tf.square(features - target), axis=[1, 2, 3]) / (2.0 * size)
+
+
+def style_loss_per_image(features: tf.Tensor, target_gram: tf.Tensor) -> tf.Tensor:
+    """sum((G - A)²) / (4·N²) of each image: [B], between its features' Gram matrix G and
+    the target A ([B, c, c], or [1, c, c] shared by the batch)."""
+    channels = tf.cast(tf.shape(features)[3], features.dtype)
+    difference = gram_matrix(features) - target_gram
+    return tf.reduce_sum(tf.square(difference), axis=[1, 2]) / (4.0 * channels * channels)
+
+
+def total_variation_per_image(images: tf.Tensor) -> tf.Tensor:
+    """Each image's mean squared difference of vertical neighbours plus that of horizontal
+    ones: [B]."""
+    vertical = images[:, 1:, :, :] - images[:, :-1, :, :]
+    horizontal = images[:, :, 1:, :] - images[:, :, :-1, :]
+    return tf.reduce_mean(tf.square(vertical), axis=[1, 2, 3]) + tf.reduce_mean(
+        tf.square(horizontal), axis=[1, 2, 3]
+    )
+
+
+def content_loss(features: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+    """The content loss summed over the batch (of one image, that image's)."""
+    return tf.reduce_sum(content_loss_per_image(features, target))
 
 
 def style_loss(features: tf.Tensor, target_gram: tf.Tensor) -> tf.Tensor:
-    """sum((G - A)²) / (4·N²) between the features' Gram matrix G and the target A."""
-    channels = tf.cast(tf.shape(features)[3], features.dtype)
-    difference = gram_matrix(features) - target_gram
-    return tf.reduce_sum(tf.square(difference)) / (4.0 * channels * channels)
+    """The style loss summed over the batch (of one image, that image's)."""
+    return tf.reduce_sum(style_loss_per_image(features, target_gram))
 
 
 def total_variation_loss(images: tf.Tensor) -> tf.Tensor:
-    """Mean squared difference of vertical neighbours plus that of horizontal ones."""
-    vertical = images[:, 1:, :, :] - images[:, :-1, :, :]
-    horizontal = images[:, :, 1:, :] - images[:, :, :-1, :]
-    return tf.reduce_mean(tf.square(vertical)) + tf.reduce_mean(tf.square(horizontal))
+    """The total-variation loss averaged over the batch (of one image, that image's)."""
+    return tf.reduce_mean(total_variation_per_image(images))
 
 
 class Targets(NamedTuple):
@@ -70,21 +94,42 @@ def _layer_average(per_layer: Mapping[str, tf.Tensor], layers: LayerWeights) -> 
     return tf.add_n([weight * per_layer[name] for name, weight in layers]) / len(layers)
 
 
-def objective(
+def objective_per_image(
     features: Mapping[str, tf.Tensor], images: tf.Tensor, targets: Targets, weights: LossWeights
 ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
-    """The total loss α·content + β·style + tv_weight·tv, and its named parts.
+    """Each image's total loss α·content + β·style + tv_weight·tv, and its named parts: all
+    [B]. No image's loss depends on another's, so the gradient of their sum gives every
+    image the gradient it would have alone.
 
     `features` must hold every content and style layer, computed from `images`.
     """
     content = _layer_average(
-        {name: content_loss(features[name], targets.content[name]) for name in targets.content},
+        {
+            name: content_loss_per_image(features[name], target)
+            for name, target in targets.content.items()
+        },
         weights.content_layers,
     )
     style = _layer_average(
-        {name: style_loss(features[name], gram) for name, gram in targets.style_grams.items()},
+        {
+            name: style_loss_per_image(features[name], gram)
+            for name, gram in targets.style_grams.items()
+        },
         weights.style_layers,
     )
-    tv = total_variation_loss(images)
+    tv = total_variation_per_image(images)
     total = weights.alpha * content + weights.beta * style + weights.tv_weight * tv
     return total, {"content": content, "style": style, "tv": tv, "total": total}
+
+
+def objective(
+    features: Mapping[str, tf.Tensor], images: tf.Tensor, targets: Targets, weights: LossWeights
+) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+    """The total loss α·content + β·style + tv_weight·tv, and its named parts, each summed
+    over the batch: of one image, that image's (see objective_per_image).
+
+    `features` must hold every content and style layer, computed from `images`.
+    """
+    _, per_image = objective_per_image(features, images, targets, weights)
+    parts = {name: tf.reduce_sum(value) for name, value in per_image.items()}
+    return parts["total"], parts

@@ -123,10 +123,12 @@ def step_bytes(
     *,
     layers: Iterable[str] = DEFAULT_LAYERS,
     widths: Sequence[int] = REAL_WIDTHS,
+    batch: int = 1,
 ) -> int:
-    """Estimated peak resident memory of a run's step at `size_hw` (height, width)."""
+    """Estimated peak resident memory of a run's step at `size_hw` (height, width), for
+    `batch` images optimised together: the activations and image state scale with it."""
     activations = _activation_bytes(size_hw, precision, layers=layers, widths=widths)
-    return int(BASE_BYTES + activations + _image_state_bytes(size_hw))
+    return int(BASE_BYTES + batch * (activations + _image_state_bytes(size_hw)))
 
 
 def tiled_step_bytes(
@@ -240,11 +242,14 @@ def plan_step(
     layers: Iterable[str] = DEFAULT_LAYERS,
     content_layers: Iterable[str] = DEFAULT_CONTENT_LAYERS,
     widths: Sequence[int] = REAL_WIDTHS,
+    batch: int = 1,
 ) -> MemoryPlan:
     """How a step at `size_hw` fits: whole, or in tiles (the largest that fit, or cores of
     `tile_size` pixels a side when that is set); else a UserError that says how much it
     needs and suggests the largest size that fits. Where tiles are faster (see
-    FASTER_IN_TILES_ABOVE), a large image is tiled although it would fit whole."""
+    FASTER_IN_TILES_ABOVE), a large image is tiled although it would fit whole.
+
+    A `batch` of several images is planned whole or not at all (a UserError)."""
     layers, content_layers = tuple(layers), tuple(content_layers)
     available = available_bytes() if available is None else available
     budget = int(available * USABLE_FRACTION)
@@ -258,10 +263,16 @@ def plan_step(
             f"{estimate / GIB:.1f} GiB of memory, but {available / GIB:.1f} GiB is available; "
             "use smaller tiles, or 0 to choose them by the memory"
         )
-    plain = step_bytes(size_hw, precision, layers=layers, widths=widths)
+    plain = step_bytes(size_hw, precision, layers=layers, widths=widths, batch=batch)
     faster_in_tiles = size_hw[0] * size_hw[1] > FASTER_IN_TILES_ABOVE.get(precision, math.inf)
     if plain <= budget and not faster_in_tiles:
         return MemoryPlan(plain, available)
+    if batch > 1:
+        raise UserError(
+            f"a batch of {batch} images of {size_hw[1]}x{size_hw[0]} needs about "
+            f"{plain / GIB:.1f} GiB of memory in one piece, but {available / GIB:.1f} GiB is "
+            "available; lower BATCH_SIZE (--batch_size)"
+        )
     core = max(size_hw)
     while core > SMALLEST_TILE:
         core = max(int(core * TILE_SHRINK), SMALLEST_TILE)

@@ -5,7 +5,8 @@ together and owns a run's files, all under the OUTPUT_IMAGE prefix: snapshots, t
 image, the losses log and plot, the settings record and the checkpoint.
 
 One photo, or a batch (CONTENT_IMAGE a folder or a glob): the network and the style
-targets are built once and every photo is stylised with them.
+targets are built once and every photo is stylised with them, one at a time or BATCH_SIZE
+together (batch_run.py).
 """
 
 from __future__ import annotations
@@ -298,10 +299,11 @@ class Pipeline:
         resized = [images.resize_image(style, style_size) for style in styles]
         return style_targets(net, resized, self.blend, self.weights, tile_side=tile_side)
 
-    def memory_plan(self, size: tuple[int, int]) -> memory.MemoryPlan:
-        """How a step at `size` fits in RAM: whole, recomputing, or in tiles (TILE_SIZE's,
-        or the largest that fit); a UserError suggesting the largest size that fits
-        otherwise. A GPU's memory is not checked: it gets TILE_SIZE's tiles, if any."""
+    def memory_plan(self, size: tuple[int, int], batch: int = 1) -> memory.MemoryPlan:
+        """How a step at `size` (of `batch` images) fits in RAM: whole, or in tiles
+        (TILE_SIZE's, or the largest that fit; one image only); a UserError suggesting the
+        largest size that fits otherwise. A GPU's memory is not checked: it gets
+        TILE_SIZE's tiles, if any."""
         if self.on_gpu:
             tile_size = self.settings.tile_size
             grid = tile_layout.grid_for_core(size, tile_size) if tile_size else (1, 1)
@@ -314,6 +316,7 @@ class Pipeline:
             tile_size=self.settings.tile_size,
             layers=self.layers,
             content_layers=[name for name, _ in self.weights.content_layers],
+            batch=batch,
         )
 
     def layout(self, size: tuple[int, int], plan: memory.MemoryPlan):
@@ -321,6 +324,13 @@ class Pipeline:
         if not plan.tiled:
             return None
         return tile_layout.tile_layout(size, plan.grid, tile_layout.tile_margin(self.layers))
+
+    def say_float32_finish(self, label: str, first: int, last: int) -> None:
+        print(
+            f"{label}float32 from step {first} to {last} "
+            f"(FLOAT32_FINISH {self.settings.float32_finish:g})",
+            file=self.stream,
+        )
 
     def make_loss(self, net: VGG19, targets, layout):
         """The loss function of a stage: over the whole image, or in tiles."""
@@ -456,11 +466,7 @@ class PhotoRun:
                         else:
                             optimizer.use_loss(loss)
                         if phase_start > stage_start and first <= phase_end:
-                            print(
-                                f"{label}float32 from step {first} to {phase_end} "
-                                f"(FLOAT32_FINISH {self.settings.float32_finish:g})",
-                                file=self.stream,
-                            )
+                            pipeline.say_float32_finish(label, first, phase_end)
                         result = (
                             self._optimise(
                                 optimizer, content, first, phase_end, log, progress, label, index
@@ -579,15 +585,9 @@ def stylize(settings: Settings, stream: TextIO | None = None) -> RunResult | Bat
         run = PhotoRun(pipeline, photos[0], prefix_for(photos[0]))
         _describe(run, photos[0], settings, stream)
         return run.run()
-    results, failures = [], []
-    for number, photo in enumerate(photos, 1):
-        print(f"[{number}/{len(photos)}] {photo}", file=stream, flush=True)
-        try:
-            run = PhotoRun(pipeline, photo, prefix_for(photo))
-            results.append(run.run())
-        except UserError as error:
-            print(f"skipped {photo}: {error}", file=stream)
-            failures.append((photo, str(error)))
+    from neural_style.batch_run import stylize_photos  # alone or BATCH_SIZE at a time
+
+    results, failures = stylize_photos(pipeline, photos, prefix_for)
     print(f"stylised {len(results)} of {len(photos)} photos", file=stream)
     for photo, why in failures:
         print(f"  failed: {photo}: {why}", file=stream)

@@ -82,11 +82,10 @@ class PerceptualLoss:
             style_grams=self.style_grams,
         )
         features = self.vgg(stylised, set(self.content_layers) | set(self.style_layers))
-        _, parts = losses.objective(features, stylised, targets, self.weights)
-        # objective's content and style losses are sums over the batch (its total variation
-        # is already a mean): divide them by the batch size so every part is a mean.
-        batch = tf.cast(tf.shape(stylised)[0], tf.float32)
-        content, style, tv = parts["content"] / batch, parts["style"] / batch, parts["tv"]
+        _, per_image = losses.objective_per_image(features, stylised, targets, self.weights)
+        content, style, tv = (
+            tf.reduce_mean(per_image[name]) for name in ("content", "style", "tv")
+        )
         total = (
             self.weights.alpha * content + self.weights.beta * style + self.weights.tv_weight * tv
         )

@@ -1,0 +1,380 @@
+"""Several photos optimised together (BATCH_SIZE): each photo of a batch ends where it would
+alone, diverges alone, keeps its own files and checkpoint; photos of other sizes and L-BFGS
+runs go one at a time; a batch shrinks to fit the memory."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import settings as user_settings
+from neural_style import batch_run, memory, plots, reporting, run
+from neural_style import checkpoint as checkpoints
+from neural_style.batch_optimize import BatchAdamOptimizer, BatchLossFunction
+from neural_style.config import Settings
+from neural_style.errors import UserError
+from neural_style.losses import Targets, objective, objective_per_image
+from neural_style.optimize import content_targets, initial_image, style_targets
+from tests.conftest import photo, tiny_settings, write_image
+
+PHOTO_NAMES = ("alpha", "bravo", "charlie")
+
+
+def photo_folder(tmp_path, shapes=((40, 48), (40, 48), (40, 48))) -> str:
+    """A folder of PNG photos named alpha, bravo, charlie... of the given (height, width)."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for number, (name, shape) in enumerate(zip(PHOTO_NAMES, shapes, strict=False)):
+        write_image(folder / f"{name}.png", photo(*shape, seed=number + 1))
+    return str(folder)
+
+
+@pytest.fixture
+def no_plots(monkeypatch):
+    """Loss plots are drawn by matplotlib in a quarter second each, per photo; the runs
+    that do not look at them skip drawing (the files test draws them)."""
+    monkeypatch.setattr(plots, "write_loss_plot", lambda csv_path, png_path: True)
+
+
+def folder_settings(tmp_path, tiny_mat, image_pair, folder, out, **overrides) -> Settings:
+    values = dict(
+        content_image=folder, output_image=str(tmp_path / out / "result"), snapshot_every=0
+    )
+    return tiny_settings(tmp_path, tiny_mat, image_pair, **{**values, **overrides})
+
+
+def stylize_quietly(settings: Settings):
+    stream = io.StringIO()
+    result = run.stylize(settings, stream)
+    return result, stream.getvalue()
+
+
+def final_state(settings: Settings, name: str) -> dict:
+    path = checkpoints.checkpoint_path(f"{settings.output_image}-{name}")
+    return checkpoints.load_checkpoint(path).optimizer_state
+
+
+def logged_totals(settings: Settings, name: str) -> list[float]:
+    with open(f"{settings.output_image}-{name}-losses.csv") as file:
+        return [float(row["total"]) for row in csv.DictReader(file)]
+
+
+def assert_same_run(a: Settings, b: Settings, names=PHOTO_NAMES) -> None:
+    """Each photo's final optimiser state and logged losses agree between two runs."""
+    for name in names:
+        first, second = final_state(a, name), final_state(b, name)
+        for key in ("image", "best_image", "first_moment", "second_moment"):
+            np.testing.assert_allclose(
+                first[key], second[key], rtol=1e-4, atol=1e-3, err_msg=f"{name} {key}"
+            )
+        for key in ("best_loss", "learning_rate", "iterations", "evaluations"):
+            np.testing.assert_allclose(first[key], second[key], rtol=1e-5, err_msg=key)
+        np.testing.assert_allclose(logged_totals(a, name), logged_totals(b, name), rtol=1e-5)
+
+
+# --- the losses and the optimiser ---------------------------------------------------------------
+
+
+def test_the_objective_of_a_batch_is_each_images_own(tiny_net):
+    weights = run.loss_weights(Settings.from_module(user_settings))
+    contents = [photo(32, 40, seed=seed) for seed in (1, 2, 3)]
+    grams = style_targets(tiny_net, [photo(32, 40, seed=9)[::-1]], [1.0], weights)
+    layers = sorted({name for name, _ in weights.content_layers + weights.style_layers})
+
+    def parts_of(images, content):
+        targets = Targets(content_targets(tiny_net, content, weights), grams)
+        return objective_per_image(tiny_net(images, layers), images, targets, weights)[1]
+
+    batch = tf.constant(np.stack([initial_image(c, 0.5, 0) for c in contents]))
+    together = Targets(
+        {
+            name: tf.concat([content_targets(tiny_net, c, weights)[name] for c in contents], 0)
+            for name, _ in weights.content_layers
+        },
+        grams,
+    )
+    total, parts = objective_per_image(tiny_net(batch, layers), batch, together, weights)
+    assert total.shape == (3,)
+    for index, content in enumerate(contents):
+        alone = parts_of(batch[index : index + 1], content)
+        for name in ("content", "style", "tv", "total"):
+            assert parts[name][index].numpy() == pytest.approx(alone[name][0].numpy(), rel=1e-5)
+    summed, _ = objective(tiny_net(batch, layers), batch, together, weights)
+    assert summed.numpy() == pytest.approx(float(np.sum(total.numpy())), rel=1e-6)
+
+
+def batch_optimizer(tiny_net, contents, **options) -> BatchAdamOptimizer:
+    weights = run.loss_weights(Settings.from_module(user_settings))
+    grams = style_targets(tiny_net, [contents[0][::-1]], [1.0], weights)
+    targets = Targets(
+        {
+            name: tf.concat([content_targets(tiny_net, c, weights)[name] for c in contents], 0)
+            for name, _ in weights.content_layers
+        },
+        grams,
+    )
+    starts = np.stack([initial_image(c, 0.5, 0) for c in contents])
+    return BatchAdamOptimizer(
+        BatchLossFunction(tiny_net, targets, weights), starts, learning_rate=5.0, **options
+    )
+
+
+def test_a_diverging_image_recovers_alone(tiny_net):
+    contents = [photo(32, 32, seed=seed) for seed in (1, 2, 3)]
+    optimizer = batch_optimizer(tiny_net, contents)
+    list(optimizer.steps(3))
+    after_3 = optimizer.states()
+    list(optimizer.steps(1, first=4))
+    undisturbed = optimizer.image.numpy()
+    for index, state in enumerate(after_3):  # back to step 3, then image 1 goes wrong
+        optimizer.restore(index, state)
+    best = optimizer.best(1)
+    image = optimizer.image.numpy()
+    image[1] = np.nan
+    optimizer.image.assign(image)
+    (result,) = optimizer.steps(1, first=4)
+    assert result.notes[0] == result.notes[2] == ""
+    assert "diverged" in result.notes[1] and "learning rate 2.5" in result.notes[1]
+    assert not np.isfinite(result.losses[1]["total"])
+    assert np.isfinite(result.losses[0]["total"]) and np.isfinite(result.losses[2]["total"])
+    np.testing.assert_array_equal(optimizer.image.numpy()[1], best)
+    np.testing.assert_array_equal(optimizer.learning_rate.numpy(), [5.0, 2.5, 5.0])
+    np.testing.assert_array_equal(optimizer.iterations.numpy(), [4, 0, 4])
+    assert not optimizer.first_moment.numpy()[1].any()
+    for index in (0, 2):  # the others took the very step they would have taken anyway
+        np.testing.assert_array_equal(optimizer.image.numpy()[index], undisturbed[index])
+    (result,) = optimizer.steps(1, first=5)
+    assert result.notes == ["", "", ""] and np.isfinite(result.losses[1]["total"])
+
+
+def test_states_are_a_single_runs_checkpoint_and_restore_per_image(tiny_net):
+    contents = [photo(32, 32, seed=seed) for seed in (1, 2)]
+    optimizer = batch_optimizer(tiny_net, contents)
+    list(optimizer.steps(2))
+    states = optimizer.states()
+    assert states[1]["image"].shape == (32, 32, 3) and states[1]["best_loss"].shape == ()
+    assert int(states[1]["iterations"]) == 2 and int(states[1]["evaluations"]) == 2
+    fresh = batch_optimizer(tiny_net, contents[::-1])
+    fresh.restore(0, states[1])
+    np.testing.assert_array_equal(fresh.image.numpy()[0], states[1]["image"])
+    np.testing.assert_array_equal(fresh.iterations.numpy(), [2, 0])
+
+
+# --- whole runs ----------------------------------------------------------------------------------
+
+
+def test_three_photos_in_a_batch_end_as_each_would_alone(tmp_path, tiny_mat, image_pair, no_plots):
+    folder = photo_folder(tmp_path)
+    alone = folder_settings(tmp_path, tiny_mat, image_pair, folder, "alone", batch_size=1)
+    together = folder_settings(tmp_path, tiny_mat, image_pair, folder, "batch", batch_size=3)
+    _, alone_printed = stylize_quietly(alone)
+    batch, printed = stylize_quietly(together)
+    assert "optimised together" not in alone_printed
+    assert "3 photos at 40x33 optimised together" in printed
+    assert printed.count("step 5/5") == 1  # one progress line per step for the batch
+    assert [os.path.basename(result.output_path) for result in batch.results] == [
+        f"result-{name}.jpg" for name in PHOTO_NAMES
+    ]
+    assert_same_run(alone, together)
+
+
+def test_a_mixed_precision_batch_finishes_in_float32_as_each_photo_alone(
+    tmp_path, tiny_mat, image_pair, no_plots
+):
+    folder = photo_folder(tmp_path, shapes=((40, 48), (40, 48)))
+    options = dict(precision="mixed_bfloat16", float32_finish=0.4, train_steps=5)
+    alone = folder_settings(tmp_path, tiny_mat, image_pair, folder, "a", batch_size=1, **options)
+    together = folder_settings(tmp_path, tiny_mat, image_pair, folder, "b", batch_size=2, **options)
+    _, alone_printed = stylize_quietly(alone)
+    _, printed = stylize_quietly(together)
+    assert alone_printed.count("float32 from step 4 to 5") == 2
+    assert printed.count("float32 from step 4 to 5") == 1
+    assert_same_run(alone, together, names=PHOTO_NAMES[:2])
+
+
+def test_coarse_to_fine_stages_and_histogram_colours_batch_as_each_alone(
+    tmp_path, tiny_mat, image_pair, no_plots
+):
+    folder = photo_folder(tmp_path, shapes=((40, 48), (40, 48)))
+    options = dict(
+        preserve_colors="histogram", coarse_to_fine=[40, 64], coarse_to_fine_steps=[2, 2]
+    )
+    alone = folder_settings(tmp_path, tiny_mat, image_pair, folder, "a", batch_size=1, **options)
+    together = folder_settings(tmp_path, tiny_mat, image_pair, folder, "b", batch_size=2, **options)
+    stylize_quietly(alone)
+    _, printed = stylize_quietly(together)
+    assert "2 photos at 64x53 optimised together" in printed
+    assert "stage 2/2 64x53  step 4/4" in printed
+    assert_same_run(alone, together, names=PHOTO_NAMES[:2])  # each with its own Grams
+
+
+def test_a_photo_of_another_shape_runs_alone_and_each_keeps_its_files(
+    tmp_path, tiny_mat, image_pair
+):
+    folder = photo_folder(tmp_path, shapes=((40, 48), (48, 40), (40, 48)))
+    settings = folder_settings(
+        tmp_path, tiny_mat, image_pair, folder, "out", batch_size=4, snapshot_every=4
+    )
+    batch, printed = stylize_quietly(settings)
+    assert "2 photos at 40x33 optimised together" in printed
+    assert printed.index("[2/3]") > printed.index("optimised together")  # bravo: after, alone
+    assert len(batch.results) == 3 and not batch.failures
+    made = sorted(os.listdir(tmp_path / "out"))
+    for name in PHOTO_NAMES:
+        assert [entry for entry in made if entry.startswith(f"result-{name}")] == [
+            f"result-{name}-4.jpg",
+            f"result-{name}-checkpoint.npz",
+            f"result-{name}-losses.csv",
+            f"result-{name}-losses.png",
+            f"result-{name}-settings.json",
+            f"result-{name}.jpg",
+        ]
+        assert len(logged_totals(settings, name)) == 5
+
+
+def test_group_photos_keeps_order_and_the_size_limit():
+    plans = [
+        batch_run.PhotoPlan(number, f"p{number}", "", key)
+        for number, key in enumerate(("wide", "tall", "wide", "wide", None, "wide"), 1)
+    ]
+    groups = batch_run.group_photos(plans, lambda key: 2)
+    assert [[plan.number for plan in group] for group in groups] == [[1, 3], [2], [4, 6], [5]]
+
+
+def test_a_batch_shrinks_to_fit_the_memory():
+    class SmallMemory:
+        def memory_plan(self, size, batch=1):
+            if batch > 2:
+                raise UserError("too large")
+            tiled = batch > 1 and size[0] > 100
+            return memory.MemoryPlan(0, 0, (2, 1) if tiled else (1, 1))
+
+    assert batch_run.fitting_batch_size(SmallMemory(), [(33, 40)], 4) == 2
+    assert batch_run.fitting_batch_size(SmallMemory(), [(33, 40), (200, 240)], 4) == 1
+    single = memory.step_bytes((384, 512), "float32") - memory.BASE_BYTES
+    double = memory.step_bytes((384, 512), "float32", batch=2) - memory.BASE_BYTES
+    assert double == pytest.approx(2 * single, rel=1e-6)
+
+
+def test_a_photo_that_keeps_diverging_stops_alone(
+    tmp_path, tiny_mat, image_pair, no_plots, monkeypatch
+):
+    real_rule = BatchAdamOptimizer._update_rule
+
+    def second_photo_diverges(self, totals, gradient):
+        return real_rule(self, tf.tensor_scatter_nd_update(totals, [[1]], [np.inf]), gradient)
+
+    monkeypatch.setattr(BatchAdamOptimizer, "_update_rule", second_photo_diverges)
+    folder = photo_folder(tmp_path, shapes=((40, 48), (40, 48)))
+    settings = folder_settings(
+        tmp_path, tiny_mat, image_pair, folder, "out", batch_size=2, train_steps=10
+    )
+    batch, printed = stylize_quietly(settings)
+    assert "bravo.png: diverged" in printed and "alpha.png: diverged" not in printed
+    assert [os.path.basename(result.output_path) for result in batch.results] == [
+        "result-alpha.jpg"
+    ]
+    ((photo_path, why),) = batch.failures
+    assert photo_path.endswith("bravo.png") and "kept diverging after 8 restarts" in why
+    assert os.path.exists(f"{settings.output_image}-bravo.jpg")  # its best (start) image
+    assert len(logged_totals(settings, "alpha")) == 10
+    assert len(logged_totals(settings, "bravo")) == 8
+
+
+def test_lbfgs_stylises_one_photo_at_a_time(tmp_path, tiny_mat, image_pair, no_plots):
+    folder = photo_folder(tmp_path, shapes=((40, 48), (40, 48)))
+    settings = folder_settings(
+        tmp_path,
+        tiny_mat,
+        image_pair,
+        folder,
+        "out",
+        batch_size=2,
+        optimizer="lbfgs",
+        train_steps=2,
+    )
+    batch, printed = stylize_quietly(settings)
+    assert "BATCH_SIZE 2 is for Adam" in printed and "one at a time" in printed
+    assert "optimised together" not in printed and "evals)" in printed
+    assert len(batch.results) == 2
+
+
+# --- resume and Ctrl-C ---------------------------------------------------------------------------
+
+
+def test_a_batch_resumes_each_photo_batched_or_alone(tmp_path, tiny_mat, image_pair, no_plots):
+    folder = photo_folder(tmp_path, shapes=((40, 48), (40, 48)))
+    cadence = dict(batch_size=2)  # each run ends with a checkpoint
+    straight = folder_settings(
+        tmp_path, tiny_mat, image_pair, folder, "a", train_steps=8, **cadence
+    )
+    stylize_quietly(straight)
+    cut = folder_settings(tmp_path, tiny_mat, image_pair, folder, "b", train_steps=4, **cadence)
+    stylize_quietly(cut)
+    alone = dataclasses.replace(cut, train_steps=6, resume=True, batch_size=1)
+    _, printed = stylize_quietly(alone)  # a batch photo's checkpoint resumes alone
+    assert "resuming from" in printed and "optimised together" not in printed
+    together = dataclasses.replace(cut, train_steps=8, resume=True)
+    _, printed = stylize_quietly(together)
+    assert printed.count("resuming from") == 2 and "optimised together" in printed
+    assert_same_run(straight, together, names=PHOTO_NAMES[:2])
+
+
+def test_ctrl_c_saves_every_photo_of_the_batch(
+    tmp_path, tiny_mat, image_pair, no_plots, monkeypatch
+):
+    folder = photo_folder(tmp_path, shapes=((40, 48), (40, 48)))
+    settings = folder_settings(
+        tmp_path, tiny_mat, image_pair, folder, "out", batch_size=2, train_steps=50
+    )
+    real_update = reporting.ProgressPrinter.update
+
+    def interrupt_at_step_3(self, step, losses, **details):
+        real_update(self, step, losses, **details)
+        if step == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(reporting.ProgressPrinter, "update", interrupt_at_step_3)
+    stream = io.StringIO()
+    with pytest.raises(KeyboardInterrupt):
+        run.stylize(settings, stream)
+    assert "interrupted at step 3" in stream.getvalue()
+    for name in PHOTO_NAMES[:2]:
+        assert os.path.exists(f"{settings.output_image}-{name}.jpg")
+        assert int(final_state(settings, name)["iterations"]) == 3
+    assert not [name for name in os.listdir(tmp_path / "out") if name.endswith(".tmp")]
+
+
+# --- the setting ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (0, r"BATCH_SIZE \(--batch_size\) must be at least 1 \(1 = one photo at a time\), got 0"),
+        ("4", r"BATCH_SIZE \(--batch_size\) must be a whole number, got '4'"),
+        (2.5, r"BATCH_SIZE \(--batch_size\) must be a whole number"),
+    ],
+)
+def test_batch_size_is_checked(value, message):
+    with pytest.raises(UserError, match=message):
+        Settings.from_module(user_settings, batch_size=value)
+
+
+def test_batch_size_is_a_flag_and_may_change_on_resume():
+    from absl import flags
+
+    from neural_style import cli_flags
+
+    values = flags.FlagValues()
+    cli_flags.define_flags(user_settings, values)
+    values(["train.py", "--batch_size=3"])
+    assert cli_flags.settings_from_flags(values).batch_size == 3
+    assert "batch" in values["batch_size"].help
+    assert "batch_size" in checkpoints.RESUMABLE_CHANGES
