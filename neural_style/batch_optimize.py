@@ -25,10 +25,12 @@ import numpy as np
 import tensorflow as tf
 
 from neural_style.losses import LossWeights, Targets, objective_per_image
-from neural_style.optimize import DIVERGENCE_FACTOR
 from neural_style.vgg import VGG19
 
-# What AdamOptimizer.state() holds, in that order; images are [H, W, 3], the rest scalars.
+# A loss above this many times the best one so far counts as a divergence.
+DIVERGENCE_FACTOR = 10.0
+
+# What an image's state holds, in that order; images are [H, W, 3], the rest scalars.
 STATE_NAMES = (
     "image",
     "best_image",
@@ -81,9 +83,15 @@ def _per_pixel(values: tf.Tensor) -> tf.Tensor:
 
 
 class BatchAdamOptimizer:
-    """AdamOptimizer for B images at once: the same update and the same divergence
-    recovery (restore the best image, halve the learning rate, restart the moments), each
-    decided and applied per image."""
+    """Adam (Kingma & Ba) on the pixels of B images at once, kept in [0, 255], with
+    divergence recovery: a non-finite loss, or one above DIVERGENCE_FACTOR times the best,
+    restores the best image, halves the learning rate and restarts the moment estimates.
+    Each is decided and applied per image. optimize.AdamOptimizer is a batch of one.
+
+    The loss is a BatchLossFunction, or for a batch of one any loss with its interface
+    (optimize.LossFunction, tiling.TiledLossFunction). A loss whose `traceable` is False
+    computes its gradient in several tf.function calls, and the update then runs in one of
+    its own."""
 
     def __init__(
         self,
@@ -107,6 +115,7 @@ class BatchAdamOptimizer:
         self.iterations = tf.Variable(np.zeros(count, np.int64))
         self.evaluations = np.zeros(count, np.int64)
         self._step = tf.function(self._take_step, autograph=False)
+        self._update = tf.function(self._update_rule, autograph=False)
 
     def use_loss(self, loss: BatchLossFunction) -> None:
         """Go on with another loss function (e.g. in another precision) from the current
@@ -119,6 +128,12 @@ class BatchAdamOptimizer:
     def size(self) -> int:
         """How many images the batch holds."""
         return len(self.evaluations)
+
+    def _run_step(self) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        if not getattr(self.loss, "traceable", True):
+            parts, gradient = self.loss.value_and_gradient(self.image)
+            return parts, self._update(parts["total"], gradient)
+        return self._step()
 
     def _take_step(self) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
         parts, gradient = self.loss.value_and_gradient(self.image)
@@ -158,18 +173,18 @@ class BatchAdamOptimizer:
         """Take `count` steps, numbered from `first`, yielding after each."""
         for step in range(first, first + count):
             started = time.perf_counter()
-            parts, diverged = self._step()
+            parts, diverged = self._run_step()
             self.evaluations += 1
-            values = {name: value.numpy() for name, value in parts.items()}
+            values = {name: np.reshape(value.numpy(), -1) for name, value in parts.items()}
             losses = [
                 {name: float(value[index]) for name, value in values.items()}
                 for index in range(self.size)
             ]
             notes = [
-                f"diverged: best image restored, learning rate {self.rate(index):.3g}"
+                f"diverged: best image restored, learning rate {self.rate_of(index):.3g}"
                 if flag
                 else ""
-                for index, flag in enumerate(diverged.numpy())
+                for index, flag in enumerate(np.reshape(diverged.numpy(), -1))
             ]
             yield BatchStepResult(
                 step,
@@ -179,19 +194,26 @@ class BatchAdamOptimizer:
                 notes,
             )
 
-    def rate(self, index: int) -> float:
+    def rate_of(self, index: int) -> float:
         """Image `index`'s learning rate now."""
         return float(self.learning_rate.numpy()[index])
 
-    def best(self, index: int) -> np.ndarray:
+    def current_image(self, index: int = 0) -> np.ndarray:
+        return self.image.numpy()[index]
+
+    def best(self, index: int = 0) -> np.ndarray:
         """Image `index`'s lowest-loss image so far (its start image before the first step)."""
         if not math.isfinite(float(self.best_loss.numpy()[index])):
             return self.image.numpy()[index]
         return self.best_image.numpy()[index]
 
+    def state(self, index: int = 0) -> dict[str, np.ndarray]:
+        """Everything needed to continue image `index` exactly where it is."""
+        return self.states()[index]
+
     def states(self) -> list[dict[str, np.ndarray]]:
-        """Each image's state, in the form of AdamOptimizer.state(), so that a photo of a
-        batch leaves the checkpoint it would leave alone."""
+        """Each image's state: images [H, W, 3] and scalars, as a single run checkpoints
+        them, so that a photo of a batch leaves the checkpoint it would leave alone."""
         values = {name: getattr(self, name).numpy() for name in STATE_NAMES}
         return [
             {
@@ -201,8 +223,8 @@ class BatchAdamOptimizer:
             for index in range(self.size)
         ]
 
-    def restore(self, index: int, state: dict[str, np.ndarray]) -> None:
-        """Give image `index` the state of a checkpoint (AdamOptimizer.state()'s form)."""
+    def restore(self, state: dict[str, np.ndarray], index: int = 0) -> None:
+        """Give image `index` the state of a checkpoint (the form of `state`)."""
         for name in STATE_NAMES:
             variable = getattr(self, name)
             values = variable.numpy()

@@ -333,7 +333,7 @@ class BatchRun:
                 if optimizer is None:
                     optimizer = self._make_optimizer(loss, stage, members)
                     for position, checkpoint in enumerate(resumed or []):
-                        optimizer.restore(position, checkpoint.optimizer_state)
+                        optimizer.restore(checkpoint.optimizer_state, position)
                 else:
                     optimizer.use_loss(loss)
                 if phase_start > last - stage.steps and phase_first <= phase_end:

@@ -19,13 +19,11 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
+from neural_style.batch_optimize import BatchAdamOptimizer
 from neural_style.losses import LossWeights, Targets, gram_matrix, objective
 from neural_style.tile_layout import TileLayout, grid_for_core, tile_layout, tile_margin
 from neural_style.tiling import tiled_features, tiled_gram_matrices
 from neural_style.vgg import VGG19
-
-# A loss above this many times the best one so far counts as a divergence.
-DIVERGENCE_FACTOR = 10.0
 
 
 def content_targets(
@@ -143,146 +141,27 @@ def _floats(parts: dict) -> dict[str, float]:
     return {name: float(value) for name, value in parts.items()}
 
 
-class AdamOptimizer:
-    """Adam (Kingma & Ba) on the pixels, kept in [0, 255], with divergence recovery: a
-    non-finite loss, or one above DIVERGENCE_FACTOR times the best, restores the best image,
-    halves the learning rate and restarts the moment estimates."""
+class AdamOptimizer(BatchAdamOptimizer):
+    """Adam on one image (see BatchAdamOptimizer, of which this is a batch of one), with
+    the loss parts and notes of each step as plain values."""
 
-    def __init__(
-        self,
-        loss: LossFunction,
-        start_image: np.ndarray,
-        *,
-        learning_rate: float,
-        beta1: float = 0.9,
-        beta2: float = 0.999,
-        epsilon: float = 1e-8,
-    ):
-        self.loss = loss
-        self.beta1, self.beta2, self.epsilon = beta1, beta2, epsilon
-        self.image = tf.Variable(start_image[None], dtype=tf.float32)
-        self.best_image = tf.Variable(self.image)
-        self.best_loss = tf.Variable(np.inf, dtype=tf.float32)
-        self.learning_rate = tf.Variable(learning_rate, dtype=tf.float32)
-        self.first_moment = tf.Variable(tf.zeros_like(self.image))
-        self.second_moment = tf.Variable(tf.zeros_like(self.image))
-        self.iterations = tf.Variable(0, dtype=tf.int64)
-        self.evaluations = 0
-        self._whole_step = tf.function(self._take_whole_step, autograph=False)
-
-    def use_loss(self, loss) -> None:
-        """Go on with another loss function (e.g. in another precision) from the current
-        image and moments; the best image is chosen afresh by the new loss."""
-        self.loss = loss
-        self.best_loss.assign(np.inf)
-        self._whole_step = tf.function(self._take_whole_step, autograph=False)  # new loss
-
-    def _apply_adam(self, gradient: tf.Tensor) -> None:
-        self.iterations.assign_add(1)
-        t = tf.cast(self.iterations, tf.float32)
-        self.first_moment.assign(self.beta1 * self.first_moment + (1 - self.beta1) * gradient)
-        self.second_moment.assign(
-            self.beta2 * self.second_moment + (1 - self.beta2) * tf.square(gradient)
-        )
-        rate = self.learning_rate * tf.sqrt(1 - self.beta2**t) / (1 - self.beta1**t)
-        update = rate * self.first_moment / (tf.sqrt(self.second_moment) + self.epsilon)
-        self.image.assign(tf.clip_by_value(self.image - update, 0.0, 255.0))
-
-    def _step(self) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
-        if not self.loss.traceable:  # the gradient comes from several tf.function calls
-            parts, gradient = self.loss.value_and_gradient(self.image)
-            return parts, self._update(parts["total"], gradient)
-        return self._whole_step()
-
-    def _take_whole_step(self) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
-        parts, gradient = self.loss.value_and_gradient(self.image)
-        return parts, self._update_rule(parts["total"], gradient)
-
-    @tf.function(autograph=False)
-    def _update(self, total: tf.Tensor, gradient: tf.Tensor) -> tf.Tensor:
-        return self._update_rule(total, gradient)
-
-    def _update_rule(self, total: tf.Tensor, gradient: tf.Tensor) -> tf.Tensor:
-        """Adam's update, or the divergence recovery; whether the step diverged."""
-        finite = tf.math.is_finite(total) & tf.reduce_all(tf.math.is_finite(gradient))
-        diverged = ~finite | (total > DIVERGENCE_FACTOR * self.best_loss)
-
-        def recover():
-            self.image.assign(self.best_image)
-            self.learning_rate.assign(self.learning_rate / 2)
-            self.first_moment.assign(tf.zeros_like(self.image))
-            self.second_moment.assign(tf.zeros_like(self.image))
-            self.iterations.assign(0)
-            return tf.constant(True)
-
-        def keep_best():
-            self.best_loss.assign(total)
-            self.best_image.assign(self.image)
-            return tf.constant(True)
-
-        def step():
-            tf.cond(total < self.best_loss, keep_best, lambda: tf.constant(False))
-            self._apply_adam(gradient)
-            return tf.constant(False)
-
-        return tf.cond(diverged, recover, step)
+    def __init__(self, loss, start_image: np.ndarray, **adam):
+        super().__init__(loss, start_image[None], **adam)
 
     def steps(self, count: int, first: int = 1) -> Iterator[StepResult]:
         """Take `count` steps, numbered from `first`, yielding after each."""
-        for step in range(first, first + count):
-            started = time.perf_counter()
-            parts, diverged = self._step()
-            self.evaluations += 1
-            note = ""
-            if bool(diverged):
-                note = f"diverged: best image restored, learning rate {self.rate:.3g}"
+        for result in super().steps(count, first):
             yield StepResult(
-                step, self.evaluations, _floats(parts), time.perf_counter() - started, note
+                result.step,
+                result.evaluations[0],
+                result.losses[0],
+                result.seconds,
+                result.notes[0],
             )
 
     @property
     def rate(self) -> float:
-        return float(self.learning_rate.numpy())
-
-    def current_image(self) -> np.ndarray:
-        return self.image.numpy()[0]
-
-    def best(self) -> np.ndarray:
-        """The lowest-loss image so far (the start image before the first step)."""
-        if not math.isfinite(float(self.best_loss.numpy())):
-            return self.current_image()
-        return self.best_image.numpy()[0]
-
-    def state(self) -> dict[str, np.ndarray]:
-        """Everything needed to continue exactly where this optimiser is."""
-        names = (
-            "image",
-            "best_image",
-            "best_loss",
-            "learning_rate",
-            "first_moment",
-            "second_moment",
-            "iterations",
-        )
-        state = {}
-        for name in names:
-            value = getattr(self, name).numpy()
-            state[name] = value[0] if value.ndim == 4 else value  # images [H, W, 3], as L-BFGS
-        state["evaluations"] = np.int64(self.evaluations)
-        return state
-
-    def restore(self, state: dict[str, np.ndarray]) -> None:
-        for name, variable in (
-            ("image", self.image),
-            ("best_image", self.best_image),
-            ("best_loss", self.best_loss),
-            ("learning_rate", self.learning_rate),
-            ("first_moment", self.first_moment),
-            ("second_moment", self.second_moment),
-            ("iterations", self.iterations),
-        ):
-            variable.assign(np.reshape(state[name], variable.shape))
-        self.evaluations = int(state["evaluations"])
+        return self.rate_of(0)
 
 
 class _Stop(Exception):

@@ -133,7 +133,7 @@ def test_a_diverging_image_recovers_alone(tiny_net):
     list(optimizer.steps(1, first=4))
     undisturbed = optimizer.image.numpy()
     for index, state in enumerate(after_3):  # back to step 3, then image 1 goes wrong
-        optimizer.restore(index, state)
+        optimizer.restore(state, index)
     best = optimizer.best(1)
     image = optimizer.image.numpy()
     image[1] = np.nan
@@ -161,7 +161,7 @@ def test_states_are_a_single_runs_checkpoint_and_restore_per_image(tiny_net):
     assert states[1]["image"].shape == (32, 32, 3) and states[1]["best_loss"].shape == ()
     assert int(states[1]["iterations"]) == 2 and int(states[1]["evaluations"]) == 2
     fresh = batch_optimizer(tiny_net, contents[::-1])
-    fresh.restore(0, states[1])
+    fresh.restore(states[1], 0)
     np.testing.assert_array_equal(fresh.image.numpy()[0], states[1]["image"])
     np.testing.assert_array_equal(fresh.iterations.numpy(), [2, 0])
 
