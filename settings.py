@@ -70,8 +70,8 @@ POOLING = "max"
 # Conv arithmetic: auto (bfloat16 where the CPU has it), float32, mixed_bfloat16, mixed_float16.
 PRECISION = "auto"
 # Fraction of each stage's last steps run in float32 when PRECISION is mixed (0 = none).
-FLOAT32_FINISH = 0.2
-# Compute steps in tiles of this many pixels a side, same result (0 = only if memory is short).
+FLOAT32_FINISH = 0.0
+# Compute steps in tiles of this many pixels a side, same result (0 = above 4 Mpx or to fit).
 TILE_SIZE = 0
 # Random seed for the starting noise (the same settings and seed give the same image).
 SEED = 0

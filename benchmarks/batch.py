@@ -1,6 +1,7 @@
 """Images per second of a folder run, one photo at a time vs BATCH_SIZE photos together.
 
     python benchmarks/batch.py            # widths 256 and 512, batch sizes 1, 2, 4 (~4 min)
+    python benchmarks/batch.py --precision=float32   # (PRECISION: settings.py's by default)
     python benchmarks/batch.py --quick    # a smoke run at toy sizes and weights (~30 s)
 
 Four 4:3 crops of images/content.jpg (so that they batch together) are stylised with Adam
@@ -77,7 +78,9 @@ def step_seconds(prefix: str) -> list[float]:
         return [float(row["seconds"]) for row in csv.DictReader(file) if int(row["step"]) > 1]
 
 
-def measure(folder: str, mat: str, width: int, batch_size: int, steps: int, out: str) -> dict:
+def measure(
+    folder: str, mat: str, width: int, batch_size: int, steps: int, out: str, precision: str
+) -> dict:
     """One folder run at `width` with `batch_size`: its images per second."""
     settings = Settings.from_module(
         user_settings,
@@ -92,6 +95,7 @@ def measure(folder: str, mat: str, width: int, batch_size: int, steps: int, out:
         snapshot_every=0,
         print_every=steps,
         batch_size=batch_size,
+        precision=precision,
         overwrite=True,
     )
     printed = io.StringIO()
@@ -139,6 +143,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="toy sizes and weights (smoke run)")
     parser.add_argument("--output", default=RESULTS_PATH, help="where the JSON goes")
+    parser.add_argument(
+        "--precision", default=user_settings.PRECISION, help="PRECISION of every run"
+    )
     args = parser.parse_args()
     widths, steps = ((64, 96), 3) if args.quick else ((256, 512), 6)
     load = os.getloadavg()
@@ -151,7 +158,8 @@ def main() -> None:
         mat = weights_file(args.quick, scratch)
         for width in widths:
             for batch_size in BATCH_SIZES:
-                row = measure(folder, mat, width, batch_size, steps, os.path.join(scratch, "out"))
+                out = os.path.join(scratch, "out")
+                row = measure(folder, mat, width, batch_size, steps, out, args.precision)
                 rows.append(row)
                 print(table(rows).splitlines()[-1], flush=True)
     report = {
@@ -163,6 +171,7 @@ def main() -> None:
             "python": platform.python_version(),
         },
         "quick": args.quick,
+        "precision": args.precision,
         "weights": "synthetic VGG-19, toy widths" if args.quick else run.SYNTHETIC_WEIGHTS_PATH,
         "rows": rows,
     }

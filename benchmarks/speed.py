@@ -458,7 +458,7 @@ def main() -> None:
                 "mat": mat,
                 "width": args.quality_width or (widths[0] if quick else 512),
                 "precision": "mixed_bfloat16",
-                "finishes": [0.0, 0.2],
+                "finishes": [0.0, 0.1],
                 "steps": args.quality_steps or (10 if quick else 250),
             }
             report["quality"] = _run_worker("quality", job)

@@ -45,6 +45,9 @@ STATE_NAMES = (
 class BatchLossFunction:
     """Each image's objective, and the gradient of their sum: [B] losses, [B, H, W, 3]."""
 
+    # A step is one tf.function call, which the optimiser can trace into its own.
+    traceable = True
+
     def __init__(self, net: VGG19, targets: Targets, weights: LossWeights):
         self.net = net
         self.targets = targets

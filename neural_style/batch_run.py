@@ -496,7 +496,7 @@ class BatchRun:
         for member in self.active:
             member.run.save(member.run.final_path, member.image, member.content)
             self._checkpoint(member, member.state, len(self.stages) - 1, self.total_steps)
-            self.pipeline.write_plot(member.run.prefix)
+            self.pipeline.write_plot(member.run.prefix, wait=True)
             print(f"saved {member.run.final_path}", file=self.stream)
             self.outcomes[member.plan.number] = RunResult(
                 member.run.final_path, self.total_steps, member.losses

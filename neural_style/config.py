@@ -311,7 +311,7 @@ def _check_sizes_and_steps(settings: Settings) -> None:
         "snapshot_every": (0, " (0 = only the final image)"),
         "print_every": (1, ""),
         "seed": (0, ""),
-        "tile_size": (0, " (0 = tiles only when a step would not fit in memory)"),
+        "tile_size": (0, " (0 = tiles only where needed)"),
         "batch_size": (1, " (1 = one photo at a time)"),
     }
     _check_minimums(settings, minimums)

@@ -21,7 +21,6 @@ a run can check its size before TensorFlow starts.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
@@ -57,16 +56,12 @@ DEFAULT_CONTENT_LAYERS = ("relu4_2", "relu5_2")
 SMALLEST_TILE = 256
 # Each planning round shrinks the tile core by this factor until a step fits.
 TILE_SHRINK = 0.8
-# Images of more pixels than this are computed in tiles even when they fit whole, because a
-# step over the whole image runs slower per pixel than one in tiles of at most
-# CROP_PIXELS. Measured in mixed_bfloat16 on the 2-core CPU (benchmarks/speed.py):
-# 2048x1536 whole 8.3 s, 4096x3072 in 3x4 tiles (crops 1248x1248) 13.4 s, 2.6 against
-# 1.1 us a pixel. float32 slows down far less with size, and is tiled only to fit.
-FASTER_IN_TILES_ABOVE = {"mixed_bfloat16": 4_000_000}
-# The largest crop, in pixels, that automatic tiles have: for speed (above), and because
-# the estimate is least tested at the largest sizes.
-CROP_PIXELS = {"mixed_bfloat16": 1_600_000}
-DEFAULT_CROP_PIXELS = 4_000_000
+# The most pixels a step runs on at once, whole or as one tile's crop. The estimate was
+# checked against measurements up to 2048x1536 (it errs high there); above that it errs low
+# (3072x2304 whole in mixed_bfloat16: 13.0 GiB estimated, 14.9 GiB measured), so larger
+# images go in tiles, although a whole step is faster where it fits (11.3 s against 20.8 s
+# in 2x3 tiles at that size).
+STEP_PIXELS = 4_000_000
 
 
 class MemoryPlan(NamedTuple):
@@ -245,9 +240,8 @@ def plan_step(
     batch: int = 1,
 ) -> MemoryPlan:
     """How a step at `size_hw` fits: whole, or in tiles (the largest that fit, or cores of
-    `tile_size` pixels a side when that is set); else a UserError that says how much it
-    needs and suggests the largest size that fits. Where tiles are faster (see
-    FASTER_IN_TILES_ABOVE), a large image is tiled although it would fit whole.
+    `tile_size` pixels a side when that is set), with at most STEP_PIXELS in one piece;
+    else a UserError that says how much it needs and suggests the largest size that fits.
 
     A `batch` of several images is planned whole or not at all (a UserError)."""
     layers, content_layers = tuple(layers), tuple(content_layers)
@@ -264,8 +258,7 @@ def plan_step(
             "use smaller tiles, or 0 to choose them by the memory"
         )
     plain = step_bytes(size_hw, precision, layers=layers, widths=widths, batch=batch)
-    faster_in_tiles = size_hw[0] * size_hw[1] > FASTER_IN_TILES_ABOVE.get(precision, math.inf)
-    if plain <= budget and not faster_in_tiles:
+    if plain <= budget and size_hw[0] * size_hw[1] <= STEP_PIXELS:
         return MemoryPlan(plain, available)
     if batch > 1:
         raise UserError(
@@ -277,7 +270,7 @@ def plan_step(
     while core > SMALLEST_TILE:
         core = max(int(core * TILE_SHRINK), SMALLEST_TILE)
         grid, estimate, crop_pixels = _tile_plan(size_hw, precision, core, **shapes)
-        if estimate <= budget and crop_pixels <= CROP_PIXELS.get(precision, DEFAULT_CROP_PIXELS):
+        if estimate <= budget and crop_pixels <= STEP_PIXELS:
             return MemoryPlan(estimate, available, grid)
     height, width = size_hw
     least = least_bytes(size_hw, precision, **shapes)

@@ -19,8 +19,8 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from neural_style.batch_optimize import BatchAdamOptimizer
-from neural_style.losses import LossWeights, Targets, gram_matrix, objective
+from neural_style.batch_optimize import BatchAdamOptimizer, BatchLossFunction
+from neural_style.losses import LossWeights, Targets, gram_matrix
 from neural_style.tile_layout import TileLayout, grid_for_core, tile_layout, tile_margin
 from neural_style.tiling import tiled_features, tiled_gram_matrices
 from neural_style.vgg import VGG19
@@ -96,33 +96,17 @@ def initial_image(base: np.ndarray, noise: float, seed: int) -> np.ndarray:
     return ((1.0 - noise) * base + noise * random_pixels).astype(np.float32)
 
 
-class LossFunction:
+class LossFunction(BatchLossFunction):
     """The objective of one content target and style blend, and its gradient, over the
     whole image in one tf.function call (tiling.TiledLossFunction computes the same in
     tiles). The network runs in its own precision (see VGG19); its features, the Grams,
     the losses and the gradient are float32."""
 
-    # A step is one tf.function call, which the optimiser can trace into its own.
-    traceable = True
-
-    def __init__(self, net: VGG19, targets: Targets, weights: LossWeights):
-        self.net = net
-        self.targets = targets
-        self.weights = weights
-        self.layers = sorted({name for name, _ in weights.content_layers + weights.style_layers})
-
     def value_and_gradient(self, images: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
-        """The named loss parts (content, style, tv, total) at `images` [1, H, W, 3], and
-        the gradient of the total with respect to them."""
-        return self._value_and_gradient(images)
-
-    # A tf.function method holds its object weakly: value_and_gradient holds it for a call.
-    @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)], autograph=False)
-    def _value_and_gradient(self, images: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
-        with tf.GradientTape() as tape:
-            tape.watch(images)
-            _, parts = objective(self.net(images, self.layers), images, self.targets, self.weights)
-        return parts, tape.gradient(parts["total"], images)
+        """The named loss parts (content, style, tv, total) at `images` [1, H, W, 3], as
+        scalars, and the gradient of the total with respect to them."""
+        parts, gradient = super().value_and_gradient(images)
+        return {name: tf.reduce_sum(value) for name, value in parts.items()}, gradient
 
 
 class StepResult(NamedTuple):

@@ -4,9 +4,11 @@
         print(PLOT_NOTE)
 
 matplotlib is optional (the `plot` extra): without it `write_loss_plot` does nothing and
-returns False. It is imported only when a plot is drawn, and the figure is drawn with
-matplotlib's Agg canvas directly, never through pyplot, so nothing here touches
-matplotlib's global state (backend, open figures) or needs a display.
+returns False. A run draws its plots with `PlotProcess`, in a child process, so that
+matplotlib (about 60 MB resident) never loads into the run's own process. It is imported
+only when a plot is drawn, and the figure is drawn with matplotlib's Agg canvas directly,
+never through pyplot, so nothing here touches matplotlib's global state (backend, open
+figures) or needs a display.
 
 The y axis is logarithmic, as the losses fall by orders of magnitude. A log axis cannot
 show zero, negative, nan or inf: such points are left out (the line breaks there), and a
@@ -17,9 +19,13 @@ plot names it.
 import csv
 import math
 import os
+import subprocess
+import sys
 
 from neural_style.files import atomic_write
 
+# The exit status of `python -m neural_style.plots` when matplotlib is not installed.
+NO_MATPLOTLIB_STATUS = 3
 PLOT_NOTE = (
     "note: install matplotlib (python -m pip install -e '.[plot]') "
     "to get the loss plot, <prefix>-losses.png"
@@ -125,3 +131,33 @@ def _parse_float(text: str | None) -> float:
 
 def _loggable(value: float) -> bool:
     return math.isfinite(value) and value > 0.0
+
+
+class PlotProcess:
+    """`write_loss_plot(csv_path, png_path)` in a child process, started now; `wait()`
+    for it when the plot is needed."""
+
+    def __init__(self, csv_path: str, png_path: str):
+        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        path = os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")]))
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "neural_style.plots", csv_path, png_path],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": path},
+        )
+
+    def wait(self) -> str:
+        """ "" once the PNG is written; else a note line saying why it is not."""
+        _, error = self.process.communicate()
+        if self.process.returncode == 0:
+            return ""
+        if self.process.returncode == NO_MATPLOTLIB_STATUS:
+            return PLOT_NOTE
+        why = (error.strip().splitlines() or ["no message"])[-1]
+        return f"note: the loss plot could not be drawn ({why})"
+
+
+if __name__ == "__main__":
+    sys.exit(0 if write_loss_plot(sys.argv[1], sys.argv[2]) else NO_MATPLOTLIB_STATUS)

@@ -243,7 +243,8 @@ class Pipeline:
         )
         self.blend = settings.style_blend_weights or (1.0,) * len(styles)
         self._style_grams: dict = {}
-        self._plot_note_shown = False
+        self._plot = None
+        self._notes_shown: set[str] = set()
 
     def phases(self, steps: int) -> list[tuple[VGG19, int]]:
         """(network, steps) of a stage's phases: all in the run's precision, or the last
@@ -370,11 +371,22 @@ class Pipeline:
             epsilon=s.epsilon,
         )
 
-    def write_plot(self, prefix: str) -> None:
-        written = plots.write_loss_plot(f"{prefix}-losses.csv", f"{prefix}-losses.png")
-        if not written and not self._plot_note_shown:
-            print(plots.PLOT_NOTE, file=self.stream)
-            self._plot_note_shown = True
+    def write_plot(self, prefix: str, *, wait: bool = False) -> None:
+        """Start drawing `<prefix>-losses.png` in a child process, after the plot before it
+        is done; `wait` for this one too (at the end of a run)."""
+        self.finish_plot()
+        self._plot = plots.PlotProcess(f"{prefix}-losses.csv", f"{prefix}-losses.png")
+        if wait:
+            self.finish_plot()
+
+    def finish_plot(self) -> None:
+        """Wait for the plot being drawn, if any; say once why plots are missing."""
+        if self._plot is None:
+            return
+        note, self._plot = self._plot.wait(), None
+        if note and note not in self._notes_shown:
+            print(note, file=self.stream)
+            self._notes_shown.add(note)
 
 
 class PhotoRun:
@@ -400,7 +412,7 @@ class PhotoRun:
             why = (
                 f"TILE_SIZE {self.settings.tile_size}"
                 if self.settings.tile_size
-                else "a step over the whole image would not fit in the memory that is free"
+                else "one step over the whole image would be too large for memory"
             )
             gib = plan.estimate_bytes / memory.GIB
             needs = f", about {gib:.1f} GiB" if plan.estimate_bytes else ""
@@ -488,7 +500,7 @@ class PhotoRun:
                 stage_start = stage_end
         self.save(self.final_path, image, content)
         self._checkpoint(optimizer, len(self.stages) - 1, stage_start)
-        pipeline.write_plot(self.prefix)
+        pipeline.write_plot(self.prefix, wait=True)
         print(f"saved {self.final_path}", file=self.stream)
         last = result.losses if result else {}
         return RunResult(self.final_path, stage_start, last)
@@ -581,13 +593,16 @@ def stylize(settings: Settings, stream: TextIO | None = None) -> RunResult | Bat
             return prefix
         return fresh_prefix(prefix, stream)
 
-    if not is_batch:
-        run = PhotoRun(pipeline, photos[0], prefix_for(photos[0]))
-        _describe(run, photos[0], settings, stream)
-        return run.run()
-    from neural_style.batch_run import stylize_photos  # alone or BATCH_SIZE at a time
+    try:
+        if not is_batch:
+            run = PhotoRun(pipeline, photos[0], prefix_for(photos[0]))
+            _describe(run, photos[0], settings, stream)
+            return run.run()
+        from neural_style.batch_run import stylize_photos  # alone or BATCH_SIZE at a time
 
-    results, failures = stylize_photos(pipeline, photos, prefix_for)
+        results, failures = stylize_photos(pipeline, photos, prefix_for)
+    finally:  # however the run ends, its last plot is finished, not cut off
+        pipeline.finish_plot()
     print(f"stylised {len(results)} of {len(photos)} photos", file=stream)
     for photo, why in failures:
         print(f"  failed: {photo}: {why}", file=stream)

@@ -124,3 +124,23 @@ def test_without_matplotlib_returns_false_and_writes_nothing(tmp_path, monkeypat
 
 def test_plot_note_says_how_to_install():
     assert "matplotlib" in PLOT_NOTE and ".[plot]" in PLOT_NOTE
+
+
+def test_a_plot_process_draws_the_png_outside_this_process(tmp_path, matplotlib_installed):
+    from neural_style.plots import PlotProcess
+
+    csv_path = _write_csv(tmp_path, _rows(5))
+    png_path = tmp_path / "run-losses.png"
+    assert PlotProcess(csv_path, str(png_path)).wait() == ""
+    assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_plot_process_that_fails_says_why_in_one_line(tmp_path):
+    from neural_style.plots import PlotProcess
+
+    path = tmp_path / "other.csv"
+    path.write_text("a,b\n1,2\n")
+    note = PlotProcess(str(path), str(tmp_path / "x.png")).wait()
+    assert note.startswith("note: the loss plot could not be drawn (ValueError: ")
+    assert "missing column" in note and "\n" not in note
+    assert not (tmp_path / "x.png").exists()

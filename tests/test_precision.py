@@ -89,11 +89,17 @@ def test_float16_scales_the_gradient_inside_the_network(tiny_weights):
 def _finish_settings(tmp_path, tiny_mat, image_pair, **overrides):
     from conftest import tiny_settings
 
-    values = dict(precision="mixed_bfloat16", train_steps=8, snapshot_every=0, init="noise")
+    values = dict(
+        precision="mixed_bfloat16",
+        float32_finish=0.25,
+        train_steps=8,
+        snapshot_every=0,
+        init="noise",
+    )
     return tiny_settings(tmp_path, tiny_mat, image_pair, **{**values, **overrides})
 
 
-def test_the_last_fifth_of_a_mixed_run_is_float32(tmp_path, tiny_mat, image_pair):
+def test_the_last_quarter_of_a_mixed_run_is_float32(tmp_path, tiny_mat, image_pair):
     import io
 
     from neural_style import checkpoint, images, run
@@ -102,7 +108,7 @@ def test_the_last_fifth_of_a_mixed_run_is_float32(tmp_path, tiny_mat, image_pair
     settings = _finish_settings(tmp_path, tiny_mat, image_pair)
     stream = io.StringIO()
     result = run.stylize(settings, stream)
-    assert "float32 from step 7 to 8 (FLOAT32_FINISH 0.2)" in stream.getvalue()
+    assert "float32 from step 7 to 8 (FLOAT32_FINISH 0.25)" in stream.getvalue()
 
     # The same by hand: 6 steps in bfloat16, then 2 with a float32 loss and targets.
     weights = read_vgg19_mat(tiny_mat)

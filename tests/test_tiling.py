@@ -119,7 +119,11 @@ def test_adam_on_tiles_takes_the_same_steps_as_on_the_whole_image(problem):
     (losses, image), (tiled_losses, tiled_image) = runs
     assert tiled_losses == pytest.approx(losses, rel=1e-4)
     assert tiled_losses[-1] < tiled_losses[0]
-    assert np.max(np.abs(tiled_image - image)) < 0.05
+    # Adam divides by the gradient's size, so where a pixel's gradient is ~0 float rounding
+    # can flip its step: a handful of pixels may differ by up to the learning rate.
+    difference = np.abs(tiled_image - image)
+    assert np.mean(difference) < 1e-3
+    assert np.mean(difference > 0.05) < 1e-3
 
 
 def _final_image_and_losses(settings, stream) -> tuple[np.ndarray, dict]:
