@@ -54,6 +54,19 @@ def tiny_net(tiny_mat):
     return VGG19.from_mat(tiny_mat)
 
 
+def default_loss_weights(tv_weight: float = 0.0):
+    """The loss weights of settings.py's defaults (the paper's layers), with `tv_weight`."""
+    from neural_style.losses import LossWeights
+
+    return LossWeights(
+        content_layers=(("relu4_2", 0.5), ("relu5_2", 0.5)),
+        style_layers=tuple((f"relu{block}_1", 0.2) for block in range(1, 6)),
+        alpha=1.0,
+        beta=500.0,
+        tv_weight=tv_weight,
+    )
+
+
 def photo(height: int, width: int, seed: int = 0) -> np.ndarray:
     """A smooth, photo-like float32 RGB image in 0..255 with some texture."""
     rng = np.random.default_rng(seed)

@@ -5,19 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import photo
+from conftest import default_loss_weights, photo
 
-from neural_style.losses import LossWeights
 from neural_style.optimize import LossFunction, compute_targets
 from neural_style.vgg import VGG19, read_vgg19_mat, resolve_precision
 
-WEIGHTS = LossWeights(
-    content_layers=(("relu4_2", 0.5), ("relu5_2", 0.5)),
-    style_layers=tuple((f"relu{block}_1", 0.2) for block in range(1, 6)),
-    alpha=1.0,
-    beta=500.0,
-    tv_weight=0.01,
-)
+WEIGHTS = default_loss_weights(tv_weight=0.01)
 
 
 @pytest.fixture(scope="module")

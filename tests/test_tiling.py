@@ -7,21 +7,15 @@ import io
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import photo, tiny_settings
+from conftest import default_loss_weights, photo, tiny_settings
 
 from neural_style import run, tile_layout, tiling
 from neural_style.images import load_image
-from neural_style.losses import LossWeights, Targets
+from neural_style.losses import Targets
 from neural_style.optimize import AdamOptimizer, LossFunction, compute_targets, initial_image
 from neural_style.vgg import VGG19, read_vgg19_mat
 
-WEIGHTS = LossWeights(
-    content_layers=(("relu4_2", 0.5), ("relu5_2", 0.5)),
-    style_layers=tuple((f"relu{block}_1", 0.2) for block in range(1, 6)),
-    alpha=1.0,
-    beta=500.0,
-    tv_weight=0.01,
-)
+WEIGHTS = default_loss_weights(tv_weight=0.01)
 LAYERS = ["relu4_2", "relu5_2"] + [f"relu{block}_1" for block in range(1, 6)]
 # Not multiples of 16, so that the last row and column of tiles end off the grid.
 SIZE = (250, 301)
