@@ -133,7 +133,7 @@ class BatchAdamOptimizer:
         return len(self.evaluations)
 
     def _run_step(self) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
-        if not getattr(self.loss, "traceable", True):
+        if not self.loss.traceable:
             parts, gradient = self.loss.value_and_gradient(self.image)
             return parts, self._update(parts["total"], gradient)
         return self._step()

@@ -319,29 +319,22 @@ class BatchRun:
         members = self.active
         for member in members:
             member.content = images.resize_image(member.run.photo, stage.size)
-        optimizer, phase_start = None, last - stage.steps
-        phases = self.pipeline.phases(stage.steps)
+        optimizer = None
         try:
-            for number, (net, count) in enumerate(phases, 1):  # as PhotoRun.run's phases
-                phase_end = phase_start + count
-                phase_first = max(first, phase_start + 1)
-                if phase_first > phase_end and number < len(phases):  # resumed past it
-                    phase_start = phase_end
-                    continue
-                targets = self._targets(net, index, members)
-                loss = BatchLossFunction(net, targets, self.pipeline.weights)
+            for phase in self.pipeline.phases(last - stage.steps, stage.steps, first - 1):
+                targets = self._targets(phase.net, index, members)
+                loss = BatchLossFunction(phase.net, targets, self.pipeline.weights)
                 if optimizer is None:
                     optimizer = self._make_optimizer(loss, stage, members)
                     for position, checkpoint in enumerate(resumed or []):
                         optimizer.restore(checkpoint.optimizer_state, position)
                 else:
                     optimizer.use_loss(loss)
-                if phase_start > last - stage.steps and phase_first <= phase_end:
+                if phase.switched and phase.first <= phase.last:
                     self.pipeline.say_float32_finish(
-                        self._stage_label(index), phase_first, phase_end
+                        self._stage_label(index), phase.first, phase.last
                     )
-                self._optimise(optimizer, members, phase_first, phase_end, progress, index)
-                phase_start = phase_end
+                self._optimise(optimizer, members, phase.first, phase.last, progress, index)
         except KeyboardInterrupt:
             if optimizer is not None:
                 self._save_on_interrupt(optimizer, members, index)
@@ -354,21 +347,14 @@ class BatchRun:
     ) -> BatchAdamOptimizer:
         """Adam on the members' start images: each photo's own seeded start, or its last
         stage's result upsampled."""
-        pipeline, s = self.pipeline, self.settings
+        pipeline = self.pipeline
         starts = [
             pipeline.start_image(member.content)
             if member.image is None
             else images.resize_image(member.image, stage.size)
             for member in members
         ]
-        return BatchAdamOptimizer(
-            loss,
-            np.stack(starts),
-            learning_rate=s.learning_rate,
-            beta1=s.beta1,
-            beta2=s.beta2,
-            epsilon=s.epsilon,
-        )
+        return BatchAdamOptimizer(loss, np.stack(starts), **pipeline.adam_options())
 
     def _targets(self, net: VGG19, index: int, members: Sequence[Member]) -> Targets:
         """Each photo's content features from `net`, computed alone as a single run computes

@@ -41,6 +41,24 @@ INIT_CHOICES = ("content", "style", "noise")  # or the path of an image
 MIN_TILE_SIZE = 64  # pixels a side; smaller tiles would be mostly margin
 
 
+def _module_values(cls: type, module: types.ModuleType, overrides: dict) -> dict[str, Any]:
+    """Each field of the dataclass `cls` from `overrides` (lower-case names), else from
+    `module`'s UPPER_CASE constant; lists become tuples."""
+    names = [field.name for field in dataclasses.fields(cls)]
+    unknown = sorted(set(overrides) - set(names))
+    if unknown:
+        raise TypeError(f"{cls.__name__} has no field(s) {', '.join(unknown)}")
+    values = {}
+    for name in names:
+        if name in overrides:
+            values[name] = overrides[name]
+        elif hasattr(module, name.upper()):
+            values[name] = getattr(module, name.upper())
+        else:
+            raise UserError(f"{name.upper()} is missing from {module_label(module)}; add it back")
+    return {name: _lists_to_tuples(value) for name, value in values.items()}
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything one style-transfer run needs; the fields mirror settings.py in lower case."""
@@ -84,20 +102,7 @@ class Settings:
     def from_module(cls, module: types.ModuleType, **overrides: Any) -> "Settings":
         """Reads every field's UPPER_CASE constant from `module`, applies `overrides`
         (lower-case field names), and returns the validated Settings."""
-        names = [field.name for field in dataclasses.fields(cls)]
-        unknown = sorted(set(overrides) - set(names))
-        if unknown:
-            raise TypeError(f"Settings has no field(s) {', '.join(unknown)}")
-        where = module_label(module)
-        values = {}
-        for name in names:
-            if name in overrides:
-                values[name] = overrides[name]
-            elif hasattr(module, name.upper()):
-                values[name] = getattr(module, name.upper())
-            else:
-                raise UserError(f"{name.upper()} is missing from {where}; add it back")
-        return validate(cls(**{name: _lists_to_tuples(value) for name, value in values.items()}))
+        return validate(cls(**_module_values(cls, module, overrides)))
 
 
 def parse_layer_weights(text: str, setting: str) -> LayerWeights:
@@ -446,21 +451,7 @@ class NetworkSettings:
     def from_module(cls, module: types.ModuleType, **overrides: Any) -> "NetworkSettings":
         """Like `Settings.from_module`: each field's UPPER_CASE constant from `module`,
         then `overrides` (lower-case field names), validated."""
-        names = [field.name for field in dataclasses.fields(cls)]
-        unknown = sorted(set(overrides) - set(names))
-        if unknown:
-            raise TypeError(f"NetworkSettings has no field(s) {', '.join(unknown)}")
-        values = {}
-        for name in names:
-            if name in overrides:
-                values[name] = overrides[name]
-            elif hasattr(module, name.upper()):
-                values[name] = getattr(module, name.upper())
-            else:
-                raise UserError(
-                    f"{name.upper()} is missing from {module_label(module)}; add it back"
-                )
-        return validate_network(cls(**{name: _lists_to_tuples(v) for name, v in values.items()}))
+        return validate_network(cls(**_module_values(cls, module, overrides)))
 
     @classmethod
     def from_flag_values(cls, flag_values: Any) -> "NetworkSettings":

@@ -55,6 +55,13 @@ class BatchResult(NamedTuple):
     failures: list[tuple[str, str]]  # (photo, why it failed)
 
 
+class Phase(NamedTuple):
+    net: VGG19  # the network of this part of a stage
+    first: int  # the first step to take (after a resume: the one after the checkpoint's)
+    last: int
+    switched: bool  # a later phase: the optimiser goes on with a new loss here
+
+
 class Stage(NamedTuple):
     size: tuple[int, int]  # (height, width) of the image in this stage
     steps: int
@@ -246,14 +253,31 @@ class Pipeline:
         self._plot = None
         self._notes_shown: set[str] = set()
 
-    def phases(self, steps: int) -> list[tuple[VGG19, int]]:
-        """(network, steps) of a stage's phases: all in the run's precision, or the last
-        FLOAT32_FINISH of them in float32 when the run's precision is a mixed one."""
-        if self.exact_net is None:
-            return [(self.net, steps)]
-        exact = round(steps * self.settings.float32_finish)
-        phases = ((self.net, steps - exact), (self.exact_net, exact))
-        return [(net, count) for net, count in phases if count > 0]
+    def phases(self, stage_start: int, steps: int, done: int) -> list[Phase]:
+        """The phases of a stage of `steps` steps after `stage_start`, for a run `done`
+        steps in: all in the run's precision, or the last FLOAT32_FINISH of them in float32
+        when the run's precision is a mixed one. Phases a resumed run is past are left
+        out, except the last, whose optimiser the checkpoint restores."""
+        counts = [(self.net, steps)]
+        if self.exact_net is not None:
+            exact = round(steps * self.settings.float32_finish)
+            counts = [(self.net, steps - exact), (self.exact_net, exact)]
+        phases, start = [], stage_start
+        for net, count in counts:
+            if count > 0:
+                phases.append(Phase(net, max(done, start) + 1, start + count, start > stage_start))
+                start += count
+        return [phase for phase in phases[:-1] if phase.first <= phase.last] + phases[-1:]
+
+    def adam_options(self) -> dict[str, float]:
+        """The Adam settings, as AdamOptimizer and BatchAdamOptimizer take them."""
+        s = self.settings
+        return {
+            "learning_rate": s.learning_rate,
+            "beta1": s.beta1,
+            "beta2": s.beta2,
+            "epsilon": s.epsilon,
+        }
 
     def targets(self, net: VGG19, stage_index: int, content: np.ndarray, layout):
         """The content features and style Grams that `net` pulls the image towards."""
@@ -359,17 +383,9 @@ class Pipeline:
     def make_optimizer(self, loss, start: np.ndarray):
         from neural_style.optimize import AdamOptimizer, LbfgsOptimizer
 
-        s = self.settings
-        if s.optimizer == "lbfgs":
+        if self.settings.optimizer == "lbfgs":
             return LbfgsOptimizer(loss, start)
-        return AdamOptimizer(
-            loss,
-            start,
-            learning_rate=s.learning_rate,
-            beta1=s.beta1,
-            beta2=s.beta2,
-            epsilon=s.epsilon,
-        )
+        return AdamOptimizer(loss, start, **self.adam_options())
 
     def write_plot(self, prefix: str, *, wait: bool = False) -> None:
         """Start drawing `<prefix>-losses.png` in a child process, after the plot before it
@@ -459,15 +475,10 @@ class PhotoRun:
                 else:  # each stage starts from the last one's result, upsampled
                     start = images.resize_image(image, stage.size)
                 label = self._stage_label(index, stage)
-                optimizer, phase_start = None, stage_start
+                optimizer = None
                 try:
-                    phases = pipeline.phases(stage.steps)
-                    for number, (net, count) in enumerate(phases, 1):
-                        phase_end = phase_start + count
-                        first = max(done, phase_start) + 1
-                        if first > phase_end and number < len(phases):  # resumed past it
-                            phase_start = phase_end
-                            continue
+                    for phase in pipeline.phases(stage_start, stage.steps, done):
+                        net = phase.net
                         loss = pipeline.make_loss(
                             net, pipeline.targets(net, index, content, layout), layout
                         )
@@ -477,15 +488,21 @@ class PhotoRun:
                                 optimizer.restore(resumed.optimizer_state)
                         else:
                             optimizer.use_loss(loss)
-                        if phase_start > stage_start and first <= phase_end:
-                            pipeline.say_float32_finish(label, first, phase_end)
+                        if phase.switched and phase.first <= phase.last:
+                            pipeline.say_float32_finish(label, phase.first, phase.last)
                         result = (
                             self._optimise(
-                                optimizer, content, first, phase_end, log, progress, label, index
+                                optimizer,
+                                content,
+                                phase.first,
+                                phase.last,
+                                log,
+                                progress,
+                                label,
+                                index,
                             )
                             or result
                         )
-                        phase_start = phase_end
                 except KeyboardInterrupt:
                     self.save(self.final_path, optimizer.best(), content)
                     self._checkpoint(optimizer, index, self.step)

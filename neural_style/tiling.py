@@ -81,12 +81,19 @@ class TiledLossFunction:
         self.style_layers = [name for name, _ in weights.style_layers]
         self.layers = sorted(set(self.content_layers + self.style_layers))
         self.strides = {name: layer_stride(name) for name in self.layers}
-        self.content = {name: np.asarray(targets.content[name]) for name in self.content_layers}
+        content = {name: np.asarray(targets.content[name]) for name in self.content_layers}
+        self.channels = {name: content[name].shape[3] for name in self.content_layers}
         self.style_grams = {name: targets.style_grams[name][0] for name in self.style_layers}
+        # What each step hands every tile, cut once: its core's box in the crop, and the
+        # content targets at its core's positions.
+        self._tile_inputs = [
+            (tf.constant(tile.core_in_crop()), self._content_slices(tile, content))
+            for tile in layout.tiles
+        ]
         image_signature = tf.TensorSpec([1, None, None, 3], tf.float32)
         box_signature = tf.TensorSpec([4], tf.int32)
         content_signature = {
-            name: tf.TensorSpec([1, None, None, self.content[name].shape[3]], tf.float32)
+            name: tf.TensorSpec([1, None, None, self.channels[name]], tf.float32)
             for name in self.content_layers
         }
         coefficient_signature = {
@@ -158,11 +165,11 @@ class TiledLossFunction:
 
     def _content_normaliser(self, name: str) -> float:
         """2·M·N of losses.content_loss, for the whole image's features at `name`."""
-        return 2.0 * self._positions(name) * self.content[name].shape[3]
+        return 2.0 * self._positions(name) * self.channels[name]
 
-    def _content_slices(self, tile: Tile) -> dict[str, np.ndarray]:
+    def _content_slices(self, tile: Tile, content: dict) -> dict[str, tf.Tensor]:
         return {
-            name: _crop(self.content[name], _feature_box(tile, self.strides[name]))
+            name: tf.constant(_crop(content[name], _feature_box(tile, self.strides[name])))
             for name in self.content_layers
         }
 
@@ -172,11 +179,10 @@ class TiledLossFunction:
         images = tf.convert_to_tensor(images, tf.float32)
         w = self.weights
         crops = [_crop(images, tile.crop) for tile in self.layout.tiles]
-        boxes = [tf.constant(tile.core_in_crop()) for tile in self.layout.tiles]
         gram_sums = {name: 0.0 for name in self.style_layers}
         squared_errors = {name: 0.0 for name in self.content_layers}
-        for tile, crop, box in zip(self.layout.tiles, crops, boxes, strict=True):
-            grams, squares = self._statistics(crop, box, self._content_slices(tile))
+        for crop, (box, content_slices) in zip(crops, self._tile_inputs, strict=True):
+            grams, squares = self._statistics(crop, box, content_slices)
             for name in self.style_layers:
                 gram_sums[name] += grams[name]
             for name in self.content_layers:
@@ -197,8 +203,9 @@ class TiledLossFunction:
         style /= len(w.style_layers)
         tv, tv_gradient = self._tv(images)
         gradient = (w.tv_weight * tv_gradient).numpy()
-        for tile, crop, box in zip(self.layout.tiles, crops, boxes, strict=True):
-            crop_gradient = self._gradient(crop, box, self._content_slices(tile), coefficients)
+        tiles = zip(self.layout.tiles, crops, self._tile_inputs, strict=True)
+        for tile, crop, (box, content_slices) in tiles:
+            crop_gradient = self._gradient(crop, box, content_slices, coefficients)
             top, bottom, left, right = tile.crop
             gradient[:, top:bottom, left:right, :] += crop_gradient.numpy()
         total = w.alpha * content + w.beta * style + w.tv_weight * tv

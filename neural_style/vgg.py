@@ -272,6 +272,7 @@ class VGG19:
         return cls(read_vgg19_mat(path), pooling=pooling, precision=precision)
 
     def __call__(self, images, layers: Iterable[str]) -> dict:
+        import tensorflow as tf
 
         wanted = set(layers)
         unknown = wanted.difference(VGG19_LAYERS)
@@ -280,7 +281,18 @@ class VGG19:
         if not wanted:
             return {}
         deepest = max(VGG19_LAYERS.index(name) for name in wanted)
-        features, _ = self.run_layers(self.preprocess(images), VGG19_LAYERS[: deepest + 1], wanted)
+        pool = tf.nn.max_pool2d if self.pooling == "max" else tf.nn.avg_pool2d
+        current, features = self.preprocess(images), {}
+        for name in VGG19_LAYERS[: deepest + 1]:
+            if name.startswith("conv"):
+                current = tf.nn.conv2d(current, self._kernels[name], 1, "SAME")
+                current = tf.nn.bias_add(current, self._biases[name])
+            elif name.startswith("relu"):
+                current = tf.nn.relu(current)
+            else:  # MatConvNet pools 2x2, stride 2, no padding
+                current = pool(current, ksize=2, strides=2, padding="VALID")
+            if name in wanted:
+                features[name] = self._leave(current)
         return features
 
     def features(self, images, layers: Iterable[str]) -> dict:
@@ -303,28 +315,6 @@ class VGG19:
         import tensorflow as tf
 
         return self._enter(tf.convert_to_tensor(images, dtype=tf.float32) - self.mean_pixel)
-
-    def run_layers(
-        self, current, names: Iterable[str], wanted: Iterable[str]
-    ) -> tuple[dict, object]:
-        """Run the layers `names` in order on `current` (in the compute dtype): the float32
-        features of the `wanted` ones among them, and the last layer's output."""
-        import tensorflow as tf
-
-        wanted = set(wanted)
-        pool = tf.nn.max_pool2d if self.pooling == "max" else tf.nn.avg_pool2d
-        features = {}
-        for name in names:
-            if name.startswith("conv"):
-                current = tf.nn.conv2d(current, self._kernels[name], 1, "SAME")
-                current = tf.nn.bias_add(current, self._biases[name])
-            elif name.startswith("relu"):
-                current = tf.nn.relu(current)
-            else:  # MatConvNet pools 2x2, stride 2, no padding
-                current = pool(current, ksize=2, strides=2, padding="VALID")
-            if name in wanted:
-                features[name] = self._leave(current)
-        return features, current
 
 
 def _identity(x):
