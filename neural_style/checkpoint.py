@@ -1,22 +1,43 @@
 """Checkpoints: `<OUTPUT_IMAGE>-checkpoint.npz`, written beside every snapshot.
 
-A checkpoint holds the optimiser's whole state (the image, the best image, Adam's moments
-or L-BFGS's bookkeeping), the stage and step reached, and the settings of the run, so that
-`--resume` continues an interrupted run exactly where it stopped.
+A checkpoint holds the optimiser's whole state for one image (the image, the best image,
+Adam's moments or L-BFGS's bookkeeping), the stage and step reached, the settings of the
+run and the identity of its photo, so that `--resume` continues an interrupted run exactly
+where it stopped. The file is a zip of .npy members, as numpy.savez writes it:
+
+    stage.npy           int64 ()        index of the coarse-to-fine stage (0 without one)
+    step.npy            int64 ()        steps taken over all stages
+    settings.npy        unicode ()      the run's settings, a JSON object
+    photo.npy           unicode ()      sha256 hex digest of the photo's bytes (older files lack it)
+    state/<name>.npy    see STATE_LAYOUT: images [H, W, 3] at the stage's size, and scalars
+
+Loading trusts nothing in the file (it may be truncated, foreign or crafted): the member
+names, sizes and .npy headers are checked against what this run expects before any data is
+read, so a bad file costs neither memory nor time and is always one UserError.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
+import math
 import os
-from typing import NamedTuple
+import re
+import struct
+import tokenize
+import warnings
+import zipfile
+import zlib
+from collections.abc import Sequence
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
+from numpy.lib import format as npy_format
 
 from neural_style.config import Settings, describe
-from neural_style.errors import UserError
+from neural_style.errors import UserError, one_line, setting_fix
 from neural_style.files import atomic_write
 
 # Settings a resumed run may change: how long it runs, what it prints and how many photos
@@ -30,15 +51,91 @@ RESUMABLE_CHANGES = frozenset(
         "overwrite",
         "tile_size",
         "batch_size",
+        # Paths say where the photo and the outputs live, not what is made: a moved output
+        # folder, or the same photo under another name, still resumes. The photo itself is
+        # compared by its digest instead (see check_resumable).
+        "content_image",
+        "output_image",
     }
+)
+
+# What every optimiser's state holds for one image: name -> (kind, dtype), where an
+# "image" is [H, W, 3] at the size of the checkpoint's stage and a "scalar" has shape ().
+# Must match batch_optimize.BatchAdamOptimizer.states() and optimize.LbfgsOptimizer.state()
+# (tests/test_checkpoint.py builds both and compares).
+STATE_LAYOUT: dict[str, dict[str, tuple[str, str]]] = {
+    "adam": {
+        "image": ("image", "float32"),
+        "best_image": ("image", "float32"),
+        "best_loss": ("scalar", "float32"),
+        "learning_rate": ("scalar", "float32"),
+        "first_moment": ("image", "float32"),
+        "second_moment": ("image", "float32"),
+        "iterations": ("scalar", "int64"),
+        "evaluations": ("scalar", "int64"),
+    },
+    "lbfgs": {
+        "image": ("image", "float32"),
+        "best_image": ("image", "float32"),
+        "best_loss": ("scalar", "float64"),
+        "evaluations": ("scalar", "int64"),
+    },
+}
+
+# The settings record is a few kB; anything near this is not one of ours.
+MAX_SETTINGS_CHARACTERS = 1_000_000
+# Magic, version, length and header of one .npy member; numpy.savez writes 128 bytes.
+_HEADER_ALLOWANCE = 4096
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+_CHUNK = 1 << 20
+
+RESUME_FIX = (
+    "run without --resume (RESUME = False) to start afresh, or set OUTPUT_IMAGE to another prefix"
+)
+
+# What a damaged or crafted file can make zipfile and numpy's header parser raise.
+_MALFORMED = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    EOFError,
+    OSError,
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    NotImplementedError,
+    RuntimeError,
+    OverflowError,
+    struct.error,
+    zlib.error,
+    SyntaxError,  # numpy re-parses an odd header with tokenize
+    tokenize.TokenError,
 )
 
 
 class Checkpoint(NamedTuple):
     stage: int  # index of the coarse-to-fine stage (0 without coarse-to-fine)
     step: int  # steps taken over all stages
-    optimizer_state: dict[str, np.ndarray]
+    optimizer_state: dict[str, np.ndarray]  # one image's state, as STATE_LAYOUT says
     settings: dict  # the settings of the run, as JSON-friendly values
+    photo: str  # sha256 hex digest of the photo's bytes; "" in checkpoints older than it
+
+
+class _Invalid(Exception):
+    """What is wrong with a checkpoint file, worded for load_checkpoint's message."""
+
+
+class _Member(NamedTuple):
+    kind: str  # "image" [H, W, 3], "scalar" (), or "text" (a 0-d unicode array)
+    dtype: str  # numpy dtype name; "str" for a text
+    limit: int = 0  # most characters of a text
+
+
+class _Header(NamedTuple):
+    shape: tuple[int, ...]
+    fortran_order: bool
+    dtype: np.dtype
+    offset: int  # bytes before the data: magic, version, length and header
 
 
 def checkpoint_path(prefix: str) -> str:
@@ -50,41 +147,313 @@ def settings_record(settings: Settings) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(settings)))
 
 
-def save_checkpoint(path: str, checkpoint: Checkpoint) -> None:
-    arrays = {
-        f"state/{name}": np.asarray(value) for name, value in checkpoint.optimizer_state.items()
-    }
-    arrays["stage"] = np.int64(checkpoint.stage)
-    arrays["step"] = np.int64(checkpoint.step)
-    arrays["settings"] = np.array(json.dumps(checkpoint.settings))
-
-    def write(stream):
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        stream.write(buffer.getvalue())
-
-    atomic_write(path, write)
-
-
-def load_checkpoint(path: str) -> Checkpoint:
-    fix = "run without --resume (RESUME = False) to start afresh"
-    if not os.path.exists(path):
-        raise UserError(f"{path}: no checkpoint to resume from; {fix}")
+def photo_digest(path: str) -> str:
+    """The sha256 hex digest of the file's bytes: a photo's identity, whatever its path."""
+    digest = hashlib.sha256()
     try:
-        with np.load(path, allow_pickle=False) as data:
-            state = {
-                key.split("/", 1)[1]: data[key] for key in data.files if key.startswith("state/")
-            }
-            return Checkpoint(
-                int(data["stage"]), int(data["step"]), state, json.loads(str(data["settings"]))
-            )
-    except (OSError, ValueError, KeyError) as error:
-        reason = " ".join(str(error).split())
-        raise UserError(f"{path}: not a readable checkpoint ({reason}); {fix}") from None
+        with open(path, "rb") as file:
+            while chunk := file.read(_CHUNK):
+                digest.update(chunk)
+    except OSError as error:
+        reason = error.strerror or one_line(error)
+        raise UserError(
+            f"{path}: cannot read the photo ({reason}); {setting_fix('content_image')}"
+        ) from None
+    return digest.hexdigest()
 
 
-def check_resumable(checkpoint: Checkpoint, settings: Settings, path: str) -> None:
-    """Refuse to resume with changed settings that shape the image, naming them."""
+def save_checkpoint(path: str, checkpoint: Checkpoint) -> None:
+    """Writes `checkpoint` to `path` atomically, in the layout load_checkpoint reads.
+
+    Raises:
+      ValueError: the checkpoint could never be loaded (a programming error): its state is
+        no optimiser's, or its photo is not a digest.
+    """
+    names = set(checkpoint.optimizer_state)
+    layout = next((lay for lay in STATE_LAYOUT.values() if set(lay) == names), None)
+    if layout is None:
+        raise ValueError(f"the state {sorted(names)} is no optimiser's of STATE_LAYOUT")
+    if checkpoint.photo and not _DIGEST.fullmatch(checkpoint.photo):
+        raise ValueError(f"photo must be a sha256 hex digest, got {checkpoint.photo!r}")
+    # The optional photo goes first: a damaged directory size can silently drop the last
+    # entries of a zip, and must then drop a member whose absence is noticed.
+    arrays = {
+        "photo": np.array(checkpoint.photo, dtype=str),
+        "stage": np.int64(checkpoint.stage),
+        "step": np.int64(checkpoint.step),
+        "settings": np.array(json.dumps(checkpoint.settings)),
+    }
+    for name, (_, dtype) in layout.items():
+        arrays[f"state/{name}"] = np.asarray(checkpoint.optimizer_state[name], dtype)
+    atomic_write(path, lambda stream: np.savez(stream, **arrays))
+
+
+def load_checkpoint(
+    path: str, *, stage_sizes: Sequence[tuple[int, int]], optimizer: str
+) -> Checkpoint:
+    """The checkpoint at `path` of a run with these stages ((height, width) each) and this
+    optimiser ("adam" or "lbfgs"), checked through before its arrays are read.
+
+    Raises:
+      UserError: one line naming `path`: there is no file, or it is not a checkpoint this
+        run can continue (not a zip, a member missing, extra, of another dtype or shape, a
+        stage out of range, a negative step, non-finite values, settings not a JSON object).
+    """
+    if optimizer not in STATE_LAYOUT:
+        raise ValueError(f"unknown optimizer {optimizer!r}; expected one of {list(STATE_LAYOUT)}")
+    if not os.path.exists(path):
+        raise UserError(f"{path}: no checkpoint to resume from; {RESUME_FIX}")
+    sizes = [(int(height), int(width)) for height, width in stage_sizes]
+    try:
+        if not os.path.isfile(path):
+            raise _Invalid("it is a folder or a special file")
+        with open(path, "rb") as file:
+            return _read_checkpoint(file, sizes, optimizer)
+    except _Invalid as problem:
+        reason = str(problem)
+    except _MALFORMED as error:
+        reason = f"damaged: {one_line(error)}"
+    # Member names and numpy's errors come from the file: fold them to one line, and cut
+    # what a crafted header can make numpy quote (kilobytes).
+    reason = one_line(reason)
+    if len(reason) > 200:
+        reason = reason[:200] + "..."
+    raise UserError(f"{path}: not a checkpoint of this run ({reason}); {RESUME_FIX}")
+
+
+def _read_checkpoint(
+    file: BinaryIO, stage_sizes: list[tuple[int, int]], optimizer: str
+) -> Checkpoint:
+    try:
+        archive = zipfile.ZipFile(file)
+    except zipfile.BadZipFile:
+        raise _Invalid("not a zip archive: empty, truncated, or another kind of file") from None
+    with archive:
+        members = _expected_members(optimizer)
+        infos = _check_names(archive, members, optimizer)
+        largest = max((height * width for height, width in stage_sizes), default=0)
+        for name, info in infos.items():
+            limit = _most_bytes(members[name], largest) + _HEADER_ALLOWANCE
+            if info.file_size > limit:
+                raise _Invalid(
+                    f"{name} inflates to {info.file_size} bytes, more than the {limit} "
+                    "this run's can hold"
+                )
+        headers = {name: _read_header(archive, info, members[name]) for name, info in infos.items()}
+        # Every size is bounded now: read the small members, then check the images against
+        # the stage they claim before reading them.
+        stage = _read_int(archive, infos, headers, "stage.npy")
+        if not 0 <= stage < len(stage_sizes):
+            count = len(stage_sizes)
+            raise _Invalid(f"stage {stage} is out of range: this run has {count} stage(s)")
+        step = _read_int(archive, infos, headers, "step.npy")
+        if step < 0:
+            raise _Invalid(f"step {step} is negative")
+        settings = _read_settings(archive, infos, headers)
+        photo = _read_photo(archive, infos, headers)
+        height, width = stage_sizes[stage]
+        for name, header in headers.items():
+            if members[name].kind == "image" and header.shape != (height, width, 3):
+                raise _Invalid(
+                    f"{name} has shape {header.shape}, but stage {stage} of this run is "
+                    f"{height}x{width}, so ({height}, {width}, 3)"
+                )
+        state = {
+            name[len("state/") : -len(".npy")]: _read_array(archive, infos[name], header)
+            for name, header in headers.items()
+            if name.startswith("state/")
+        }
+    _check_state(state)
+    return Checkpoint(stage, step, state, settings, photo)
+
+
+def _expected_members(optimizer: str) -> dict[str, _Member]:
+    members = {
+        "stage.npy": _Member("scalar", "int64"),
+        "step.npy": _Member("scalar", "int64"),
+        "settings.npy": _Member("text", "str", MAX_SETTINGS_CHARACTERS),
+        "photo.npy": _Member("text", "str", 64),
+    }
+    for name, (kind, dtype) in STATE_LAYOUT[optimizer].items():
+        members[f"state/{name}.npy"] = _Member(kind, dtype)
+    return members
+
+
+def _check_names(
+    archive: zipfile.ZipFile, members: dict[str, _Member], optimizer: str
+) -> dict[str, zipfile.ZipInfo]:
+    """The archive's members by name, once it holds exactly the expected ones, each
+    readable (not encrypted, stored or deflated)."""
+    infos: dict[str, zipfile.ZipInfo] = {}
+    for info in archive.infolist():
+        if info.filename in infos:
+            raise _Invalid(f"it holds {info.filename} twice")
+        infos[info.filename] = info
+    extra = sorted(set(infos) - set(members))
+    missing = sorted(set(members) - set(infos) - {"photo.npy"})
+    if extra or missing:
+        found = {name[len("state/") : -len(".npy")] for name in infos if name.startswith("state/")}
+        for other, layout in STATE_LAYOUT.items():
+            if other != optimizer and found == set(layout):
+                raise _Invalid(f"it holds {other}'s state, and this run uses {optimizer}")
+        listed = [f"unexpected {_some(extra)}"] if extra else []
+        listed += [f"missing {_some(missing)}"] if missing else []
+        raise _Invalid("; ".join(listed))
+    for name, info in infos.items():
+        if info.flag_bits & 0x1:
+            raise _Invalid(f"{name} is encrypted")
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise _Invalid(f"{name} is compressed with method {info.compress_type}")
+    return infos
+
+
+def _some(names: list[str]) -> str:
+    """The first few of `names`, and how many more."""
+    shown = ", ".join(names[:3])
+    return shown if len(names) <= 3 else f"{shown} and {len(names) - 3} more"
+
+
+def _most_bytes(member: _Member, largest_image: int) -> int:
+    """The most data bytes `member` can hold in a run whose largest stage has
+    `largest_image` pixels."""
+    if member.kind == "text":
+        return 4 * member.limit  # numpy stores unicode as UTF-32
+    itemsize = np.dtype(member.dtype).itemsize
+    return itemsize * (3 * largest_image if member.kind == "image" else 1)
+
+
+def _read_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, member: _Member) -> _Header:
+    """The member's .npy header, once its dtype and shape are the member's and its size
+    is exactly the header and the data the header declares."""
+    name = info.filename
+    # The header is parsed from its first bytes alone, whatever length it declares.
+    with archive.open(info) as member_stream:
+        stream = io.BytesIO(member_stream.read(_HEADER_ALLOWANCE))
+    try:
+        major, minor = npy_format.read_magic(stream)
+        if (major, minor) not in ((1, 0), (2, 0)):
+            raise _Invalid(f"{name} is a .npy of version {major}.{minor}, not 1.0 or 2.0")
+        read = npy_format.read_array_header_1_0 if major == 1 else npy_format.read_array_header_2_0
+        with warnings.catch_warnings():  # numpy warns of odd headers: the error says it
+            warnings.simplefilter("ignore")
+            shape, fortran_order, dtype = read(stream, max_header_size=_HEADER_ALLOWANCE)
+    except _MALFORMED as error:
+        raise _Invalid(f"{name} has no valid .npy header: {one_line(error)}") from None
+    offset = stream.tell()
+    if member.kind == "text":
+        if dtype.kind != "U" or shape != ():
+            raise _Invalid(f"{name} is not a text but {_describe(dtype, shape)}")
+        if dtype.itemsize // 4 > member.limit:
+            raise _Invalid(f"{name} holds {dtype.itemsize // 4} characters, over {member.limit}")
+    else:
+        if dtype.newbyteorder("=") != np.dtype(member.dtype):
+            raise _Invalid(f"{name} holds {_describe(dtype, shape)}, not {member.dtype}")
+        form = "(H, W, 3)" if member.kind == "image" else "()"
+        if (member.kind == "image" and len(shape) != 3) or (member.kind == "scalar" and shape):
+            raise _Invalid(f"{name} has shape {shape}, not {form}")
+    declared = math.prod(shape) * dtype.itemsize
+    if info.file_size != offset + declared:
+        raise _Invalid(
+            f"{name} declares {declared} bytes of {_describe(dtype, shape)} "
+            f"but holds {info.file_size - offset}"
+        )
+    return _Header(tuple(shape), fortran_order, dtype, offset)
+
+
+def _describe(dtype: np.dtype, shape: tuple) -> str:
+    return f"{dtype.newbyteorder('=').name} values of shape {tuple(shape)}"
+
+
+def _read_data(archive: zipfile.ZipFile, info: zipfile.ZipInfo, header: _Header) -> bytes:
+    """The member's data bytes, all of them (so that zipfile checks their CRC)."""
+    size = info.file_size - header.offset
+    with archive.open(info) as stream:
+        stream.read(header.offset)
+        data = stream.read(size)
+        if len(data) != size or stream.read(1):
+            raise _Invalid(f"{info.filename} does not hold the {size} bytes it declares")
+    return data
+
+
+def _read_array(archive: zipfile.ZipFile, info: zipfile.ZipInfo, header: _Header) -> np.ndarray:
+    """The member's array, in native byte order and writable."""
+    data = _read_data(archive, info, header)
+    values = np.frombuffer(data, header.dtype).reshape(
+        header.shape, order="F" if header.fortran_order else "C"
+    )
+    return values.astype(header.dtype.newbyteorder("="), order="C")
+
+
+def _read_int(archive, infos, headers, name: str) -> int:
+    return int(_read_array(archive, infos[name], headers[name]))
+
+
+def _read_text(archive: zipfile.ZipFile, info: zipfile.ZipInfo, header: _Header) -> str:
+    data = _read_data(archive, info, header)
+    encoding = "utf-32-be" if header.dtype.str.startswith(">") else "utf-32-le"
+    try:
+        return data.decode(encoding).rstrip("\0")  # numpy pads unicode with NULs
+    except UnicodeDecodeError:
+        raise _Invalid(f"{info.filename} is not valid text") from None
+
+
+def _read_settings(archive, infos, headers) -> dict:
+    text = _read_text(archive, infos["settings.npy"], headers["settings.npy"])
+    try:
+        settings = json.loads(text)
+    except (ValueError, RecursionError):
+        raise _Invalid("its settings are not valid JSON") from None
+    if not isinstance(settings, dict):
+        raise _Invalid(f"its settings are a JSON {type(settings).__name__}, not an object")
+    return settings
+
+
+def _read_photo(archive, infos, headers) -> str:
+    if "photo.npy" not in infos:
+        return ""  # written before checkpoints named their photo
+    photo = _read_text(archive, infos["photo.npy"], headers["photo.npy"])
+    if photo and not _DIGEST.fullmatch(photo):
+        raise _Invalid("its photo is not a sha256 hex digest")
+    return photo
+
+
+def _check_state(state: dict[str, np.ndarray]) -> None:
+    """Refuses values the optimisers never hold, which would go on as NaN or nonsense."""
+    for name, values in state.items():
+        if values.dtype.kind != "f":
+            continue
+        # A best loss is +inf until the first step (or after a change of loss).
+        allowed = np.isfinite(values) | (np.isposinf(values) if name == "best_loss" else False)
+        if not np.all(allowed):
+            raise _Invalid(f"state/{name}.npy holds NaN or infinite values")
+    for name in ("iterations", "evaluations"):
+        if name in state and state[name] < 0:
+            raise _Invalid(f"state/{name}.npy is negative")
+    if "learning_rate" in state and not state["learning_rate"] > 0:
+        raise _Invalid("state/learning_rate.npy is not positive")
+    if "second_moment" in state and np.any(state["second_moment"] < 0):
+        raise _Invalid("state/second_moment.npy holds negative values")
+
+
+def check_resumable(
+    checkpoint: Checkpoint,
+    settings: Settings,
+    path: str,
+    photo: str,
+    *,
+    photo_path: str | None = None,
+) -> None:
+    """Refuse to resume from `checkpoint` (read from `path`) another photo than the one it
+    was made from (`photo` is the digest of the photo now, see photo_digest; named in the
+    message as `photo_path`, by default CONTENT_IMAGE), or with changed settings that
+    shape the image, naming them. A checkpoint older than photo digests resumes any photo.
+    """
+    if checkpoint.photo and checkpoint.photo != photo:
+        named = photo_path or settings.content_image
+        raise UserError(
+            f"{path}: the photo {named} is not the one this checkpoint was made from (it was "
+            f"replaced or edited); put the original back, or {RESUME_FIX}"
+        )
     now = settings_record(settings)
     changed = sorted(
         name
