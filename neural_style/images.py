@@ -15,11 +15,16 @@ import os
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from neural_style.errors import UserError
-from neural_style.files import atomic_write
+from neural_style.errors import UserError, setting_fix
+from neural_style.files import atomic_write, output_error
 
 # VGG-19 halves the image five times, so each side needs at least 2**5 pixels.
 MIN_SIDE = 32
+# The file names read as images (a folder or glob of photos, a dataset) and as videos.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
+# Suffixes whose format an output keeps; other inputs are written as PNG.
+KEPT_OUTPUT_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 # Modes PIL converts to RGB correctly (CMYK by the usual 255*(1-C)*(1-K) formula,
 # without colour management: an embedded ICC profile is ignored).
@@ -29,6 +34,9 @@ _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 # 16-bit grey; "I" is 32-bit but is what some TIFF readers hand back for 16-bit data.
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
 _SAVE_OPTIONS = {"JPEG": {"quality": 95}}
+# The largest side, in pixels, each format's encoder can write (PIL refuses JPEG above
+# 65,500, libwebp above 16,383, GIF's header holds 16 bits); others go far beyond any run.
+MAX_SIDE = {"JPEG": 65500, "WEBP": 16383, "GIF": 65535}
 
 
 def load_image(path: str, setting: str) -> np.ndarray:
@@ -38,11 +46,13 @@ def load_image(path: str, setting: str) -> np.ndarray:
     messages tell the user to change it. Transparent pixels are composited over white,
     16-bit grey keeps its precision (0..65535 maps to 0..255 as floats), 32-bit float
     ("F") images are assumed to be on the 0..255 scale and are clipped to it, and the
-    EXIF orientation tag is applied so the array is upright.
+    EXIF orientation tag is applied so the array is upright. Of an animation or a
+    multi-page file, the first frame is read.
 
     Raises:
         UserError: the file is missing, unreadable, not an image, truncated, in an
-            unsupported mode, too large, or smaller than MIN_SIDE on a side.
+            unsupported mode, too large, smaller than MIN_SIDE on a side, or has NaN or
+            infinite pixels (a float TIFF).
     """
     fix = _path_fix(setting)
     _check_file(path, fix)
@@ -51,6 +61,7 @@ def load_image(path: str, setting: str) -> np.ndarray:
     if array is None:
         problem = f"unsupported image mode {image.mode}"
         raise _file_error(path, problem, f"convert it to 8-bit RGB or {fix}")
+    _check_finite(path, image, fix)
     height, width = array.shape[:2]
     if min(height, width) < MIN_SIDE:
         problem = f"image is {width}x{height} pixels, below the minimum {MIN_SIDE}x{MIN_SIDE}"
@@ -104,28 +115,50 @@ def resize_image(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     return np.clip(np.stack(channels, axis=-1), 0.0, 255.0)
 
 
-def save_image(path: str, image: np.ndarray) -> None:
+def save_image(path: str, image: np.ndarray, setting: str = "OUTPUT_IMAGE") -> None:
     """Writes a [H, W, 3] or [1, H, W, 3] image to `path`, atomically.
 
     Values are clipped to 0..255 and rounded to 8 bits. The format follows the
-    extension: .jpg/.jpeg (quality 95), .png, or any other that PIL can write.
+    extension: .jpg/.jpeg (quality 95), .png, or any other that PIL can write. `setting`
+    is the settings.py name that decides `path`; error messages tell the user to change it.
 
     Raises:
-        UserError: an extension PIL cannot write, or the file cannot be written.
+        UserError: an extension PIL cannot write, an image too large for its format, or
+            the file cannot be written (read-only, full disk, a file in the folder's place).
     """
-    image_format = _save_format(path)
-    picture = Image.fromarray(_to_uint8(image))
+    pixels = _to_uint8(image)
+    check_encodable(path, pixels.shape[:2], setting)
+    image_format = _save_format(path, setting)
+    picture = Image.fromarray(pixels)
     options = _SAVE_OPTIONS.get(image_format, {})
     try:
         atomic_write(path, lambda file: picture.save(file, format=image_format, **options))
     except OSError as error:
-        problem = f"cannot write the image ({_one_line(error)})"
-        fix = f"check the folder or {_path_fix('OUTPUT_IMAGE')}"
-        raise _file_error(path, problem, fix) from None
+        raise output_error(path, error, setting) from None
+
+
+def check_encodable(path: str, size_hw: tuple[int, int], setting: str) -> None:
+    """Refuses, before a run starts, an output `path` of `size_hw` that cannot be written:
+    an extension PIL cannot write, or a side beyond what its format can hold (JPEG: 65,500
+    pixels).
+
+    Raises:
+        UserError: one line naming the path, the size and the fix.
+    """
+    image_format = _save_format(path, setting)
+    height, width = size_hw
+    limit = MAX_SIDE.get(image_format)
+    if limit is not None and max(height, width) > limit:
+        problem = (
+            f"a {image_format} image can be at most {limit} pixels a side, "
+            f"and this output would be {width}x{height}"
+        )
+        fix = f"set IMAGE_WIDTH / IMAGE_HEIGHT so each side is at most {limit}"
+        raise _file_error(path, problem, fix)
 
 
 def _path_fix(setting: str) -> str:
-    return f"set {setting} in settings.py or pass --{setting.lower()}=PATH"
+    return setting_fix(setting)
 
 
 def _file_error(path: str, problem: str, fix: str) -> UserError:
@@ -186,10 +219,24 @@ def _too_large(path: str, fix: str) -> UserError:
     return _file_error(path, problem, f"use a smaller image: {fix}")
 
 
+def _check_finite(path: str, image: Image.Image, fix: str) -> None:
+    """A float image's NaN or infinite pixels would be clipped, or poison the run later."""
+    if image.mode != "F":
+        return
+    bad = int(np.count_nonzero(~np.isfinite(np.asarray(image, dtype=np.float32))))
+    if bad:
+        problem = f"the image has {bad} NaN/infinite pixels"
+        raise _file_error(path, problem, f"re-export it with finite values, or {fix}")
+
+
 def _to_rgb(image: Image.Image) -> np.ndarray | None:
     """A float32 [H, W, 3] array for any supported mode, or None for an unsupported one."""
     if image.mode in _SIXTEEN_BIT_MODES:
-        grey = np.clip(np.asarray(image, dtype=np.float64), 0, 65535) * (255 / 65535)
+        raw = np.asarray(image, dtype=np.float64)
+        grey = np.clip(raw, 0, 65535) * (255 / 65535)
+        transparent = image.info.get("transparency")
+        if isinstance(transparent, int):  # a PNG's tRNS grey value: that grey is see-through
+            grey[raw == transparent] = 255.0
         return _grey_to_rgb(grey)
     if image.mode == "F":
         return _grey_to_rgb(np.clip(np.asarray(image, dtype=np.float32), 0, 255))
@@ -255,13 +302,13 @@ def _resize_channel(channel: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray
     return np.asarray(picture.resize(size_wh, Image.Resampling.LANCZOS), dtype=np.float32)
 
 
-def _save_format(path: str) -> str:
+def _save_format(path: str, setting: str = "OUTPUT_IMAGE") -> str:
     """PIL's format name for the extension of `path`, if PIL can write it."""
     extension = os.path.splitext(path)[1].lower()
     image_format = Image.registered_extensions().get(extension)
     if image_format is None or image_format not in Image.SAVE:
         problem = f"cannot save images with extension {extension or '(none)'!r}"
-        raise _file_error(path, problem, f"use .jpg or .png: {_path_fix('OUTPUT_IMAGE')}")
+        raise _file_error(path, problem, f"use .jpg or .png: {_path_fix(setting)}")
     return image_format
 
 
@@ -274,3 +321,25 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
             f"expected an image of shape [H, W, 3] or [1, H, W, 3], got {pixels.shape}"
         )
     return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+
+
+def probe_size(path: str, setting: str) -> tuple[int, int]:
+    """The (height, width) `load_image` would return, read from the file's header without
+    decoding its pixels (EXIF orientation applied); the same one-line errors for a missing
+    or unreadable file. A file whose pixels are damaged is found only when it is loaded."""
+    fix = _path_fix(setting)
+    _check_file(path, fix)
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            orientation = image.getexif().get(0x0112, 1)
+    except Image.DecompressionBombError:
+        raise _too_large(path, fix) from None
+    except (OSError, UnidentifiedImageError, ValueError) as error:
+        raise _corrupt(path, error, fix) from None
+    if orientation in (5, 6, 7, 8):  # rotated a quarter turn
+        width, height = height, width
+    if min(height, width) < MIN_SIDE:
+        problem = f"image is {width}x{height} pixels, below the minimum {MIN_SIDE}x{MIN_SIDE}"
+        raise _file_error(path, problem, f"use a larger image: {fix}")
+    return height, width

@@ -22,17 +22,21 @@ import os
 import subprocess
 import sys
 
-from neural_style.files import atomic_write
+from neural_style.errors import UserError
+from neural_style.files import atomic_write, output_error
+from neural_style.names import LOSS_NAMES
 
 # The exit status of `python -m neural_style.plots` when matplotlib is not installed.
 NO_MATPLOTLIB_STATUS = 3
+# The settings.py name that decides where the plot goes (`<prefix>-losses.png`).
+PLOT_SETTING = "OUTPUT_IMAGE"
 PLOT_NOTE = (
     "note: install matplotlib (python -m pip install -e '.[plot]') "
     "to get the loss plot, <prefix>-losses.png"
 )
 
 # The columns drawn, in the order of the legend, and the column they are drawn against.
-SERIES = ("content", "style", "tv", "total")
+SERIES = LOSS_NAMES
 _STEP = "step"
 # Fewer points than this get markers, so a run of one or a few steps still shows.
 _MARKER_BELOW = 50
@@ -53,7 +57,8 @@ def write_loss_plot(csv_path: str, png_path: str) -> bool:
     existing file at `png_path` is left as it was.
 
     Raises:
-        OSError: the CSV cannot be read, or the PNG cannot be written.
+        UserError: the PNG cannot be written (one line: the path, why, and the fix).
+        OSError: the CSV cannot be read.
         ValueError: the CSV lacks a column this plot needs.
     """
     try:
@@ -95,7 +100,10 @@ def write_loss_plot(csv_path: str, png_path: str) -> bool:
             alpha=0.7,
         )
     figure.tight_layout(rect=(0.0, 0.03, 1.0, 1.0))
-    atomic_write(png_path, lambda file: figure.savefig(file, format="png"))
+    try:
+        atomic_write(png_path, lambda file: figure.savefig(file, format="png"))
+    except OSError as error:
+        raise output_error(png_path, error, PLOT_SETTING) from None
     return True
 
 
@@ -159,5 +167,15 @@ class PlotProcess:
         return f"note: the loss plot could not be drawn ({why})"
 
 
+def _main(csv_path: str, png_path: str) -> int:
+    """The child process of PlotProcess: its status, and a failed write as one stderr line
+    (the parent shows that line, never a traceback)."""
+    try:
+        return 0 if write_loss_plot(csv_path, png_path) else NO_MATPLOTLIB_STATUS
+    except UserError as error:
+        print(error, file=sys.stderr)
+        return UserError.exit_code
+
+
 if __name__ == "__main__":
-    sys.exit(0 if write_loss_plot(sys.argv[1], sys.argv[2]) else NO_MATPLOTLIB_STATUS)
+    sys.exit(_main(sys.argv[1], sys.argv[2]))

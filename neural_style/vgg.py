@@ -15,7 +15,9 @@ Shapes: images and features are [B, H, W, C]; RGB pixels are in 0..255.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import zipfile
 from collections.abc import Iterable
 from typing import NamedTuple, TextIO
@@ -23,20 +25,14 @@ from typing import NamedTuple, TextIO
 import numpy as np
 
 from neural_style import weights_cache
-from neural_style.errors import UserError
-from neural_style.layer_names import CONV_LAYERS, VGG19_LAYERS
+from neural_style.errors import UserError, one_line, setting_fix
+from neural_style.names import CONV_LAYERS, VGG19_LAYERS
+from neural_style.runtime import GET_REAL_WEIGHTS
 
-REAL_WEIGHTS_URL = "https://www.vlfeat.org/matconvnet/models/imagenet-vgg-verydeep-19.mat"
 # PRECISION -> the dtype of the convs; Grams, losses, the image and Adam stay float32.
 COMPUTE_DTYPES = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
 # Factor on the gradient inside a float16 network (see _precision_casts).
 FLOAT16_LOSS_SCALE = 1024.0
-# CPU flags of a bfloat16 unit; where one is found, PRECISION "auto" means mixed_bfloat16.
-BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
-GET_REAL_WEIGHTS = (
-    f"get the real file with `curl -L -o weights/imagenet-vgg-verydeep-19.mat {REAL_WEIGHTS_URL}`"
-    " (see weights/README.md)"
-)
 
 
 class ConvWeights(NamedTuple):
@@ -76,25 +72,58 @@ def _text(value) -> str:
     return "" if value is None else str(value)
 
 
+# What a file that is there but cannot be read needs; a new download would not help it.
+_POINT_AT_THE_FILE = setting_fix("VGG_MODEL_PATH")
+_KINDS = {stat.S_ISFIFO: "a named pipe", stat.S_ISSOCK: "a socket", stat.S_ISCHR: "a device"}
+
+
 def _load_mat(path: str) -> dict:
     import scipy.io  # imported here: only loading needs it
 
-    if not os.path.exists(path):
-        raise UserError(f"{path}: no such file; {GET_REAL_WEIGHTS}")
-    if os.path.isdir(path):
-        raise UserError(f"{path}: is a directory, not a .mat file; {GET_REAL_WEIGHTS}")
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file; {GET_REAL_WEIGHTS}") from None
+    except OSError as error:  # a folder on the way that may not be entered, say
+        raise _unreadable(path, error) from None
+    if stat.S_ISDIR(mode):
+        problem = "is a directory, not a .mat file"
+        raise UserError(f"{path}: {problem}; point at the file in it: {_POINT_AT_THE_FILE}")
+    if not stat.S_ISREG(mode):  # opening a pipe would wait for a writer forever
+        kind = next((name for test, name in _KINDS.items() if test(mode)), "a special file")
+        raise UserError(f"{path}: is {kind}, not a .mat file; {_POINT_AT_THE_FILE}")
     if os.path.getsize(path) == 0:
         raise UserError(f"{path}: the file is empty; {GET_REAL_WEIGHTS}")
     try:
-        return scipy.io.loadmat(path)
+        with open(path, "rb") as file:
+            return scipy.io.loadmat(file)
     except MemoryError:
         raise UserError(f"{path}: not enough memory to read the weights file") from None
+    except OSError as error:
+        if error.errno is None:  # scipy's own complaint about the content
+            raise _not_a_mat(path, error) from None
+        raise _unreadable(path, error) from None
     except (Exception, zipfile.BadZipFile) as error:  # scipy raises many kinds on bad files
-        reason = " ".join(str(error).split()) or type(error).__name__
-        raise UserError(
-            f"{path}: not a readable MATLAB .mat file ({reason}); the download may be "
-            f"truncated or the wrong file: {GET_REAL_WEIGHTS}"
-        ) from None
+        raise _not_a_mat(path, error) from None
+
+
+def _not_a_mat(path: str, error: Exception) -> UserError:
+    return UserError(
+        f"{path}: not a readable MATLAB .mat file ({one_line(error)}); the download may be "
+        f"truncated or the wrong file: {GET_REAL_WEIGHTS}"
+    )
+
+
+def _unreadable(path: str, error: OSError) -> UserError:
+    """The system would not let the file be read: its content may be fine, so no download."""
+    if error.errno in (errno.EACCES, errno.EPERM):
+        problem, fix = "permission denied", "check the file's permissions"
+    elif error.errno == errno.EIO:
+        problem = "an input/output error while reading it (a failing disk or network share)"
+        fix = "check that disk, or copy the file to another one"
+    else:
+        problem, fix = f"cannot read it ({one_line(error.strerror or error)})", "check the file"
+    return UserError(f"{path}: {problem}; {fix}, or {_POINT_AT_THE_FILE}")
 
 
 def _mean_pixel(mat: dict, path: str) -> np.ndarray:
@@ -198,37 +227,8 @@ def read_vgg19_mat(path: str, *, cache: bool = True, stream: TextIO | None = Non
                 file=stream,
                 flush=True,
             )
-        weights_cache.store(path, raw, weights.mean_pixel)
+        weights_cache.store(path, raw, weights.mean_pixel, stream=stream)
     return weights
-
-
-def cpu_has_bfloat16() -> bool:
-    """Whether this CPU has bfloat16 arithmetic (Linux: /proc/cpuinfo's flags)."""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("flags"):
-                    return any(flag in line.split() for flag in BFLOAT16_CPU_FLAGS)
-    except OSError:
-        pass
-    return False
-
-
-def resolve_precision(precision: str, on_gpu: bool, optimizer: str = "adam") -> str:
-    """The PRECISION a run uses: "auto" is mixed_bfloat16 for Adam on a CPU with a bfloat16
-    unit, where its steps are about 4x faster and, with FLOAT32_FINISH's float32 steps at
-    the end, the final loss is float32's (measured, benchmarks/speed.py); float32 elsewhere:
-    for L-BFGS, whose line search wants exact losses, and on GPUs, where mixed precision has
-    not been measured yet."""
-    if precision == "mixed_float16" and not on_gpu:
-        raise UserError(
-            "PRECISION (--precision) mixed_float16 needs a GPU; use mixed_bfloat16 or float32"
-        )
-    if precision != "auto":
-        return precision
-    if optimizer == "adam" and not on_gpu and cpu_has_bfloat16():
-        return "mixed_bfloat16"
-    return "float32"
 
 
 # --- the network ------------------------------------------------------------------------

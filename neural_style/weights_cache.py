@@ -15,7 +15,8 @@ raw float32 weights, mapped into memory: about 0.02 s warm, where an .npz took 0
 
 The cache is keyed by the .mat file's size, modification time and a hash of its first and
 last MiB, so a replaced or changed .mat is noticed. A cache that is stale, unreadable or
-corrupt is ignored and rebuilt; a folder that cannot be written to just means no cache.
+corrupt is ignored and rebuilt; a folder that cannot be written to (read-only, full) just
+means no cache, and a one-line note saying so.
 
     convs, mean_pixel = load_cached(path) or (None, None)
     store(path, convs, mean_pixel)
@@ -23,14 +24,15 @@ corrupt is ignored and rebuilt; a folder that cannot be written to just means no
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-from typing import BinaryIO
+from typing import BinaryIO, TextIO
 
 import numpy as np
 
-from neural_style.files import atomic_write
+from neural_style.files import atomic_write, write_cause
 
 CACHE_SUFFIX = ".conv-cache"
 OLD_CACHE_SUFFIX = ".conv-cache.npz"  # the first format's file, removed when a cache is written
@@ -97,8 +99,34 @@ def _data_offset(header_length: int) -> int:
     return -(-(len(MAGIC) + 8 + header_length) // ALIGNMENT) * ALIGNMENT
 
 
-def store(mat_path: str, convs: RawConvs, mean_pixel: np.ndarray) -> str | None:
-    """Write the cache beside `mat_path`; its path, or None if the folder is not writable."""
+def store(
+    mat_path: str, convs: RawConvs, mean_pixel: np.ndarray, *, stream: TextIO | None = None
+) -> str | None:
+    """Write the cache beside `mat_path`; its path, or None if it cannot be written.
+
+    The cache is optional: a failure (a read-only folder, a full disk) is never an error,
+    only a one-line note on `stream` saying why, and the run goes on from the .mat.
+    """
+    path = cache_path(mat_path)
+    try:
+        _write_cache(path, mat_path, convs, mean_pixel)
+    except OSError as error:
+        if stream is not None:
+            print(
+                f"note: {path}: cannot cache the conv weights: {write_cause(path, error)}; "
+                "later runs read the .mat instead, which only takes longer",
+                file=stream,
+                flush=True,
+            )
+        return None
+    old = mat_path + OLD_CACHE_SUFFIX
+    with contextlib.suppress(OSError):  # a leftover that cannot go does no harm
+        if os.path.isfile(old):
+            os.remove(old)
+    return path
+
+
+def _write_cache(path: str, mat_path: str, convs: RawConvs, mean_pixel: np.ndarray) -> None:
     header = {
         "key": mat_key(mat_path),
         "mean_pixel": [float(value) for value in np.asarray(mean_pixel).reshape(-1)],
@@ -115,15 +143,7 @@ def store(mat_path: str, convs: RawConvs, mean_pixel: np.ndarray) -> str | None:
             stream.write(np.ascontiguousarray(kernel, "<f4").tobytes())
             stream.write(np.ascontiguousarray(bias, "<f4").reshape(-1).tobytes())
 
-    path = cache_path(mat_path)
-    try:
-        atomic_write(path, write)
-    except OSError:
-        return None
-    old = mat_path + OLD_CACHE_SUFFIX
-    if os.path.isfile(old):
-        os.remove(old)
-    return path
+    atomic_write(path, write)
 
 
 def cached_megabytes(convs: RawConvs) -> float:

@@ -1,9 +1,12 @@
 """Tests for neural_style.images: every PIL mode loads as RGB 0..255, every bad file gives
 a one-line UserError naming the setting, and sizes, resizing and saving behave."""
 
+import io
 import os
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +14,14 @@ import pytest
 from PIL import Image
 
 from neural_style.errors import UserError
-from neural_style.images import MIN_SIDE, load_image, output_size, resize_image, save_image
+from neural_style.images import (
+    MIN_SIDE,
+    check_encodable,
+    load_image,
+    output_size,
+    resize_image,
+    save_image,
+)
 
 SIZE = (40, 48)  # (H, W) of the generated test images
 
@@ -185,6 +195,180 @@ def test_exif_orientation_6_rotates_upright(tmp_path):
     height, width = SIZE
     assert image.shape == (width, height, 3)
     np.testing.assert_array_equal(np.argwhere(image[..., 0] == 255), [[0, height - 1]])
+
+
+# Every odd mode PIL can put in a file: it loads as the right colours, or gives one line.
+# (No PIL reader yields HSV, and RGBa comes back as RGBA: neither can reach load_image.)
+
+WIDTH, HEIGHT = SIZE[1], SIZE[0]
+
+
+def _saved(name, make, **options):
+    def build(tmp_path):
+        return _save(tmp_path, name, make(), **options)
+
+    return build
+
+
+def _associated_alpha_tiff(name, picture):
+    """A TIFF whose alpha is premultiplied (ExtraSamples = 1), which PIL reads as La or
+    through RGBa; PIL itself only writes unassociated alpha, so the tag is patched."""
+
+    def build(tmp_path):
+        path = _save(tmp_path, name, picture)
+        data = bytearray(Path(path).read_bytes())
+        assert data[:2] == b"II"
+        directory = struct.unpack_from("<I", data, 4)[0]
+        for index in range(struct.unpack_from("<H", data, directory)[0]):
+            entry = directory + 2 + 12 * index
+            if struct.unpack_from("<H", data, entry)[0] == 338:  # ExtraSamples
+                struct.pack_into("<H", data, entry + 8, 1)
+        Path(path).write_bytes(bytes(data))
+        return path
+
+    return build
+
+
+def _png_chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _rgb48_png(tmp_path):
+    """A 16-bit-per-channel RGB PNG, which PIL reads but cannot write: built by hand."""
+    row = struct.pack(">3H", 65535, 32768, 0) * WIDTH
+    raw = b"".join(b"\0" + row for _ in range(HEIGHT))
+    header = struct.pack(">IIBBBBB", WIDTH, HEIGHT, 16, 2, 0, 0, 0)
+    data = b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
+    data += _png_chunk(b"IDAT", zlib.compress(raw)) + _png_chunk(b"IEND", b"")
+    (tmp_path / "rgb48.png").write_bytes(data)
+    return str(tmp_path / "rgb48.png")
+
+
+def _frames(name):
+    def build(tmp_path):
+        red, green = (Image.new("RGB", (WIDTH, HEIGHT), colour) for colour in ("red", "lime"))
+        return _save(tmp_path, name, red, save_all=True, append_images=[green])
+
+    return build
+
+
+def _float_with(*bad):
+    def make():
+        pixels = np.full(SIZE, 100.0, dtype=np.float32)
+        pixels.flat[: len(bad)] = bad
+        return Image.fromarray(pixels)
+
+    return make
+
+
+def _palette(mode="P"):
+    picture = _palette_image()
+    return picture.convert("PA") if mode == "PA" else picture
+
+
+# name: (how to build the file, the mode PIL opens it in, pixel (row, column), its RGB)
+ODD_MODES = {
+    "I;16 png": (_saved("a.png", lambda: _grey16(65535)), "I;16", (0, 0), (255, 255, 255)),
+    "I;16B tiff": (_saved("a.tif", lambda: _grey16(0, "I;16B")), "I;16B", (0, 0), (0, 0, 0)),
+    "I tiff": (_saved("i.tif", lambda: Image.new("I", SIZE[::-1], 65535)), "I", (0, 0), (255,) * 3),
+    "F tiff": (_saved("f.tif", _float_with(12.5)), "F", (0, 0), (12.5, 12.5, 12.5)),
+    "LA png": (
+        _saved("la.png", lambda: Image.new("LA", SIZE[::-1], (0, 0))),
+        "LA",
+        (0, 0),
+        (255,) * 3,
+    ),
+    "La tiff": (
+        _associated_alpha_tiff("la.tif", Image.new("LA", SIZE[::-1], (100, 255))),
+        "La",
+        (0, 0),
+        (100, 100, 100),
+    ),
+    "RGBa tiff": (
+        _associated_alpha_tiff("rgba.tif", Image.new("RGBA", SIZE[::-1], (100, 50, 0, 255))),
+        "RGBA",
+        (0, 0),
+        (100, 50, 0),
+    ),
+    "PA tiff": (_saved("pa.tif", lambda: _palette("PA")), "PA", (0, 0), (200, 100, 50)),
+    "CMYK tiff": (
+        _saved("cmyk.tif", lambda: Image.new("CMYK", SIZE[::-1], (0, 0, 255, 0))),
+        "CMYK",
+        (0, 0),
+        (255, 255, 0),
+    ),
+    "P with transparency png": (
+        _saved("pt.png", _palette, transparency=0),
+        "P",
+        (5, 5),
+        (255, 255, 255),
+    ),
+    "1 bmp": (_saved("one.bmp", lambda: Image.new("1", SIZE[::-1], 1)), "1", (0, 0), (255,) * 3),
+    "YCbCr tiff": (
+        _saved("y.tif", lambda: Image.new("RGB", SIZE[::-1], (0, 0, 255)).convert("YCbCr")),
+        "YCbCr",
+        (0, 0),
+        (0, 0, 255),
+    ),
+    "L with transparency png": (
+        _saved("lt.png", lambda: Image.new("L", SIZE[::-1], 7), transparency=7),
+        "L",
+        (0, 0),
+        (255, 255, 255),
+    ),
+    "I;16 with transparency png": (
+        _saved("g16t.png", lambda: _grey16(3000), transparency=3000),
+        "I;16",
+        (0, 0),
+        (255, 255, 255),
+    ),
+    "RGB 16-bit png": (_rgb48_png, "RGB", (0, 0), (255, 128, 0)),
+    "animated gif": (_frames("anim.gif"), "P", (0, 0), (255, 0, 0)),
+    "animated png": (_frames("anim.png"), "RGB", (0, 0), (255, 0, 0)),
+    "multi-page tiff": (_frames("pages.tif"), "RGB", (0, 0), (255, 0, 0)),
+}
+
+
+@pytest.mark.parametrize("case", ODD_MODES)
+def test_odd_modes_load_as_their_colours(tmp_path, case):
+    build, mode, (row, column), expected = ODD_MODES[case]
+    path = build(tmp_path)
+    with Image.open(path) as picture:
+        assert picture.mode == mode  # the case really is the mode it is named after
+    before = Path(path).read_bytes()
+
+    image = _load(path)
+
+    assert np.all(np.isfinite(image)) and image.min() >= 0 and image.max() <= 255
+    np.testing.assert_allclose(image[row, column], expected, atol=1.5)
+    assert Path(path).read_bytes() == before
+
+
+ODD_FAILURES = {
+    "F with NaN": (_saved("nan.tif", _float_with(np.nan)), "the image has 1 NaN/infinite pixels"),
+    "F with inf": (
+        _saved("inf.tif", _float_with(np.inf, -np.inf, np.nan)),
+        "the image has 3 NaN/infinite pixels",
+    ),
+    "LAB tiff": (
+        _saved("lab.tif", lambda: Image.new("LAB", SIZE[::-1], (50, 128, 128))),
+        "unsupported image mode LAB",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", ODD_FAILURES)
+def test_odd_modes_that_cannot_load_give_one_line(tmp_path, case):
+    build, problem = ODD_FAILURES[case]
+    path = build(tmp_path)
+
+    with pytest.raises(UserError) as caught:
+        load_image(path, "STYLE_IMAGE")
+
+    message = str(caught.value)
+    assert message.startswith(f"{path}: {problem}; ")
+    assert message.endswith("set STYLE_IMAGE in settings.py or pass --style_image=PATH")
+    assert "\n" not in message and "LEARNING_RATE" not in message
 
 
 # Failures: one line, starting with the path, naming the setting and its flag.
@@ -477,7 +661,7 @@ def test_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="No space left on device") as caught:
         save_image(str(path), np.full((*SIZE, 3), 200, dtype=np.float32))
 
-    assert str(caught.value).startswith(f"{path}: cannot write the image")
+    assert str(caught.value).startswith(f"{path}: cannot write the file: ")
     assert "OUTPUT_IMAGE" in str(caught.value)
     assert path.read_bytes() == old_bytes
     assert os.listdir(tmp_path) == ["result.png"]
@@ -494,3 +678,64 @@ def test_module_does_not_import_tensorflow():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
 
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_save_names_the_setting_it_is_given(tmp_path):
+    path = str(tmp_path / "out.psd")
+    with pytest.raises(UserError, match=r"set STYLIZE_OUTPUT in settings\.py") as caught:
+        save_image(path, np.zeros((*SIZE, 3), dtype=np.float32), setting="STYLIZE_OUTPUT")
+    assert "OUTPUT_IMAGE" not in str(caught.value).replace("STYLIZE_OUTPUT", "")
+
+
+# check_encodable: an output the format cannot hold is refused before the run starts.
+
+
+@pytest.mark.parametrize(
+    ("name", "image_format", "limit"), [("a.jpg", "JPEG", 65500), ("a.webp", "WEBP", 16383)]
+)
+def test_check_encodable_matches_what_pil_can_encode(tmp_path, name, image_format, limit):
+    path = str(tmp_path / name)
+    check_encodable(path, (2, limit), "OUTPUT_IMAGE")
+    Image.new("RGB", (limit, 2)).save(io.BytesIO(), format=image_format)  # really fits
+
+    with pytest.raises(UserError) as caught:
+        check_encodable(path, (40, limit + 1), "OUTPUT_IMAGE")
+    with pytest.raises((OSError, ValueError)):  # and PIL really refuses one pixel more
+        Image.new("RGB", (limit + 1, 2)).save(io.BytesIO(), format=image_format)
+
+    assert str(caught.value) == (
+        f"{path}: a {image_format} image can be at most {limit} pixels a side, and this "
+        f"output would be {limit + 1}x40; set IMAGE_WIDTH / IMAGE_HEIGHT so each side is at "
+        f"most {limit}"
+    )
+    assert os.listdir(tmp_path) == []
+
+
+def test_check_encodable_takes_a_tall_jpeg_too(tmp_path):
+    with pytest.raises(UserError, match="would be 40x70000;"):
+        check_encodable(str(tmp_path / "tall.jpeg"), (70000, 40), "OUTPUT_IMAGE")
+
+
+def test_check_encodable_lets_a_large_png_pass(tmp_path):
+    check_encodable(str(tmp_path / "big.png"), (70000, 70000), "OUTPUT_IMAGE")
+
+
+@pytest.mark.parametrize("name", ["out.psd", "out.xyz", "out"])
+def test_check_encodable_refuses_a_suffix_pil_cannot_write(tmp_path, name):
+    path = str(tmp_path / name)
+    with pytest.raises(UserError) as caught:
+        check_encodable(path, (40, 48), "STYLIZE_OUTPUT")
+    message = str(caught.value)
+    assert message.startswith(f"{path}: cannot save images with extension")
+    assert "set STYLIZE_OUTPUT in settings.py or pass --stylize_output=PATH" in message
+
+
+def test_save_refuses_a_jpeg_too_wide_before_writing(tmp_path):
+    path = tmp_path / "wide.jpg"
+    path.write_bytes(b"an earlier result")
+
+    with pytest.raises(UserError, match="at most 65500 pixels a side"):
+        save_image(str(path), np.zeros((2, 65501, 3), dtype=np.float32))
+
+    assert path.read_bytes() == b"an earlier result"
+    assert os.listdir(tmp_path) == ["wide.jpg"]

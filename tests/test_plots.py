@@ -144,3 +144,35 @@ def test_a_plot_process_that_fails_says_why_in_one_line(tmp_path):
     assert note.startswith("note: the loss plot could not be drawn (ValueError: ")
     assert "missing column" in note and "\n" not in note
     assert not (tmp_path / "x.png").exists()
+
+
+def test_a_png_that_cannot_be_written_is_one_line(tmp_path, matplotlib_installed):
+    from neural_style.errors import UserError
+
+    blocker = tmp_path / "plots"
+    blocker.write_bytes(b"a file, where the plot's folder should be")
+    png_path = str(blocker / "run-losses.png")
+
+    with pytest.raises(UserError) as caught:
+        write_loss_plot(_write_csv(tmp_path, _rows(3)), png_path)
+
+    message = str(caught.value)
+    assert message.startswith(f"{png_path}: cannot write the file: {blocker} is a file where ")
+    assert "set OUTPUT_IMAGE in settings.py" in message and "\n" not in message
+    assert blocker.read_bytes() == b"a file, where the plot's folder should be"
+
+
+def test_a_plot_process_that_cannot_write_says_why_without_a_traceback(
+    tmp_path, matplotlib_installed
+):
+    from neural_style.plots import PlotProcess
+
+    blocker = tmp_path / "plots"
+    blocker.write_bytes(b"in the way")
+    png_path = str(blocker / "run-losses.png")
+
+    note = PlotProcess(_write_csv(tmp_path, _rows(3)), png_path).wait()
+
+    assert note.startswith(f"note: the loss plot could not be drawn ({png_path}: cannot write")
+    assert "is a file where a folder should be" in note
+    assert "Traceback" not in note and "UserError" not in note and "\n" not in note

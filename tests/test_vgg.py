@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import socket
+
 import h5py
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from neural_style.errors import UserError
-from neural_style.layer_names import CONV_LAYERS, VGG19_LAYERS
+from neural_style.names import CONV_LAYERS, VGG19_LAYERS
 from neural_style.synthetic import NEW_FIELDS, OLD_FIELDS, REAL_MEAN_PIXEL, calibrated_convs
 from neural_style.vgg import VGG19, read_vgg19_mat
-from tests.conftest import TINY_WIDTHS, photo, save_mat, set_conv_weights, tiny_variables
+from tests.support import TINY_WIDTHS, photo, save_mat, set_conv_weights, tiny_variables
 
 
 def numpy_vgg(convs: dict, mean_pixel: np.ndarray, image: np.ndarray, pooling: str) -> dict:
@@ -217,7 +220,6 @@ def _no_mean(tmp_path, _):
 
 BAD_FILES = {
     "missing": (lambda tmp_path, _: str(tmp_path / "nope.mat"), "no such file"),
-    "directory": (lambda tmp_path, _: str(tmp_path), "directory"),
     "empty": (lambda tmp_path, _: _write(tmp_path / "e.mat", b""), "empty"),
     "text": (
         lambda tmp_path, _: _write(tmp_path / "t.mat", b"hello " * 50),
@@ -244,3 +246,52 @@ def test_bad_weights_files_give_one_clear_line(tmp_path, tiny_mat, case):
     assert words in message
     assert "get the real file" in message
     assert "\n" not in message
+
+
+# --- files that are there but cannot be read: no new download would help ------------------
+
+
+def _fifo(tmp_path):
+    path = tmp_path / "pipe.mat"
+    os.mkfifo(path)
+    return str(path)
+
+
+def _socket(tmp_path):
+    path = tmp_path / "socket.mat"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    server.close()  # the socket file stays behind, as a stale one does
+    return str(path)
+
+
+UNREADABLE = {
+    "directory": (lambda tmp_path: str(tmp_path), "is a directory, not a .mat file"),
+    "named pipe": (_fifo, "is a named pipe, not a .mat file"),
+    "socket": (_socket, "is a socket, not a .mat file"),
+}
+
+
+@pytest.mark.parametrize("case", list(UNREADABLE))
+def test_a_path_that_is_no_file_names_the_setting_not_a_download(tmp_path, case):
+    make, words = UNREADABLE[case]
+    path = make(tmp_path)
+    with pytest.raises(UserError) as caught:
+        read_vgg19_mat(path)  # a pipe would block here for ever if it were opened
+    message = str(caught.value)
+    assert message.startswith(f"{path}: {words}; ")
+    assert "set VGG_MODEL_PATH in settings.py or pass --vgg_model_path=PATH" in message
+    assert "get the real file" not in message and "curl" not in message
+    assert "\n" not in message
+
+
+def test_a_folder_on_the_way_that_is_a_file_is_not_a_download_problem(tmp_path, tiny_mat):
+    blocker = tmp_path / "weights"
+    blocker.write_bytes(b"a file, not the folder")
+    path = str(blocker / "imagenet-vgg-verydeep-19.mat")
+    with pytest.raises(UserError) as caught:
+        read_vgg19_mat(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: cannot read it (Not a directory); ")
+    assert "get the real file" not in message and "\n" not in message
+    assert blocker.read_bytes() == b"a file, not the folder"

@@ -7,10 +7,10 @@ import os
 import shutil
 
 import numpy as np
-from conftest import save_mat, tiny_variables
 
 from neural_style import weights_cache
 from neural_style.vgg import read_vgg19_mat
+from tests.support import save_mat, tiny_variables
 
 
 def _same(a, b) -> None:
@@ -81,9 +81,13 @@ def test_a_read_only_folder_means_no_cache(tmp_path, monkeypatch):
         raise PermissionError("read-only")
 
     monkeypatch.setattr(weights_cache, "atomic_write", no_write)
-    weights = read_vgg19_mat(path, stream=io.StringIO())
+    said = io.StringIO()
+    weights = read_vgg19_mat(path, stream=said)
     assert not os.path.exists(weights_cache.cache_path(path))
     _same(weights, read_vgg19_mat(path, cache=False))
+    note = said.getvalue().splitlines()[-1]
+    assert note.startswith(f"note: {weights_cache.cache_path(path)}: cannot cache the conv weights")
+    assert "read-only" in note and "later runs read the .mat instead" in note
 
 
 def test_a_truncated_cache_is_ignored(tmp_path):
