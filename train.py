@@ -15,10 +15,11 @@ from absl import flags
 
 import settings
 from neural_style import cli_flags
+from neural_style.config import Settings
 
 
 def stylize_from_flags(flag_values: flags.FlagValues) -> None:
-    run_settings = cli_flags.settings_from_flags(flag_values)
+    run_settings = Settings.from_flag_values(flag_values)
     # Imported only now, so that flag errors and --help never wait for TensorFlow.
     from neural_style.run import stylize
 

@@ -19,12 +19,14 @@ import os
 import sys
 import time
 
+import numpy as np
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import settings as user_settings
-from neural_style import images, run
-from neural_style.checkpoint import load_checkpoint
+from neural_style import images, run, runtime
 from neural_style.config import Settings
+from neural_style.pipeline import loss_weights
 
 
 def lowest_logged_loss(log_path: str) -> float:
@@ -55,12 +57,13 @@ def score(settings: Settings, prefix: str) -> float:
     styles = [
         images.resize_image(images.load_image(p, "STYLE_IMAGE"), size) for p in settings.style_image
     ]
-    net = VGG19.from_mat(run.resolve_weights_path(settings.vgg_model_path, io.StringIO()))
-    weights = run.loss_weights(settings)
+    net = VGG19.from_mat(runtime.resolve_weights_path(settings.vgg_model_path, io.StringIO()))
+    weights = loss_weights(settings)
     loss = LossFunction(
         net, compute_targets(net, content, styles, [1.0] * len(styles), weights), weights
     )
-    best = load_checkpoint(f"{prefix}-checkpoint.npz").optimizer_state["best_image"]
+    with np.load(f"{prefix}-checkpoint.npz") as saved:
+        best = saved["state/best_image"]
     parts, _ = loss.value_and_gradient(images.resize_image(best, size)[None])
     return float(parts["total"])
 

@@ -26,7 +26,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from neural_style import run
+from neural_style import runtime
 from neural_style.config import DEFAULT_VGG_MODEL_PATH
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "feedforward.json")
@@ -109,8 +109,8 @@ def main() -> None:
     arguments = parser.parse_args()
     config = QUICK if arguments.quick else FULL
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
-    device, _ = run.start_tensorflow()
-    weights_path = run.resolve_weights_path(DEFAULT_VGG_MODEL_PATH, io.StringIO())
+    device = runtime.start_tensorflow().description
+    weights_path = runtime.resolve_weights_path(DEFAULT_VGG_MODEL_PATH, io.StringIO())
 
     training = time_training(config, weights_path)
     stylising = time_stylising(config)

@@ -43,12 +43,11 @@ import time
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
-from neural_style.layer_names import BLOCKS, VGG19_LAYERS  # noqa: E402
+from neural_style.names import BLOCKS, REAL_WIDTHS, VGG19_LAYERS  # noqa: E402
 
 RESULTS_PATH = os.path.join(REPO_ROOT, "benchmarks", "results", "speed.json")
 CONTENT = os.path.join(REPO_ROOT, "images", "content.jpg")
 STYLE = os.path.join(REPO_ROOT, "images", "style.jpg")
-REAL_WIDTHS = (64, 128, 256, 512, 512)
 CONTENT_LAYERS = ("relu4_2", "relu5_2")
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 DEEPEST = "relu5_2"
@@ -130,7 +129,7 @@ def floor_seconds(height: int, width: int, dtype: str, repeats: int, widths=REAL
 
 def _problem(job: dict):
     """(net, loss function, content image) of the benchmark's run at job's size."""
-    from neural_style.run import start_tensorflow
+    from neural_style.runtime import start_tensorflow
 
     start_tensorflow(without_keras=True)  # as train.py starts it, malloc settings included
     from neural_style import images
@@ -381,7 +380,7 @@ def _weights_file(quick: bool, scratch: str) -> tuple[str, tuple]:
         path = os.path.join(scratch, "quick-vgg19.mat")
         write_synthetic_vgg19(path, widths=widths, fc_width=64, num_classes=10)
         return path, widths
-    from neural_style.run import SYNTHETIC_WEIGHTS_PATH
+    from neural_style.runtime import SYNTHETIC_WEIGHTS_PATH
 
     path = os.path.join(REPO_ROOT, SYNTHETIC_WEIGHTS_PATH)
     if not os.path.exists(path):

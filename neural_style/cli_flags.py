@@ -8,24 +8,24 @@ Layer lists become string flags written `relu1_1:0.2,relu2_1:0.2`.
     cli_flags.define_flags(settings)
     app.run(main, flags_parser=cli_flags.parse_flags)
     ...
-    run_settings = cli_flags.settings_from_flags()  # inside main
+    run_settings = Settings.from_flag_values(flags.FLAGS)  # inside main
 """
 
 import ast
-import dataclasses
+import contextlib
 import inspect
 import io
 import os
 import re
+import signal
 import sys
 import tokenize
 import types
 import typing
-from typing import Any
 
 from absl import app, flags
 
-from neural_style import config
+from neural_style import config, stopping
 from neural_style.errors import UserError
 
 # Flags defined in define_flags belong to its caller (train.py), so `--help`, which lists
@@ -131,24 +131,6 @@ def define_flags(
             raise UserError(f"{setting} in {where} cannot be --{name}'s default: {error}") from None
 
 
-def settings_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> config.Settings:
-    """The validated Settings from parsed flags (defaults come from the settings module).
-
-    Raises:
-      UserError: a flag's value is unusable; the message names the flag.
-    """
-    hints = typing.get_type_hints(config.Settings)
-    values: dict[str, Any] = {}
-    for field in dataclasses.fields(config.Settings):
-        value = flag_values[field.name].value
-        if hints[field.name] == config.LayerWeights:
-            value = config.parse_layer_weights(value, field.name.upper())
-        elif hints[field.name] == config.Paths:  # comma-separated on the command line
-            value = tuple(path.strip() for path in value.split(",") if path.strip())
-        values[field.name] = value
-    return config.validate(config.Settings(**values))
-
-
 def parse_flags(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> list[str]:
     """Parses `argv` like absl, for `app.run(main, flags_parser=parse_flags)`.
 
@@ -179,15 +161,54 @@ def _usage_error(message: str) -> typing.NoReturn:
     sys.exit(UserError.exit_code)
 
 
-EXIT_INTERRUPTED = 130  # the shell's convention for a process stopped by SIGINT
+class _ClosedPipeSafe(io.TextIOBase):
+    """The terminal stream, such that a closed reader (`| head`, a dead `tee`) ends only
+    the printing, never the run: after the first broken pipe, output goes nowhere."""
+
+    def __init__(self, stream: typing.TextIO):
+        self._stream = stream
+        self._closed_pipe = False
+
+    def write(self, text: str) -> int:
+        if not self._closed_pipe:
+            try:
+                self._stream.write(text)
+            except (BrokenPipeError, ValueError):
+                self._drop_output()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._closed_pipe:
+            try:
+                self._stream.flush()
+            except (BrokenPipeError, ValueError):
+                self._drop_output()
+
+    def _drop_output(self) -> None:
+        self._closed_pipe = True
+        # Python flushes stdout once more at exit; pointing it at /dev/null keeps that quiet.
+        with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    def isatty(self) -> bool:
+        return not self._closed_pipe and self._stream.isatty()
 
 
 def run_command(
     settings_module: types.ModuleType, action: typing.Callable[[flags.FlagValues], None]
 ) -> typing.NoReturn:
     """The whole life of a command such as train.py: flags from `settings_module`, then
-    `action(flags.FLAGS)`. A UserError anywhere prints one `error: ...` line and exits 2;
-    Ctrl-C prints `interrupted` and exits 130; no traceback either way."""
+    `action(flags.FLAGS)`. A UserError anywhere prints one `error: ...` line and exits 2.
+    Ctrl-C, SIGTERM and SIGHUP stop the run as neural_style.stopping describes, print one
+    line and exit 130, 143 or 129; no traceback either way. A closed stdout stops only the
+    printing."""
+    stopping.install()
+    sys.stdout = _ClosedPipeSafe(sys.stdout)
     try:
         define_flags(settings_module)
     except UserError as error:
@@ -201,9 +222,11 @@ def run_command(
         except UserError as error:
             print(f"error: {error}", file=sys.stderr)
             return UserError.exit_code
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            return EXIT_INTERRUPTED
+        except KeyboardInterrupt as stop:
+            number = getattr(stop, "signal_number", signal.SIGINT)
+            named = "" if number == signal.SIGINT else f" ({stopping.signal_name(number)})"
+            print(f"interrupted{named}", file=sys.stderr)
+            return 128 + number
         return 0
 
     app.run(main, flags_parser=parse_flags)

@@ -2,7 +2,7 @@
 
 `Settings` is what the library takes; nothing below `train.py` reads flags or settings.py.
 Build one from a settings module (`Settings.from_module(settings, train_steps=2)`), from
-flags (`neural_style.cli_flags.settings_from_flags`), or directly in a test and pass it
+flags (`Settings.from_flag_values`), or directly in a test and pass it
 through `validate`. Every problem is a `UserError` whose message names the setting both
 as settings.py spells it and as its flag, e.g. `TRAIN_STEPS (--train_steps) ...`.
 
@@ -17,7 +17,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from neural_style import layer_names
+from neural_style import names
 from neural_style.errors import UserError
 
 # (VGG layer name, weight) pairs, e.g. (("relu1_1", 0.2), ("relu2_1", 0.2)).
@@ -41,7 +41,7 @@ INIT_CHOICES = ("content", "style", "noise")  # or the path of an image
 MIN_TILE_SIZE = 64  # pixels a side; smaller tiles would be mostly margin
 
 
-def _module_values(cls: type, module: types.ModuleType, overrides: dict) -> dict[str, Any]:
+def module_values(cls: type, module: types.ModuleType, overrides: dict) -> dict[str, Any]:
     """Each field of the dataclass `cls` from `overrides` (lower-case names), else from
     `module`'s UPPER_CASE constant; lists become tuples."""
     names = [field.name for field in dataclasses.fields(cls)]
@@ -57,6 +57,29 @@ def _module_values(cls: type, module: types.ModuleType, overrides: dict) -> dict
         else:
             raise UserError(f"{name.upper()} is missing from {module_label(module)}; add it back")
     return {name: _lists_to_tuples(value) for name, value in values.items()}
+
+
+def flag_field_values(cls: type, flag_values: Any, module_name: str = "settings.py") -> dict:
+    """Each field of the dataclass `cls` from parsed absl flags (defined from the settings
+    module by neural_style.cli_flags.define_flags): layer lists arrive as
+    `relu1_1:0.2,relu2_1:0.2` text, path lists comma-separated. The one way flags become
+    settings, for Settings and the feed-forward NetworkSettings alike.
+
+    Raises:
+      UserError: a setting is missing from the settings module (deleted by an edit).
+    """
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(cls):
+        if field.name not in flag_values:
+            raise UserError(f"{field.name.upper()} is missing from {module_name}; add it back")
+        value = flag_values[field.name].value
+        if hints[field.name] == LayerWeights and isinstance(value, str):
+            value = parse_layer_weights(value, field.name.upper())
+        elif hints[field.name] == Paths and isinstance(value, str):
+            value = tuple(path.strip() for path in value.split(",") if path.strip())
+        values[field.name] = value
+    return values
 
 
 @dataclass(frozen=True)
@@ -102,7 +125,16 @@ class Settings:
     def from_module(cls, module: types.ModuleType, **overrides: Any) -> "Settings":
         """Reads every field's UPPER_CASE constant from `module`, applies `overrides`
         (lower-case field names), and returns the validated Settings."""
-        return validate(cls(**_module_values(cls, module, overrides)))
+        return validate(cls(**module_values(cls, module, overrides)))
+
+    @classmethod
+    def from_flag_values(cls, flag_values: Any) -> "Settings":
+        """The validated Settings from parsed flags (see flag_field_values).
+
+        Raises:
+          UserError: a flag's value is unusable; the message names the flag.
+        """
+        return validate(cls(**flag_field_values(cls, flag_values)))
 
 
 def parse_layer_weights(text: str, setting: str) -> LayerWeights:
@@ -156,15 +188,15 @@ def validate(settings: Settings) -> Settings:
     """
     hints = typing.get_type_hints(Settings)
     values = {
-        field.name: _check_type(field.name, getattr(settings, field.name), hints[field.name])
+        field.name: check_type(field.name, getattr(settings, field.name), hints[field.name])
         for field in dataclasses.fields(Settings)
     }
     checked = dataclasses.replace(settings, **values)
     _check_paths(checked)
     _check_sizes_and_steps(checked)
     _check_weights_and_rates(checked)
-    _check_layers("content_loss_layers", checked.content_loss_layers)
-    _check_layers("style_loss_layers", checked.style_loss_layers)
+    check_layers("content_loss_layers", checked.content_loss_layers)
+    check_layers("style_loss_layers", checked.style_loss_layers)
     for name, choices in (
         ("pooling", POOLING_CHOICES),
         ("precision", PRECISION_CHOICES),
@@ -217,7 +249,7 @@ def _check_artist_controls(settings: Settings) -> None:
         raise UserError(f"{describe('coarse_to_fine_steps')} must be at least 1 each")
 
 
-def _check_type(name: str, value: Any, hint: Any) -> Any:
+def check_type(name: str, value: Any, hint: Any) -> Any:
     where = describe(name)
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -319,7 +351,7 @@ def _check_sizes_and_steps(settings: Settings) -> None:
         "tile_size": (0, " (0 = tiles only where needed)"),
         "batch_size": (1, " (1 = one photo at a time)"),
     }
-    _check_minimums(settings, minimums)
+    check_minimums(settings, minimums)
     if 0 < settings.tile_size < MIN_TILE_SIZE:
         raise UserError(
             f"{describe('tile_size')} must be 0 or at least {MIN_TILE_SIZE} pixels (the tiles'"
@@ -327,7 +359,7 @@ def _check_sizes_and_steps(settings: Settings) -> None:
         )
 
 
-def _check_minimums(settings: Any, minimums: dict[str, tuple[int, str]]) -> None:
+def check_minimums(settings: Any, minimums: dict[str, tuple[int, str]]) -> None:
     """Each named whole-number setting is at least its minimum; (minimum, what 0 means)."""
     for name, (minimum, meaning) in minimums.items():
         value = getattr(settings, name)
@@ -335,7 +367,7 @@ def _check_minimums(settings: Any, minimums: dict[str, tuple[int, str]]) -> None
             raise UserError(f"{describe(name)} must be at least {minimum}{meaning}, got {value}")
 
 
-def _check_loss_weights(settings: Any, names: tuple[str, ...]) -> None:
+def check_loss_weights(settings: Any, names: tuple[str, ...]) -> None:
     for name in names:
         value = getattr(settings, name)
         if not (math.isfinite(value) and value >= 0):
@@ -343,7 +375,7 @@ def _check_loss_weights(settings: Any, names: tuple[str, ...]) -> None:
 
 
 def _check_weights_and_rates(settings: Settings) -> None:
-    _check_loss_weights(settings, ("alpha", "beta", "tv_weight"))
+    check_loss_weights(settings, ("alpha", "beta", "tv_weight"))
     if not 0 <= settings.noise <= 1:
         raise UserError(
             f"{describe('noise')} must be between 0 (start from the content image) "
@@ -360,13 +392,13 @@ def _check_weights_and_rates(settings: Settings) -> None:
         )
 
 
-def _check_layers(name: str, layers: LayerWeights) -> None:
+def check_layers(name: str, layers: LayerWeights) -> None:
     where = describe(name)
     if not layers:
         raise UserError(f"{where} must list at least one layer, e.g. relu1_1:0.2,relu2_1:0.2")
     seen = set()
     for layer, weight in layers:
-        if layer not in layer_names.VGG19_LAYERS:
+        if layer not in names.VGG19_LAYERS:
             raise UserError(
                 f"unknown layer {layer!r} in {where}; valid names are {_valid_layer_summary()}"
             )
@@ -382,11 +414,11 @@ def _check_layers(name: str, layers: LayerWeights) -> None:
 
 
 def _valid_layer_summary() -> str:
-    """ "conv1_1 .. conv5_4, relu1_1 .. relu5_4, pool1 .. pool5", from layer_names."""
+    """ "conv1_1 .. conv5_4, relu1_1 .. relu5_4, pool1 .. pool5", from names."""
     ranges = []
     for kind in ("conv", "relu", "pool"):
-        names = [name for name in layer_names.VGG19_LAYERS if name.startswith(kind)]
-        ranges.append(f"{names[0]} .. {names[-1]}")
+        layers = [name for name in names.VGG19_LAYERS if name.startswith(kind)]
+        ranges.append(f"{layers[0]} .. {layers[-1]}")
     return ", ".join(ranges)
 
 
@@ -406,111 +438,3 @@ def module_label(module: types.ModuleType) -> str:
     """How messages name a settings module: its file name, e.g. "settings.py"."""
     path = getattr(module, "__file__", None)
     return os.path.basename(path) if path else getattr(module, "__name__", "the settings module")
-
-
-# --- Feed-forward network (train_network.py, stylize.py) --------------------------------
-
-
-@dataclass(frozen=True)
-class NetworkSettings:
-    """Training a feed-forward style network (train_network.py) and applying it
-    (stylize.py). The fields mirror settings.py's NETWORK_* and STYLIZE_* constants in lower
-    case; `vgg_model_path` and `pooling` are the optimiser's settings, shared."""
-
-    network_dataset: str  # folder of training photos, searched recursively
-    network_style_image: str  # path of the artwork the network learns
-    network_style_size: int  # pixels, the style image's longer side for its Grams; 0 = own
-    network_output_dir: str  # folder for the network, checkpoints, samples and logs
-    network_image_size: int  # pixels, side of the square training crops
-    network_batch_size: int  # images per step, over all replicas together
-    network_steps: int  # training steps (used when network_epochs is 0)
-    network_epochs: int  # passes over the dataset; 0 = use network_steps
-    network_learning_rate: float  # Adam's step size
-    network_width: int  # channels of the network's first conv (32 in the paper)
-    network_content_layers: LayerWeights  # (layer, unitless weight) pairs
-    network_style_layers: LayerWeights  # (layer, unitless weight) pairs
-    network_content_weight: float  # unitless weight of the content loss
-    network_style_weight: float  # unitless weight of the style loss
-    network_tv_weight: float  # unitless weight of the total-variation loss; 0 = off
-    network_checkpoint_every: int  # steps between checkpoints; 0 = only at the end
-    network_sample_every: int  # steps between samples; 0 = only at the end
-    network_sample_image: str  # path of the photo stylised for the samples
-    network_print_every: int  # steps between progress lines
-    network_resume: bool  # continue from the output folder's latest checkpoint
-    network_seed: int  # seed for the initial weights and the data order
-    network_model: str  # path of the trained .keras network that stylize.py applies
-    stylize_input: str  # an image, a folder of images, or a video
-    stylize_output: str  # folder the stylised files are written to
-    stylize_batch_size: int  # images or frames per forward pass
-    stylize_max_size: int  # pixels, longer side inputs are shrunk to; 0 = own size
-    stylize_preserve_colors: bool  # keep the input's colours, restyle only its luminance
-    vgg_model_path: str  # path of the MatConvNet VGG-19 .mat file (the loss network)
-    pooling: str  # "max" or "avg", in the loss network
-
-    @classmethod
-    def from_module(cls, module: types.ModuleType, **overrides: Any) -> "NetworkSettings":
-        """Like `Settings.from_module`: each field's UPPER_CASE constant from `module`,
-        then `overrides` (lower-case field names), validated."""
-        return validate_network(cls(**_module_values(cls, module, overrides)))
-
-    @classmethod
-    def from_flag_values(cls, flag_values: Any) -> "NetworkSettings":
-        """From parsed absl flags (defined by neural_style.cli_flags.define_flags); layer
-        lists arrive as `relu1_2:0.25,relu2_2:0.25` text."""
-        hints = typing.get_type_hints(cls)
-        values = {}
-        for field in dataclasses.fields(cls):
-            value = flag_values[field.name].value
-            if hints[field.name] == LayerWeights and isinstance(value, str):
-                value = parse_layer_weights(value, field.name.upper())
-            values[field.name] = value
-        return validate_network(cls(**values))
-
-
-def validate_network(settings: NetworkSettings) -> NetworkSettings:
-    """Checks every field of a NetworkSettings; returns a copy with floats and tuples.
-
-    Raises:
-      UserError: one line naming the first bad setting, as `NAME (--name)`, and the fix.
-    """
-    hints = typing.get_type_hints(NetworkSettings)
-    values = {
-        field.name: _check_type(field.name, getattr(settings, field.name), hints[field.name])
-        for field in dataclasses.fields(NetworkSettings)
-    }
-    checked = dataclasses.replace(settings, **values)
-    for name, hint in hints.items():
-        if hint is str and not getattr(checked, name).strip():
-            raise UserError(f"{describe(name)} must be a file or folder path, got an empty string")
-    minimums = {
-        "network_style_size": (0, " (0 = the style image's own size)"),
-        "network_image_size": (32, " (VGG-19 pools five times)"),
-        "network_batch_size": (1, ""),
-        "network_steps": (1, ""),
-        "network_epochs": (0, " (0 = use NETWORK_STEPS)"),
-        "network_width": (1, ""),
-        "network_checkpoint_every": (0, " (0 = only at the end)"),
-        "network_sample_every": (0, " (0 = only at the end)"),
-        "network_print_every": (1, ""),
-        "network_seed": (0, ""),
-        "stylize_batch_size": (1, ""),
-        "stylize_max_size": (0, " (0 = each input's own size)"),
-    }
-    _check_minimums(checked, minimums)
-    _check_loss_weights(
-        checked, ("network_content_weight", "network_style_weight", "network_tv_weight")
-    )
-    rate = checked.network_learning_rate
-    if not (math.isfinite(rate) and rate > 0):
-        raise UserError(
-            f"{describe('network_learning_rate')} must be a finite number > 0, got {rate}"
-        )
-    _check_layers("network_content_layers", checked.network_content_layers)
-    _check_layers("network_style_layers", checked.network_style_layers)
-    if checked.pooling not in POOLING_CHOICES:
-        raise UserError(f"{describe('pooling')} must be one of max, avg; got {checked.pooling!r}")
-    if not checked.network_model.endswith(".keras"):
-        raise UserError(
-            f"{describe('network_model')} must be a .keras file, got {checked.network_model!r}"
-        )
-    return checked

@@ -27,9 +27,8 @@ from typing import NamedTuple
 
 from neural_style import tile_layout as tiles
 from neural_style.errors import UserError
-from neural_style.layer_names import BLOCKS, VGG19_LAYERS
+from neural_style.names import BLOCKS, REAL_WIDTHS, VGG19_LAYERS
 
-REAL_WIDTHS = (64, 128, 256, 512, 512)  # output channels of the convs in each block
 GIB = 1024**3
 # Measured on the 2-core CPU (benchmarks/speed.py): the TensorFlow runtime, the conv
 # weights and Python, before any image.

@@ -1,10 +1,17 @@
-"""The names of VGG-19's layers, as MatConvNet's .mat file spells them.
+"""Names the whole package shares: VGG-19's layers (as MatConvNet's .mat file spells
+them), the real network's conv widths, and the named parts of every loss.
 
-Kept apart from vgg.py so that settings can be checked without importing TensorFlow.
+Kept apart from vgg.py and losses.py so that settings, plans, logs and plots can use them
+without importing TensorFlow.
 """
 
 # (block, number of convs) for the five blocks of VGG-19's convolutional part.
 BLOCKS = ((1, 2), (2, 2), (3, 4), (4, 4), (5, 4))
+# Output channels of the convs in each block of the real VGG-19.
+REAL_WIDTHS = (64, 128, 256, 512, 512)
+# The parts every objective returns (losses.objective_per_image), in the order that
+# progress lines, loss logs and plots show them.
+LOSS_NAMES = ("content", "style", "tv", "total")
 
 
 def _layer_sequence() -> tuple[str, ...]:

@@ -18,9 +18,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from neural_style.files import atomic_write
-from neural_style.layer_names import BLOCKS
+from neural_style.names import BLOCKS, REAL_WIDTHS
 
-REAL_WIDTHS = (64, 128, 256, 512, 512)  # output channels of the convs in each block
 REAL_MEAN_PIXEL = (123.68, 116.779, 103.939)  # RGB, as in the real file
 CALIBRATION_SIZE = 64  # side of the noise image the gains are calibrated on, in pixels
 ACTIVATION_RMS = 24.0  # root-mean-square of every ReLU output on the calibration image

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from neural_style.layer_names import VGG19_LAYERS
+from neural_style.names import VGG19_LAYERS
 
 # Tile edges lie on multiples of this: the stride of the deepest layer VGG-19 computes
 # after its fourth pool, so that each layer's feature positions split between tiles.

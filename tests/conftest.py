@@ -1,44 +1,12 @@
-"""Shared fixtures: tiny VGG-19 .mat files in the real layout, and small images.
-
-Every weights file here comes from neural_style.synthetic at a few channels per layer, so
-the tests exercise the real loader on a real MATLAB file of a few hundred kB.
-"""
+"""Shared fixtures: tiny VGG-19 .mat files in the real layout, and small images (built by
+tests/support.py, which tests import directly)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
-import scipy.io
-from PIL import Image
 
-from neural_style.synthetic import synthetic_vgg19_variables
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY_WIDTHS = (4, 6, 8, 8, 8)  # conv output channels per block of the test networks
-TINY_OPTIONS = {"widths": TINY_WIDTHS, "fc_width": 8, "num_classes": 5}
-
-
-def tiny_variables(version: str = "new", **options) -> dict:
-    return synthetic_vgg19_variables(version=version, **{**TINY_OPTIONS, **options})
-
-
-def save_mat(path, variables: dict) -> str:
-    scipy.io.savemat(str(path), variables, oned_as="row")
-    return str(path)
-
-
-def set_conv_weights(variables: dict, name: str, kernel: np.ndarray, bias: np.ndarray) -> None:
-    """Replace one conv layer's [filters, biases] in a variables dict from tiny_variables."""
-    for layer in variables["layers"].flat:
-        if str(layer["name"][0, 0]) == name:
-            layer["weights"][0, 0][0, 0] = kernel
-            layer["weights"][0, 0][0, 1] = bias
-            return
-    raise KeyError(name)
+from tests.support import photo, save_mat, tiny_variables, write_image
 
 
 @pytest.fixture(scope="session")
@@ -54,32 +22,6 @@ def tiny_net(tiny_mat):
     return VGG19.from_mat(tiny_mat)
 
 
-def default_loss_weights(tv_weight: float = 0.0):
-    """The loss weights of settings.py's defaults (the paper's layers), with `tv_weight`."""
-    from neural_style.losses import LossWeights
-
-    return LossWeights(
-        content_layers=(("relu4_2", 0.5), ("relu5_2", 0.5)),
-        style_layers=tuple((f"relu{block}_1", 0.2) for block in range(1, 6)),
-        alpha=1.0,
-        beta=500.0,
-        tv_weight=tv_weight,
-    )
-
-
-def photo(height: int, width: int, seed: int = 0) -> np.ndarray:
-    """A smooth, photo-like float32 RGB image in 0..255 with some texture."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    base = np.stack([x / width, y / height, (x + y) / (width + height)], axis=-1) * 200 + 20
-    return np.clip(base + rng.normal(0, 10, base.shape), 0, 255).astype(np.float32)
-
-
-def write_image(path, array: np.ndarray) -> str:
-    Image.fromarray(np.clip(array, 0, 255).astype(np.uint8)).save(str(path))
-    return str(path)
-
-
 @pytest.fixture
 def image_pair(tmp_path) -> tuple[str, str]:
     """(content, style) JPEG paths of small images."""
@@ -89,39 +31,3 @@ def image_pair(tmp_path) -> tuple[str, str]:
     stripes[::6, :] = (20, 80, 240)
     style = write_image(tmp_path / "style.png", stripes)
     return content, style
-
-
-def tiny_settings(tmp_path, tiny_mat, image_pair, **overrides):
-    """Settings for a toy run: the tiny network, small images, a few steps, into tmp_path."""
-    import settings as user_settings
-    from neural_style.config import Settings
-
-    content, style = image_pair
-    values = dict(
-        content_image=content,
-        style_image=style,
-        output_image=str(tmp_path / "out" / "result"),
-        vgg_model_path=tiny_mat,
-        image_width=40,
-        image_height=0,
-        train_steps=5,
-        snapshot_every=2,
-        print_every=1,
-        learning_rate=5.0,
-        precision="float32",  # the same arithmetic on every machine, bfloat16 unit or not
-    )
-    return Settings.from_module(user_settings, **{**values, **overrides})
-
-
-def run_train(*args: str, cwd: str = REPO_ROOT, timeout: int = 120) -> subprocess.CompletedProcess:
-    """`python train.py ARGS` in a subprocess, as a user runs it."""
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    return subprocess.run(
-        [sys.executable, os.path.join(REPO_ROOT, "train.py"), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )

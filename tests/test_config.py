@@ -14,12 +14,13 @@ import settings
 from neural_style import cli_flags, config
 from neural_style.config import Settings, parse_layer_weights
 from neural_style.errors import UserError
+from neural_style.feedforward import config as ff_config
 
 SETTINGS_FILE = settings.__file__
 CONSTANTS = [name for name in vars(settings) if re.fullmatch(r"[A-Z][A-Z0-9_]*", name)]
 FIELDS = [field.name for field in dataclasses.fields(Settings)]
 # train_network.py and stylize.py read these; vgg_model_path and pooling are shared.
-NETWORK_FIELDS = [field.name for field in dataclasses.fields(config.NetworkSettings)]
+NETWORK_FIELDS = [field.name for field in dataclasses.fields(ff_config.NetworkSettings)]
 
 
 def defined_flags(module=settings) -> flags.FlagValues:
@@ -31,7 +32,7 @@ def defined_flags(module=settings) -> flags.FlagValues:
 def parsed_settings(*args: str, module=settings) -> Settings:
     flag_values = defined_flags(module)
     flag_values(["prog", *args])
-    return cli_flags.settings_from_flags(flag_values)
+    return config.Settings.from_flag_values(flag_values)
 
 
 def comment_above(name: str, path: str = SETTINGS_FILE) -> str:
@@ -280,8 +281,8 @@ def test_flags_are_defined_per_flag_values():
     first, second = defined_flags(), defined_flags()
     first(["prog", "--seed=3"])
     second(["prog"])
-    assert cli_flags.settings_from_flags(first).seed == 3
-    assert cli_flags.settings_from_flags(second).seed == settings.SEED
+    assert config.Settings.from_flag_values(first).seed == 3
+    assert config.Settings.from_flag_values(second).seed == settings.SEED
     with pytest.raises(flags.DuplicateFlagError):
         cli_flags.define_flags(settings, first)
 

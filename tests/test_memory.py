@@ -103,7 +103,7 @@ def test_a_run_too_large_for_the_memory_is_refused_before_it_starts(
     tmp_path, tiny_mat, image_pair, monkeypatch
 ):
     from neural_style import run
-    from tests.conftest import tiny_settings
+    from tests.support import tiny_settings
 
     monkeypatch.setattr(memory, "available_bytes", lambda: int(1.0 * GIB))
     settings = tiny_settings(tmp_path, tiny_mat, image_pair, image_width=2000)

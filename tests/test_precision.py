@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import default_loss_weights, photo
 
+from neural_style import pipeline
 from neural_style.optimize import LossFunction, compute_targets
-from neural_style.vgg import VGG19, read_vgg19_mat, resolve_precision
+from neural_style.runtime import resolve_precision
+from neural_style.vgg import VGG19, read_vgg19_mat
+from tests.support import default_loss_weights, photo, saved_checkpoint
 
 WEIGHTS = default_loss_weights(tv_weight=0.01)
 
@@ -46,11 +48,11 @@ def test_bfloat16_loss_and_gradient_match_float32(tiny_weights):
 
 
 def test_auto_precision(monkeypatch):
-    monkeypatch.setattr("neural_style.vgg.cpu_has_bfloat16", lambda: True)
+    monkeypatch.setattr("neural_style.runtime.cpu_has_bfloat16", lambda: True)
     assert resolve_precision("auto", on_gpu=False) == "mixed_bfloat16"
     assert resolve_precision("auto", on_gpu=True) == "float32"
     assert resolve_precision("auto", on_gpu=False, optimizer="lbfgs") == "float32"
-    monkeypatch.setattr("neural_style.vgg.cpu_has_bfloat16", lambda: False)
+    monkeypatch.setattr("neural_style.runtime.cpu_has_bfloat16", lambda: False)
     assert resolve_precision("auto", on_gpu=False) == "float32"
     assert resolve_precision("float32", on_gpu=False) == "float32"
 
@@ -80,7 +82,7 @@ def test_float16_scales_the_gradient_inside_the_network(tiny_weights):
 
 
 def _finish_settings(tmp_path, tiny_mat, image_pair, **overrides):
-    from conftest import tiny_settings
+    from tests.support import tiny_settings
 
     values = dict(
         precision="mixed_bfloat16",
@@ -107,12 +109,12 @@ def test_the_last_quarter_of_a_mixed_run_is_float32(tmp_path, tiny_mat, image_pa
     weights = read_vgg19_mat(tiny_mat)
     content = images.resize_image(images.load_image(image_pair[0], "c"), (33, 40))
     style = images.resize_image(images.load_image(image_pair[1], "s"), (33, 40))
-    loss_weights = run.loss_weights(settings)
+    objective_weights = pipeline.loss_weights(settings)
 
     def loss_in(precision):
         net = VGG19(weights, precision=precision)
-        targets = compute_targets(net, content, [style], [1.0], loss_weights)
-        return LossFunction(net, targets, loss_weights)
+        targets = compute_targets(net, content, [style], [1.0], objective_weights)
+        return LossFunction(net, targets, objective_weights)
 
     optimizer = AdamOptimizer(
         loss_in("mixed_bfloat16"), initial_image(content, 1.0, 0), learning_rate=5.0
@@ -121,7 +123,7 @@ def test_the_last_quarter_of_a_mixed_run_is_float32(tmp_path, tiny_mat, image_pa
     optimizer.use_loss(loss_in("float32"))
     last = list(optimizer.steps(2, first=7))[-1]
     assert result.losses["total"] == pytest.approx(last.losses["total"], rel=1e-5)
-    saved = checkpoint.load_checkpoint(checkpoint.checkpoint_path(settings.output_image))
+    saved = saved_checkpoint(checkpoint.checkpoint_path(settings.output_image))
     np.testing.assert_allclose(saved.optimizer_state["best_image"], optimizer.best(), atol=1e-3)
 
 
@@ -135,22 +137,22 @@ def test_a_run_cut_in_its_float32_finish_resumes_to_the_same_image(
     straight = _finish_settings(tmp_path / "straight", tiny_mat, image_pair)
     run.stylize(straight, io.StringIO())
     cut = _finish_settings(tmp_path / "cut", tiny_mat, image_pair)
-    real_update = reporting.ProgressPrinter.update
+    real_update = reporting.ProgressLine.update
 
     def interrupt_at_step_7(self, step, losses, **details):
         real_update(self, step, losses, **details)
         if step == 7:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(reporting.ProgressPrinter, "update", interrupt_at_step_7)
+    monkeypatch.setattr(reporting.ProgressLine, "update", interrupt_at_step_7)
     with pytest.raises(KeyboardInterrupt):
         run.stylize(cut, io.StringIO())
-    monkeypatch.setattr(reporting.ProgressPrinter, "update", real_update)
+    monkeypatch.setattr(reporting.ProgressLine, "update", real_update)
     stream = io.StringIO()
     run.stylize(cut.__class__(**{**cut.__dict__, "resume": True}), stream)
     assert "resuming from" in stream.getvalue()
     states = [
-        checkpoint.load_checkpoint(checkpoint.checkpoint_path(s.output_image)).optimizer_state
+        saved_checkpoint(checkpoint.checkpoint_path(s.output_image)).optimizer_state
         for s in (straight, cut)
     ]
     for name in ("image", "best_image", "first_moment", "second_moment"):

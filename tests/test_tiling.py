@@ -7,13 +7,13 @@ import io
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import default_loss_weights, photo, tiny_settings
 
 from neural_style import run, tile_layout, tiling
 from neural_style.images import load_image
 from neural_style.losses import Targets
 from neural_style.optimize import AdamOptimizer, LossFunction, compute_targets, initial_image
 from neural_style.vgg import VGG19, read_vgg19_mat
+from tests.support import default_loss_weights, photo, tiny_settings
 
 WEIGHTS = default_loss_weights(tv_weight=0.01)
 LAYERS = ["relu4_2", "relu5_2"] + [f"relu{block}_1" for block in range(1, 6)]

@@ -1,0 +1,112 @@
+"""Ending a run on request (Ctrl-C, `kill`, `docker stop`, a closed terminal) without
+losing its work.
+
+SIGINT, SIGTERM and SIGHUP all ask a run to stop. Outside a loop they end it at once, as
+`Stopped` (a KeyboardInterrupt), which is safe while nothing is worth saving yet. Inside
+`deferred()`, the block where an optimiser or a trainer holds work, a signal only records
+the request: the loop finishes the step it is in, so that the saved step and the saved
+optimiser state agree, saves, and raises `Stopped` itself (`raise_if_requested`). Further
+signals while it saves change nothing, so a second Ctrl-C cannot cut the save short.
+
+The exit status is the shell's: 128 + the signal's number (130, 143, 129).
+
+    with stopping.deferred():
+        for result in optimizer.steps(n):
+            ...
+            if stopping.requested():
+                save(); stopping.raise_if_requested()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+
+# The signals that ask a run to stop; SIGHUP is missing on Windows.
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
+class Stopped(KeyboardInterrupt):
+    """The run was asked to stop by `signal_number`; the process exits with `exit_code`."""
+
+    def __init__(self, signal_number: int = signal.SIGINT):
+        super().__init__(signal_name(signal_number))
+        self.signal_number = signal_number
+        self.exit_code = 128 + signal_number
+
+
+def signal_name(signal_number: int) -> str:
+    try:
+        return signal.Signals(signal_number).name
+    except ValueError:
+        return f"signal {signal_number}"
+
+
+class _State:
+    requested: int | None = None  # the first stop signal received, if any
+    deferring: int = 0  # how many deferred() blocks are open
+    installed: bool = False
+
+
+_state = _State()
+
+
+def _on_signal(signal_number: int, frame) -> None:
+    del frame
+    if _state.requested is None:
+        _state.requested = signal_number
+        if _state.deferring:
+            print(
+                f"\n{signal_name(signal_number)}: stopping after this step, then saving",
+                file=sys.stderr,
+                flush=True,
+            )
+    if not _state.deferring:
+        raise Stopped(signal_number)
+
+
+def install() -> None:
+    """Route every stop signal through this module (from the main thread; elsewhere, where
+    Python cannot set handlers, it does nothing and Ctrl-C stays Python's own)."""
+    if _state.installed or threading.current_thread() is not threading.main_thread():
+        return
+    for number in STOP_SIGNALS:
+        signal.signal(number, _on_signal)
+    _state.installed = True
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Inside this block a stop signal only records the request (see the module doc)."""
+    install()
+    _state.deferring += 1
+    try:
+        yield
+    finally:
+        _state.deferring -= 1
+
+
+def requested() -> int | None:
+    """The stop signal received so far, or None."""
+    return _state.requested
+
+
+def raise_if_requested() -> None:
+    """Raise Stopped if a stop was asked for."""
+    if _state.requested is not None:
+        raise Stopped(_state.requested)
+
+
+def request(signal_number: int = signal.SIGINT) -> None:
+    """Ask for a stop as a signal would (a button in a live view, a test)."""
+    _state.requested = signal_number if _state.requested is None else _state.requested
+
+
+def reset() -> None:
+    """Forget a request (a new run in the same process, e.g. in tests)."""
+    _state.requested = None
