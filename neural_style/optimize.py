@@ -1,7 +1,7 @@
 """Optimising the image: targets computed once, then Adam or L-BFGS on the pixels.
 
 This module does no file I/O. An optimiser's `steps(n)` yields one `StepResult` per
-iteration and the caller decides what to print and save (see run.py). Both optimisers keep
+iteration and the caller decides what to print and save (see runner.py). Both optimisers keep
 the best image seen so far (the lowest loss), which is what snapshots and the result show.
 
 Shapes: images are [1, H, W, 3] float32 RGB in 0..255; Gram matrices [1, C, C].
@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from neural_style.batch_optimize import BatchAdamOptimizer, BatchLossFunction
+from neural_style.batch_optimize import BatchAdamOptimizer, BatchLossFunction, BatchStepResult
 from neural_style.losses import LossWeights, Targets, gram_matrix
 from neural_style.tile_layout import TileLayout, grid_for_core, tile_layout, tile_margin
 from neural_style.tiling import tiled_features, tiled_gram_matrices
@@ -274,3 +274,25 @@ class LbfgsOptimizer:
         self.best_image = np.asarray(state["best_image"], np.float32)
         self.best_loss = float(state["best_loss"])
         self.evaluations = int(state["evaluations"])
+
+
+class LbfgsBatchOfOne(LbfgsOptimizer):
+    """L-BFGS behind the batch optimisers' interface (BatchAdamOptimizer's), as a batch of
+    one image, so that the run loop steps every optimiser alike."""
+
+    def steps(self, count: int, first: int = 1) -> Iterator[BatchStepResult]:
+        for result in super().steps(count, first):
+            yield BatchStepResult(
+                result.step, [result.evaluations], [result.losses], result.seconds, [result.note]
+            )
+
+    def best(self, index: int = 0) -> np.ndarray:
+        del index  # a batch of one
+        return super().best()
+
+    def states(self) -> list[dict[str, np.ndarray]]:
+        return [self.state()]
+
+    def restore(self, state: dict[str, np.ndarray], index: int = 0) -> None:
+        del index
+        super().restore(state)

@@ -13,15 +13,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import settings as user_settings
-from neural_style import batch_run, memory, plots, reporting, run
 from neural_style import checkpoint as checkpoints
+from neural_style import config, memory, plan, plots, reporting, run
 from neural_style.batch_optimize import BatchAdamOptimizer, BatchLossFunction
 from neural_style.config import Settings
 from neural_style.errors import UserError
 from neural_style.losses import Targets, objective, objective_per_image
 from neural_style.optimize import content_targets, initial_image, style_targets
-from tests.conftest import photo, tiny_settings, write_image
+from neural_style.pipeline import loss_weights
+from tests import toy_settings as user_settings
+from tests.support import photo, saved_checkpoint, tiny_settings, write_image
 
 PHOTO_NAMES = ("alpha", "bravo", "charlie")
 
@@ -65,7 +66,7 @@ def stylize_quietly(settings: Settings):
 
 def final_state(settings: Settings, name: str) -> dict:
     path = checkpoints.checkpoint_path(f"{settings.output_image}-{name}")
-    return checkpoints.load_checkpoint(path).optimizer_state
+    return saved_checkpoint(path).optimizer_state
 
 
 def logged_totals(settings: Settings, name: str) -> list[float]:
@@ -95,7 +96,7 @@ def assert_same_run(a: Settings, b: Settings, names=PHOTO_NAMES, *, bfloat16=Fal
 
 
 def test_the_objective_of_a_batch_is_each_images_own(tiny_net):
-    weights = run.loss_weights(Settings.from_module(user_settings))
+    weights = loss_weights(Settings.from_module(user_settings))
     contents = [photo(32, 40, seed=seed) for seed in (1, 2, 3)]
     grams = style_targets(tiny_net, [photo(32, 40, seed=9)[::-1]], [1.0], weights)
     layers = sorted({name for name, _ in weights.content_layers + weights.style_layers})
@@ -123,7 +124,7 @@ def test_the_objective_of_a_batch_is_each_images_own(tiny_net):
 
 
 def batch_optimizer(tiny_net, contents, **options) -> BatchAdamOptimizer:
-    weights = run.loss_weights(Settings.from_module(user_settings))
+    weights = loss_weights(Settings.from_module(user_settings))
     grams = style_targets(tiny_net, [contents[0][::-1]], [1.0], weights)
     targets = Targets(
         {
@@ -251,25 +252,37 @@ def test_a_photo_of_another_shape_runs_alone_and_each_keeps_its_files(
         assert len(logged_totals(settings, name)) == 5
 
 
-def test_group_photos_keeps_order_and_the_size_limit():
-    plans = [
-        batch_run.PhotoPlan(number, f"p{number}", "", key)
-        for number, key in enumerate(("wide", "tall", "wide", "wide", None, "wide"), 1)
-    ]
-    groups = batch_run.group_photos(plans, lambda key: 2)
-    assert [[plan.number for plan in group] for group in groups] == [[1, 3], [2], [4, 6], [5]]
+def _job(number: int, size: tuple[int, int]) -> plan.PhotoJob:
+    photo = plan.Photo(number, f"p{number}.jpg", size, "")
+    return plan.PhotoJob(photo, f"out-p{number}", (plan.Stage(size, 5),), None)
 
 
-def test_a_batch_shrinks_to_fit_the_memory():
-    class SmallMemory:
-        def memory_plan(self, size, batch=1):
+def test_group_jobs_keeps_order_and_the_size_limit():
+    wide, tall = (30, 40), (40, 30)
+    jobs = [_job(n, size) for n, size in enumerate((wide, tall, wide, wide, tall, wide), 1)]
+    groups = plan.group_jobs(jobs, lambda key: 2)
+    assert [[job.photo.number for job in group] for group in groups] == [[1, 3], [2, 5], [4, 6]]
+    alone = plan.group_jobs(jobs, lambda key: 1)
+    assert [[job.photo.number for job in group] for group in alone] == [[n] for n in range(1, 7)]
+
+
+def test_a_batch_shrinks_to_fit_the_memory(tmp_path, tiny_mat, image_pair):
+    class SmallMemory(plan.Memory):
+        def plan(self, size, batch=1):
             if batch > 2:
                 raise UserError("too large")
             tiled = batch > 1 and size[0] > 100
             return memory.MemoryPlan(0, 0, (2, 1) if tiled else (1, 1))
 
-    assert batch_run.fitting_batch_size(SmallMemory(), [(33, 40)], 4) == 2
-    assert batch_run.fitting_batch_size(SmallMemory(), [(33, 40), (200, 240)], 4) == 1
+    settings = tiny_settings(tmp_path, tiny_mat, image_pair, batch_size=4)
+    notes = []
+    limit_of = plan.batch_limits(settings, SmallMemory(settings, "float32", False, (), ()), notes)
+    assert limit_of((((33, 40),), None)) == 2
+    assert limit_of((((33, 40), (200, 240)), None)) == 1
+    assert notes == [
+        "note: 4 photos at 40x33 do not fit in memory together, so they are stylised 2 at a time",
+        "note: 4 photos at 240x200 do not fit in memory together, so they are stylised 1 at a time",
+    ]
     single = memory.step_bytes((384, 512), "float32") - memory.BASE_BYTES
     double = memory.step_bytes((384, 512), "float32", batch=2) - memory.BASE_BYTES
     assert double == pytest.approx(2 * single, rel=1e-6)
@@ -346,14 +359,14 @@ def test_ctrl_c_saves_every_photo_of_the_batch(
     settings = folder_settings(
         tmp_path, tiny_mat, image_pair, folder, "out", batch_size=2, train_steps=50
     )
-    real_update = reporting.ProgressPrinter.update
+    real_update = reporting.ProgressLine.update
 
     def interrupt_at_step_3(self, step, losses, **details):
         real_update(self, step, losses, **details)
         if step == 3:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(reporting.ProgressPrinter, "update", interrupt_at_step_3)
+    monkeypatch.setattr(reporting.ProgressLine, "update", interrupt_at_step_3)
     stream = io.StringIO()
     with pytest.raises(KeyboardInterrupt):
         run.stylize(settings, stream)
@@ -388,6 +401,6 @@ def test_batch_size_is_a_flag_and_may_change_on_resume():
     values = flags.FlagValues()
     cli_flags.define_flags(user_settings, values)
     values(["train.py", "--batch_size=3"])
-    assert cli_flags.settings_from_flags(values).batch_size == 3
+    assert config.Settings.from_flag_values(values).batch_size == 3
     assert "batch" in values["batch_size"].help
     assert "batch_size" in checkpoints.RESUMABLE_CHANGES

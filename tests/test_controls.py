@@ -11,14 +11,15 @@ import os
 import numpy as np
 import pytest
 
-import settings as user_settings
 from neural_style import checkpoint as checkpoints
-from neural_style import colors, run
+from neural_style import colors, config, run
 from neural_style.config import Settings
 from neural_style.errors import UserError
 from neural_style.images import load_image, resize_image
 from neural_style.optimize import LbfgsOptimizer, LossFunction, compute_targets, style_targets
-from tests.conftest import photo, tiny_settings, write_image
+from neural_style.pipeline import Pipeline, loss_weights
+from tests import toy_settings as user_settings
+from tests.support import photo, saved_checkpoint, tiny_settings, write_image
 
 
 def settings_for(tmp_path, tiny_mat, image_pair, **overrides) -> Settings:
@@ -35,7 +36,7 @@ def stylize_quietly(settings: Settings):
 
 
 def test_lbfgs_lowers_the_loss_within_the_pixel_box(tiny_net):
-    weights = run.loss_weights(Settings.from_module(user_settings))
+    weights = loss_weights(Settings.from_module(user_settings))
     content = photo(32, 40, seed=1)
     targets = compute_targets(tiny_net, content, [photo(32, 40, seed=9)[::-1]], [1.0], weights)
     optimizer = LbfgsOptimizer(LossFunction(tiny_net, targets, weights), content)
@@ -74,7 +75,7 @@ def _read(path: str) -> bytes:
 
 
 def _final_state(prefix: str) -> dict:
-    return checkpoints.load_checkpoint(checkpoints.checkpoint_path(prefix)).optimizer_state
+    return saved_checkpoint(checkpoints.checkpoint_path(prefix)).optimizer_state
 
 
 def test_resuming_after_10_steps_equals_20_steps_straight(tmp_path, tiny_mat, image_pair):
@@ -124,7 +125,7 @@ def test_a_new_run_never_overwrites_an_earlier_one_silently(tmp_path, tiny_mat, 
 
 
 def test_blend_weights_one_and_zero_equal_that_style_alone(tiny_net):
-    weights = run.loss_weights(Settings.from_module(user_settings))
+    weights = loss_weights(Settings.from_module(user_settings))
     a, b = photo(32, 32, seed=1), photo(32, 32, seed=2)[::-1]
     alone = style_targets(tiny_net, [a], [1.0], weights)
     blended = style_targets(tiny_net, [a, b], [1.0, 0.0], weights)
@@ -140,7 +141,7 @@ def test_style_scale_takes_the_grams_of_a_resized_style(tmp_path, tiny_mat, imag
     style = load_image(image_pair[1], "STYLE_IMAGE")
     for scale in (1.0, 2.0):
         settings = settings_for(tmp_path, tiny_mat, image_pair, style_scale=scale)
-        pipeline = run.Pipeline(settings, tiny_net, [style], io.StringIO())
+        pipeline = Pipeline(settings, tiny_net, [style])
         content = photo(33, 40)
         grams = pipeline.style_grams(tiny_net, 0, (33, 40), content)
         size = (round(33 * scale), round(40 * scale))
@@ -184,7 +185,7 @@ def test_histogram_mode_recolours_the_style_before_its_grams(
 ):
     settings = settings_for(tmp_path, tiny_mat, image_pair, preserve_colors="histogram")
     style = load_image(image_pair[1], "STYLE_IMAGE")
-    pipeline = run.Pipeline(settings, tiny_net, [style], io.StringIO())
+    pipeline = Pipeline(settings, tiny_net, [style])
     content = photo(33, 40)
     grams = pipeline.style_grams(tiny_net, 0, (33, 40), content)
     recoloured = resize_image(colors.match_color_histogram(style, content), (33, 40))
@@ -200,14 +201,14 @@ def test_coarse_to_fine_stages_start_from_the_last_result(
     tmp_path, tiny_mat, image_pair, monkeypatch
 ):
     starts = []
-    real = run.Pipeline.make_optimizer
+    real = Pipeline.make_optimizer
 
-    def record(self, loss, start):
-        optimizer = real(self, loss, start)
-        starts.append((start, optimizer))
+    def record(self, loss, batch_starts):
+        optimizer = real(self, loss, batch_starts)
+        starts.append((batch_starts[0], optimizer))  # a batch of one photo
         return optimizer
 
-    monkeypatch.setattr(run.Pipeline, "make_optimizer", record)
+    monkeypatch.setattr(Pipeline, "make_optimizer", record)
     settings = settings_for(
         tmp_path, tiny_mat, image_pair, coarse_to_fine=[40, 64], coarse_to_fine_steps=[3, 2]
     )
@@ -226,7 +227,7 @@ def test_starting_images(tmp_path, tiny_mat, image_pair, tiny_net):
 
     def start(init, noise=0.0):
         settings = settings_for(tmp_path, tiny_mat, image_pair, init=init, noise=noise)
-        return run.Pipeline(settings, tiny_net, [style], io.StringIO()).start_image(content)
+        return Pipeline(settings, tiny_net, [style]).start_image(content)
 
     np.testing.assert_array_equal(start("content"), content)
     np.testing.assert_allclose(start("style"), resize_image(style, (33, 40)), atol=1e-4)
@@ -247,9 +248,9 @@ def test_a_batch_names_outputs_after_inputs_and_reports_failures(
     (folder / "broken.jpg").write_text("not an image")
     (folder / "notes.txt").write_text("ignored: not an image suffix")
     calls = []
-    real = run.Pipeline.style_grams
+    real = Pipeline.style_grams
     monkeypatch.setattr(
-        run.Pipeline, "style_grams", lambda self, *a: calls.append(a[0]) or real(self, *a)
+        Pipeline, "style_grams", lambda self, *a: calls.append(a[0]) or real(self, *a)
     )
     from neural_style import optimize
 
@@ -293,18 +294,18 @@ def test_ctrl_c_in_a_later_stage_resumes_to_the_same_image(
     straight = settings_for(tmp_path / "straight", tiny_mat, image_pair, **stages)
     stylize_quietly(straight)
     interrupted = settings_for(tmp_path / "cut", tiny_mat, image_pair, **stages)
-    real_update = reporting.ProgressPrinter.update
+    real_update = reporting.ProgressLine.update
 
     def interrupt_at_step_4(self, step, losses, **details):
         real_update(self, step, losses, **details)
         if step == 4:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(reporting.ProgressPrinter, "update", interrupt_at_step_4)
+    monkeypatch.setattr(reporting.ProgressLine, "update", interrupt_at_step_4)
     with pytest.raises(KeyboardInterrupt):
         stylize_quietly(interrupted)
-    monkeypatch.setattr(reporting.ProgressPrinter, "update", real_update)
-    assert checkpoints.load_checkpoint(f"{interrupted.output_image}-checkpoint.npz").stage == 1
+    monkeypatch.setattr(reporting.ProgressLine, "update", real_update)
+    assert saved_checkpoint(f"{interrupted.output_image}-checkpoint.npz").stage == 1
     resumed, printed = stylize_quietly(
         interrupted.__class__(**{**interrupted.__dict__, "resume": True})
     )
@@ -334,7 +335,7 @@ def test_list_settings_come_from_comma_separated_flags():
             "--preserve_colors=histogram",
         ]
     )
-    settings = cli_flags.settings_from_flags(values)
+    settings = config.Settings.from_flag_values(values)
     assert settings.style_image == ("a.jpg", "b.jpg")
     assert settings.style_blend_weights == (3.0, 1.0)
     assert settings.coarse_to_fine == (256, 512) and settings.coarse_to_fine_steps == (30, 10)
@@ -343,4 +344,4 @@ def test_list_settings_come_from_comma_separated_flags():
     cli_flags.define_flags(user_settings, values)
     values(["train.py", "--coarse_to_fine=256,big"])
     with pytest.raises(UserError, match=r"COARSE_TO_FINE \(--coarse_to_fine\): 'big' is not"):
-        cli_flags.settings_from_flags(values)
+        config.Settings.from_flag_values(values)

@@ -12,17 +12,18 @@ import sys
 import numpy as np
 import pytest
 
-import settings as user_settings
-from neural_style import reporting, run, synthetic
+from neural_style import reporting, run, runtime, synthetic
 from neural_style.config import DEFAULT_VGG_MODEL_PATH, Settings
 from neural_style.errors import UserError
 from neural_style.images import load_image, resize_image
 from neural_style.optimize import AdamOptimizer, LossFunction, compute_targets, initial_image
-from tests.conftest import TINY_OPTIONS, photo, tiny_settings
+from neural_style.pipeline import loss_weights
+from tests import toy_settings as user_settings
+from tests.support import TINY_OPTIONS, photo, tiny_settings
 
 
 def test_a_short_run_lowers_the_total_loss(tiny_net):
-    weights = run.loss_weights(Settings.from_module(user_settings))
+    weights = loss_weights(Settings.from_module(user_settings))
     content, style = photo(32, 40, seed=1), photo(32, 40, seed=7)[:, ::-1]
     targets = compute_targets(tiny_net, content, [style], [1.0], weights)
     loss = LossFunction(tiny_net, targets, weights)
@@ -43,7 +44,7 @@ def test_initial_image_blends_noise_and_is_seeded():
 
 
 def test_a_diverging_step_restores_the_best_image_and_halves_the_rate(tiny_net):
-    weights = run.loss_weights(Settings.from_module(user_settings))
+    weights = loss_weights(Settings.from_module(user_settings))
     content = photo(32, 32)
     targets = compute_targets(tiny_net, content, [content[::-1]], [1.0], weights)
     optimizer = AdamOptimizer(LossFunction(tiny_net, targets, weights), content, learning_rate=5.0)
@@ -102,14 +103,14 @@ def test_snapshot_every_zero_writes_only_the_final_image(tmp_path, tiny_mat, ima
 
 
 def test_ctrl_c_saves_the_current_image(tmp_path, tiny_mat, image_pair, monkeypatch, capsys):
-    real_update = reporting.ProgressPrinter.update
+    real_update = reporting.ProgressLine.update
 
     def interrupt_at_step_3(self, step, losses, **details):
         if step == 3:
             raise KeyboardInterrupt
         real_update(self, step, losses, **details)
 
-    monkeypatch.setattr(reporting.ProgressPrinter, "update", interrupt_at_step_3)
+    monkeypatch.setattr(reporting.ProgressLine, "update", interrupt_at_step_3)
     with pytest.raises(KeyboardInterrupt):
         run.stylize(tiny_settings(tmp_path, tiny_mat, image_pair, train_steps=50))
     assert os.path.exists(tmp_path / "out" / "result.jpg")
@@ -133,12 +134,12 @@ def test_the_default_weights_fall_back_to_a_synthetic_file(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     small = functools.partial(synthetic.write_synthetic_vgg19, **TINY_OPTIONS)
     monkeypatch.setattr(synthetic, "write_synthetic_vgg19", small)
-    path = run.resolve_weights_path(DEFAULT_VGG_MODEL_PATH, sys.stdout)
-    assert path == run.SYNTHETIC_WEIGHTS_PATH and os.path.exists(path)
+    path = runtime.resolve_weights_path(DEFAULT_VGG_MODEL_PATH, sys.stdout)
+    assert path == runtime.SYNTHETIC_WEIGHTS_PATH and os.path.exists(path)
     printed = capsys.readouterr().out
     assert "synthetic VGG-19" in printed and "get the real file" in printed
     assert "writing the synthetic weights" in printed
     # Once written it is reused, and a path the user chose never falls back.
-    assert run.resolve_weights_path(DEFAULT_VGG_MODEL_PATH, sys.stdout) == path
+    assert runtime.resolve_weights_path(DEFAULT_VGG_MODEL_PATH, sys.stdout) == path
     assert "writing" not in capsys.readouterr().out
-    assert run.resolve_weights_path("weights/mine.mat", sys.stdout) == ("weights/mine.mat")
+    assert runtime.resolve_weights_path("weights/mine.mat", sys.stdout) == ("weights/mine.mat")

@@ -1,0 +1,179 @@
+"""The names of a run's outputs, decided once, and the rules that keep them from
+overwriting anything they should not.
+
+Every file a run writes for a photo is named after its prefix (OUTPUT_IMAGE, or
+`<OUTPUT_IMAGE>-<photo name>` in a folder run):
+
+    <prefix>.jpg                 the final image
+    <prefix>-<step>.jpg          a snapshot
+    <prefix>-losses.csv/.png     the losses log and plot
+    <prefix>-settings.json       the settings record
+    <prefix>-checkpoint.npz      the checkpoint for --resume
+
+The rules:
+- no output is ever an input (a photo, a style, the INIT image, the weights), even with
+  OVERWRITE: such a prefix is refused in one line;
+- an earlier run's files are kept: a new run takes the first free `<prefix>_2`,
+  `<prefix>_3`... unless OVERWRITE or RESUME says to use the prefix itself;
+- two runs at the same time never share a prefix: a run claims each prefix with an
+  exclusive lock (`.<name>.lock` beside the outputs) held while it lives;
+- within a run names are unique: photos whose names differ only in their suffix
+  (`a.jpg`, `a.png`) keep the suffix in their prefix (`out-a-jpg`, `out-a-png`);
+- a folder run never reads this run's outputs back as photos (is_output_of).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+from collections.abc import Sequence
+
+from neural_style import files
+from neural_style.config import Settings, describe
+from neural_style.errors import UserError
+
+# What follows the prefix in the name of each output (see the module doc).
+_ENDINGS = r"(\.jpg|-\d+\.jpg|-losses\.csv|-losses\.png|-settings\.json|-checkpoint\.npz)"
+_OUTPUT_ENDINGS = re.compile(r"(_\d+)?" + _ENDINGS)  # of the prefix or a renamed one
+_EXACT_ENDINGS = re.compile(_ENDINGS)
+
+
+def final_path(prefix: str) -> str:
+    return f"{prefix}.jpg"
+
+
+def snapshot_path(prefix: str, step: int | None = None) -> str:
+    """`<prefix>-<step>.jpg` for a snapshot, `<prefix>.jpg` for the final image."""
+    return final_path(prefix) if step is None else f"{prefix}-{step}.jpg"
+
+
+def made_paths(prefix: str) -> tuple[str, ...]:
+    """The files whose presence says that a run used `prefix`."""
+    return (final_path(prefix), f"{prefix}-losses.csv", f"{prefix}-checkpoint.npz")
+
+
+def is_output_of(path: str, output_image: str) -> bool:
+    """Whether `path` is a file this tool writes under OUTPUT_IMAGE `output_image` (its
+    own prefix or a folder run's `<prefix>-<photo>`), in the prefix's folder."""
+    folder, stem = os.path.split(os.path.abspath(output_image))
+    if os.path.dirname(os.path.abspath(path)) != folder:
+        return False
+    name = os.path.basename(path)
+    if not name.startswith(stem):
+        return False
+    rest = name[len(stem) :]
+    return bool(_OUTPUT_ENDINGS.fullmatch(rest)) or rest.startswith("-")
+
+
+def batch_prefixes(output_image: str, photos: Sequence[str]) -> dict[str, str]:
+    """Each photo's prefix in a folder run: `<OUTPUT_IMAGE>-<stem>`, with the suffix kept
+    where two photos share a stem."""
+    stems = [os.path.splitext(os.path.basename(path))[0] for path in photos]
+    prefixes = {}
+    for path, stem in zip(photos, stems, strict=True):
+        if stems.count(stem) > 1:
+            suffix = os.path.splitext(path)[1].lstrip(".").lower()
+            stem = f"{stem}-{suffix}"
+        prefixes[path] = f"{output_image}-{stem}"
+    return prefixes
+
+
+def input_paths(settings: Settings, photos: Sequence[str]) -> dict[str, str]:
+    """Every file the run reads, by its real path -> the setting that names it."""
+    named = {path: "CONTENT_IMAGE" for path in photos}
+    named.update({path: "STYLE_IMAGE" for path in settings.style_image})
+    if settings.init not in ("content", "style", "noise"):
+        named[settings.init] = "INIT"
+    named[settings.vgg_model_path] = "VGG_MODEL_PATH"
+    return {os.path.realpath(path): setting for path, setting in named.items()}
+
+
+def _clash(prefix: str, inputs: dict[str, str]) -> str:
+    """The input an output of `prefix` would overwrite, as 'SETTING path', or ''."""
+    folder, stem = os.path.split(os.path.realpath(prefix))
+    for real, setting in inputs.items():
+        name = os.path.basename(real)
+        if (
+            os.path.dirname(real) == folder
+            and name.startswith(stem)
+            and _EXACT_ENDINGS.fullmatch(name[len(stem) :])
+        ):
+            return f"{setting} {real}"
+    return ""
+
+
+class Claims:
+    """The prefixes this run writes, each locked until `release` (or the process ends)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._locks: dict[str, int] = {}
+
+    def claim(self, wanted: str, inputs: dict[str, str], notes: list[str]) -> str:
+        """The prefix to write `wanted`'s outputs under: `wanted` itself when resuming,
+        overwriting or unused, else the first free `wanted_N`; locked before it returns.
+
+        Raises:
+          UserError: an output would overwrite an input, or (resuming or overwriting)
+            another run holds the prefix now.
+        """
+        keep_name = self.settings.resume or self.settings.overwrite
+        number = 1
+        while True:
+            prefix = wanted if number == 1 else f"{wanted}_{number}"
+            unused = not any(os.path.exists(path) for path in made_paths(prefix))
+            clash = _clash(prefix, inputs)
+            if keep_name and clash:
+                raise UserError(
+                    f"{final_path(prefix)}: this run's outputs would overwrite its input "
+                    f"({clash}); set OUTPUT_IMAGE (--output_image) to another prefix"
+                )
+            if (keep_name or unused) and not clash and self._lock(prefix):
+                break
+            if keep_name:
+                raise UserError(
+                    f"{final_path(prefix)}: another run is writing this prefix now; wait for "
+                    f"it, or set {describe('output_image')} to another prefix"
+                )
+            number += 1
+        if prefix != wanted:
+            notes.append(
+                f"note: {final_path(wanted)} is from an earlier run or another one, so this run "
+                f"writes {prefix}.* instead; pass --overwrite to replace it"
+            )
+        files.remove_stale_temps(prefix)
+        return prefix
+
+    def _lock(self, prefix: str) -> bool:
+        """Take `prefix`'s lock; False when another process holds it."""
+        if prefix in self._locks:
+            return False  # two photos of this run never share a prefix either
+        folder, name = os.path.split(os.path.abspath(prefix))
+        path = os.path.join(folder, f".{name}.lock")
+        try:
+            os.makedirs(folder, exist_ok=True)
+            descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as error:
+            raise files.output_error(path, error, "OUTPUT_IMAGE") from None
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # The lock file may have been removed by the run that held it, after we opened
+            # it: then ours is a lock on a deleted file, which guards nothing.
+            if os.fstat(descriptor).st_ino != os.stat(path).st_ino:
+                raise BlockingIOError
+        except OSError:
+            os.close(descriptor)
+            return False
+        self._locks[prefix] = descriptor
+        return True
+
+    def release(self) -> None:
+        """Give every prefix back, removing the lock files."""
+        for prefix, descriptor in self._locks.items():
+            folder, name = os.path.split(os.path.abspath(prefix))
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(folder, f".{name}.lock"))
+            os.close(descriptor)
+        self._locks.clear()

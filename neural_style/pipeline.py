@@ -1,0 +1,185 @@
+"""What every photo of a run shares, and the objects the run loop steps: the networks,
+the loss weights, the style Gram targets (computed once per stage and precision), and the
+factories for a stage's targets, loss, start images and optimiser.
+
+Shapes: images [B, H, W, 3] float32 RGB in 0..255; content targets [B, h, w, c]; style
+Grams [1, c, c] shared by a batch, or [B, c, c] when each photo has its own (PRESERVE_COLORS
+histogram recolours the styles to each photo).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+import tensorflow as tf
+
+from neural_style import colors, images, optimize, tile_layout
+from neural_style.batch_optimize import BatchAdamOptimizer, BatchLossFunction
+from neural_style.config import Settings
+from neural_style.losses import LossWeights, Targets
+from neural_style.optimize import LbfgsBatchOfOne, LossFunction, initial_image
+from neural_style.tiling import TiledLossFunction
+from neural_style.vgg import VGG19
+
+
+class Phase(NamedTuple):
+    net: VGG19  # the network of this part of a stage
+    first: int  # the first step to take (after a resume: the one after the checkpoint's)
+    last: int
+    switched: bool  # a later phase: the optimiser goes on with a new loss here
+
+
+def loss_weights(settings: Settings) -> LossWeights:
+    return LossWeights(
+        content_layers=settings.content_loss_layers,
+        style_layers=settings.style_loss_layers,
+        alpha=settings.alpha,
+        beta=settings.beta,
+        tv_weight=settings.tv_weight,
+    )
+
+
+class Pipeline:
+    """The networks, the styles and the loss weights of a run, and what a stage of it
+    needs from them."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        net: VGG19,
+        styles: list[np.ndarray],
+        *,
+        exact_net: VGG19 | None = None,
+    ):
+        self.settings = settings
+        self.net = net
+        # The float32 network of FLOAT32_FINISH's last steps, when `net` is a mixed one.
+        self.exact_net = exact_net
+        self.styles = styles
+        self.weights = loss_weights(settings)
+        self.layers = sorted(
+            {name for name, _ in self.weights.content_layers + self.weights.style_layers}
+        )
+        self.blend = settings.style_blend_weights or (1.0,) * len(styles)
+        self._style_grams: dict = {}
+
+    def phases(self, stage_start: int, steps: int, done: int) -> list[Phase]:
+        """The phases of a stage of `steps` steps after `stage_start`, for a run `done`
+        steps in: all in the run's precision, or the last FLOAT32_FINISH of them in float32
+        when the run's precision is a mixed one. Phases a resumed run is past are left
+        out, except the last, whose optimiser the checkpoint restores."""
+        counts = [(self.net, steps)]
+        if self.exact_net is not None:
+            exact = round(steps * self.settings.float32_finish)
+            counts = [(self.net, steps - exact), (self.exact_net, exact)]
+        phases, start = [], stage_start
+        for net, count in counts:
+            if count > 0:
+                phases.append(Phase(net, max(done, start) + 1, start + count, start > stage_start))
+                start += count
+        return [phase for phase in phases[:-1] if phase.first <= phase.last] + phases[-1:]
+
+    def layout(self, size: tuple[int, int], plan) -> tile_layout.TileLayout | None:
+        """Where the tiles of a step at `size` lie, or None for the whole image at once."""
+        if not plan.tiled:
+            return None
+        return tile_layout.tile_layout(size, plan.grid, tile_layout.tile_margin(self.layers))
+
+    # --- targets and losses ---
+
+    def targets(self, net: VGG19, stage_index: int, content: np.ndarray, layout=None) -> Targets:
+        """One photo's content features and the style Grams that `net` pulls it towards."""
+        size = content.shape[:2]
+        tile_side = tile_layout.core_side(size, layout.grid) if layout else 0
+        return Targets(
+            content=optimize.content_targets(net, content, self.weights, layout=layout),
+            style_grams=self.style_grams(net, stage_index, size, content, tile_side),
+        )
+
+    def batch_targets(
+        self, net: VGG19, stage_index: int, contents: Sequence[np.ndarray], layout
+    ) -> Targets:
+        """Each photo's targets, computed alone as a single photo's are, stacked."""
+        if len(contents) == 1:
+            return self.targets(net, stage_index, contents[0], layout)
+        each = [self.targets(net, stage_index, content) for content in contents]
+        grams = [targets.style_grams for targets in each]
+        shared = all(gram is grams[0] for gram in grams)
+        return Targets(
+            content={
+                name: tf.concat([t.content[name] for t in each], 0) for name in each[0].content
+            },
+            style_grams=grams[0]
+            if shared
+            else {name: tf.concat([g[name] for g in grams], 0) for name in grams[0]},
+        )
+
+    def style_grams(
+        self,
+        net: VGG19,
+        stage_index: int,
+        size: tuple[int, int],
+        content: np.ndarray,
+        tile_side: int = 0,
+    ) -> dict:
+        """The blended style Grams for a stage: computed once per stage and network and
+        shared by every photo, except in histogram mode, which recolours the styles to each
+        photo. With `tile_side`, style images larger than that are run in tiles of about
+        that size."""
+        if self.settings.preserve_colors == "histogram":
+            styles = [colors.match_color_histogram(style, content) for style in self.styles]
+            return self._grams_of(net, styles, size, tile_side)
+        key = (stage_index, net.precision)
+        if key not in self._style_grams:
+            self._style_grams[key] = self._grams_of(net, self.styles, size, tile_side)
+        return self._style_grams[key]
+
+    def _grams_of(
+        self, net: VGG19, styles: list[np.ndarray], size: tuple[int, int], tile_side: int
+    ) -> dict:
+        scale = self.settings.style_scale
+        style_size = (
+            max(round(size[0] * scale), images.MIN_SIDE),
+            max(round(size[1] * scale), images.MIN_SIDE),
+        )
+        resized = [images.resize_image(style, style_size) for style in styles]
+        return optimize.style_targets(net, resized, self.blend, self.weights, tile_side=tile_side)
+
+    def make_loss(self, net: VGG19, targets: Targets, layout):
+        """The loss of a stage: over whole images, or over the tiles of one image."""
+        if layout is not None:
+            return TiledLossFunction(net, targets, self.weights, layout)
+        if self.settings.optimizer == "lbfgs":  # one image, whose losses scipy takes as floats
+            return LossFunction(net, targets, self.weights)
+        return BatchLossFunction(net, targets, self.weights)
+
+    # --- optimisers ---
+
+    def start_image(self, content: np.ndarray) -> np.ndarray:
+        """A photo's first image, as INIT and NOISE say, seeded by SEED."""
+        init, size = self.settings.init, content.shape[:2]
+        if init == "content":
+            base = content
+        elif init == "style":
+            base = images.resize_image(self.styles[0], size)
+        elif init == "noise":
+            return initial_image(content, 1.0, self.settings.seed)
+        else:
+            base = images.resize_image(images.load_image(init, "INIT"), size)
+        return initial_image(base, self.settings.noise, self.settings.seed)
+
+    def make_optimizer(self, loss, starts: np.ndarray):
+        """L-BFGS (one image) or Adam (a batch of one or more) on `starts` [B, H, W, 3]."""
+        s = self.settings
+        if s.optimizer == "lbfgs":
+            return LbfgsBatchOfOne(loss, starts[0])
+        return BatchAdamOptimizer(
+            loss,
+            starts,
+            learning_rate=s.learning_rate,
+            beta1=s.beta1,
+            beta2=s.beta2,
+            epsilon=s.epsilon,
+        )
