@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import photo, run_train, write_image
+from tests.support import photo, run_train, write_image
 
 
 def tiny_run_flags(tiny_mat, content, style, output) -> list[str]:
