@@ -151,7 +151,9 @@ class Pipeline:
         """The loss of a stage: over whole images, or over the tiles of one image."""
         if layout is not None:
             return TiledLossFunction(net, targets, self.weights, layout)
-        if self.settings.optimizer == "lbfgs":  # one image, whose losses scipy takes as floats
+        if len(next(iter(targets.content.values()))) == 1:
+            # One image: its losses as scalars, in the graph single runs have always
+            # traced (a batch of one traces another, whose rounding differs slightly).
             return LossFunction(net, targets, self.weights)
         return BatchLossFunction(net, targets, self.weights)
 

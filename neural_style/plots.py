@@ -53,9 +53,7 @@ def write_loss_plot(csv_path: str, png_path: str) -> bool:
     parse is skipped. A log with no rows still gives a PNG, with a note saying so.
 
     Returns True when the PNG was written, False when matplotlib is not installed (then
-    nothing is written). If drawing or writing fails the exception propagates and any
-    existing file at `png_path` is left as it was.
-
+    nothing is written). A failure leaves any existing file at `png_path` as it was.
     Raises:
         UserError: the PNG cannot be written (one line: the path, why, and the fix).
         OSError: the CSV cannot be read.
