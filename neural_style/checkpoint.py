@@ -20,22 +20,16 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import json
-import math
 import os
 import re
-import struct
-import tokenize
-import warnings
 import zipfile
-import zlib
 from collections.abc import Sequence
 from typing import BinaryIO, NamedTuple
 
 import numpy as np
-from numpy.lib import format as npy_format
 
+from neural_style import npz
 from neural_style.config import Settings, describe
 from neural_style.errors import UserError, one_line, setting_fix
 from neural_style.files import atomic_write
@@ -84,32 +78,11 @@ STATE_LAYOUT: dict[str, dict[str, tuple[str, str]]] = {
 
 # The settings record is a few kB; anything near this is not one of ours.
 MAX_SETTINGS_CHARACTERS = 1_000_000
-# Magic, version, length and header of one .npy member; numpy.savez writes 128 bytes.
-_HEADER_ALLOWANCE = 4096
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _CHUNK = 1 << 20
 
 RESUME_FIX = (
     "run without --resume (RESUME = False) to start afresh, or set OUTPUT_IMAGE to another prefix"
-)
-
-# What a damaged or crafted file can make zipfile and numpy's header parser raise.
-_MALFORMED = (
-    zipfile.BadZipFile,
-    zipfile.LargeZipFile,
-    EOFError,
-    OSError,
-    ValueError,
-    TypeError,
-    KeyError,
-    IndexError,
-    NotImplementedError,
-    RuntimeError,
-    OverflowError,
-    struct.error,
-    zlib.error,
-    SyntaxError,  # numpy re-parses an odd header with tokenize
-    tokenize.TokenError,
 )
 
 
@@ -119,23 +92,6 @@ class Checkpoint(NamedTuple):
     optimizer_state: dict[str, np.ndarray]  # one image's state, as STATE_LAYOUT says
     settings: dict  # the settings of the run, as JSON-friendly values
     photo: str  # sha256 hex digest of the photo's bytes; "" in checkpoints older than it
-
-
-class _Invalid(Exception):
-    """What is wrong with a checkpoint file, worded for load_checkpoint's message."""
-
-
-class _Member(NamedTuple):
-    kind: str  # "image" [H, W, 3], "scalar" (), or "text" (a 0-d unicode array)
-    dtype: str  # numpy dtype name; "str" for a text
-    limit: int = 0  # most characters of a text
-
-
-class _Header(NamedTuple):
-    shape: tuple[int, ...]
-    fortran_order: bool
-    dtype: np.dtype
-    offset: int  # bytes before the data: magic, version, length and header
 
 
 def checkpoint_path(prefix: str) -> str:
@@ -206,12 +162,12 @@ def load_checkpoint(
     sizes = [(int(height), int(width)) for height, width in stage_sizes]
     try:
         if not os.path.isfile(path):
-            raise _Invalid("it is a folder or a special file")
+            raise npz.Invalid("it is a folder or a special file")
         with open(path, "rb") as file:
             return _read_checkpoint(file, sizes, optimizer)
-    except _Invalid as problem:
+    except npz.Invalid as problem:
         reason = str(problem)
-    except _MALFORMED as error:
+    except npz.MALFORMED as error:
         reason = f"damaged: {one_line(error)}"
     # Member names and numpy's errors come from the file: fold them to one line, and cut
     # what a crafted header can make numpy quote (kilobytes).
@@ -227,39 +183,41 @@ def _read_checkpoint(
     try:
         archive = zipfile.ZipFile(file)
     except zipfile.BadZipFile:
-        raise _Invalid("not a zip archive: empty, truncated, or another kind of file") from None
+        raise npz.Invalid("not a zip archive: empty, truncated, or another kind of file") from None
     with archive:
         members = _expected_members(optimizer)
         infos = _check_names(archive, members, optimizer)
         largest = max((height * width for height, width in stage_sizes), default=0)
         for name, info in infos.items():
-            limit = _most_bytes(members[name], largest) + _HEADER_ALLOWANCE
+            limit = npz.most_bytes(members[name], largest) + npz.HEADER_ALLOWANCE
             if info.file_size > limit:
-                raise _Invalid(
+                raise npz.Invalid(
                     f"{name} inflates to {info.file_size} bytes, more than the {limit} "
                     "this run's can hold"
                 )
-        headers = {name: _read_header(archive, info, members[name]) for name, info in infos.items()}
+        headers = {
+            name: npz.read_header(archive, info, members[name]) for name, info in infos.items()
+        }
         # Every size is bounded now: read the small members, then check the images against
         # the stage they claim before reading them.
         stage = _read_int(archive, infos, headers, "stage.npy")
         if not 0 <= stage < len(stage_sizes):
             count = len(stage_sizes)
-            raise _Invalid(f"stage {stage} is out of range: this run has {count} stage(s)")
+            raise npz.Invalid(f"stage {stage} is out of range: this run has {count} stage(s)")
         step = _read_int(archive, infos, headers, "step.npy")
         if step < 0:
-            raise _Invalid(f"step {step} is negative")
+            raise npz.Invalid(f"step {step} is negative")
         settings = _read_settings(archive, infos, headers)
         photo = _read_photo(archive, infos, headers)
         height, width = stage_sizes[stage]
         for name, header in headers.items():
             if members[name].kind == "image" and header.shape != (height, width, 3):
-                raise _Invalid(
+                raise npz.Invalid(
                     f"{name} has shape {header.shape}, but stage {stage} of this run is "
                     f"{height}x{width}, so ({height}, {width}, 3)"
                 )
         state = {
-            name[len("state/") : -len(".npy")]: _read_array(archive, infos[name], header)
+            name[len("state/") : -len(".npy")]: npz.read_array(archive, infos[name], header)
             for name, header in headers.items()
             if name.startswith("state/")
         }
@@ -267,27 +225,27 @@ def _read_checkpoint(
     return Checkpoint(stage, step, state, settings, photo)
 
 
-def _expected_members(optimizer: str) -> dict[str, _Member]:
+def _expected_members(optimizer: str) -> dict[str, npz.Member]:
     members = {
-        "stage.npy": _Member("scalar", "int64"),
-        "step.npy": _Member("scalar", "int64"),
-        "settings.npy": _Member("text", "str", MAX_SETTINGS_CHARACTERS),
-        "photo.npy": _Member("text", "str", 64),
+        "stage.npy": npz.Member("scalar", "int64"),
+        "step.npy": npz.Member("scalar", "int64"),
+        "settings.npy": npz.Member("text", "str", MAX_SETTINGS_CHARACTERS),
+        "photo.npy": npz.Member("text", "str", 64),
     }
     for name, (kind, dtype) in STATE_LAYOUT[optimizer].items():
-        members[f"state/{name}.npy"] = _Member(kind, dtype)
+        members[f"state/{name}.npy"] = npz.Member(kind, dtype)
     return members
 
 
 def _check_names(
-    archive: zipfile.ZipFile, members: dict[str, _Member], optimizer: str
+    archive: zipfile.ZipFile, members: dict[str, npz.Member], optimizer: str
 ) -> dict[str, zipfile.ZipInfo]:
     """The archive's members by name, once it holds exactly the expected ones, each
     readable (not encrypted, stored or deflated)."""
     infos: dict[str, zipfile.ZipInfo] = {}
     for info in archive.infolist():
         if info.filename in infos:
-            raise _Invalid(f"it holds {info.filename} twice")
+            raise npz.Invalid(f"it holds {info.filename} twice")
         infos[info.filename] = info
     extra = sorted(set(infos) - set(members))
     missing = sorted(set(members) - set(infos) - {"photo.npy"})
@@ -295,125 +253,39 @@ def _check_names(
         found = {name[len("state/") : -len(".npy")] for name in infos if name.startswith("state/")}
         for other, layout in STATE_LAYOUT.items():
             if other != optimizer and found == set(layout):
-                raise _Invalid(f"it holds {other}'s state, and this run uses {optimizer}")
-        listed = [f"unexpected {_some(extra)}"] if extra else []
-        listed += [f"missing {_some(missing)}"] if missing else []
-        raise _Invalid("; ".join(listed))
+                raise npz.Invalid(f"it holds {other}'s state, and this run uses {optimizer}")
+        listed = [f"unexpected {npz.some(extra)}"] if extra else []
+        listed += [f"missing {npz.some(missing)}"] if missing else []
+        raise npz.Invalid("; ".join(listed))
     for name, info in infos.items():
         if info.flag_bits & 0x1:
-            raise _Invalid(f"{name} is encrypted")
+            raise npz.Invalid(f"{name} is encrypted")
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            raise _Invalid(f"{name} is compressed with method {info.compress_type}")
+            raise npz.Invalid(f"{name} is compressed with method {info.compress_type}")
     return infos
 
 
-def _some(names: list[str]) -> str:
-    """The first few of `names`, and how many more."""
-    shown = ", ".join(names[:3])
-    return shown if len(names) <= 3 else f"{shown} and {len(names) - 3} more"
-
-
-def _most_bytes(member: _Member, largest_image: int) -> int:
-    """The most data bytes `member` can hold in a run whose largest stage has
-    `largest_image` pixels."""
-    if member.kind == "text":
-        return 4 * member.limit  # numpy stores unicode as UTF-32
-    itemsize = np.dtype(member.dtype).itemsize
-    return itemsize * (3 * largest_image if member.kind == "image" else 1)
-
-
-def _read_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, member: _Member) -> _Header:
-    """The member's .npy header, once its dtype and shape are the member's and its size
-    is exactly the header and the data the header declares."""
-    name = info.filename
-    # The header is parsed from its first bytes alone, whatever length it declares.
-    with archive.open(info) as member_stream:
-        stream = io.BytesIO(member_stream.read(_HEADER_ALLOWANCE))
-    try:
-        major, minor = npy_format.read_magic(stream)
-        if (major, minor) not in ((1, 0), (2, 0)):
-            raise _Invalid(f"{name} is a .npy of version {major}.{minor}, not 1.0 or 2.0")
-        read = npy_format.read_array_header_1_0 if major == 1 else npy_format.read_array_header_2_0
-        with warnings.catch_warnings():  # numpy warns of odd headers: the error says it
-            warnings.simplefilter("ignore")
-            shape, fortran_order, dtype = read(stream, max_header_size=_HEADER_ALLOWANCE)
-    except _MALFORMED as error:
-        raise _Invalid(f"{name} has no valid .npy header: {one_line(error)}") from None
-    offset = stream.tell()
-    if member.kind == "text":
-        if dtype.kind != "U" or shape != ():
-            raise _Invalid(f"{name} is not a text but {_describe(dtype, shape)}")
-        if dtype.itemsize // 4 > member.limit:
-            raise _Invalid(f"{name} holds {dtype.itemsize // 4} characters, over {member.limit}")
-    else:
-        if dtype.newbyteorder("=") != np.dtype(member.dtype):
-            raise _Invalid(f"{name} holds {_describe(dtype, shape)}, not {member.dtype}")
-        form = "(H, W, 3)" if member.kind == "image" else "()"
-        if (member.kind == "image" and len(shape) != 3) or (member.kind == "scalar" and shape):
-            raise _Invalid(f"{name} has shape {shape}, not {form}")
-    declared = math.prod(shape) * dtype.itemsize
-    if info.file_size != offset + declared:
-        raise _Invalid(
-            f"{name} declares {declared} bytes of {_describe(dtype, shape)} "
-            f"but holds {info.file_size - offset}"
-        )
-    return _Header(tuple(shape), fortran_order, dtype, offset)
-
-
-def _describe(dtype: np.dtype, shape: tuple) -> str:
-    return f"{dtype.newbyteorder('=').name} values of shape {tuple(shape)}"
-
-
-def _read_data(archive: zipfile.ZipFile, info: zipfile.ZipInfo, header: _Header) -> bytes:
-    """The member's data bytes, all of them (so that zipfile checks their CRC)."""
-    size = info.file_size - header.offset
-    with archive.open(info) as stream:
-        stream.read(header.offset)
-        data = stream.read(size)
-        if len(data) != size or stream.read(1):
-            raise _Invalid(f"{info.filename} does not hold the {size} bytes it declares")
-    return data
-
-
-def _read_array(archive: zipfile.ZipFile, info: zipfile.ZipInfo, header: _Header) -> np.ndarray:
-    """The member's array, in native byte order and writable."""
-    data = _read_data(archive, info, header)
-    values = np.frombuffer(data, header.dtype).reshape(
-        header.shape, order="F" if header.fortran_order else "C"
-    )
-    return values.astype(header.dtype.newbyteorder("="), order="C")
-
-
 def _read_int(archive, infos, headers, name: str) -> int:
-    return int(_read_array(archive, infos[name], headers[name]))
-
-
-def _read_text(archive: zipfile.ZipFile, info: zipfile.ZipInfo, header: _Header) -> str:
-    data = _read_data(archive, info, header)
-    encoding = "utf-32-be" if header.dtype.str.startswith(">") else "utf-32-le"
-    try:
-        return data.decode(encoding).rstrip("\0")  # numpy pads unicode with NULs
-    except UnicodeDecodeError:
-        raise _Invalid(f"{info.filename} is not valid text") from None
+    return int(npz.read_array(archive, infos[name], headers[name]))
 
 
 def _read_settings(archive, infos, headers) -> dict:
-    text = _read_text(archive, infos["settings.npy"], headers["settings.npy"])
+    text = npz.read_text(archive, infos["settings.npy"], headers["settings.npy"])
     try:
         settings = json.loads(text)
     except (ValueError, RecursionError):
-        raise _Invalid("its settings are not valid JSON") from None
+        raise npz.Invalid("its settings are not valid JSON") from None
     if not isinstance(settings, dict):
-        raise _Invalid(f"its settings are a JSON {type(settings).__name__}, not an object")
+        raise npz.Invalid(f"its settings are a JSON {type(settings).__name__}, not an object")
     return settings
 
 
 def _read_photo(archive, infos, headers) -> str:
     if "photo.npy" not in infos:
         return ""  # written before checkpoints named their photo
-    photo = _read_text(archive, infos["photo.npy"], headers["photo.npy"])
+    photo = npz.read_text(archive, infos["photo.npy"], headers["photo.npy"])
     if photo and not _DIGEST.fullmatch(photo):
-        raise _Invalid("its photo is not a sha256 hex digest")
+        raise npz.Invalid("its photo is not a sha256 hex digest")
     return photo
 
 
@@ -425,14 +297,14 @@ def _check_state(state: dict[str, np.ndarray]) -> None:
         # A best loss is +inf until the first step (or after a change of loss).
         allowed = np.isfinite(values) | (np.isposinf(values) if name == "best_loss" else False)
         if not np.all(allowed):
-            raise _Invalid(f"state/{name}.npy holds NaN or infinite values")
+            raise npz.Invalid(f"state/{name}.npy holds NaN or infinite values")
     for name in ("iterations", "evaluations"):
         if name in state and state[name] < 0:
-            raise _Invalid(f"state/{name}.npy is negative")
+            raise npz.Invalid(f"state/{name}.npy is negative")
     if "learning_rate" in state and not state["learning_rate"] > 0:
-        raise _Invalid("state/learning_rate.npy is not positive")
+        raise npz.Invalid("state/learning_rate.npy is not positive")
     if "second_moment" in state and np.any(state["second_moment"] < 0):
-        raise _Invalid("state/second_moment.npy holds negative values")
+        raise npz.Invalid("state/second_moment.npy holds negative values")
 
 
 def check_resumable(
