@@ -4,6 +4,7 @@ import ast
 import dataclasses
 import importlib.util
 import math
+import os
 import pathlib
 import re
 
@@ -92,8 +93,28 @@ def test_whole_numbers_become_floats_for_float_settings():
     assert isinstance(loaded.beta, float)
 
 
-def test_default_weights_path_matches_settings():
-    assert settings.VGG_MODEL_PATH == config.DEFAULT_VGG_MODEL_PATH
+def test_the_shipped_weights_path_falls_back_to_the_synthetic_stand_in(tmp_path, monkeypatch):
+    """A fresh checkout has no weights: settings.py's VGG_MODEL_PATH must be the path whose
+    absence brings the synthetic stand-in (written once, here at toy size), not an error."""
+    import io
+
+    from neural_style import runtime, synthetic
+    from tests.support import TINY_OPTIONS
+
+    monkeypatch.chdir(tmp_path)
+    written, real = [], synthetic.write_synthetic_vgg19
+    monkeypatch.setattr(
+        synthetic,
+        "write_synthetic_vgg19",
+        lambda path: written.append(path) or real(path, **TINY_OPTIONS),
+    )
+    stream = io.StringIO()
+    path = runtime.resolve_weights_path(settings.VGG_MODEL_PATH, stream)
+    assert path == runtime.SYNTHETIC_WEIGHTS_PATH and written == [path]
+    assert os.path.getsize(path) > 0
+    assert "synthetic VGG-19 is used" in stream.getvalue()
+    # A path the user chose is theirs: it is returned as it is, to fail when it is read.
+    assert runtime.resolve_weights_path("weights/mine.mat", stream) == "weights/mine.mat"
 
 
 # Validation: each rule names the setting and its flag ---------------------------------

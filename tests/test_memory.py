@@ -95,8 +95,28 @@ def test_largest_size_keeps_the_aspect_ratio():
     assert memory.largest_size((300, 400), "float32", memory.BASE_BYTES // 2) is None
 
 
-def test_available_memory_is_positive():
-    assert memory.available_bytes() > 0
+def _mem_available() -> int:
+    with open("/proc/meminfo") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no MemAvailable in /proc/meminfo")
+
+
+def test_available_memory_is_what_the_kernel_says_is_free():
+    before = _mem_available()
+    available = memory.available_bytes()
+    after = _mem_available()
+    # Other processes move MemAvailable a little between the readings; a cgroup limit can
+    # only lower what this process may use.
+    assert 0 < available <= max(before, after) * 1.05
+    try:
+        with open("/sys/fs/cgroup/memory.max") as limit_file:
+            limited = limit_file.read().strip() != "max"
+    except OSError:
+        limited = False
+    if not limited:
+        assert available >= min(before, after) * 0.8
 
 
 def test_a_run_too_large_for_the_memory_is_refused_before_it_starts(

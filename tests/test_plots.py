@@ -122,8 +122,20 @@ def test_without_matplotlib_returns_false_and_writes_nothing(tmp_path, monkeypat
     assert sorted(path.name for path in tmp_path.iterdir()) == ["run-losses.csv"]
 
 
-def test_plot_note_says_how_to_install():
-    assert "matplotlib" in PLOT_NOTE and ".[plot]" in PLOT_NOTE
+def test_without_matplotlib_the_plot_process_says_how_to_install_it(tmp_path, monkeypatch):
+    from neural_style.plots import PlotProcess
+
+    # A matplotlib that cannot be imported, first on the child's path.
+    blocker = tmp_path / "no_matplotlib" / "matplotlib"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('matplotlib is not installed')\n")
+    csv_path = _write_csv(tmp_path, _rows(3))
+    png_path = tmp_path / "run-losses.png"
+    monkeypatch.setenv("PYTHONPATH", str(blocker.parent))
+    note = PlotProcess(csv_path, str(png_path)).wait()
+    assert note == PLOT_NOTE
+    assert "pip install" in note and ".[plot]" in note
+    assert not png_path.exists()
 
 
 def test_a_plot_process_draws_the_png_outside_this_process(tmp_path, matplotlib_installed):

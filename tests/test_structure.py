@@ -50,7 +50,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str]:
         trail.append(name)
         for other in sorted(graph.get(name, ())):
             if state.get(other) == "open":
-                return trail[trail.index(other) :] + [other]
+                return [*trail[trail.index(other) :], other]
             if other not in state and (ring := visit(other)):
                 return ring
         state[name] = "done"
