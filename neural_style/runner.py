@@ -68,6 +68,7 @@ class Runner:
 
     def run(self) -> dict[str, RunResult | str]:
         """Every group of the plan; each photo's result or why it failed, by its path."""
+        stopping.reset()  # a stop asked of an earlier run in this process is not this one's
         self.emit("run_started", self.plan)
         try:
             with stopping.deferred():
