@@ -18,6 +18,7 @@ UserError naming it.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -121,13 +122,16 @@ class LossLog:
     def __init__(self, path: str, keep_until: int | None = None, *, extra: tuple[str, ...] = ()):
         self.path = path
         self.extra = extra
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         kept = self._rows_until(path, keep_until) if keep_until is not None else []
-        self._file = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115
+        # The header and the kept rows replace the file atomically, so that a run killed
+        # now still leaves the earlier log whole; the steps are then appended.
+        start = io.StringIO()
+        start_writer = csv.writer(start)
+        start_writer.writerow(("step", *extra, *LOSS_NAMES, "seconds"))
+        start_writer.writerows(kept)
+        atomic_write_text(path, start.getvalue())
+        self._file = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115
         self._writer = csv.writer(self._file)
-        self._writer.writerow(("step", *extra, *LOSS_NAMES, "seconds"))
-        self._writer.writerows(kept)
-        self._file.flush()
 
     @staticmethod
     def _rows_until(path: str, last_step: int) -> list[list[str]]:

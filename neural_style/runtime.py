@@ -44,7 +44,7 @@ class Device(NamedTuple):
 
 
 @contextlib.contextmanager
-def _native_stderr_silenced():
+def native_stderr_silenced():
     """Hide what TensorFlow's C++ side prints while it starts (CUDA probing on machines
     without a GPU, oneDNN notes): it writes to file descriptor 2 directly, before its log
     level is read, and buries the progress lines. Setting TF_CPP_MIN_LOG_LEVEL yourself
@@ -97,7 +97,7 @@ def import_tensorflow(*, without_keras: bool = False):
     """Import TensorFlow quietly (`without_keras`: see _keras_held_back) and return it."""
     _return_freed_memory_promptly()
     held_back = _keras_held_back() if without_keras else contextlib.nullcontext()
-    with _native_stderr_silenced(), held_back:
+    with native_stderr_silenced(), held_back:
         import tensorflow as tf
 
     return tf
@@ -106,7 +106,7 @@ def import_tensorflow(*, without_keras: bool = False):
 def start_tensorflow(*, without_keras: bool = False) -> Device:
     """Import TensorFlow and find its devices: which one the run uses, and a line saying so."""
     tf = import_tensorflow(without_keras=without_keras)
-    with _native_stderr_silenced():
+    with native_stderr_silenced():
         gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         return Device(f"running on the GPU ({', '.join(gpu.name for gpu in gpus)})", True)

@@ -371,3 +371,12 @@ def test_config_imports_neither_absl_nor_tensorflow():
     }
     imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert not {name for name in imported if name.split(".")[0] in ("absl", "tensorflow")}
+
+
+def test_the_tests_own_settings_define_every_setting_of_settings_py():
+    """tests/toy_settings.py stands in for the user's settings.py in every test, so that an
+    edit of settings.py cannot change what a test runs; it must keep the same settings."""
+    from tests import toy_settings
+
+    assert cli_flags.setting_names(toy_settings) == cli_flags.setting_names(settings)
+    assert Settings.from_module(toy_settings) == Settings.from_module(settings)
