@@ -205,28 +205,25 @@ def run_command(
     """The whole life of a command such as train.py: flags from `settings_module`, then
     `action(flags.FLAGS)`. A UserError anywhere prints one `error: ...` line and exits 2.
     Ctrl-C, SIGTERM and SIGHUP stop the run as neural_style.stopping describes, print one
-    line and exit 130, 143 or 129; no traceback either way. A closed stdout stops only the
-    printing."""
+    line and exit 130, 143 or 129, whenever they come (while the flags are read too); no
+    traceback either way. A closed stdout stops only the printing."""
     stopping.install()
     sys.stdout = _ClosedPipeSafe(sys.stdout)
-    try:
-        define_flags(settings_module)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(UserError.exit_code)
 
     def main(argv: list[str]) -> int:
         del argv  # parse_flags has already rejected stray arguments
-        try:
-            action(flags.FLAGS)
-        except UserError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return UserError.exit_code
-        except KeyboardInterrupt as stop:
-            number = getattr(stop, "signal_number", signal.SIGINT)
-            named = "" if number == signal.SIGINT else f" ({stopping.signal_name(number)})"
-            print(f"interrupted{named}", file=sys.stderr)
-            return 128 + number
+        action(flags.FLAGS)
         return 0
 
-    app.run(main, flags_parser=parse_flags)
+    try:
+        define_flags(settings_module)
+        app.run(main, flags_parser=parse_flags)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(UserError.exit_code)
+    except KeyboardInterrupt as stop:
+        number = getattr(stop, "signal_number", signal.SIGINT)
+        named = "" if number == signal.SIGINT else f" ({stopping.signal_name(number)})"
+        print(f"interrupted{named}", file=sys.stderr)
+        sys.exit(128 + number)
+    sys.exit(0)

@@ -36,8 +36,10 @@ from neural_style.errors import UserError
 
 # What follows the prefix in the name of each output (see the module doc).
 _ENDINGS = r"(\.jpg|-\d+\.jpg|-losses\.csv|-losses\.png|-settings\.json|-checkpoint\.npz)"
-_OUTPUT_ENDINGS = re.compile(r"(_\d+)?" + _ENDINGS)  # of the prefix or a renamed one
 _EXACT_ENDINGS = re.compile(_ENDINGS)
+# Each ending alone: a name can end in several (`out-a-50.jpg`: a snapshot of `out-a`, or
+# the final image of `out-a-50`).
+_EACH_ENDING = [re.compile(ending + "$") for ending in _ENDINGS[1:-1].split("|")]
 
 
 def final_path(prefix: str) -> str:
@@ -55,28 +57,38 @@ def made_paths(prefix: str) -> tuple[str, ...]:
 
 
 def is_output_of(path: str, output_image: str) -> bool:
-    """Whether `path` is a file this tool writes under OUTPUT_IMAGE `output_image` (its
-    own prefix or a folder run's `<prefix>-<photo>`), in the prefix's folder."""
+    """Whether `path` is a file a run wrote under OUTPUT_IMAGE `output_image` (its own
+    prefix, a renamed `_N` one, or a folder run's `<prefix>-<photo>`): in the prefix's
+    folder, named as an output of such a prefix, and beside that prefix's settings record,
+    which every run writes. A photo that only looks like one (`out-of-focus.jpg`) is not."""
     folder, stem = os.path.split(os.path.abspath(output_image))
     if os.path.dirname(os.path.abspath(path)) != folder:
         return False
     name = os.path.basename(path)
-    if not name.startswith(stem):
-        return False
-    rest = name[len(stem) :]
-    return bool(_OUTPUT_ENDINGS.fullmatch(rest)) or rest.startswith("-")
+    for ending in filter(None, (pattern.search(name) for pattern in _EACH_ENDING)):
+        prefix = name[: ending.start()]
+        if (prefix == stem or prefix.startswith((f"{stem}-", f"{stem}_"))) and os.path.exists(
+            os.path.join(folder, f"{prefix}-settings.json")
+        ):
+            return True
+    return False
 
 
 def batch_prefixes(output_image: str, photos: Sequence[str]) -> dict[str, str]:
     """Each photo's prefix in a folder run: `<OUTPUT_IMAGE>-<stem>`, with the suffix kept
-    where two photos share a stem."""
+    where two photos share a stem, and a number where even that is shared. Names are
+    compared regardless of case, as some file systems compare them."""
     stems = [os.path.splitext(os.path.basename(path))[0] for path in photos]
-    prefixes = {}
+    folded = [stem.casefold() for stem in stems]
+    prefixes, taken = {}, set()
     for path, stem in zip(photos, stems, strict=True):
-        if stems.count(stem) > 1:
-            suffix = os.path.splitext(path)[1].lstrip(".").lower()
-            stem = f"{stem}-{suffix}"
-        prefixes[path] = f"{output_image}-{stem}"
+        if folded.count(stem.casefold()) > 1:
+            stem = f"{stem}-{os.path.splitext(path)[1].lstrip('.')}"
+        name, number = stem, 2
+        while name.casefold() in taken:
+            name, number = f"{stem}-{number}", number + 1
+        taken.add(name.casefold())
+        prefixes[path] = f"{output_image}-{name}"
     return prefixes
 
 
@@ -87,20 +99,24 @@ def input_paths(settings: Settings, photos: Sequence[str]) -> dict[str, str]:
     if settings.init not in ("content", "style", "noise"):
         named[settings.init] = "INIT"
     named[settings.vgg_model_path] = "VGG_MODEL_PATH"
-    return {os.path.realpath(path): setting for path, setting in named.items()}
+    # By the path as named and by what it points to: neither may be replaced.
+    inputs = {os.path.abspath(path): setting for path, setting in named.items()}
+    inputs.update({os.path.realpath(path): setting for path, setting in named.items()})
+    return inputs
 
 
 def _clash(prefix: str, inputs: dict[str, str]) -> str:
     """The input an output of `prefix` would overwrite, as 'SETTING path', or ''."""
-    folder, stem = os.path.split(os.path.realpath(prefix))
-    for real, setting in inputs.items():
-        name = os.path.basename(real)
-        if (
-            os.path.dirname(real) == folder
-            and name.startswith(stem)
-            and _EXACT_ENDINGS.fullmatch(name[len(stem) :])
-        ):
-            return f"{setting} {real}"
+    places = {os.path.split(os.path.abspath(prefix)), os.path.split(os.path.realpath(prefix))}
+    for path, setting in inputs.items():
+        folder, name = os.path.split(path)
+        for place, stem in places:
+            if (
+                folder == place
+                and _EXACT_ENDINGS.fullmatch(name[len(stem) :])
+                and (name.startswith(stem))
+            ):
+                return f"{setting} {path}"
     return ""
 
 

@@ -171,15 +171,18 @@ def _resume_point(settings: Settings, job: PhotoJob) -> checkpoints.Checkpoint:
     return loaded
 
 
-def plan_job(settings: Settings, photo: Photo, prefix: str, *, is_batch: bool) -> PhotoJob:
-    """A photo's stages and resume point. In a batch, a photo the interrupted run had not
-    reached yet (no checkpoint) starts afresh; a single photo must have its checkpoint."""
+def plan_job(settings: Settings, photo: Photo, prefix: str, notes: list[str]) -> PhotoJob:
+    """A photo's stages and resume point. With RESUME, a photo without a checkpoint (a run
+    stopped before its first step, or a photo of a folder the run had not reached) starts
+    afresh, with a note saying so."""
     job = PhotoJob(photo, prefix, plan_stages(settings, photo.size), None)
     final = outputs.final_path(prefix)
     images.check_encodable(final, job.stages[-1].size, "IMAGE_WIDTH")
     if not settings.resume:
         return job
-    if is_batch and not os.path.exists(checkpoints.checkpoint_path(prefix)):
+    path = checkpoints.checkpoint_path(prefix)
+    if not os.path.lexists(path):
+        notes.append(f"note: {path} not found: nothing to resume, so {photo.path} starts afresh")
         return job
     return job._replace(resumed=_resume_point(settings, job))
 
@@ -309,7 +312,7 @@ def _plan_photos(
             photo = _read_photo(number, path, decode=not is_batch)
             wanted = names.get(path, settings.output_image)
             prefix = claims.claim(wanted, inputs, notes)
-            jobs.append(plan_job(settings, photo, prefix, is_batch=is_batch))
+            jobs.append(plan_job(settings, photo, prefix, notes))
         except UserError as error:
             if not is_batch:
                 raise

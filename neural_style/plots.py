@@ -152,6 +152,9 @@ class PlotProcess:
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, "PYTHONPATH": path},
+            # A terminal's Ctrl-C goes to its whole process group: the run decides how to
+            # stop, and the plot it is drawing should not die half-way.
+            start_new_session=True,
         )
 
     def wait(self) -> str:

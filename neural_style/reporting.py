@@ -17,6 +17,7 @@ UserError naming it.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -148,7 +149,10 @@ class LossLog:
         self._file.flush()
 
     def close(self) -> None:
-        self._file.close()
+        """Close the log; a row that cannot be flushed now (a full disk) was already
+        reported when it was written."""
+        with contextlib.suppress(OSError):
+            self._file.close()
 
     def __enter__(self) -> LossLog:
         return self
@@ -214,30 +218,26 @@ class CheckpointWriter(Observer):
 
 
 class RunRecords(Observer):
-    """Each photo's settings record and losses log."""
+    """Each photo's settings record and losses log, first written at its first step: a run
+    stopped before it leaves an earlier run's record and log as they were."""
 
     def __init__(self, settings: Settings):
         self.record = checkpoints.settings_record(settings)
         self.logs: dict[str, LossLog] = {}
 
-    def group_started(self, event: GroupStarted) -> None:
-        for job in event.group.jobs:
-            path = f"{job.prefix}-losses.csv"
-            try:
-                write_settings_record(f"{job.prefix}-settings.json", self.record)
-                keep = job.done if job.resumed else None
-                self.logs[job.prefix] = LossLog(path, keep_until=keep)
-            except OSError as error:
-                raise files.output_error(path, error, "OUTPUT_IMAGE") from None
-
     def step(self, event: Step) -> None:
         for job, losses, on in zip(event.group.jobs, event.losses, event.active, strict=True):
-            if on:
-                log = self.logs[job.prefix]
-                try:
-                    log.write(event.step, losses, event.seconds)
-                except OSError as error:
-                    raise files.output_error(log.path, error, "OUTPUT_IMAGE") from None
+            if not on:
+                continue
+            path = f"{job.prefix}-losses.csv"
+            try:
+                if job.prefix not in self.logs:
+                    write_settings_record(f"{job.prefix}-settings.json", self.record)
+                    keep = job.done if job.resumed else None
+                    self.logs[job.prefix] = LossLog(path, keep_until=keep)
+                self.logs[job.prefix].write(event.step, losses, event.seconds)
+            except OSError as error:
+                raise files.output_error(path, error, "OUTPUT_IMAGE") from None
 
     def group_finished(self, group: Group) -> None:
         self.run_finished(None)

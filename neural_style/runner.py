@@ -165,7 +165,7 @@ class Runner:
         return optimizer
 
     def _take_steps(self, optimizer, active, first: int, last: int, index: int, label: str):
-        s, group_size, result = self.pipeline.settings, len(active), None
+        s, result = self.pipeline.settings, None
         total = active[0].job.total_steps
         for result in optimizer.steps(last - first + 1, first=first):
             self.step = result.step
@@ -173,21 +173,13 @@ class Runner:
             for position, member in enumerate(active):
                 if going[position]:
                     member.losses = result.losses[position]
-            self.emit(
-                "step",
-                events.Step(
-                    self._group,
-                    index,
-                    label,
-                    result.step,
-                    total,
-                    result.losses[:group_size],
-                    result.seconds,
-                    result.notes[:group_size],
-                    result.evaluations[:group_size],
-                    going,
-                ),
-            )
+            try:
+                self.emit("step", self._step_event(index, label, result, going, total))
+            except (UserError, OSError) as error:  # its log could not be written
+                alive = [(p, member) for p, member in enumerate(active) if not member.failure]
+                self._rescue(
+                    self._images(events.RESCUE, alive, index, result.step, optimizer), error
+                )
             self._give_up_on_diverging(optimizer, active, result, index)
             if not self._active(active):
                 return
@@ -200,6 +192,21 @@ class Runner:
             self.emit(
                 "note", f"{label}the optimiser stopped at step {result.step} of {last}: {message}"
             )
+
+    def _step_event(self, index: int, label: str, result, going, total: int) -> events.Step:
+        size = len(going)
+        return events.Step(
+            self._group,
+            index,
+            label,
+            result.step,
+            total,
+            result.losses[:size],
+            result.seconds,
+            result.notes[:size],
+            result.evaluations[:size],
+            going,
+        )
 
     def _give_up_on_diverging(self, optimizer, active, result, index: int) -> None:
         """A photo that keeps diverging stops, with its best image kept as its final one;
@@ -234,9 +241,13 @@ class Runner:
 
     # --- handing images out ---
 
-    def _hand_out(self, kind: str, members, index: int, step: int, optimizer=None, why=""):
-        """Each member's best image and state, from `optimizer` at `step`, or (without
-        one) from the end of their last stage."""
+    def _hand_out(self, kind: str, members, index: int, step: int, optimizer=None) -> None:
+        """Tell the observers each member's best image and state (see _images)."""
+        self._emit_images(self._images(kind, members, index, step, optimizer))
+
+    def _images(self, kind: str, members, index: int, step: int, optimizer=None) -> Images:
+        """Each member's best image and state, from `optimizer` at `step` (members are then
+        (position, member) pairs), or without one from the end of their last stage."""
         if optimizer is None:
             pictures = [member.image for member in members]
             states = [member.state for member in members]
@@ -253,7 +264,7 @@ class Runner:
             for member, picture in zip(members, pictures, strict=True)
         ]
         jobs = [member.job for member in members]
-        self._emit_images(Images(kind, jobs, index, step, pictures, contents, states, why))
+        return Images(kind, jobs, index, step, pictures, contents, states)
 
     def _emit_images(self, event: Images) -> None:
         """Tell the observers; when an output cannot be written, still try to keep each

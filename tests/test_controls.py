@@ -99,11 +99,13 @@ def test_resuming_after_10_steps_equals_20_steps_straight(tmp_path, tiny_mat, im
         assert [int(row["step"]) for row in csv.DictReader(file)] == list(range(1, 21))
 
 
-def test_resume_refuses_changed_settings_and_a_missing_checkpoint(tmp_path, tiny_mat, image_pair):
+def test_resume_refuses_changed_settings_and_starts_afresh_without_a_checkpoint(
+    tmp_path, tiny_mat, image_pair
+):
     settings = settings_for(tmp_path, tiny_mat, image_pair)
-    with pytest.raises(UserError, match="no checkpoint to resume from"):
-        stylize_quietly(settings.__class__(**{**settings.__dict__, "resume": True}))
-    stylize_quietly(settings)
+    fresh, printed = stylize_quietly(settings.__class__(**{**settings.__dict__, "resume": True}))
+    assert "not found: nothing to resume, so" in printed and "starts afresh" in printed
+    assert fresh.steps == settings.train_steps and fresh.output_path == f"{settings.output_image}.jpg"
     changed = {**settings.__dict__, "resume": True, "train_steps": 8, "beta": 7.0, "seed": 5}
     with pytest.raises(UserError, match=r"cannot resume with changed BETA \(--beta\), SEED"):
         stylize_quietly(settings.__class__(**changed))
