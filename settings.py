@@ -139,3 +139,5 @@ STYLIZE_BATCH_SIZE = 4
 STYLIZE_MAX_SIZE = 0
 # Keep each input's colours and take only the brightness from the network's output.
 STYLIZE_PRESERVE_COLORS = False
+# Let a new training run replace an earlier network in NETWORK_OUTPUT_DIR.
+NETWORK_OVERWRITE = False

@@ -6,29 +6,33 @@ Every setting in settings.py is also a flag of the same name in lower case:
     python train_network.py
     python train_network.py --network_dataset=coco/train2014 --network_style_image=wave.jpg
     python train_network.py --network_resume          # continue from the latest checkpoint
+    python train_network.py --network_overwrite       # replace the earlier run in the folder
     python train_network.py --helpfull                # every flag, its default and comment
 
 The network, its settings, checkpoints, samples and losses go to NETWORK_OUTPUT_DIR; apply
 the network with `python stylize.py`. It trains on every visible GPU (MirroredStrategy),
 or on a cluster when TF_CONFIG describes one (see README.md).
 
-A bad setting prints one `error: ...` line and exits with status 2; Ctrl-C saves the
-network and a checkpoint, prints `interrupted` and exits with status 130.
+A bad setting prints one `error: ...` line and exits with status 2. Ctrl-C, SIGTERM and
+SIGHUP (`kill`, `docker stop`, a closed terminal) end the step in progress, save the
+network and a checkpoint, print `interrupted at step N: ...` and exit with status 130, 143
+or 129. A run never replaces an earlier run in NETWORK_OUTPUT_DIR unless --network_resume
+or --network_overwrite says so, and two runs never share that folder.
 """
 
 from absl import flags, logging
 
 import settings
 from neural_style import cli_flags
-from neural_style.config import NetworkSettings
+from neural_style.feedforward.config import NetworkSettings
 
 
 def train_from_flags(flag_values: flags.FlagValues) -> None:
     run_settings = NetworkSettings.from_flag_values(flag_values)
     # Imported only now, so that flag errors and --help never wait for TensorFlow.
-    from neural_style.run import start_tensorflow
+    from neural_style.runtime import import_tensorflow
 
-    start_tensorflow()  # imports TensorFlow with its start-up noise hidden
+    import_tensorflow()  # with its start-up noise hidden
     logging.set_verbosity(logging.WARNING)  # tf.distribute's INFO lines bury the progress
     from neural_style.feedforward.training import train_network
 

@@ -39,7 +39,8 @@ def time_training(config: dict, weights_path: str) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from neural_style.feedforward.training import PerceptualLoss, Trainer
+    from neural_style.feedforward.loss import PerceptualLoss
+    from neural_style.feedforward.trainer import Trainer
     from neural_style.losses import LossWeights
     from neural_style.vgg import VGG19
 

@@ -1,20 +1,42 @@
 """Training the feed-forward network: the data pipeline, the loop, its files, resuming,
-and one distributed step against one device."""
+stopping on a signal, the output folder's guards, write faults, and one distributed step
+against one device.
 
+The signal tests run `python train_network.py` as a user does and send it real signals;
+the fault tests mount small tmpfs file systems (read-only, or full), which needs root or
+CAP_SYS_ADMIN: without it they fail, saying so.
+"""
+
+import contextlib
 import csv
+import hashlib
 import json
 import os
+import queue
+import re
+import shutil
+import signal
 import subprocess
 import sys
+import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT, photo, write_image
 
-import settings
-from neural_style.config import NetworkSettings
+from neural_style import stopping
 from neural_style.errors import UserError
 from neural_style.feedforward import data
+from neural_style.feedforward.config import NetworkSettings
+from tests import toy_settings as settings
+from tests.support import REPO_ROOT, photo, write_image
+
+TRAIN_NETWORK = os.path.join(REPO_ROOT, "train_network.py")
+CPU_ONLY = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+INTERRUPTED = re.compile(
+    r"interrupted at step (\d+): saved (\S+network\.keras) and a checkpoint; "
+    r"--network_resume continues"
+)
 
 
 @pytest.fixture
@@ -32,12 +54,16 @@ def dataset(tmp_path) -> str:
     return str(folder)
 
 
+def stripes(horizontal_every: int = 6) -> np.ndarray:
+    image = np.zeros((48, 48, 3), np.float32)
+    image[:, ::4] = (250, 60, 20)
+    image[::horizontal_every, :] = (20, 80, 240)
+    return image
+
+
 @pytest.fixture
 def style_image(tmp_path) -> str:
-    stripes = np.zeros((48, 48, 3), np.float32)
-    stripes[:, ::4] = (250, 60, 20)
-    stripes[::6, :] = (20, 80, 240)
-    return write_image(tmp_path / "style.png", stripes)
+    return write_image(tmp_path / "style.png", stripes())
 
 
 def tiny_settings(tmp_path, tiny_mat, dataset, style_image, **overrides) -> NetworkSettings:
@@ -61,9 +87,39 @@ def tiny_settings(tmp_path, tiny_mat, dataset, style_image, **overrides) -> Netw
     return NetworkSettings.from_module(settings, **{**values, **overrides})
 
 
-def read_losses(path: str) -> list[dict[str, str]]:
+def train_quietly(run_settings: NetworkSettings):
+    from neural_style.feedforward.training import train_network
+
+    with open(os.devnull, "w") as quiet:
+        return train_network(run_settings, stream=quiet)
+
+
+def read_losses(path) -> list[dict[str, str]]:
     with open(path, encoding="utf-8") as file:
         return list(csv.DictReader(file))
+
+
+def logged_steps(output) -> list[int]:
+    return [int(row["step"]) for row in read_losses(os.path.join(output, "losses.csv"))]
+
+
+def contents(folder) -> dict[str, bytes]:
+    """Every file below `folder` by relative path, with its bytes: what must not change."""
+    folder = Path(folder)
+    return {
+        str(path.relative_to(folder)): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def sha256(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def latest_checkpoint(output) -> str:
+    text = Path(output, "checkpoints", "checkpoint").read_text()
+    return re.search(r'^model_checkpoint_path: "([^"]+)"', text, re.MULTILINE).group(1)
 
 
 # The data pipeline ----------------------------------------------------------------------
@@ -86,7 +142,7 @@ def test_list_images_finds_jpeg_and_png_recursively(dataset):
 def test_an_empty_or_missing_dataset_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "readme.txt").write_text("no photos here")
-    with pytest.raises(UserError, match=r"no \.jpg, \.jpeg, \.png images .*NETWORK_DATASET"):
+    with pytest.raises(UserError, match=r"no \.jpg, \.jpeg, \.png\b.* images .*NETWORK_DATASET"):
         data.list_images(str(tmp_path / "empty"))
     with pytest.raises(UserError, match=r"no such folder; set NETWORK_DATASET"):
         data.list_images(str(tmp_path / "missing"))
@@ -101,7 +157,7 @@ def test_bad_files_are_skipped_and_counted(dataset):
         assert batch.shape == (3, 32, 32, 3)
         assert float(np.min(batch)) >= 0 and float(np.max(batch)) <= 255
     reasons = skipped.reasons()
-    assert skipped.count == 3
+    assert skipped.count == 3 and not skipped.every_file_skipped
     assert sorted(os.path.basename(path) for path in reasons) == [
         "broken.jpg",
         "empty.png",
@@ -111,19 +167,35 @@ def test_bad_files_are_skipped_and_counted(dataset):
     assert skipped.summary().startswith("3 of 8 files skipped")
 
 
-def test_a_dataset_of_only_bad_files_is_a_user_error(tmp_path, tiny_mat, style_image):
+def test_a_dataset_of_only_bad_files_ends_with_one_line_on_stderr(tmp_path, tiny_mat, style_image):
     folder = tmp_path / "bad"
     folder.mkdir()
     (folder / "a.jpg").write_bytes(b"garbage")
     write_image(folder / "b.png", photo(10, 10))
+    inputs = contents(folder)
     sample = write_image(tmp_path / "sample.jpg", photo(40, 40))
-    run_settings = tiny_settings(
-        tmp_path, tiny_mat, str(folder), style_image, network_sample_image=sample
+    output = tmp_path / "run"
+    result = subprocess.run(
+        [
+            sys.executable,
+            TRAIN_NETWORK,
+            *network_flags(tiny_mat, str(folder), style_image, output, sample=sample),
+        ],
+        cwd=REPO_ROOT,
+        env=CPU_ONLY,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
-    from neural_style.feedforward.training import train_network
-
-    with pytest.raises(UserError, match=r"none of its 2 image files could be used"):
-        train_network(run_settings, stream=open(os.devnull, "w"))  # noqa: SIM115
+    assert result.returncode == 2, result.stderr[-3000:]
+    # One line, and not a traceback from each of tf.data's threads before it.
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr[-3000:]
+    assert lines[0].startswith(f"error: {folder}: none of its 2 image files could be used")
+    assert f"see {output}/skipped-files.txt" in lines[0]
+    assert contents(folder) == inputs
+    assert sorted(os.listdir(output)) == [".lock", "skipped-files.txt"]
 
 
 # The training loop ----------------------------------------------------------------------
@@ -132,6 +204,8 @@ def test_a_dataset_of_only_bad_files_is_a_user_error(tmp_path, tiny_mat, style_i
 def test_a_short_run_lowers_the_loss_and_leaves_its_files(
     tmp_path, tiny_mat, dataset, style_image, capsys
 ):
+    import tensorflow as tf
+
     from neural_style.feedforward.model import load_network
     from neural_style.feedforward.training import train_network
 
@@ -152,33 +226,392 @@ def test_a_short_run_lowers_the_loss_and_leaves_its_files(
     with open(os.path.join(output, "network-settings.json"), encoding="utf-8") as file:
         record = json.load(file)
     assert record["steps_trained"] == 12 and record["network_width"] == 2
+    assert record["style_image_sha256"] == sha256(style_image)
     assert load_network(result.model_path).count_params() > 0
     printed = capsys.readouterr().out
     assert "img/s" in printed and "ETA" in printed and "skipped 3" in printed
     assert "step 12/12" in printed
 
-    # Resuming continues from the checkpoint at step 12 and appends to the same log.
+    # Resuming continues from the checkpoint at step 12 and continues the same log, with
+    # the style image's bytes under another name, and a changed length, cadence and rate.
+    moved_style = shutil.copy(style_image, str(tmp_path / "same-style.png"))
     resumed = train_network(
         tiny_settings(
-            tmp_path, tiny_mat, dataset, style_image, network_steps=15, network_resume=True
+            tmp_path,
+            tiny_mat,
+            dataset,
+            moved_style,
+            network_steps=15,
+            network_print_every=1,
+            network_learning_rate=0.005,
+            network_resume=True,
         )
     )
     assert resumed.steps == 15
-    steps = [int(row["step"]) for row in read_losses(os.path.join(output, "losses.csv"))]
-    assert steps == list(range(1, 16))
+    saved = tf.train.load_checkpoint(os.path.join(output, "checkpoints"))
+    rate = saved.get_tensor("optimizer/_learning_rate/.ATTRIBUTES/VARIABLE_VALUE")
+    assert rate == pytest.approx(0.005)
+    assert logged_steps(output) == list(range(1, 16))
     assert "resuming from" in capsys.readouterr().out
 
     # Starting over in the same folder without NETWORK_RESUME would mix two runs.
-    with pytest.raises(UserError, match=r"--network_resume"):
+    earlier = contents(output)
+    with pytest.raises(UserError, match=r"--network_resume .*--network_overwrite"):
         train_network(tiny_settings(tmp_path, tiny_mat, dataset, style_image))
+    assert contents(output) == earlier
+
+    assert_resuming_towards_another_network_is_refused(
+        tmp_path, tiny_mat, dataset, style_image, earlier
+    )
+
+
+def assert_resuming_towards_another_network_is_refused(
+    tmp_path, tiny_mat, dataset, style_image, earlier: dict[str, bytes]
+) -> None:
+    """A resumed run with another style image or network shape is refused, naming what
+    changed, and the earlier run's files stay as they were."""
+    output = tmp_path / "run"
+    other_style = write_image(tmp_path / "other.png", stripes(horizontal_every=5))
+    changes = {
+        "another NETWORK_STYLE_IMAGE": {"network_style_image": other_style},
+        r"NETWORK_WIDTH \(--network_width\) 3 \(the earlier run had 2\)": {"network_width": 3},
+        r"NETWORK_STYLE_WEIGHT \(--network_style_weight\) 60\.0": {"network_style_weight": 60.0},
+        r"NETWORK_CONTENT_WEIGHT": {"network_content_weight": 2.0},
+        r"NETWORK_IMAGE_SIZE": {"network_image_size": 40},
+        r"NETWORK_STYLE_LAYERS \(--network_style_layers\) relu1_2:1": {
+            "network_style_layers": (("relu1_2", 1.0),)
+        },
+    }
+    for named, change in changes.items():
+        changed = {"network_steps": 20, "network_resume": True, **change}
+        with pytest.raises(
+            UserError, match=rf"{re.escape(str(output))}: cannot resume with {named}"
+        ):
+            train_quietly(tiny_settings(tmp_path, tiny_mat, dataset, style_image, **changed))
+        assert contents(output) == earlier, named
+
+
+def test_a_new_run_never_replaces_an_earlier_one(tmp_path, tiny_mat, dataset, style_image):
+    earlier_outputs = {
+        "network.keras": b"an earlier network",
+        "losses.csv": b"step,content,style,tv,total,seconds\n1,1.0,2.0,3.0,6.0,0.5\n",
+        "checkpoints/checkpoint": b'model_checkpoint_path: "ckpt-7"\n',
+    }
+    for index, (name, content) in enumerate(earlier_outputs.items()):
+        folder = tmp_path / f"earlier-{index}"
+        (folder / name).parent.mkdir(parents=True)
+        (folder / name).write_bytes(content)
+        run_settings = tiny_settings(
+            tmp_path, tiny_mat, dataset, style_image, network_output_dir=str(folder)
+        )
+        with pytest.raises(UserError) as refused:
+            train_quietly(run_settings)
+        message = str(refused.value)
+        assert message.startswith(f"{folder}: holds an earlier training run ({name.split('/')[0]})")
+        assert "--network_resume" in message and "--network_overwrite" in message
+        assert "\n" not in message
+        assert (folder / name).read_bytes() == content
+        assert sorted(os.listdir(folder)) == sorted([".lock", name.split("/")[0]])
+
+    # NETWORK_OVERWRITE replaces the earlier run: its checkpoints and samples go, the log
+    # starts afresh.
+    folder = tmp_path / "earlier-2"
+    (folder / "network.keras").write_bytes(b"an earlier network")
+    (folder / "sample-9.jpg").write_bytes(b"an earlier sample")
+    result = train_quietly(
+        tiny_settings(
+            tmp_path,
+            tiny_mat,
+            dataset,
+            style_image,
+            network_output_dir=str(folder),
+            network_overwrite=True,
+            network_steps=2,
+        )
+    )
+    assert result.steps == 2
+    assert (folder / "network.keras").read_bytes() != b"an earlier network"
+    assert logged_steps(folder) == [1, 2]
+    assert latest_checkpoint(folder) == "ckpt-2"
+    assert not (folder / "sample-9.jpg").exists()
 
 
 def test_resume_without_a_checkpoint_is_a_user_error(tmp_path, tiny_mat, dataset, style_image):
-    from neural_style.feedforward.training import train_network
-
     run_settings = tiny_settings(tmp_path, tiny_mat, dataset, style_image, network_resume=True)
     with pytest.raises(UserError, match=r"NETWORK_RESUME \(--network_resume\) is set but"):
-        train_network(run_settings, stream=open(os.devnull, "w"))  # noqa: SIM115
+        train_quietly(run_settings)
+
+
+# Stopping: signals, Ctrl-C, two runs at once -------------------------------------------
+
+
+def network_flags(tiny_mat, dataset, style_image, output, *, sample=None, **overrides):
+    """train_network.py's flags for a tiny run into `output`: ten thousand steps of 32 px
+    at width 2, a line per step, checkpoints and samples only far away."""
+    values = {
+        "network_dataset": dataset,
+        "network_style_image": style_image,
+        "network_style_size": 48,
+        "network_sample_image": sample or os.path.join(dataset, "photo0.jpg"),
+        "network_output_dir": str(output),
+        "network_image_size": 32,
+        "network_batch_size": 2,
+        "network_steps": 10000,
+        "network_width": 2,
+        "network_checkpoint_every": 5000,
+        "network_sample_every": 5000,
+        "network_print_every": 1,
+        "vgg_model_path": tiny_mat,
+        **overrides,
+    }
+    return [f"--{name}={value}" for name, value in values.items()]
+
+
+class TrainingProcess:
+    """`python train_network.py FLAGS` running, its stdout read line by line as it comes."""
+
+    def __init__(self, flags: list[str], stderr_path: Path):
+        self._stderr_path = stderr_path
+        with open(stderr_path, "w", encoding="utf-8") as stderr:
+            self.process = subprocess.Popen(
+                [sys.executable, TRAIN_NETWORK, *flags],
+                cwd=REPO_ROOT,
+                env=CPU_ONLY,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+            )
+        self.lines: list[str] = []
+        self._queue: queue.Queue = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def wait_for_step(self, step: int, timeout: float = 150) -> None:
+        """Until a progress line shows `step` or a later one."""
+        while True:
+            try:
+                line = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                pytest.fail(f"no step {step} within {timeout} s: {self.lines[-5:]}")
+            if line is None:
+                pytest.fail(f"the run ended before step {step}: {self.stderr()[-2000:]}")
+            self.lines.append(line)
+            match = re.match(r"step\s+(\d+)/", line)
+            if match and int(match.group(1)) >= step:
+                return
+
+    def stop(self, signal_number: int, timeout: float = 60) -> int:
+        """Sends the signal; returns the exit status once the run has ended."""
+        self.process.send_signal(signal_number)
+        code = self.process.wait(timeout=timeout)
+        while (line := self._queue.get(timeout=timeout)) is not None:
+            self.lines.append(line)
+        return code
+
+    def stderr(self) -> str:
+        return self._stderr_path.read_text(encoding="utf-8")
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def assert_stopped_and_saved(run: TrainingProcess, output: Path, signal_number: int) -> int:
+    """The run said what it saved, saved it at the step it names, and ended with one line
+    on stderr; returns that step."""
+    said = [match for line in run.lines if (match := INTERRUPTED.fullmatch(line))]
+    assert len(said) == 1, run.lines[-5:]
+    match = said[0]
+    step = int(match.group(1))
+    assert match.group(2) == str(output / "network.keras")
+    stderr = run.stderr()
+    assert "Traceback" not in stderr, stderr[-3000:]
+    named = "" if signal_number == signal.SIGINT else f" ({signal.Signals(signal_number).name})"
+    assert stderr.splitlines()[-1] == f"interrupted{named}"
+    assert latest_checkpoint(output) == f"ckpt-{step}"
+    record = json.loads((output / "network-settings.json").read_text())
+    assert record["steps_trained"] == step
+    assert logged_steps(output) == list(range(1, step + 1))
+    return step
+
+
+def test_sigterm_sighup_and_ctrl_c_save_the_network_and_resume_continues(
+    tmp_path, tiny_mat, dataset, style_image
+):
+    from neural_style.feedforward.training import train_network
+
+    first, other = tmp_path / "first", tmp_path / "other"
+    runs = []
+    try:
+        # Two runs start together, so that their start-ups overlap; SIGTERM and SIGHUP.
+        for output in (first, other):
+            flags = network_flags(tiny_mat, dataset, style_image, output)
+            runs.append(TrainingProcess(flags, tmp_path / f"{output.name}.err"))
+        stops = zip(runs, (first, other), (signal.SIGTERM, signal.SIGHUP), strict=True)
+        for run, output, number in stops:
+            run.wait_for_step(2)
+            if number == signal.SIGTERM:
+                # A second run into a folder that a live run holds refuses at once.
+                second = tiny_settings(
+                    tmp_path, tiny_mat, dataset, style_image, network_output_dir=str(output)
+                )
+                with pytest.raises(UserError, match=r"another training run \(process \d+\)"):
+                    train_network(second, stream=open(os.devnull, "w"))  # noqa: SIM115
+            assert run.stop(number) == 128 + number, run.stderr()[-3000:]
+            assert assert_stopped_and_saved(run, output, number) >= 2
+
+        # --network_resume continues the SIGTERM'd run from the step it saved, and Ctrl-C
+        # (SIGINT) saves it again.
+        step = logged_steps(first)[-1]
+        flags = network_flags(tiny_mat, dataset, style_image, first)
+        runs.append(TrainingProcess([*flags, "--network_resume"], tmp_path / "resumed.err"))
+        runs[-1].wait_for_step(step + 2)
+        assert runs[-1].stop(signal.SIGINT) == 130, runs[-1].stderr()[-3000:]
+    finally:
+        for run in runs:
+            run.kill()
+    resumed = runs[-1]
+    assert f"resuming from {first}/checkpoints/ckpt-{step}" in resumed.lines
+    assert f"steps {step + 1}..10000" in resumed.lines[2]
+    assert re.match(rf"step\s+{step + 1}/10000 ", resumed.lines[3])
+    assert assert_stopped_and_saved(resumed, first, signal.SIGINT) >= step + 2
+
+
+class _Interrupting:
+    """A stream that, when a line containing `cue` is printed, interrupts the run: by a real
+    signal to this process, or by raising KeyboardInterrupt as Python does without handlers."""
+
+    def __init__(self, cue: str, signal_number: int | None):
+        self.cue, self.signal_number = cue, signal_number
+        self.text, self.fired = "", False
+
+    def write(self, text: str) -> int:
+        self.text += text
+        if self.cue in text and not self.fired:
+            self.fired = True
+            if self.signal_number is None:
+                raise KeyboardInterrupt
+            os.kill(os.getpid(), self.signal_number)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_a_stop_while_starting_leaves_nothing_and_ctrl_c_in_the_loop_saves(
+    tmp_path, tiny_mat, dataset, style_image
+):
+    from neural_style.feedforward.training import train_network
+
+    stopping.install()  # as train_network.py does before anything else
+    run_settings = tiny_settings(
+        tmp_path, tiny_mat, dataset, style_image, network_steps=100, network_print_every=1
+    )
+    stream = _Interrupting("running on the", signal.SIGTERM)
+    with pytest.raises(stopping.Stopped) as stopped:
+        train_network(run_settings, stream=stream)
+    assert stopped.value.exit_code == 143
+    output = run_settings.network_output_dir
+    assert os.listdir(output) == [".lock"]  # nothing half-written, so nothing to refuse
+
+    # A KeyboardInterrupt in the loop (Python's own, without handlers) saves as a signal does.
+    stream = _Interrupting("step   3/100", None)
+    with pytest.raises(KeyboardInterrupt):
+        train_network(run_settings, stream=stream)
+    assert INTERRUPTED.search(stream.text).group(1) == "3"
+    assert latest_checkpoint(output) == "ckpt-3"
+    assert logged_steps(output) == [1, 2, 3]
+    assert json.loads(Path(output, "network-settings.json").read_text())["steps_trained"] == 3
+
+
+# Write faults: a read-only or full output folder -----------------------------------------
+
+
+def _mount(*arguments: str) -> None:
+    result = subprocess.run(["mount", *arguments], capture_output=True, text=True, check=False)
+    if result.returncode:
+        pytest.fail(
+            f"mount {' '.join(arguments)} failed ({result.stderr.strip()}); these fault tests "
+            "need root or CAP_SYS_ADMIN to mount a small tmpfs"
+        )
+
+
+@contextlib.contextmanager
+def tmpfs(folder: Path, size: str):
+    """A fresh tmpfs of `size` at `folder`, unmounted afterwards."""
+    folder.mkdir(parents=True, exist_ok=True)
+    _mount("-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(folder))
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], capture_output=True, check=False)
+
+
+def test_a_read_only_output_folder_is_one_line(tmp_path, tiny_mat, dataset, style_image):
+    with tmpfs(tmp_path / "ro", "1m") as folder:
+        (folder / "network.keras").write_bytes(b"an earlier network")
+        earlier = contents(folder)
+        _mount("-o", "remount,ro", str(folder))
+        for output in (folder, folder / "new"):
+            run_settings = tiny_settings(
+                tmp_path,
+                tiny_mat,
+                dataset,
+                style_image,
+                network_output_dir=str(output),
+                network_overwrite=True,
+            )
+            with pytest.raises(UserError) as refused:
+                train_quietly(run_settings)
+            message = str(refused.value)
+            assert message.startswith(f"{output}: cannot write into this folder: the file system")
+            assert "NETWORK_OUTPUT_DIR" in message and "\n" not in message
+            assert contents(folder) == earlier
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_earlier_network(
+    tmp_path, tiny_mat, dataset, style_image
+):
+    # Room for the log and a sample, not for a checkpoint (about 300 kB at width 2).
+    with tmpfs(tmp_path / "small", "100k") as output:
+        (output / "network.keras").write_bytes(b"an earlier network")
+        (output / "network-settings.json").write_text('{"steps_trained": 7}')
+        earlier = contents(output)
+        run_settings = tiny_settings(
+            tmp_path,
+            tiny_mat,
+            dataset,
+            style_image,
+            network_output_dir=str(output),
+            network_overwrite=True,
+            network_steps=2,
+        )
+        with pytest.raises(UserError) as failed:
+            train_quietly(run_settings)
+        message = str(failed.value)
+        assert message.startswith(
+            f"{output}/checkpoints: cannot write the file: the disk is full"
+        ), message
+        assert "NETWORK_OUTPUT_DIR" in message and "\n" not in message
+        after = contents(output)
+        assert {name: after[name] for name in earlier} == earlier
+        assert logged_steps(output) == [1, 2]
+        assert sorted(after) == [
+            ".lock",
+            "checkpoints/training-settings.json",
+            "losses.csv",
+            "network-settings.json",
+            "network.keras",
+            "sample-2.jpg",
+        ]
+
+
+# One distributed step ------------------------------------------------------------------
 
 
 def test_the_distributed_step_matches_one_device(tiny_mat):
@@ -186,7 +619,7 @@ def test_the_distributed_step_matches_one_device(tiny_mat):
     result = subprocess.run(
         [sys.executable, script, tiny_mat],
         cwd=REPO_ROOT,
-        env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2"},
+        env={**CPU_ONLY, "TF_CPP_MIN_LOG_LEVEL": "2"},
         capture_output=True,
         text=True,
         timeout=180,

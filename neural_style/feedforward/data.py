@@ -10,7 +10,8 @@ orientation applied), a random square of its shorter side is cut out and resized
 `image_size`, all on parallel tf.data workers. A file that cannot be decoded, or whose
 shorter side is below `min_side(image_size)` (upscaling it would teach the network blur),
 is skipped and recorded in `skipped`, never a crash. When every file has been skipped the
-pipeline fails with `NoUsablePhotos` rather than searching forever.
+dataset ends (its iterator is exhausted) rather than searching forever; nothing is raised
+on tf.data's threads, whose errors TensorFlow would print as tracebacks.
 """
 
 from __future__ import annotations
@@ -22,9 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from neural_style import images
-from neural_style.errors import UserError
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+from neural_style.errors import UserError, setting_fix
 
 
 def list_images(folder: str, setting: str = "NETWORK_DATASET") -> list[str]:
@@ -34,7 +33,7 @@ def list_images(folder: str, setting: str = "NETWORK_DATASET") -> list[str]:
       UserError: `folder` is missing, not a folder, or holds no such file; the message
         names `setting`.
     """
-    fix = f"set {setting} in settings.py or pass --{setting.lower()}=FOLDER"
+    fix = setting_fix(setting, "FOLDER")
     if not os.path.isdir(folder):
         problem = "no such folder" if not os.path.exists(folder) else "is a file, not a folder"
         raise UserError(f"{folder}: {problem}; {fix}")
@@ -44,11 +43,11 @@ def list_images(folder: str, setting: str = "NETWORK_DATASET") -> list[str]:
         paths += [
             os.path.join(root, name)
             for name in sorted(files)
-            if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
+            if name.lower().endswith(images.IMAGE_SUFFIXES) and not name.startswith(".")
         ]
     if not paths:
         raise UserError(
-            f"{folder}: no {', '.join(IMAGE_EXTENSIONS)} images in this folder or below it; "
+            f"{folder}: no {', '.join(images.IMAGE_SUFFIXES)} images in this folder or below it; "
             f"{fix} (a folder of photos such as COCO's train2014)"
         )
     return paths
@@ -58,10 +57,6 @@ def min_side(image_size: int) -> int:
     """Photos whose shorter side is below this are skipped: half the crop size, at least
     images.MIN_SIDE."""
     return max(images.MIN_SIDE, image_size // 2)
-
-
-class NoUsablePhotos(Exception):
-    """Every file of the dataset was skipped."""
 
 
 class SkippedFiles:
@@ -78,14 +73,16 @@ class SkippedFiles:
     def add(self, path: str, reason: str) -> None:
         with self._lock:
             self._reasons.setdefault(path, reason)
-            every_file_bad = len(self._reasons) >= self.total
-        if every_file_bad:
-            raise NoUsablePhotos(f"all {self.total} files were skipped")
 
     @property
     def count(self) -> int:
         with self._lock:
             return len(self._reasons)
+
+    @property
+    def every_file_skipped(self) -> bool:
+        """Whether no file is left to train on."""
+        return self.count >= self.total
 
     def reasons(self) -> dict[str, str]:
         """{path: why it was skipped}, in the order they were met."""
@@ -136,11 +133,15 @@ def _skip(path: str, reason: str, image_size: int, skipped: SkippedFiles):
     return np.zeros((image_size, image_size, 3), np.float32), False
 
 
-def _is_usable(image: tf.Tensor, ok: tf.Tensor) -> tf.Tensor:
+def _files_left(image: tf.Tensor, ok: tf.Tensor, exhausted: tf.Tensor) -> tf.Tensor:
+    return tf.logical_not(exhausted)
+
+
+def _is_usable(image: tf.Tensor, ok: tf.Tensor, exhausted: tf.Tensor) -> tf.Tensor:
     return ok
 
 
-def _drop_flag(image: tf.Tensor, ok: tf.Tensor) -> tf.Tensor:
+def _image_only(image: tf.Tensor, ok: tf.Tensor, exhausted: tf.Tensor) -> tf.Tensor:
     return image
 
 
@@ -156,25 +157,32 @@ def photo_batches(
 
     The order is reshuffled every pass over `paths`, and each photo gets a fresh random
     crop, all reproducible from `seed`. For several input pipelines (multi-worker
-    training), give each its own share of `paths` and its own `skipped`.
+    training), give each its own share of `paths` and its own `skipped`. Once every file
+    of `paths` has been skipped the dataset ends.
     """
 
     def load(path: tf.Tensor, random_bits: tf.Tensor):
         def load_numpy(path_bytes, bits):
-            return load_training_photo(
+            image, ok = load_training_photo(
                 path_bytes.numpy().decode("utf-8"), image_size, int(bits.numpy()), skipped
             )
+            return image, ok, skipped.every_file_skipped
 
-        image, ok = tf.py_function(load_numpy, [path, random_bits], [tf.float32, tf.bool])
+        image, ok, exhausted = tf.py_function(
+            load_numpy, [path, random_bits], [tf.float32, tf.bool, tf.bool]
+        )
         image.set_shape([image_size, image_size, 3])
         ok.set_shape([])
-        return image, ok
+        exhausted.set_shape([])
+        return image, ok, exhausted
 
     order = tf.data.Dataset.from_tensor_slices(paths)
     order = order.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True).repeat()
     crops = tf.data.Dataset.random(seed=seed)  # one crop seed per photo drawn
     dataset = tf.data.Dataset.zip(order, crops)
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
-    dataset = dataset.filter(_is_usable).map(_drop_flag)
+    # Ending the dataset, rather than raising, keeps tf.data's threads from printing a
+    # traceback per photo still in flight; the caller finds out why from `skipped`.
+    dataset = dataset.take_while(_files_left).filter(_is_usable).map(_image_only)
     dataset = dataset.batch(batch_size, drop_remainder=True)
     return dataset.prefetch(tf.data.AUTOTUNE)
