@@ -7,23 +7,35 @@ settings in settings.py (NETWORK_MODEL, STYLIZE_*), flags override.
     python stylize.py --stylize_input=clip.mp4 --stylize_preserve_colors
     python stylize.py --helpfull                            # every flag and its comment
 
-Outputs go to the STYLIZE_OUTPUT folder under each input's name. A bad setting prints one
-`error: ...` line and exits with status 2; Ctrl-C prints `interrupted` and exits with 130.
+Outputs go to the STYLIZE_OUTPUT folder under each input's name, and never replace an
+input: into the input's own folder they are written as `<name>-stylized.<ext>`, and such
+files, like STYLIZE_OUTPUT inside an input folder, are never read as inputs (see
+neural_style/feedforward/outputs.py). An input too large for the free memory is shrunk to
+fit, with a note, unless STYLIZE_MAX_SIZE asks for a size, which is then refused in one line.
+
+A bad setting prints one `error: ...` line and exits with status 2; a wrong STYLIZE_INPUT,
+STYLIZE_OUTPUT or NETWORK_MODEL path does so before TensorFlow starts. Ctrl-C, SIGTERM and
+SIGHUP stop the run once the batch in hand is written, keeping every finished output and
+no partial video, and exit with 130, 143 and 129.
 """
 
 from absl import flags
 
 import settings
 from neural_style import cli_flags
-from neural_style.config import NetworkSettings
+from neural_style.feedforward.checks import check_paths
+from neural_style.feedforward.config import NetworkSettings
 
 
 def stylize_from_flags(flag_values: flags.FlagValues) -> None:
+    """Stylises STYLIZE_INPUT as the parsed flags say (see the module doc)."""
     run_settings = NetworkSettings.from_flag_values(flag_values)
-    # Imported only now, so that flag errors and --help never wait for TensorFlow.
-    from neural_style.run import start_tensorflow
+    # Before TensorFlow, so that a mistyped path is said at once, not after its start-up.
+    check_paths(run_settings)
+    # Imported only now, so that flag and path errors and --help never wait for TensorFlow.
+    from neural_style.runtime import start_tensorflow
 
-    print(start_tensorflow()[0], flush=True)
+    print(start_tensorflow().description, flush=True)
     from neural_style.feedforward.stylize import stylize_input
 
     stylize_input(run_settings)

@@ -9,6 +9,7 @@ import pytest
 
 from neural_style.feedforward.model import (
     InstanceNormalization,
+    NetworkFileError,
     build_transformer,
     load_network,
 )
@@ -99,3 +100,111 @@ def test_a_saved_network_loads_without_the_training_code(tiny_model, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     expected = np.asarray(tiny_model(photo, training=False))
     assert np.array_equal(np.load(tmp_path / "out.npy"), expected)
+
+
+# --- Files that are not a network: each reported as what it is -------------------------
+
+
+def _damaged(kind: str, good: bytes, path) -> None:
+    """Makes `path` a .keras file of `kind`, from the bytes of a good one."""
+    import zipfile
+
+    import keras
+
+    if kind == "truncated":
+        path.write_bytes(good[: len(good) // 2])
+    elif kind == "text":
+        path.write_text("model: my-style\nweights: see the other file\n")
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "folder":
+        path.mkdir()
+    elif kind == "other zip":
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("notes.txt", "not a network")
+    elif kind == "lambda layer":
+        photos = keras.Input((None, None, 3))
+        keras.Model(photos, keras.layers.Lambda(lambda x: 255.0 - x)(photos)).save(path)
+    elif kind == "classifier":
+        features = keras.Input((10,))
+        keras.Model(features, keras.layers.Dense(2)(features)).save(path)
+
+
+@pytest.mark.parametrize(
+    ("kind", "said"),
+    [
+        ("truncated", "a truncated or damaged zip archive: the file was cut short"),
+        ("text", "not a zip archive: the file is not a .keras network"),
+        ("empty", "the file is empty"),
+        ("folder", "is a folder, not a .keras file"),
+        ("other zip", "a zip archive without config.json: not a .keras network"),
+        # Keras's safe mode: a file that would run Python code when loaded is refused.
+        ("lambda layer", "not a network this tool can load (Requested the deserialization"),
+        ("classifier", "not an image-to-image network: it maps [(None, 10)] to [(None, 2)]"),
+    ],
+)
+def test_a_file_that_is_not_a_network_is_reported_as_what_it_is(tiny_model, tmp_path, kind, said):
+    good = tmp_path / "good.keras"
+    tiny_model.save(str(good))
+    path = tmp_path / "network.keras"
+    _damaged(kind, good.read_bytes(), path)
+    before = path.read_bytes() if path.is_file() else None
+    with pytest.raises(NetworkFileError) as raised:
+        load_network(str(path))
+    message = str(raised.value)
+    assert message.startswith(said), message
+    assert "File not found" not in message and "\n" not in message and len(message) < 260
+    assert (path.read_bytes() if path.is_file() else None) == before  # only read
+    assert load_network(str(good)).count_params() == tiny_model.count_params()
+
+
+def _in_a_thread_without_root_permissions(function):
+    """Runs `function` in a thread whose effective capabilities lack CAP_DAC_OVERRIDE and
+    CAP_DAC_READ_SEARCH, so file modes bind although the tests run as root. Capabilities
+    are per thread on Linux, so the rest of the process keeps them. Returns what
+    `function` returned or raised."""
+    import ctypes
+    import threading
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Sets(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_uint32) for name in ("effective", "permitted", "inherit")]
+
+    outcome = {}
+
+    def run():
+        try:
+            if os.geteuid() == 0:
+                libc = ctypes.CDLL(None, use_errno=True)
+                header, sets = Header(0x20080522, 0), (Sets * 2)()  # _LINUX_CAPABILITY_VERSION_3
+                dac_override, dac_read_search = 1, 2
+                if libc.capget(ctypes.byref(header), sets) != 0:
+                    raise OSError(ctypes.get_errno(), "capget failed")
+                sets[0].effective &= ~((1 << dac_override) | (1 << dac_read_search))
+                if libc.capset(ctypes.byref(header), sets) != 0:
+                    raise OSError(ctypes.get_errno(), "capset failed")
+            outcome["value"] = function()
+        except BaseException as error:  # handed to the test's thread
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    return outcome
+
+
+def test_an_unreadable_network_file_is_reported_as_permission_denied(tiny_model, tmp_path):
+    path = tmp_path / "network.keras"
+    tiny_model.save(str(path))
+    saved = path.read_bytes()
+    path.chmod(0)
+    outcome = _in_a_thread_without_root_permissions(lambda: load_network(str(path)))
+    error = outcome.get("error")
+    if isinstance(error, OSError):
+        pytest.fail(f"could not drop root's power over file permissions: {error}")
+    assert isinstance(error, NetworkFileError), outcome
+    assert str(error) == "permission denied"
+    path.chmod(0o644)
+    assert path.read_bytes() == saved

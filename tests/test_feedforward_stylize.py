@@ -1,21 +1,33 @@
-"""Applying a trained network with stylize.py: an image, a folder, a video, colours kept."""
+"""Applying a trained network with stylize.py: an image, a folder, a video, colours kept;
+and never losing a user's work: no result over an input, no result read back as input,
+unique names, memory-sized inputs and batches, damaged videos and network files, write
+failures on real read-only and full file systems (tmpfs), and real signals to a real
+`python stylize.py`."""
 
+import contextlib
+import functools
+import math
 import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
+from typing import NamedTuple
 
 import imageio.v2 as imageio
 import numpy as np
 import pytest
-from conftest import REPO_ROOT, photo, write_image
 
-import settings
 from neural_style.colors import rgb_to_ycbcr
-from neural_style.config import NetworkSettings
 from neural_style.errors import UserError
+from neural_style.feedforward.config import NetworkSettings
+from neural_style.feedforward.fit import bytes_per_pixel
 from neural_style.feedforward.model import build_transformer, load_network
 from neural_style.feedforward.stylize import Stylizer, stylize_input
 from neural_style.images import load_image
+from tests import toy_settings as settings
+from tests.support import REPO_ROOT, photo, write_image
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +115,16 @@ def test_a_missing_network_or_input_is_a_user_error(network, tmp_path):
     with pytest.raises(UserError, match=r"no such file or folder; set STYLIZE_INPUT"):
         stylize_input(stylize_settings(network, tmp_path / "missing.jpg", tmp_path))
     (tmp_path / "fake.keras").write_bytes(b"not a zip")
-    with pytest.raises(UserError, match=r"not a network this tool can load"):
+    with pytest.raises(UserError, match=r"fake.keras: not a zip archive: .*; train one"):
         stylize_input(stylize_settings(str(tmp_path / "fake.keras"), source, tmp_path))
+    (tmp_path / "folder.keras").mkdir()
+    with pytest.raises(UserError, match=r"folder.keras: is a folder, not a .keras file; train"):
+        stylize_input(stylize_settings(str(tmp_path / "folder.keras"), source, tmp_path))
+    truncated = tmp_path / "cut.keras"
+    truncated.write_bytes(Path(network).read_bytes()[:1000])
+    with pytest.raises(UserError, match=r"cut.keras: a truncated or damaged zip archive"):
+        stylize_input(stylize_settings(str(truncated), source, tmp_path))
+    assert sorted(os.listdir(tmp_path)) == ["a.png", "cut.keras", "fake.keras", "folder.keras"]
 
 
 @pytest.mark.parametrize(
@@ -130,23 +150,545 @@ def test_entry_points_report_a_bad_setting_in_one_line(script, argument, named):
     assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0]
 
 
-def test_stylize_py_runs_end_to_end(network, tmp_path):
-    source = write_image(tmp_path / "in.jpg", photo(40, 44))
-    result = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(REPO_ROOT, "stylize.py"),
-            f"--network_model={network}",
-            f"--stylize_input={source}",
-            f"--stylize_output={tmp_path / 'out'}",
-        ],
-        cwd=REPO_ROOT,
-        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+# --- Paths checked before TensorFlow starts ---------------------------------------------
+
+
+@pytest.fixture
+def refusing_tensorflow(tmp_path_factory) -> Path:
+    """A folder for PYTHONPATH whose `tensorflow` package refuses to import, leaving a mark
+    `tensorflow/imported` first, so a run shows whether it ever asked for TensorFlow."""
+    folder = tmp_path_factory.mktemp("no_tensorflow")
+    (folder / "tensorflow").mkdir()
+    (folder / "tensorflow" / "__init__.py").write_text(
+        "import pathlib\n"
+        "pathlib.Path(__file__).with_name('imported').touch()\n"
+        'raise ImportError("stylize.py imported TensorFlow before checking its paths")\n'
+    )
+    return folder
+
+
+def run_stylize_py(folder, python_path, *arguments: str) -> subprocess.CompletedProcess:
+    """`python stylize.py ARGS` run in `folder` (relative paths and settings.py's defaults
+    land there), with `python_path` first on the import path."""
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO_ROOT, "stylize.py"), *arguments],
+        cwd=folder,
+        env={**os.environ, "PYTHONPATH": str(python_path)},
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert os.path.isfile(tmp_path / "out" / "in.jpg")
-    assert "wrote 1 file(s)" in result.stdout
+
+
+def paths_to_check(folder: Path) -> None:
+    """An input image, a folder, a named pipe and a file where a folder belongs."""
+    write_image(folder / "in.png", photo(40, 40))
+    (folder / "folder.keras").mkdir()
+    os.mkfifo(folder / "pipe.keras")
+    write_image(folder / "taken.png", photo(32, 32, seed=1))
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (
+            ["--stylize_input=missing.jpg"],
+            "missing.jpg: no such file or folder; set STYLIZE_INPUT in settings.py",
+        ),
+        (
+            ["--stylize_input=in.png", "--stylize_output=taken.png"],
+            "taken.png: is a file, not a folder; set STYLIZE_OUTPUT in settings.py",
+        ),
+        (
+            ["--stylize_input=in.png", "--network_model=none.keras"],
+            "none.keras: no such network file; train one with python train_network.py",
+        ),
+        (
+            ["--stylize_input=in.png", "--network_model=folder.keras"],
+            "folder.keras: is a folder, not a .keras file; train one",
+        ),
+        (
+            ["--stylize_input=in.png", "--network_model=pipe.keras"],
+            "pipe.keras: not a regular file (a pipe or a device); train one",
+        ),
+    ],
+)
+def test_stylize_py_says_a_wrong_path_before_importing_tensorflow(
+    arguments, message, tmp_path, refusing_tensorflow
+):
+    paths_to_check(tmp_path)
+    names, inputs = sorted(os.listdir(tmp_path)), snapshot(tmp_path)
+    result = run_stylize_py(tmp_path, refusing_tensorflow, *arguments)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"error: {message}"), result.stderr
+    assert not (refusing_tensorflow / "tensorflow" / "imported").exists()
+    assert sorted(os.listdir(tmp_path)) == names and snapshot(tmp_path) == inputs
+
+
+def test_stylize_py_with_paths_that_pass_goes_on_to_start_tensorflow(tmp_path, refusing_tensorflow):
+    # What makes the test above mean something: the stand-in is the TensorFlow the entry
+    # would import, and only the contents of a network file are left for after it.
+    paths_to_check(tmp_path)
+    (tmp_path / "junk.keras").write_bytes(b"not a network")
+    arguments = ["--stylize_input=in.png", "--network_model=junk.keras"]
+    result = run_stylize_py(tmp_path, refusing_tensorflow, *arguments)
+    assert result.returncode != 0
+    assert "imported TensorFlow before checking its paths" in result.stderr
+    assert (refusing_tensorflow / "tensorflow" / "imported").exists()
+    assert not (tmp_path / "output").exists()
+
+
+# --- Never losing a user's work ----------------------------------------------------------
+
+
+def snapshot(folder) -> dict[str, bytes]:
+    """Every file below `folder` by relative path: what must stay as it was."""
+    folder = Path(folder)
+    return {
+        str(path.relative_to(folder)): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+@functools.cache
+def _stylizer(network: str) -> Stylizer:
+    return Stylizer(load_network(network))
+
+
+def alone(network, path: str) -> np.ndarray:
+    """What the network makes of the image at `path`, rounded as a written result is."""
+    stylised = _stylizer(network)(load_image(path, "X")[None])[0]
+    return np.clip(np.rint(stylised), 0, 255)
+
+
+def write_clip(path, frames: int, height: int = 48, width: int = 64, fps: float = 12) -> str:
+    """A real H.264 .mp4 with its index first (as phones and the web write them), so that a
+    file cut short still plays up to the cut."""
+    with imageio.get_writer(
+        str(path),
+        fps=fps,
+        codec="libx264",
+        macro_block_size=2,
+        ffmpeg_params=["-movflags", "+faststart"],
+    ) as writer:
+        for index in range(frames):
+            writer.append_data(photo(height, width, seed=index).astype(np.uint8))
+    return str(path)
+
+
+def count_frames(path: str) -> int:
+    reader = imageio.get_reader(path)
+    frames = sum(1 for _ in reader.iter_data())
+    reader.close()
+    return frames
+
+
+def test_the_input_folder_as_output_folder_never_replaces_an_input(network, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    write_image(folder / "a.jpg", photo(40, 48, seed=1))
+    write_image(folder / "b.png", photo(40, 48, seed=2))
+    write_image(folder / "c.webp", photo(44, 40, seed=3))
+    write_image(folder / "sub" / "d.jpg", photo(36, 50, seed=4))
+    originals = snapshot(folder)
+    first = stylize_input(stylize_settings(network, folder, folder), stream=sys.stdout)
+    results = ["a-stylized.jpg", "b-stylized.png", "c-stylized.png", "sub/d-stylized.jpg"]
+    assert sorted(os.path.relpath(path, folder) for path in first.outputs) == results
+    assert {name: snapshot(folder)[name] for name in originals} == originals
+    np.testing.assert_allclose(
+        load_image(str(folder / "c-stylized.png"), "X"), alone(network, str(folder / "c.webp"))
+    )
+    # A re-run (the folder spelt another way) replaces its own results and reads none of
+    # them: no a-stylized-stylized.jpg.
+    capsys.readouterr()
+    second = stylize_input(stylize_settings(network, folder, folder / "sub" / ".."))
+    assert sorted(os.path.relpath(path, folder) for path in second.outputs) == results
+    assert sorted(snapshot(folder)) == sorted([*originals, *results])
+    assert {name: snapshot(folder)[name] for name in originals} == originals
+    assert "left out 4 earlier result(s) named *-stylized.*" in capsys.readouterr().out
+
+
+def test_a_single_image_or_video_into_its_own_folder_is_written_beside_it(network, tmp_path):
+    image = write_image(tmp_path / "me.jpg", photo(40, 44, seed=5))
+    clip = write_clip(tmp_path / "clip.mp4", frames=5)
+    originals = snapshot(tmp_path)
+    for _ in range(2):  # the second run replaces the first one's results
+        assert stylize_input(stylize_settings(network, image, tmp_path)).outputs == [
+            str(tmp_path / "me-stylized.jpg")
+        ]
+        assert stylize_input(stylize_settings(network, clip, tmp_path)).outputs == [
+            str(tmp_path / "clip-stylized.mp4")
+        ]
+    assert sorted(os.listdir(tmp_path)) == [
+        "clip-stylized.mp4",
+        "clip.mp4",
+        "me-stylized.jpg",
+        "me.jpg",
+    ]
+    assert {name: snapshot(tmp_path)[name] for name in originals} == originals
+    assert count_frames(str(tmp_path / "clip-stylized.mp4")) == 5
+
+
+def test_an_output_folder_inside_the_input_folder_is_never_read_back(network, tmp_path, capsys):
+    folder = tmp_path / "album"
+    folder.mkdir()
+    write_image(folder / "a.jpg", photo(40, 48, seed=1))
+    write_image(folder / "b.png", photo(40, 48, seed=2))
+    originals = snapshot(folder)
+    for _ in range(3):
+        result = stylize_input(stylize_settings(network, folder, folder / "stylized"))
+        assert sorted(result.outputs) == [str(folder / "stylized" / n) for n in ("a.jpg", "b.png")]
+    assert sorted(snapshot(folder)) == ["a.jpg", "b.png", "stylized/a.jpg", "stylized/b.png"]
+    assert {name: snapshot(folder)[name] for name in originals} == originals
+    assert "left out 2 file(s) inside STYLIZE_OUTPUT" in capsys.readouterr().out
+
+
+def test_names_are_unique_within_a_run(network, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    names = ["a.jpg", "a.png", "a.webp", "a.tif", "b.tif", "b.tiff", "C.png", "c.gif"]
+    for seed, name in enumerate(names):  # each its own size, so a mix-up shows
+        write_image(folder / name, photo(36 + 2 * seed, 40, seed=seed))
+    result = stylize_input(stylize_settings(network, folder, tmp_path / "out"))
+    # A kept format keeps its plain name; one converted to PNG whose name is taken keeps its
+    # old extension in its name. C.png and c.png would be one file on macOS or a USB disk.
+    expected = {
+        "C.png": "C.png",
+        "a.jpg": "a.jpg",
+        "a.png": "a.png",
+        "a.tif": "a.tif.png",
+        "a.webp": "a.webp.png",
+        "b.tif": "b.png",
+        "b.tiff": "b.tiff.png",
+        "c.gif": "c.gif.png",
+    }
+    written = dict(
+        zip(sorted(names), (os.path.basename(path) for path in result.outputs), strict=True)
+    )
+    assert written == expected
+    assert sorted(os.listdir(tmp_path / "out")) == sorted(expected.values())
+    for source, target in expected.items():
+        written = load_image(str(tmp_path / "out" / target), "X")
+        wanted = alone(network, str(folder / source))
+        assert written.shape == wanted.shape, (source, target)
+        if target.endswith(".png"):  # lossless; JPEG's loss is large on this noisy texture
+            np.testing.assert_allclose(written, wanted, atol=1, err_msg=target)
+
+
+def test_a_result_never_lands_on_an_input_through_a_link(network, tmp_path):
+    # The user's photos live in out/; the album links to them, by a hard and a symbolic link.
+    (tmp_path / "out").mkdir()
+    (tmp_path / "album").mkdir()
+    write_image(tmp_path / "out" / "x.jpg", photo(40, 48, seed=1))
+    write_image(tmp_path / "out" / "y.png", photo(40, 48, seed=2))
+    os.link(tmp_path / "out" / "x.jpg", tmp_path / "album" / "x.jpg")
+    os.symlink(tmp_path / "out" / "y.png", tmp_path / "album" / "y.png")
+    originals = snapshot(tmp_path / "out")
+    result = stylize_input(stylize_settings(network, tmp_path / "album", tmp_path / "out"))
+    assert sorted(result.outputs) == [str(tmp_path / "out" / n) for n in ("x-2.jpg", "y-2.png")]
+    assert {name: snapshot(tmp_path / "out")[name] for name in originals} == originals
+
+
+# --- Memory --------------------------------------------------------------------------
+
+
+def budget_for(pixels: int, width: int = 2) -> int:
+    """Available memory, bytes, for which images of `pixels` pixels just fit."""
+    from neural_style import memory
+
+    return math.ceil(bytes_per_pixel(width) * pixels / memory.USABLE_FRACTION) + 1
+
+
+def test_the_estimate_errs_high_for_a_12_megapixel_photo():
+    # Measured: a 4000x3000 photo took about 11.5 GB at the paper's width 32.
+    assert 11.5e9 < bytes_per_pixel(32) * 4000 * 3000 < 14.5e9
+    assert bytes_per_pixel(32, preserve_colors=True) > bytes_per_pixel(32) > bytes_per_pixel(8)
+
+
+def test_an_image_too_large_for_the_memory_is_shrunk_or_refused(
+    network, tmp_path, monkeypatch, capsys
+):
+    from neural_style import memory
+
+    source = write_image(tmp_path / "big.png", photo(64, 96, seed=3))
+    original = Path(source).read_bytes()
+    # Memory for 72x48 pixels only.
+    monkeypatch.setattr(memory, "available_bytes", lambda: budget_for(72 * 48))
+    shrunk = stylize_input(stylize_settings(network, source, tmp_path / "auto"))
+    assert load_image(shrunk.outputs[0], "X").shape == (48, 72, 3)
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "96x64 needs about" in notes[0] and "at 72x48" in notes[0]
+    assert "STYLIZE_MAX_SIZE" in notes[0]
+    # Asked for its own size explicitly, the run is refused, and says what fits.
+    with pytest.raises(UserError) as refused:
+        stylize_input(stylize_settings(network, source, tmp_path / "asked", stylize_max_size=96))
+    message = str(refused.value)
+    assert message.startswith("STYLIZE_MAX_SIZE (--stylize_max_size): ")
+    assert "the largest that fits is 72 pixels (--stylize_max_size=72)" in message
+    assert "\n" not in message and not os.path.exists(tmp_path / "asked")
+    # ...and that size does fit.
+    fitted = stylize_input(
+        stylize_settings(network, source, tmp_path / "asked", stylize_max_size=72)
+    )
+    assert load_image(fitted.outputs[0], "X").shape == (48, 72, 3)
+    monkeypatch.setattr(memory, "available_bytes", lambda: budget_for(20 * 20))
+    with pytest.raises(UserError, match=r"no size fits: close other programs"):
+        stylize_input(stylize_settings(network, source, tmp_path / "none"))
+    assert Path(source).read_bytes() == original
+
+
+def test_a_folder_that_would_not_fit_is_refused_before_anything_is_written(
+    network, tmp_path, monkeypatch
+):
+    from neural_style import memory
+
+    folder = tmp_path / "album"
+    folder.mkdir()
+    write_image(folder / "a_small.png", photo(40, 40, seed=1))
+    write_image(folder / "b_large.png", photo(64, 96, seed=2))
+    (tmp_path / "out").mkdir()
+    write_image(tmp_path / "out" / "a_small.png", photo(40, 40, seed=9))  # an earlier result
+    earlier = snapshot(tmp_path / "out")
+    monkeypatch.setattr(memory, "available_bytes", lambda: budget_for(72 * 48))
+    with pytest.raises(UserError, match=r"b_large.png at 96x64 needs about .* fits is 72 pix"):
+        stylize_input(stylize_settings(network, folder, tmp_path / "out", stylize_max_size=100))
+    assert snapshot(tmp_path / "out") == earlier
+
+
+def test_a_batch_that_would_not_fit_is_split(network, tmp_path, monkeypatch, capsys):
+    from neural_style import memory
+
+    folder = tmp_path / "album"
+    folder.mkdir()
+    for index in range(5):
+        write_image(folder / f"p{index}.png", photo(40, 48, seed=index))
+    monkeypatch.setattr(memory, "available_bytes", lambda: budget_for(int(40 * 48 * 2.5)))
+    result = stylize_input(
+        stylize_settings(network, folder, tmp_path / "out", stylize_batch_size=4),
+        stream=sys.stdout,
+    )
+    out = capsys.readouterr().out
+    assert "note: 4 images of 48x40 at once need about" in out and "stylising 2 at a time" in out
+    assert len(result.outputs) == 5
+    for index in range(5):
+        np.testing.assert_allclose(
+            load_image(str(tmp_path / "out" / f"p{index}.png"), "X"),
+            alone(network, str(folder / f"p{index}.png")),
+            atol=1,
+        )
+
+
+# --- Damaged videos ----------------------------------------------------------------------
+
+
+def test_a_truncated_video_is_stylised_with_a_warning_giving_the_frame_counts(
+    network, tmp_path, capsys
+):
+    whole = write_clip(tmp_path / "whole.mp4", frames=24)
+    source = tmp_path / "cut.mp4"
+    source.write_bytes(Path(whole).read_bytes()[: os.path.getsize(whole) // 2])
+    original = source.read_bytes()
+    result = stylize_input(stylize_settings(network, source, tmp_path / "out"), stream=sys.stdout)
+    written = count_frames(result.outputs[0])
+    assert 0 < written < 24
+    warnings = [line for line in capsys.readouterr().out.splitlines() if "warning" in line]
+    assert warnings == [
+        f"warning: {source}: only {written} of the 24 frames its header announces could be "
+        f"decoded; the file is truncated or damaged, and the output has those {written}"
+    ]
+    assert source.read_bytes() == original
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"these are my holiday notes, not a video\n" * 50], ids=["empty", "text"]
+)
+def test_a_file_that_is_not_a_video_gives_one_short_line(network, tmp_path, content):
+    source = tmp_path / "clip.mp4"
+    source.write_bytes(content)
+    with pytest.raises(UserError) as raised:
+        stylize_input(stylize_settings(network, source, tmp_path / "out"))
+    message = str(raised.value)
+    assert message.startswith(f"{source}: cannot read the video (")
+    assert "set STYLIZE_INPUT" in message
+    assert "\n" not in message and len(message) - len(str(source)) < 200, message
+    assert "configuration:" not in message and "ffmpeg version" not in message
+    assert source.read_bytes() == content and not os.path.exists(tmp_path / "out" / "clip.mp4")
+
+
+# --- Write failures ------------------------------------------------------------------------
+
+
+def _mount(*arguments: str) -> None:
+    result = subprocess.run(["mount", *arguments], capture_output=True, text=True, check=False)
+    if result.returncode:
+        pytest.fail(
+            f"mount {' '.join(arguments)} failed ({result.stderr.strip()}); these tests need "
+            "root or CAP_SYS_ADMIN to mount a small tmpfs"
+        )
+
+
+@contextlib.contextmanager
+def tmpfs(folder, size: str = "1m"):
+    """A fresh tmpfs of `size` at `folder`: real EROFS and ENOSPC, which root cannot bypass."""
+    folder.mkdir(parents=True, exist_ok=True)
+    _mount("-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(folder))
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def fill(folder) -> None:
+    """Fills the file system holding `folder` to the last byte."""
+    with open(folder / "filler", "wb", buffering=0) as filler, contextlib.suppress(OSError):
+        while True:
+            filler.write(b"\0" * 4096)
+
+
+def test_write_failures_name_stylize_output_and_leave_no_half_file(network, tmp_path):
+    image = write_image(tmp_path / "me.png", photo(40, 44))
+    clip = write_clip(tmp_path / "clip.mp4", frames=12)
+    inputs = snapshot(tmp_path)
+    with tmpfs(tmp_path / "disk") as disk:
+        (disk / "out").mkdir()
+        write_image(disk / "out" / "me.png", photo(40, 44, seed=8))  # an earlier result
+        earlier = snapshot(disk)
+        _mount("-o", "remount,ro", str(disk))
+        for source in (image, clip):
+            with pytest.raises(UserError) as raised:
+                stylize_input(stylize_settings(network, source, disk / "out"))
+            message = str(raised.value)
+            assert "cannot write the file: the file system is read-only" in message, message
+            assert "\n" not in message
+            assert "set STYLIZE_OUTPUT in settings.py" in message and "OUTPUT_IMAGE" not in message
+        assert snapshot(disk) == earlier
+        _mount("-o", "remount,rw", str(disk))
+        fill(disk)
+        with pytest.raises(UserError) as raised:
+            stylize_input(stylize_settings(network, clip, disk / "out"))
+        message = str(raised.value)
+        assert message.startswith(f"{disk / 'out' / 'clip.mp4'}: cannot write the file: the disk")
+        assert "set STYLIZE_OUTPUT in settings.py" in message and "\n" not in message
+        (disk / "filler").unlink()
+        assert snapshot(disk) == earlier  # no clip.mp4, no partial file
+    assert snapshot(tmp_path) == inputs
+
+
+# --- Stopping ----------------------------------------------------------------------------
+
+
+def _start_stylize_py(folder, name: str, *arguments: str) -> subprocess.Popen:
+    """`python stylize.py ARGS` as a user runs it, its output in folder/<name>.out/.err."""
+    with open(folder / f"{name}.out", "w") as out, open(folder / f"{name}.err", "w") as err:
+        return subprocess.Popen(
+            [sys.executable, os.path.join(REPO_ROOT, "stylize.py"), *arguments],
+            cwd=REPO_ROOT,
+            env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+            stdout=out,
+            stderr=err,
+        )
+
+
+class Run(NamedTuple):
+    returncode: int
+    stdout: str
+    stderr: str
+    folder: Path  # where its inputs and outputs are
+    inputs: dict[str, bytes]  # its inputs' bytes before the run
+
+
+# A signal for each run that is stopped: the folder of images, the video.
+STOP_SIGNALS = {"folder": signal.SIGTERM, "video": signal.SIGHUP}
+
+
+@pytest.fixture(scope="module")
+def stylize_py_runs(network, tmp_path_factory) -> dict[str, Run]:
+    """Three `python stylize.py` runs at once, to share TensorFlow's start-up time: one
+    image, run to the end; a folder of 30 images, stopped by SIGTERM after its first result;
+    a video, stopped by SIGHUP once its partial file exists."""
+    folders = {name: tmp_path_factory.mktemp(name) for name in ("image", "folder", "video")}
+    write_image(folders["image"] / "in.jpg", photo(40, 44))
+    (folders["folder"] / "album").mkdir()
+    for index in range(30):
+        write_image(folders["folder"] / "album" / f"p{index:02d}.png", photo(320, 320, seed=index))
+    write_clip(folders["video"] / "clip.mp4", frames=40, height=240, width=320)
+    inputs = {name: snapshot(folder) for name, folder in folders.items()}
+    sources = {"image": "in.jpg", "folder": "album", "video": "clip.mp4"}
+    runs = {
+        name: _start_stylize_py(
+            folders[name],
+            name,
+            f"--network_model={network}",
+            "--stylize_batch_size=1",
+            f"--stylize_input={folders[name] / sources[name]}",
+            f"--stylize_output={folders[name] / 'out'}",
+        )
+        for name in folders
+    }
+    ready = {  # when each stopped run has begun to write
+        "folder": lambda: (
+            (folders["folder"] / "out").is_dir()
+            and any(not name.startswith(".") for name in os.listdir(folders["folder"] / "out"))
+        ),
+        "video": lambda: (folders["video"] / "out" / ".clip.mp4.partial.mp4").exists(),
+    }
+    deadline = time.monotonic() + 120
+    while ready:
+        for name in list(ready):
+            if ready[name]():
+                runs[name].send_signal(STOP_SIGNALS[name])
+                del ready[name]
+            elif runs[name].poll() is not None or time.monotonic() > deadline:
+                runs[name].kill()
+                error = (folders[name] / f"{name}.err").read_text()[-2000:]
+                pytest.fail(f"{name}: ended before it could be stopped: {error}")
+        time.sleep(0.005)
+    return {
+        name: Run(
+            process.wait(timeout=120),
+            (folders[name] / f"{name}.out").read_text(),
+            (folders[name] / f"{name}.err").read_text(),
+            folders[name],
+            inputs[name],
+        )
+        for name, process in runs.items()
+    }
+
+
+def test_stylize_py_runs_end_to_end(stylize_py_runs):
+    run = stylize_py_runs["image"]
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert os.path.isfile(run.folder / "out" / "in.jpg")
+    assert "wrote 1 file(s)" in run.stdout
+
+
+@pytest.mark.parametrize("name", ["folder", "video"])
+def test_a_signal_stops_the_run_with_one_line_and_its_status(stylize_py_runs, name):
+    run = stylize_py_runs[name]
+    errors = [line for line in run.stderr.splitlines() if line.strip()]
+    assert run.returncode == 128 + STOP_SIGNALS[name], errors
+    # stopping.py's notice that the signal was heard, then the one line of the exit.
+    signal_name = STOP_SIGNALS[name].name
+    assert errors[-1] == f"interrupted ({signal_name})", errors
+    assert set(errors[:-1]) <= {f"{signal_name}: stopping after this step, then saving"}, errors
+    now = snapshot(run.folder)
+    assert {key: now.get(key) for key in run.inputs} == run.inputs
+
+
+def test_a_signal_keeps_every_finished_image_of_a_folder(stylize_py_runs):
+    out = stylize_py_runs["folder"].folder / "out"
+    written = sorted(os.listdir(out))
+    # Each result written is whole, none is left half-written under a hidden name, and the
+    # run stopped before the end.
+    assert 1 <= len(written) < 30 and not [name for name in written if name.startswith(".")]
+    for name in written:
+        assert load_image(str(out / name), "X").shape == (320, 320, 3)
+
+
+def test_a_signal_leaves_no_partial_video(stylize_py_runs):
+    # No file at the final name, and the hidden partial file removed.
+    assert os.listdir(stylize_py_runs["video"].folder / "out") == []

@@ -25,6 +25,9 @@ The three custom layers are registered with Keras under the package "neural_styl
 
 from __future__ import annotations
 
+import os
+import zipfile
+
 import keras
 import tensorflow as tf
 
@@ -32,6 +35,8 @@ RESIDUAL_BLOCKS = 5  # as in the paper
 PAPER_WIDTH = 32  # channels of the first conv in the paper
 # Each side must be at least this, so that reflection padding fits at a quarter of the size.
 MIN_SIDE = 5
+# The first bytes of every zip archive, which a .keras file is.
+_ZIP_MAGIC = b"PK\x03\x04"
 
 
 @keras.saving.register_keras_serializable(package="neural_style")
@@ -164,6 +169,66 @@ def build_transformer(
     return keras.Model(photos, stylised, name="style_transformer")
 
 
+class NetworkFileError(ValueError):
+    """The file is not a network `load_network` can use; the message says what it is."""
+
+
 def load_network(path: str) -> keras.Model:
-    """A network saved with `model.save(path)` (a .keras file)."""
-    return keras.saving.load_model(path, compile=False)
+    """A network saved with `model.save(path)` (a .keras file), in Keras's safe mode, so a
+    file holding Python code (a `Lambda` layer) is refused rather than run.
+
+    Raises:
+      NetworkFileError: what the file is instead, in a few words: "no such network file", "is a
+        folder, not a .keras file", "permission denied", "the file is empty", "not a zip
+        archive: ...", "a truncated or damaged zip archive: ...", Keras's own reason for a
+        .keras file it refuses, or "not an image-to-image network: ...".
+    """
+    _check_archive(path)
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as error:  # Keras raises many kinds for a damaged or foreign file
+        reason = " ".join(str(error).split())[:200] or type(error).__name__
+        raise NetworkFileError(f"not a network this tool can load ({reason})") from None
+    _check_image_to_image(model)
+    return model
+
+
+def _check_archive(path: str) -> None:
+    """Says what the file is when it is not a .keras archive at all: Keras itself calls a
+    folder, an empty, a text or a truncated file alike "File not found"."""
+    if os.path.isdir(path):
+        raise NetworkFileError("is a folder, not a .keras file")
+    try:
+        with open(path, "rb") as file:
+            head = file.read(len(_ZIP_MAGIC))
+    except FileNotFoundError:
+        raise NetworkFileError("no such network file") from None
+    except PermissionError:
+        raise NetworkFileError("permission denied") from None
+    except OSError as error:
+        raise NetworkFileError(f"cannot read the file ({error.strerror or error})") from None
+    if not head:
+        raise NetworkFileError("the file is empty")
+    if head != _ZIP_MAGIC:
+        raise NetworkFileError("not a zip archive: the file is not a .keras network")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        raise NetworkFileError(
+            "a truncated or damaged zip archive: the file was cut short (an interrupted "
+            "copy or download?) and is not a whole .keras network"
+        ) from None
+    if "config.json" not in names:
+        raise NetworkFileError("a zip archive without config.json: not a .keras network")
+
+
+def _check_image_to_image(model: keras.Model) -> None:
+    """A .keras file of some other network loads, then fails on the first image deep inside
+    TensorFlow; this says so at once."""
+    shapes = [tuple(tensor.shape) for tensor in (*model.inputs, *model.outputs)]
+    if len(model.inputs) != 1 or any(len(shape) != 4 or shape[-1] != 3 for shape in shapes):
+        raise NetworkFileError(
+            f"not an image-to-image network: it maps {shapes[: len(model.inputs)]} to "
+            f"{shapes[len(model.inputs) :]}, not [B, H, W, 3] RGB images to the same"
+        )
