@@ -105,7 +105,8 @@ def test_resume_refuses_changed_settings_and_starts_afresh_without_a_checkpoint(
     settings = settings_for(tmp_path, tiny_mat, image_pair)
     fresh, printed = stylize_quietly(settings.__class__(**{**settings.__dict__, "resume": True}))
     assert "not found: nothing to resume, so" in printed and "starts afresh" in printed
-    assert fresh.steps == settings.train_steps and fresh.output_path == f"{settings.output_image}.jpg"
+    assert fresh.steps == settings.train_steps
+    assert fresh.output_path == f"{settings.output_image}.jpg"
     changed = {**settings.__dict__, "resume": True, "train_steps": 8, "beta": 7.0, "seed": 5}
     with pytest.raises(UserError, match=r"cannot resume with changed BETA \(--beta\), SEED"):
         stylize_quietly(settings.__class__(**changed))
