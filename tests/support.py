@@ -6,12 +6,15 @@ Tests import it as `tests.support`; conftest.py holds only the fixtures built fr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import scipy.io
 from PIL import Image
 
@@ -116,3 +119,41 @@ def saved_checkpoint(path: str) -> SimpleNamespace:
         return SimpleNamespace(
             stage=int(data["stage"]), step=int(data["step"]), optimizer_state=state
         )
+
+
+# --- real file-system faults -----------------------------------------------------------------
+
+
+def mount(*arguments: str) -> None:
+    """`mount ARGUMENTS`; a test that needs it fails (never skips) where it cannot mount."""
+    try:
+        result = subprocess.run(["mount", *arguments], capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        pytest.fail("mount is not installed; the fault tests need util-linux")
+    if result.returncode:
+        pytest.fail(
+            f"mount {' '.join(arguments)} failed ({result.stderr.strip()}); the fault tests "
+            "need root or CAP_SYS_ADMIN to mount a small tmpfs"
+        )
+
+
+@contextlib.contextmanager
+def tmpfs(folder, size: str = "1m", *, read_only: bool = False):
+    """A fresh tmpfs of `size` mounted at `folder`, unmounted afterwards: real EROFS and
+    ENOSPC, which root cannot bypass as it bypasses permissions."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    mode = ",ro" if read_only else ""
+    mount("-t", "tmpfs", "-o", f"size={size},mode=0755{mode}", "tmpfs", str(folder))
+    try:
+        yield folder
+    finally:
+        if Path.cwd().is_relative_to(folder):  # a test that went in would keep it busy
+            os.chdir(folder.parent)
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True, check=False)
+
+
+def remount(folder, *, read_only: bool) -> None:
+    """Make the tmpfs at `folder` read-only (writes fail with EROFS, even as root) or
+    writable again."""
+    mount("-o", "remount,ro" if read_only else "remount,rw", str(folder))

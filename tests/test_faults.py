@@ -10,7 +10,6 @@ CAP_SYS_ADMIN; without it these tests fail, saying so.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import io
 import os
@@ -27,7 +26,7 @@ from neural_style.errors import UserError
 from neural_style.images import load_image, save_image
 from neural_style.plots import PlotProcess, write_loss_plot
 from neural_style.vgg import read_vgg19_mat
-from tests.support import REPO_ROOT, photo, save_mat, tiny_variables
+from tests.support import REPO_ROOT, photo, remount, save_mat, tiny_variables, tmpfs
 
 # Keeps a child from bypassing file permissions, as root otherwise does.
 WITHOUT_ROOT_PERMISSIONS = [
@@ -35,36 +34,6 @@ WITHOUT_ROOT_PERMISSIONS = [
     "--inh-caps=-dac_override,-dac_read_search",
     "--bounding-set=-dac_override,-dac_read_search",
 ]
-
-
-def _run(command: list[str], what: str) -> None:
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
-    except FileNotFoundError:
-        pytest.fail(f"{what}: {command[0]} is not installed; these fault tests need util-linux")
-    if result.returncode:
-        pytest.fail(
-            f"{what} failed ({' '.join(command)}: {result.stderr.strip()}); these fault tests "
-            "need root or CAP_SYS_ADMIN to mount a small tmpfs"
-        )
-
-
-@contextlib.contextmanager
-def tmpfs(folder: Path, size: str = "1m"):
-    """A fresh tmpfs of `size` mounted at `folder`, unmounted afterwards."""
-    folder.mkdir(parents=True, exist_ok=True)
-    _run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(folder)], "mount")
-    try:
-        yield folder
-    finally:
-        if Path.cwd().is_relative_to(folder):  # a test that chdir'ed in would keep it busy
-            os.chdir(folder.parent)
-        _run(["umount", str(folder)], "umount")
-
-
-def read_only(folder: Path) -> None:
-    """Remounts the tmpfs at `folder` read-only: writes then fail with EROFS, even as root."""
-    _run(["mount", "-o", "remount,ro", str(folder)], "remount read-only")
 
 
 def fill(folder: Path) -> None:
@@ -109,7 +78,7 @@ def test_save_into_a_read_only_file_system(tmp_path):
         path = str(disk / "out" / "result.png")
         save_image(path, IMAGE)
         before = snapshot(disk)
-        read_only(disk)
+        remount(disk, read_only=True)
 
         with pytest.raises(UserError) as caught:
             save_image(path, NEWER)
@@ -203,21 +172,26 @@ except UserError as error:
 """
 
 
-def test_save_into_a_folder_without_write_permission(tmp_path):
-    folder = tmp_path / "locked"
-    folder.mkdir()
-    (folder / "result.png").write_bytes(b"the earlier result")
-    folder.chmod(0o555)
-    path = str(folder / "result.png")
+def as_a_user(script: str, path: str) -> str:
+    """What `script` prints about `path`, run without root's power over permissions."""
     result = subprocess.run(
-        [*WITHOUT_ROOT_PERMISSIONS, sys.executable, "-c", _SAVE_AS_A_USER, path],
+        [*WITHOUT_ROOT_PERMISSIONS, sys.executable, "-c", script, path],
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": REPO_ROOT},
         check=False,
     )
     assert result.returncode == 0 and result.stderr == "", result.stderr
-    message = result.stdout.strip()
+    return result.stdout.strip()
+
+
+def test_save_into_a_folder_without_write_permission(tmp_path):
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    (folder / "result.png").write_bytes(b"the earlier result")
+    folder.chmod(0o555)
+    path = str(folder / "result.png")
+    message = as_a_user(_SAVE_AS_A_USER, path)
     assert_one_line_naming(message, path)
     assert "permission denied" in message and "or check the folder's permissions" in message
     assert os.listdir(folder) == ["result.png"]
@@ -253,7 +227,7 @@ def test_the_conv_cache_beside_a_read_only_mat_is_only_a_note(tmp_path):
         path = save_mat(disk / "vgg.mat", tiny_variables())
         expected = read_vgg19_mat(path, cache=False)
         before = snapshot(disk)
-        read_only(disk)
+        remount(disk, read_only=True)
         said = io.StringIO()
 
         weights = read_vgg19_mat(path, stream=said)
@@ -302,15 +276,7 @@ def test_a_mat_only_its_owner_may_read_says_permissions_not_download(tmp_path):
     path = save_mat(tmp_path / "vgg.mat", tiny_variables())
     os.chmod(path, 0o000)
     before = Path(path).read_bytes()
-    result = subprocess.run(
-        [*WITHOUT_ROOT_PERMISSIONS, sys.executable, "-c", _READ_AS_A_USER, path],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": REPO_ROOT},
-        check=False,
-    )
-    assert result.returncode == 0 and result.stderr == "", result.stderr
-    message = result.stdout.strip()
+    message = as_a_user(_READ_AS_A_USER, path)
     assert_one_line_naming(message, path)
     assert message.startswith(f"{path}: permission denied; check the file's permissions, or set ")
     assert "get the real file" not in message and "curl" not in message
@@ -330,7 +296,7 @@ def test_a_plot_into_a_read_only_folder_is_one_line(tmp_path):
         png_path = str(disk / "result-losses.png")
         assert write_loss_plot(str(csv_path), png_path)
         before = snapshot(disk)
-        read_only(disk)
+        remount(disk, read_only=True)
 
         with pytest.raises(UserError) as caught:
             write_loss_plot(str(csv_path), png_path)

@@ -27,7 +27,7 @@ from neural_style.feedforward.model import build_transformer, load_network
 from neural_style.feedforward.stylize import Stylizer, stylize_input
 from neural_style.images import load_image
 from tests import toy_settings as settings
-from tests.support import REPO_ROOT, photo, write_image
+from tests.support import REPO_ROOT, photo, remount, tmpfs, write_image
 
 
 @pytest.fixture(scope="module")
@@ -522,26 +522,6 @@ def test_a_file_that_is_not_a_video_gives_one_short_line(network, tmp_path, cont
 # --- Write failures ------------------------------------------------------------------------
 
 
-def _mount(*arguments: str) -> None:
-    result = subprocess.run(["mount", *arguments], capture_output=True, text=True, check=False)
-    if result.returncode:
-        pytest.fail(
-            f"mount {' '.join(arguments)} failed ({result.stderr.strip()}); these tests need "
-            "root or CAP_SYS_ADMIN to mount a small tmpfs"
-        )
-
-
-@contextlib.contextmanager
-def tmpfs(folder, size: str = "1m"):
-    """A fresh tmpfs of `size` at `folder`: real EROFS and ENOSPC, which root cannot bypass."""
-    folder.mkdir(parents=True, exist_ok=True)
-    _mount("-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(folder))
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", str(folder)], check=True)
-
-
 def fill(folder) -> None:
     """Fills the file system holding `folder` to the last byte."""
     with open(folder / "filler", "wb", buffering=0) as filler, contextlib.suppress(OSError):
@@ -557,7 +537,7 @@ def test_write_failures_name_stylize_output_and_leave_no_half_file(network, tmp_
         (disk / "out").mkdir()
         write_image(disk / "out" / "me.png", photo(40, 44, seed=8))  # an earlier result
         earlier = snapshot(disk)
-        _mount("-o", "remount,ro", str(disk))
+        remount(disk, read_only=True)
         for source in (image, clip):
             with pytest.raises(UserError) as raised:
                 stylize_input(stylize_settings(network, source, disk / "out"))
@@ -566,7 +546,7 @@ def test_write_failures_name_stylize_output_and_leave_no_half_file(network, tmp_
             assert "\n" not in message
             assert "set STYLIZE_OUTPUT in settings.py" in message and "OUTPUT_IMAGE" not in message
         assert snapshot(disk) == earlier
-        _mount("-o", "remount,rw", str(disk))
+        remount(disk, read_only=False)
         fill(disk)
         with pytest.raises(UserError) as raised:
             stylize_input(stylize_settings(network, clip, disk / "out"))

@@ -7,7 +7,6 @@ the fault tests mount small tmpfs file systems (read-only, or full), which needs
 CAP_SYS_ADMIN: without it they fail, saying so.
 """
 
-import contextlib
 import csv
 import hashlib
 import json
@@ -29,7 +28,7 @@ from neural_style.errors import UserError
 from neural_style.feedforward import data
 from neural_style.feedforward.config import NetworkSettings
 from tests import toy_settings as settings
-from tests.support import REPO_ROOT, photo, write_image
+from tests.support import REPO_ROOT, photo, remount, tmpfs, write_image
 
 TRAIN_NETWORK = os.path.join(REPO_ROOT, "train_network.py")
 CPU_ONLY = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
@@ -532,31 +531,11 @@ def test_a_stop_while_starting_leaves_nothing_and_ctrl_c_in_the_loop_saves(
 # Write faults: a read-only or full output folder -----------------------------------------
 
 
-def _mount(*arguments: str) -> None:
-    result = subprocess.run(["mount", *arguments], capture_output=True, text=True, check=False)
-    if result.returncode:
-        pytest.fail(
-            f"mount {' '.join(arguments)} failed ({result.stderr.strip()}); these fault tests "
-            "need root or CAP_SYS_ADMIN to mount a small tmpfs"
-        )
-
-
-@contextlib.contextmanager
-def tmpfs(folder: Path, size: str):
-    """A fresh tmpfs of `size` at `folder`, unmounted afterwards."""
-    folder.mkdir(parents=True, exist_ok=True)
-    _mount("-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(folder))
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", str(folder)], capture_output=True, check=False)
-
-
 def test_a_read_only_output_folder_is_one_line(tmp_path, tiny_mat, dataset, style_image):
     with tmpfs(tmp_path / "ro", "1m") as folder:
         (folder / "network.keras").write_bytes(b"an earlier network")
         earlier = contents(folder)
-        _mount("-o", "remount,ro", str(folder))
+        remount(folder, read_only=True)
         for output in (folder, folder / "new"):
             run_settings = tiny_settings(
                 tmp_path,

@@ -40,7 +40,7 @@ from neural_style import reporting, run, stopping
 from neural_style.errors import UserError
 from neural_style.events import Observer
 from neural_style.pipeline import Pipeline
-from tests.support import REPO_ROOT, photo, saved_checkpoint, tiny_settings, write_image
+from tests.support import REPO_ROOT, photo, saved_checkpoint, tiny_settings, tmpfs, write_image
 
 TRAIN = os.path.join(REPO_ROOT, "train.py")
 # Tiny, exact and quiet about files: a subprocess run of a few seconds.
@@ -92,23 +92,6 @@ def assert_one_error_line(stderr: str, *needles: str) -> str:
     for needle in needles:
         assert needle in lines[0], lines[0]
     return lines[0]
-
-
-@contextlib.contextmanager
-def tmpfs(folder: Path, options: str):
-    """A fresh tmpfs mounted at `folder` with mount `options`, unmounted afterwards."""
-    folder.mkdir(parents=True, exist_ok=True)
-    command = ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)]
-    mounted = subprocess.run(command, capture_output=True, text=True, check=False)
-    if mounted.returncode:
-        pytest.fail(
-            f"{' '.join(command)} failed ({mounted.stderr.strip()}); these tests need root or "
-            "CAP_SYS_ADMIN to mount a small tmpfs"
-        )
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], capture_output=True, check=False)
 
 
 # --- subprocess runs ------------------------------------------------------------------------
@@ -851,7 +834,7 @@ def test_resume_follows_the_photo_not_its_path_nor_the_output_folder(tmp_path, t
 
 def test_a_read_only_output_folder_is_one_line(work):
     kept = inputs_of(work)
-    with tmpfs(work.dir / "ro", "size=1m,ro"):
+    with tmpfs(work.dir / "ro", read_only=True):
         done = Train(*work.args("--output_image=ro/out"), cwd=work.dir).finish()
         assert done.code == 2, done.out + done.err
         assert_one_error_line(done.err, str(work.dir / "ro"), "read-only")
@@ -861,7 +844,7 @@ def test_a_read_only_output_folder_is_one_line(work):
 
 def test_a_disk_that_fills_mid_run_keeps_the_final_image(work):
     kept = inputs_of(work)
-    with tmpfs(work.dir / "full", "size=60k"):
+    with tmpfs(work.dir / "full", "60k"):
         done = Train(
             *work.args("--output_image=full/out", "--train_steps=5", "--snapshot_every=1"),
             cwd=work.dir,
@@ -877,7 +860,7 @@ def test_a_disk_that_fills_while_logging_losses_is_one_line(work):
     """The losses log is the file that meets the full disk (no snapshots, a long run):
     still one line naming it, never a traceback."""
     kept = inputs_of(work)
-    with tmpfs(work.dir / "full", "size=8k"):
+    with tmpfs(work.dir / "full", "8k"):
         done = Train(
             *work.args("--output_image=full/out", "--train_steps=150", "--print_every=50"),
             cwd=work.dir,
