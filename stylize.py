@@ -19,12 +19,17 @@ SIGHUP stop the run once the batch in hand is written, keeping every finished ou
 no partial video, and exit with 130, 143 and 129.
 """
 
-from absl import flags
+# First of all, so that a stop signal even while the imports below load is one line.
+from neural_style import stopping
 
-import settings
-from neural_style import cli_flags
-from neural_style.feedforward.checks import check_paths
-from neural_style.feedforward.config import NetworkSettings
+stopping.install_early()
+
+from absl import flags  # noqa: E402
+
+import settings  # noqa: E402
+from neural_style import cli_flags  # noqa: E402
+from neural_style.feedforward.checks import check_paths  # noqa: E402
+from neural_style.feedforward.config import NetworkSettings  # noqa: E402
 
 
 def stylize_from_flags(flag_values: flags.FlagValues) -> None:

@@ -11,11 +11,16 @@ A bad setting prints one `error: ...` line and exits with status 2; Ctrl-C saves
 current image, prints `interrupted` and exits with status 130.
 """
 
-from absl import flags
+# First of all, so that a stop signal even while the imports below load is one line.
+from neural_style import stopping
 
-import settings
-from neural_style import cli_flags
-from neural_style.config import Settings
+stopping.install_early()
+
+from absl import flags  # noqa: E402
+
+import settings  # noqa: E402
+from neural_style import cli_flags  # noqa: E402
+from neural_style.config import Settings  # noqa: E402
 
 
 def stylize_from_flags(flag_values: flags.FlagValues) -> None:

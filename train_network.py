@@ -20,11 +20,16 @@ or 129. A run never replaces an earlier run in NETWORK_OUTPUT_DIR unless --netwo
 or --network_overwrite says so, and two runs never share that folder.
 """
 
-from absl import flags, logging
+# First of all, so that a stop signal even while the imports below load is one line.
+from neural_style import stopping
 
-import settings
-from neural_style import cli_flags
-from neural_style.feedforward.config import NetworkSettings
+stopping.install_early()
+
+from absl import flags, logging  # noqa: E402
+
+import settings  # noqa: E402
+from neural_style import cli_flags  # noqa: E402
+from neural_style.feedforward.config import NetworkSettings  # noqa: E402
 
 
 def train_from_flags(flag_values: flags.FlagValues) -> None:

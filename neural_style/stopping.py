@@ -20,6 +20,7 @@ The exit status is the shell's: 128 + the signal's number (130, 143, 129).
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -51,6 +52,8 @@ class _State:
     requested: int | None = None  # the first stop signal received, if any
     deferring: int = 0  # how many deferred() blocks are open
     installed: bool = False
+    # Until a command can catch Stopped (install_early), a signal ends the process at once.
+    exit_at_once: bool = False
 
 
 _state = _State()
@@ -66,13 +69,24 @@ def _on_signal(signal_number: int, frame) -> None:
                 file=sys.stderr,
                 flush=True,
             )
+    if _state.exit_at_once:
+        # Nothing is written yet, and nothing above could catch an exception quietly.
+        print(f"interrupted ({signal_name(signal_number)})", file=sys.stderr, flush=True)
+        os._exit(128 + signal_number)
     if not _state.deferring:
         raise Stopped(signal_number)
 
 
-def install() -> None:
+def install_early() -> None:
+    """For an entry point's first line, before its imports: a stop signal ends the process
+    at once with one line, until `install` takes over."""
+    install(exit_at_once=True)
+
+
+def install(*, exit_at_once: bool = False) -> None:
     """Route every stop signal through this module (from the main thread; elsewhere, where
     Python cannot set handlers, it does nothing and Ctrl-C stays Python's own)."""
+    _state.exit_at_once = exit_at_once
     if _state.installed or threading.current_thread() is not threading.main_thread():
         return
     for number in STOP_SIGNALS:
