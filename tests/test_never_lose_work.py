@@ -552,6 +552,21 @@ def test_a_signal_while_the_flags_are_read_is_one_line(work):
     assert digests(work.dir) == before
 
 
+@pytest.mark.parametrize("delay", [0.05, 0.1, 0.15, 0.25])
+def test_a_signal_while_python_loads_train_py_is_never_a_traceback(work, delay):
+    """A SIGTERM in the first fraction of a second, while train.py imports its modules:
+    the process ends with status 143 (by the system's default action before the handlers
+    are set, or by them in one line after), never with a traceback, and writes nothing."""
+    before = digests(work.dir)
+    one = Train(*work.args("--output_image=out", FOREVER), cwd=work.dir)
+    time.sleep(delay)
+    one.send(signal.SIGTERM)
+    done = one.finish()
+    assert done.code == 143, done.out + done.err
+    assert "Traceback" not in done.err and done.err.strip() in ("", "interrupted (SIGTERM)")
+    assert digests(work.dir) == before
+
+
 @pytest.fixture(scope="module")
 def ctrl_c_twice_from_a_terminal(tmp_path_factory, tiny_mat):
     """A run snapshotting every step (so loss plots are drawn in child processes), then
