@@ -1,0 +1,208 @@
+"""Optical flow, warping, the reliability mask and the warping error (neural_style.flow), on
+synthetic clips whose true motion the tests know: a pan and a square moving over a still
+background."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from neural_style import flow
+from tests.support import REPO_ROOT, photo
+
+HEIGHT, WIDTH = 96, 128
+PAN_X, PAN_Y = 5, 3  # the camera moves so that content goes 5 px right and 3 px down
+MARGIN = 12  # pixels kept clear of the borders, where new content enters the frame
+
+
+def textured(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """photo() plus blurred noise: detail at a few pixels' scale for DIS to lock onto."""
+    rng = np.random.default_rng(seed)
+    noise = cv2.GaussianBlur(rng.normal(0, 1, (height, width)).astype(np.float32), (0, 0), 1.5)
+    detail = noise / noise.std() * 25
+    return np.clip(photo(height, width, seed) + detail[..., None], 0, 255).astype(np.float32)
+
+
+def panned_pair(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two crops of one larger picture: current(y, x) = previous(y - PAN_Y, x - PAN_X)."""
+    big = textured(HEIGHT + 20, WIDTH + 20, seed)
+    previous = big[10 : 10 + HEIGHT, 10 : 10 + WIDTH]
+    current = big[10 - PAN_Y : 10 - PAN_Y + HEIGHT, 10 - PAN_X : 10 - PAN_X + WIDTH]
+    return previous.copy(), current.copy()
+
+
+def interior(array: np.ndarray) -> np.ndarray:
+    return array[MARGIN:-MARGIN, MARGIN:-MARGIN]
+
+
+def constant_flow(dx: float, dy: float, height: int = HEIGHT, width: int = WIDTH) -> np.ndarray:
+    return np.broadcast_to(np.float32([dx, dy]), (height, width, 2)).copy()
+
+
+def test_pan_flows_recover_the_motion_both_ways():
+    previous, current = panned_pair()
+    pair = flow.flows(previous, current)
+    assert pair.forward.shape == pair.backward.shape == (HEIGHT, WIDTH, 2)
+    assert pair.forward.dtype == pair.backward.dtype == np.float32
+    forward = np.median(interior(pair.forward).reshape(-1, 2), axis=0)
+    backward = np.median(interior(pair.backward).reshape(-1, 2), axis=0)
+    np.testing.assert_allclose(forward, [PAN_X, PAN_Y], atol=0.5)
+    np.testing.assert_allclose(backward, [-PAN_X, -PAN_Y], atol=0.5)
+    # optical_flow is the one-way call flows() is made of, with DIS's own convention
+    np.testing.assert_array_equal(flow.optical_flow(previous, current), pair.forward)
+
+
+def test_warp_along_the_backward_flow_rebuilds_the_current_frame():
+    previous, current = panned_pair()
+    pair = flow.flows(previous, current)
+    moved = flow.warp(previous, pair.backward)
+    assert moved.shape == current.shape and moved.dtype == np.float32
+    assert np.abs(interior(moved) - interior(current)).mean() < 3.0
+    # the wrong direction is far off, so the check above can tell the two apart
+    assert np.abs(interior(flow.warp(previous, pair.forward)) - interior(current)).mean() > 15.0
+
+
+def test_warp_by_a_whole_pixel_shift_is_exact_for_grey_colour_and_many_channels():
+    previous, current = panned_pair()
+    true_backward = constant_flow(-PAN_X, -PAN_Y)
+    np.testing.assert_array_equal(
+        flow.warp(previous, true_backward)[PAN_Y:, PAN_X:], current[PAN_Y:, PAN_X:]
+    )
+    grey = previous[..., 0]
+    np.testing.assert_array_equal(
+        flow.warp(grey, true_backward)[PAN_Y:, PAN_X:], current[PAN_Y:, PAN_X:, 0]
+    )
+    stacked = np.concatenate([previous, previous[..., ::-1]], axis=-1)  # 6 channels
+    np.testing.assert_array_equal(
+        flow.warp(stacked, true_backward)[PAN_Y:, PAN_X:],
+        np.concatenate([current, current[..., ::-1]], axis=-1)[PAN_Y:, PAN_X:],
+    )
+    # outside the picture the border pixels are replicated
+    np.testing.assert_array_equal(flow.warp(grey, true_backward)[0, 0], grey[0, 0])
+    with pytest.raises(ValueError, match="flow must be"):
+        flow.warp(previous, true_backward[:-1])
+
+
+def test_pan_mask_trusts_the_picture_and_not_what_enters_at_the_edges():
+    previous, current = panned_pair()
+    pair = flow.flows(previous, current)
+    mask = flow.reliability(pair.backward, pair.forward)
+    assert mask.shape == (HEIGHT, WIDTH) and mask.dtype == np.float32
+    assert set(np.unique(mask)) <= {0.0, 1.0}
+    assert interior(mask).mean() > 0.98
+    # the strips that came into view had no past: nothing there to carry over
+    assert mask[:, : PAN_X - 1].max() == 0.0
+    assert mask[: PAN_Y - 1].max() == 0.0
+
+
+def test_mask_marks_what_a_moving_square_uncovers():
+    size, shift, top, left = 32, 6, 32, 40
+    background = textured(HEIGHT, WIDTH, seed=1)
+    square = textured(size, size, seed=11)[..., ::-1] * 0.5 + 100
+    previous, current = background.copy(), background.copy()
+    previous[top : top + size, left : left + size] = square
+    current[top : top + size, left + shift : left + shift + size] = square
+    pair = flow.flows(previous, current)
+    mask = flow.reliability(pair.backward, pair.forward)
+    uncovered = mask[top : top + size, left : left + shift]
+    assert 1.0 - uncovered.mean() > 0.8
+    far = np.ones((HEIGHT, WIDTH), dtype=bool)
+    far[top - 16 : top + size + 16, left - 16 : left + shift + size + 16] = False
+    far[:8], far[-8:], far[:, :8], far[:, -8:] = False, False, False, False
+    assert mask[far].mean() > 0.95
+
+
+def test_mask_thresholds_are_the_papers():
+    # disocclusion: |w_tilde + w_hat|^2 > 0.01 (|w_tilde|^2 + |w_hat|^2) + 0.5, with
+    # w_hat = (-1, 0): w_tilde = 1.7 gives 0.49 <= 0.5389, w_tilde = 1.75 gives 0.5625 > 0.5406
+    backward = constant_flow(-1.0, 0.0, 16, 16)
+    kept = flow.reliability(backward, constant_flow(1.7, 0.0, 16, 16))
+    dropped = flow.reliability(backward, constant_flow(1.75, 0.0, 16, 16))
+    assert kept[:, 1:].min() == 1.0 and dropped.max() == 0.0
+    assert kept[:, 0].max() == 0.0  # x - 1 leaves the frame there
+    # motion boundary: u steps from 0 to a at x = 10, so central differences give
+    # |grad u|^2 = a^2 / 4 at x = 9 and 10: 0.01 > 0.002 for a = 0.2, 0.0016 < 0.002 for a = 0.08
+    for step, expected in ((0.2, 0.0), (0.08, 1.0)):
+        backward = np.zeros((16, 16, 2), np.float32)
+        backward[:, 10:, 0] = step
+        mask = flow.reliability(backward, np.zeros_like(backward))
+        np.testing.assert_array_equal(mask[:, 9:11], expected)
+        assert np.delete(mask, [9, 10], axis=1).min() == 1.0
+
+
+@pytest.mark.parametrize(("down", "expected"), [(10.0, 0.0), (20.0, 1.0)])
+def test_mask_boundary_threshold_grows_with_the_motion(down, expected):
+    # u steps from 0 to 3 at x = 10 (|grad u|^2 = 2.25 at x = 9 and 10) under a vertical motion
+    # of `down` px: 0.01 |w_hat|^2 + 0.002 is about 1.0 for 10 px and 4.0 for 20 px
+    backward = np.zeros((40, 24, 2), np.float32)
+    backward[..., 1] = down
+    backward[:, 10:, 0] = 3.0
+    # a forward flow that undoes it exactly, so only the boundary check can object
+    forward = np.zeros_like(backward)
+    forward[..., 1] = -down
+    forward[:, 10:, 0] = -3.0
+    mask = flow.reliability(backward, forward)[:16, :20]  # rows and columns that stay in frame
+    np.testing.assert_array_equal(mask[:, 9:11], expected)
+    assert np.delete(mask, [9, 10], axis=1).min() == 1.0
+
+
+def test_warping_error_is_zero_for_an_exact_warp_and_grows_with_noise():
+    previous, current = panned_pair()
+    true_backward = constant_flow(-PAN_X, -PAN_Y)
+    mask = np.zeros((HEIGHT, WIDTH), np.float32)
+    mask[PAN_Y:, PAN_X:] = 1.0
+    assert flow.warping_error(previous, current, true_backward, mask) == 0.0
+    noise = np.random.default_rng(3).normal(0, 10, current.shape).astype(np.float32)
+    noisy = flow.warping_error(previous, current + noise, true_backward, mask)
+    # Lai et al.'s scale: the noise's variance in 0..1 units, (10 / 255)^2
+    assert noisy == pytest.approx((10 / 255) ** 2, rel=0.05)
+    assert np.isnan(flow.warping_error(previous, current, true_backward, np.zeros_like(mask)))
+
+
+def test_warping_error_scale_worked_by_hand():
+    previous = np.zeros((2, 2, 3), np.float32)
+    current = np.zeros((2, 2, 3), np.float32)
+    current[0, 0] = [255, 0, 0]  # one channel off by 1.0
+    current[0, 1] = [51, 51, 51]  # three channels off by 0.2
+    current[1, 0] = [255, 255, 255]  # masked out
+    mask = np.float32([[1, 1], [0, 0]])
+    zero = np.zeros((2, 2, 2), np.float32)
+    # (1.0^2 + 3 * 0.2^2) / (3 channels * 2 pixels) = 1.12 / 6
+    assert flow.warping_error(previous, current, zero, mask) == pytest.approx(1.12 / 6)
+    with pytest.raises(ValueError, match="mask"):
+        flow.warping_error(previous, current, zero, mask[:1])
+
+
+def test_every_preset_works_and_an_unknown_one_names_the_valid_ones():
+    previous, current = panned_pair()
+    for preset in ("ultrafast", "fast", "medium"):
+        pair = flow.flows(previous, current, preset)
+        forward = np.median(interior(pair.forward).reshape(-1, 2), axis=0)
+        np.testing.assert_allclose(forward, [PAN_X, PAN_Y], atol=0.5)
+    for call in (flow.flows, flow.optical_flow):
+        with pytest.raises(ValueError, match=r"'slow'.*ultrafast, fast, medium"):
+            call(previous, current, "slow")
+
+
+def test_bad_frames_are_refused_and_tiny_ones_still_get_a_flow():
+    previous, current = panned_pair()
+    with pytest.raises(ValueError, match="differ in size"):
+        flow.optical_flow(previous, current[:-1])
+    with pytest.raises(ValueError, match="NaN"):
+        flow.optical_flow(previous, np.where(current > 100, np.nan, current))
+    with pytest.raises(ValueError, match=r"\[H, W, 3\]"):
+        flow.optical_flow(previous[..., :2], current[..., :2])
+    # DIS itself refuses frames under 12 px; these are padded, and a still one has no motion
+    tiny = previous[:5, :7]
+    still = flow.optical_flow(tiny, tiny)
+    assert still.shape == (5, 7, 2) and np.abs(still).max() < 0.5
+
+
+def test_importing_flow_does_not_load_tensorflow():
+    code = "import sys, neural_style.flow; assert 'tensorflow' not in sys.modules"
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()
