@@ -8,6 +8,7 @@ import contextlib
 import functools
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import imageio.v2 as imageio
+import imageio_ffmpeg
 import numpy as np
 import pytest
 
@@ -106,6 +108,35 @@ def test_a_video_keeps_its_frames_size_and_rate(network, tmp_path):
     assert len(frames) == 7
     assert frames[0].shape == (48, 64, 3)
     assert not [name for name in os.listdir(tmp_path / "out") if name.startswith(".")]
+
+
+def test_a_video_keeps_its_audio(network, tmp_path):
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    source = str(tmp_path / "clip.mp4")
+    subprocess.run(
+        [
+            *(ffmpeg, "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=12"),
+            *("-f", "lavfi", "-i", "sine=frequency=440:duration=2", "-frames:v", "7"),
+            *("-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", source),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    original = Path(source).read_bytes()
+    result = stylize_input(
+        stylize_settings(network, source, tmp_path / "out", stylize_batch_size=3)
+    )
+    described = subprocess.run(
+        [ffmpeg, "-hide_banner", "-i", result.outputs[0]], capture_output=True, text=True
+    ).stderr
+    assert re.findall(r"Stream #0:\d+\S*: (\w+):", described) == ["Video", "Audio"], described
+    # The tone is 2 s long; the output lasts as long as its 7 frames at 12 per second.
+    hours, minutes, seconds = re.search(r"Duration: (\d+):(\d+):([\d.]+)", described).groups()
+    assert float(seconds) == pytest.approx(7 / 12, abs=0.05) and hours == minutes == "00"
+    assert count_frames(result.outputs[0]) == 7
+    assert os.listdir(tmp_path / "out") == ["clip.mp4"]  # no partial file left
+    assert Path(source).read_bytes() == original
 
 
 def test_a_missing_network_or_input_is_a_user_error(network, tmp_path):
