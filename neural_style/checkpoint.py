@@ -50,6 +50,12 @@ RESUMABLE_CHANGES = frozenset(
         # compared by its digest instead (see check_resumable).
         "content_image",
         "output_image",
+        # A photo's run does not use the video settings.
+        "temporal_weight",
+        "frame_steps",
+        "frame_init",
+        "video_max_frames",
+        "flow_preset",
     }
 )
 

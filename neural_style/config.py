@@ -38,6 +38,8 @@ PRECISION_CHOICES = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 OPTIMIZER_CHOICES = ("adam", "lbfgs")
 PRESERVE_COLORS_CHOICES = ("off", "luminance", "histogram")
 INIT_CHOICES = ("content", "style", "noise")  # or the path of an image
+FRAME_INIT_CHOICES = ("warped", "content")
+FLOW_PRESET_CHOICES = ("ultrafast", "fast", "medium")
 MIN_TILE_SIZE = 64  # pixels a side; smaller tiles would be mostly margin
 
 
@@ -120,6 +122,11 @@ class Settings:
     seed: int  # random seed for the starting noise
     resume: bool  # continue from <output_image>-checkpoint.npz
     overwrite: bool  # replace an earlier run's files under the same prefix
+    temporal_weight: float  # unitless weight of a video frame's temporal loss; 0 = off
+    frame_steps: int  # optimisation steps of each video frame after the first
+    frame_init: str  # a later frame starts "warped" (the previous result moved) or "content"
+    video_max_frames: int  # frames of a video stylised; 0 = all
+    flow_preset: str  # OpenCV DIS optical flow preset: "ultrafast", "fast" or "medium"
 
     @classmethod
     def from_module(cls, module: types.ModuleType, **overrides: Any) -> "Settings":
@@ -202,6 +209,8 @@ def validate(settings: Settings) -> Settings:
         ("precision", PRECISION_CHOICES),
         ("optimizer", OPTIMIZER_CHOICES),
         ("preserve_colors", PRESERVE_COLORS_CHOICES),
+        ("frame_init", FRAME_INIT_CHOICES),
+        ("flow_preset", FLOW_PRESET_CHOICES),
     ):
         if getattr(checked, name) not in choices:
             raise UserError(
@@ -275,12 +284,8 @@ def check_type(name: str, value: Any, hint: Any) -> Any:
 
 
 def as_layer_weights(value: Any, setting: str) -> LayerWeights:
-    """Checks that `value` is a list or tuple of (name, number) pairs, as settings.py
-    writes them, and returns them as a tuple of (str, float) tuples.
-
-    Raises:
-      UserError: naming `setting` (e.g. "STYLE_LOSS_LAYERS") and the expected form.
-    """
+    """`value`, (name, number) pairs as settings.py writes them, as (str, float) tuples;
+    else a UserError naming `setting` (e.g. "STYLE_LOSS_LAYERS") and the expected form."""
     name = setting.lower()
     example = 'e.g. [("relu1_1", 0.2), ("relu2_1", 0.2)] or --{}=relu1_1:0.2,relu2_1:0.2'
     problem = f"{describe(name)} must be (layer name, weight) pairs, {example.format(name)}"
@@ -349,6 +354,8 @@ def _check_sizes_and_steps(settings: Settings) -> None:
         "print_every": (1, ""),
         "seed": (0, ""),
         "tile_size": (0, " (0 = tiles only where needed)"),
+        "frame_steps": (1, ""),
+        "video_max_frames": (0, " (0 = every frame)"),
         "batch_size": (1, " (1 = one photo at a time)"),
     }
     check_minimums(settings, minimums)
@@ -375,7 +382,7 @@ def check_loss_weights(settings: Any, names: tuple[str, ...]) -> None:
 
 
 def _check_weights_and_rates(settings: Settings) -> None:
-    check_loss_weights(settings, ("alpha", "beta", "tv_weight"))
+    check_loss_weights(settings, ("alpha", "beta", "tv_weight", "temporal_weight"))
     if not 0 <= settings.noise <= 1:
         raise UserError(
             f"{describe('noise')} must be between 0 (start from the content image) "

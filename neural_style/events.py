@@ -64,6 +64,15 @@ class Images(NamedTuple):
     why: str = ""  # GAVE_UP, STOPPED, RESCUE: what happened, in words
 
 
+class FrameDone(NamedTuple):
+    """A video frame is finished (its PNG is written by then)."""
+
+    index: int  # 0-based
+    frames: int  # frames the run stylises
+    warping_error: float  # against the previous frame (flow.warping_error); nan for the first
+    seconds: float  # wall time of the frame, flow included
+
+
 class Observer:
     """Hears a run's events; every method does nothing unless overridden. Observers are
     called in the order they were attached, so writers come before what reports them."""
@@ -88,6 +97,9 @@ class Observer:
 
     def group_finished(self, group: Group) -> None:
         pass
+
+    def frame_done(self, event: FrameDone) -> None:
+        """A video frame is finished."""
 
     def run_finished(self, plan: RunPlan) -> None:
         """The run is over, however it ended (also after an error or a stop)."""

@@ -35,7 +35,10 @@ from neural_style.config import Settings, describe
 from neural_style.errors import UserError
 
 # What follows the prefix in the name of each output (see the module doc).
-_ENDINGS = r"(\.jpg|-\d+\.jpg|-losses\.csv|-losses\.png|-settings\.json|-checkpoint\.npz)"
+_ENDINGS = (
+    r"(\.jpg|-\d+\.jpg|-losses\.csv|-losses\.png|-settings\.json|-checkpoint\.npz"
+    r"|\.mp4|-video\.json)"
+)
 _EXACT_ENDINGS = re.compile(_ENDINGS)
 # Each ending alone: a name can end in several (`out-a-50.jpg`: a snapshot of `out-a`, or
 # the final image of `out-a-50`).
@@ -53,7 +56,13 @@ def snapshot_path(prefix: str, step: int | None = None) -> str:
 
 def made_paths(prefix: str) -> tuple[str, ...]:
     """The files whose presence says that a run used `prefix`."""
-    return (final_path(prefix), f"{prefix}-losses.csv", f"{prefix}-checkpoint.npz")
+    return (
+        final_path(prefix),
+        f"{prefix}-losses.csv",
+        f"{prefix}-checkpoint.npz",
+        f"{prefix}.mp4",
+        f"{prefix}-frames",
+    )
 
 
 def is_output_of(path: str, output_image: str) -> bool:

@@ -147,8 +147,11 @@ class Pipeline:
         resized = [images.resize_image(style, style_size) for style in styles]
         return optimize.style_targets(net, resized, self.blend, self.weights, tile_side=tile_side)
 
-    def make_loss(self, net: VGG19, targets: Targets, layout):
-        """The loss of a stage: over whole images, or over the tiles of one image."""
+    def make_loss(self, net: VGG19, targets: Targets, layout, temporal=None):
+        """The loss of a stage: over whole images, or over the tiles of one image; with
+        `temporal` (a video frame's TemporalTerm), held to the previous frame too."""
+        if temporal is not None:
+            return TemporalLoss(LossFunction(net, targets, self.weights), temporal)
         if layout is not None:
             return TiledLossFunction(net, targets, self.weights, layout)
         if len(next(iter(targets.content.values()))) == 1:
@@ -185,3 +188,33 @@ class Pipeline:
             beta2=s.beta2,
             epsilon=s.epsilon,
         )
+
+
+class TemporalTerm(NamedTuple):
+    """What holds a video frame to the frame before it (Ruder et al. 2016)."""
+
+    warped: np.ndarray  # [H, W, 3] the previous result moved to this frame by the flow
+    mask: np.ndarray  # [H, W] 1 where the flow is reliable, 0 where disoccluded
+    weight: float  # TEMPORAL_WEIGHT
+
+
+class TemporalLoss:
+    """A single image's loss plus TEMPORAL_WEIGHT x the mask-weighted mean squared
+    difference between the image and the warped previous result, over the H*W*3 values."""
+
+    traceable = True
+
+    def __init__(self, base: LossFunction, term: TemporalTerm):
+        self.base = base
+        self.warped = tf.constant(term.warped[None], tf.float32)
+        self.mask = tf.constant(term.mask[None, :, :, None], tf.float32)
+        self.weight = float(term.weight)
+        self.count = float(np.prod(term.warped.shape))
+
+    def value_and_gradient(self, images: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        parts, gradient = self.base.value_and_gradient(images)
+        difference = images - self.warped
+        temporal = tf.reduce_sum(self.mask * tf.square(difference)) / self.count
+        parts = {**parts, "temporal": temporal, "total": parts["total"] + self.weight * temporal}
+        gradient = gradient + (2.0 * self.weight / self.count) * self.mask * difference
+        return parts, gradient

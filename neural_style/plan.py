@@ -25,6 +25,7 @@ from neural_style import images, memory, outputs, tile_layout
 from neural_style.config import Settings
 from neural_style.errors import UserError, setting_fix
 from neural_style.runtime import resolve_precision
+from neural_style.video_plan import VideoPlan, is_video, plan_video
 
 
 class Stage(NamedTuple):
@@ -57,6 +58,11 @@ class PhotoJob(NamedTuple):
     prefix: str  # every output of the photo is named <prefix>...
     stages: tuple[Stage, ...]
     resumed: checkpoints.Checkpoint | None  # its checkpoint, read and checked once
+    final: str = ""  # its final image, when not <prefix>.jpg (a video's frame PNGs)
+
+    @property
+    def final_path(self) -> str:
+        return self.final or outputs.final_path(self.prefix)
 
     @property
     def total_steps(self) -> int:
@@ -90,6 +96,7 @@ class Inputs(NamedTuple):
     jobs: list[PhotoJob]  # the photos that can run, in order
     failures: list[tuple[str, str]]  # (photo, why it cannot run)
     notes: list[str]  # what the plan decided that the user should know
+    video: VideoPlan | None = None  # CONTENT_IMAGE is a video: its frames run in order
 
 
 class RunPlan(NamedTuple):
@@ -102,6 +109,7 @@ class RunPlan(NamedTuple):
     complete: list[PhotoJob]  # resumed photos with nothing left to do
     failures: list[tuple[str, str]]  # (photo, why it cannot run), in the photos' order
     notes: list[str]
+    video: VideoPlan | None = None
 
     @property
     def photo_count(self) -> int:
@@ -323,11 +331,22 @@ def _plan_photos(
 def plan_inputs(settings: Settings, claims: outputs.Claims) -> Inputs:
     """The photos and styles, read and checked, and each photo's job (its output prefix
     claimed in `claims` until the run releases it)."""
+    if is_video(settings.content_image):
+        return _video_inputs(settings, claims)
     paths, is_batch = content_paths(settings)
     styles = [images.load_image(path, "STYLE_IMAGE") for path in settings.style_image]
     notes: list[str] = []
     jobs, failures = _plan_photos(settings, paths, is_batch, claims, notes)
     return Inputs(settings, styles, is_batch, paths, jobs, failures, notes)
+
+
+def _video_inputs(settings: Settings, claims: outputs.Claims) -> Inputs:
+    styles = [images.load_image(path, "STYLE_IMAGE") for path in settings.style_image]
+    notes: list[str] = []
+    inputs = outputs.input_paths(settings, [settings.content_image])
+    prefix = claims.claim(settings.output_image, inputs, notes)
+    video = plan_video(settings, prefix)
+    return Inputs(settings, styles, False, [settings.content_image], [], [], notes, video)
 
 
 def plan_run(inputs: Inputs, *, on_gpu: bool) -> RunPlan:
@@ -350,6 +369,8 @@ def plan_run(inputs: Inputs, *, on_gpu: bool) -> RunPlan:
             continue
         groups.append(Group(tuple(batch), plans))
     failures.sort(key=lambda failure: inputs.paths.index(failure[0]))
+    if inputs.video is not None:
+        _check_whole_frames(fit, inputs.video.size)
     return RunPlan(
         settings,
         precision,
@@ -360,4 +381,14 @@ def plan_run(inputs: Inputs, *, on_gpu: bool) -> RunPlan:
         complete,
         failures,
         notes,
+        inputs.video,
     )
+
+
+def _check_whole_frames(fit: Memory, size: tuple[int, int]) -> None:
+    """Video frames are stepped whole: the temporal loss is not computed in tiles."""
+    if fit.plan(size).tiled:
+        raise UserError(
+            f"IMAGE_WIDTH (--image_width): {size[1]}x{size[0]} video frames do not fit in memory "
+            "in one piece (a video's temporal loss is not computed in tiles); use a smaller width"
+        )

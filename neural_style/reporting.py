@@ -369,7 +369,9 @@ class TerminalReport(Observer):
             self.say(f"skipped {job.photo.path}: {why}")
 
     def images(self, event: Images) -> None:
-        finals = [outputs.final_path(job.prefix) for job in event.jobs]
+        if any(job.final for job in event.jobs):
+            return  # a video's frames: its own report says what is kept
+        finals = [job.final_path for job in event.jobs]
         if event.kind == events.FINISHED:
             for path in finals:
                 self.say(f"saved {path}")

@@ -50,7 +50,13 @@ def stylize(
         from neural_style import reporting
         from neural_style.runner import Runner
 
-        chosen = reporting.standard_observers(settings, stream) if observers is None else observers
+        chosen = observers
+        if chosen is None and plan.video is not None:
+            from neural_style.video_report import video_observers
+
+            chosen = video_observers(settings, stream)
+        elif chosen is None:
+            chosen = reporting.standard_observers(settings, stream)
         outcomes = Runner(plan, pipeline, chosen).run()
     finally:
         claims.release()
@@ -71,6 +77,10 @@ def _pipeline(settings: Settings, plan: RunPlan, weights):
 def _result(plan: RunPlan, outcomes: dict, stream: TextIO) -> RunResult | BatchResult:
     """What stylize returns: the photo's result, or every photo's in a batch, with a
     summary line; a photo that failed alone is the run's error."""
+    if plan.video is not None:
+        from neural_style.video_plan import video_path
+
+        return RunResult(video_path(plan.video.prefix), len(outcomes), {})
     done = {job.photo.path: RunResult(_final(job), job.done, {}) for job in plan.complete}
     done.update(
         {path: outcome for path, outcome in outcomes.items() if isinstance(outcome, RunResult)}

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from neural_style import events, images, outputs, stopping
+from neural_style import events, images, stopping
 from neural_style.errors import UserError
 from neural_style.events import Images, Observer, RunResult
 from neural_style.pipeline import Pipeline
@@ -43,6 +43,7 @@ class _Member:
         self.losses: dict[str, float] = {}  # at the last step
         self.divergences = 0  # in a row
         self.failure = ""  # why it stopped early, if it did
+        self.start: np.ndarray | None = None  # a start image given by the caller (video)
 
 
 def stage_label(group: Group, index: int) -> str:
@@ -61,6 +62,7 @@ class Runner:
         self.observers = list(observers)
         self.outcomes: dict[str, RunResult | str] = {}  # by photo path: result or why not
         self.step = 0  # the last step whose state the optimiser holds
+        self.count = plan.photo_count  # photos (or a video's frames) in the run, for [n/N]
 
     def emit(self, name: str, *payload) -> None:
         for observer in self.observers:
@@ -72,21 +74,28 @@ class Runner:
         self.emit("run_started", self.plan)
         try:
             with stopping.deferred():
+                if self.plan.video is not None:
+                    from neural_style.video_runner import run_video
+
+                    run_video(self)
                 for group in self.plan.groups:
-                    self._run_group(group)
+                    self.run_group(group)
         finally:
             self.emit("run_finished", self.plan)
         return self.outcomes
 
     # --- a group ---
 
-    def _run_group(self, group: Group) -> None:
-        self._group = group
+    def run_group(self, group: Group, *, start=None, temporal=None) -> list[_Member]:
+        """One group through its stages; `start` (one image) and `temporal` (the loss term
+        that holds it to an earlier image) are a video frame's. Returns the members."""
+        self._group, self._temporal = group, temporal
         members = [_Member(job) for job in group.jobs]
+        members[0].start = start
         resumed = group.jobs[0].resumed
         first_stage, done = (resumed.stage, resumed.step) if resumed else (0, 0)
         self.step = self._steps_at_start = done
-        self.emit("group_started", events.GroupStarted(group, done + 1, self.plan.photo_count))
+        self.emit("group_started", events.GroupStarted(group, done + 1, self.count))
         for member in members:
             try:
                 member.pixels = photo_pixels(member.job.photo)
@@ -101,9 +110,10 @@ class Runner:
         if going:
             self._hand_out(events.FINISHED, going, len(group.stages) - 1, stage_start)
         for member in going:
-            final = outputs.final_path(member.job.prefix)
+            final = member.job.final_path
             self.outcomes[member.job.photo.path] = RunResult(final, stage_start, member.losses)
         self.emit("group_finished", group)
+        return members
 
     @staticmethod
     def _active(members: Sequence[_Member]) -> list[_Member]:
@@ -128,7 +138,7 @@ class Runner:
             for phase in self.pipeline.phases(stage_start, stage.steps, done):
                 contents = [member.content for member in active]
                 targets = self.pipeline.batch_targets(phase.net, index, contents, layout)
-                loss = self.pipeline.make_loss(phase.net, targets, layout)
+                loss = self.pipeline.make_loss(phase.net, targets, layout, self._temporal)
                 if optimizer is None:
                     optimizer = self._start(loss, active, stage.size, group, index)
                 else:
@@ -152,7 +162,9 @@ class Runner:
         """The stage's optimiser on each photo's seeded start, or its last stage's result
         upsampled; restored from the checkpoints in a resumed run's first stage."""
         starts = [
-            self.pipeline.start_image(member.content)
+            member.start
+            if member.start is not None
+            else self.pipeline.start_image(member.content)
             if member.image is None
             else images.resize_image(member.image, size)
             for member in active
@@ -217,7 +229,7 @@ class Runner:
             member.divergences = member.divergences + 1 if result.notes[position] else 0
             if member.divergences < MAX_DIVERGENCES_IN_A_ROW:
                 continue
-            final = outputs.final_path(member.job.prefix)
+            final = member.job.final_path
             why = (
                 f"the loss became {result.losses[position]['total']} at step {result.step} and "
                 f"kept diverging after {member.divergences} restarts at ever lower learning "
@@ -282,11 +294,7 @@ class Runner:
         for observer in self.observers:
             with contextlib.suppress(UserError, OSError):
                 observer.images(rescue)
-        kept = [
-            outputs.final_path(job.prefix)
-            for job in event.jobs
-            if _written_since(outputs.final_path(job.prefix), started)
-        ]
+        kept = [job.final_path for job in event.jobs if _written_since(job.final_path, started)]
         said = f"kept {', '.join(kept)}" if kept else "the final image could not be kept either"
         message = str(error) if isinstance(error, UserError) else f"{error}"
         raise UserError(f"{message}; {said}") from None

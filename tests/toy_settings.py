@@ -82,6 +82,19 @@ RESUME = False
 # Let a new run replace the files of an earlier run with the same OUTPUT_IMAGE.
 OVERWRITE = False
 
+# --- Video (CONTENT_IMAGE a .mp4, .mov, .avi, .mkv, .webm or .m4v) ---
+
+# Weight of a frame's loss for differing from the previous result moved by the flow (0 = off).
+TEMPORAL_WEIGHT = 1000.0
+# Optimisation steps of each frame after the first, which takes TRAIN_STEPS.
+FRAME_STEPS = 50
+# How a later frame starts: "warped" (the previous result moved by the flow) or "content".
+FRAME_INIT = "warped"
+# Frames of a video stylised, from its start (0 = every frame).
+VIDEO_MAX_FRAMES = 0
+# OpenCV DIS optical flow preset: "ultrafast", "fast" or "medium" (slower, more exact).
+FLOW_PRESET = "medium"
+
 # --- Feed-forward network (train_network.py, stylize.py) ---
 # `python train_network.py` trains a network for one style on a folder of photos (Johnson
 # et al.); `python stylize.py` applies it to an image, a folder or a video in one pass.

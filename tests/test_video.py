@@ -1,0 +1,224 @@
+"""A video through `train.py`: every frame stylised in order, each later frame from the
+previous result moved by the flow and held to it by a temporal loss; PNG frames as they
+finish, the clip with its audio at the end, a report of the warping error; a stop keeps
+every finished frame and --resume redoes none."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+
+import numpy as np
+import pytest
+
+from neural_style import reporting, run, stopping
+from neural_style.errors import UserError
+from neural_style.events import Observer
+from neural_style.video_plan import frame_path
+from neural_style.video_report import video_observers
+from tests.support import tiny_settings
+
+FRAMES = 5
+
+
+def make_clip(path, *, frames: int = FRAMES, size: str = "48x36", audio: bool = True) -> str:
+    """A tiny clip of moving test patterns (and a tone), made with the ffmpeg that
+    imageio-ffmpeg ships."""
+    import imageio_ffmpeg
+
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error"]
+    command += ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate=10:duration={frames / 10}"]
+    if audio:
+        command += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={frames / 10}"]
+    command += ["-pix_fmt", "yuv420p", "-c:v", "libx264", "-shortest", str(path)]
+    subprocess.run(command, check=True, capture_output=True)
+    return str(path)
+
+
+def streams(path: str) -> str:
+    import imageio_ffmpeg
+
+    probe = subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", path],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return probe.stderr
+
+
+def read_json(path: str):
+    with open(path, encoding="utf-8") as file:
+        return json.load(file)
+
+
+def read_bytes(path: str) -> bytes:
+    with open(path, "rb") as file:
+        return file.read()
+
+
+@pytest.fixture(autouse=True)
+def no_stop_left_over():
+    stopping.reset()
+    yield
+    stopping.reset()
+
+
+def video_settings(tmp_path, tiny_mat, image_pair, clip, **overrides):
+    values = {
+        "content_image": clip,
+        "train_steps": 4,
+        "frame_steps": 2,
+        "temporal_weight": 50.0,
+        "flow_preset": "ultrafast",
+        "snapshot_every": 0,
+        "image_width": 48,
+        **overrides,
+    }
+    return tiny_settings(tmp_path, tiny_mat, image_pair, **values)
+
+
+def test_a_clip_is_stylised_frame_by_frame_with_its_audio_kept(tmp_path, tiny_mat, image_pair):
+    clip = make_clip(tmp_path / "clip.mp4")
+    settings = video_settings(tmp_path, tiny_mat, image_pair, clip)
+    stream = io.StringIO()
+    result = run.stylize(settings, stream)
+    prefix = settings.output_image
+    assert result.output_path == f"{prefix}.mp4" and os.path.getsize(result.output_path) > 0
+    pngs = sorted(os.listdir(f"{prefix}-frames"))
+    assert pngs == [f"frame-{index:05d}.png" for index in range(1, FRAMES + 1)]
+    assert "Audio" in streams(result.output_path) and "Video" in streams(result.output_path)
+    report = read_json(f"{prefix}-video.json")
+    assert report["frames"] == FRAMES and report["warping_error"][0] is None
+    assert all(value >= 0 for value in report["warping_error"][1:])
+    with open(f"{prefix}-losses.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert [int(row["frame"]) for row in rows] == [1] * 4 + [2, 2, 3, 3, 4, 4, 5, 5]
+    assert [int(row["step"]) for row in rows] == list(range(1, 13))
+    printed = stream.getvalue()
+    assert f"frame {FRAMES}/{FRAMES} done" in printed and "ETA" in printed
+    assert clip not in os.listdir(tmp_path / "out")  # the input is untouched
+
+
+def test_the_warped_start_and_temporal_loss_steady_the_frames(tmp_path, tiny_mat, image_pair):
+    clip = make_clip(tmp_path / "clip.mp4", frames=4, audio=False)
+    errors = {}
+    for mode, overrides in {
+        "independent": {"frame_init": "content", "temporal_weight": 0.0},
+        "temporal": {"frame_init": "warped", "temporal_weight": 200.0},
+    }.items():
+        out = str(tmp_path / mode / "out")
+        settings = video_settings(
+            tmp_path, tiny_mat, image_pair, clip, output_image=out, **overrides
+        )
+        run.stylize(settings, io.StringIO())
+        errors[mode] = read_json(f"{out}-video.json")["mean_warping_error"]
+    assert errors["temporal"] < errors["independent"]
+
+
+class StopInFrame(Observer):
+    def __init__(self, frame: int):
+        self.frame = frame
+
+    def step(self, event) -> None:
+        if event.group.jobs[0].photo.number == self.frame and event.step == 1:
+            stopping.request()
+
+
+def test_a_stop_keeps_finished_frames_and_resume_redoes_none(tmp_path, tiny_mat, image_pair):
+    clip = make_clip(tmp_path / "clip.mp4")
+    straight = video_settings(
+        tmp_path, tiny_mat, image_pair, clip, output_image=str(tmp_path / "a" / "out")
+    )
+    run.stylize(straight, io.StringIO())
+    settings = video_settings(tmp_path, tiny_mat, image_pair, clip)
+    prefix = settings.output_image
+    observers = [*video_observers(settings, io.StringIO()), StopInFrame(3)]
+    with pytest.raises(KeyboardInterrupt):
+        run.stylize(settings, io.StringIO(), observers=observers)
+    assert sorted(os.listdir(f"{prefix}-frames")) == ["frame-00001.png", "frame-00002.png"]
+    assert not os.path.exists(f"{prefix}.mp4")
+    kept = {index: os.stat(frame_path(prefix, index)).st_mtime_ns for index in (0, 1)}
+    stopping.reset()
+    stream = io.StringIO()
+    resumed = settings.__class__(**{**settings.__dict__, "resume": True})
+    run.stylize(resumed, stream)
+    assert "from frame 3 (resumed)" in stream.getvalue()
+    assert {index: os.stat(frame_path(prefix, index)).st_mtime_ns for index in (0, 1)} == kept
+    for index in range(FRAMES):  # the same frames as the straight run's
+        assert read_bytes(frame_path(straight.output_image, index)) == read_bytes(
+            frame_path(prefix, index)
+        ), index
+    assert "Audio" in streams(f"{prefix}.mp4")
+
+
+def test_settings_a_video_cannot_take_are_refused_in_one_line(tmp_path, tiny_mat, image_pair):
+    clip = make_clip(tmp_path / "clip.mp4", frames=2, audio=False)
+    settings = video_settings(tmp_path, tiny_mat, image_pair, clip, coarse_to_fine=(40, 64))
+    with pytest.raises(UserError, match=r"COARSE_TO_FINE .* is for single photos"):
+        run.stylize(settings, io.StringIO())
+    named_like_the_clip = video_settings(
+        tmp_path, tiny_mat, image_pair, clip, output_image=str(tmp_path / "clip"), overwrite=True
+    )
+    before = read_bytes(clip)
+    with pytest.raises(UserError, match="would overwrite its input"):
+        run.stylize(named_like_the_clip, io.StringIO())
+    assert read_bytes(clip) == before
+
+
+def test_a_text_file_named_mp4_is_one_line(tmp_path, tiny_mat, image_pair):
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("not a video")
+    settings = video_settings(tmp_path, tiny_mat, image_pair, str(fake))
+    with pytest.raises(UserError) as refused:
+        run.stylize(settings, io.StringIO())
+    assert str(fake) in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_video_observers_are_files_first():
+    kinds = [type(observer).__name__ for observer in video_observers(_settings(), io.StringIO())]
+    assert kinds.index("FrameWriter") < kinds.index("TerminalReport")
+    assert isinstance(reporting.TerminalReport(_settings(), io.StringIO()), Observer)
+
+
+def _settings():
+    from neural_style.config import Settings
+    from tests import toy_settings
+
+    return Settings.from_module(toy_settings)
+
+
+def test_the_temporal_loss_gradient_matches_a_finite_difference(tiny_net):
+    from neural_style.optimize import LossFunction, compute_targets
+    from neural_style.pipeline import TemporalLoss, TemporalTerm
+    from tests.support import default_loss_weights, photo
+
+    weights = default_loss_weights()
+    content = photo(32, 32, seed=1)
+    targets = compute_targets(tiny_net, content, [photo(32, 32, seed=2)], [1.0], weights)
+    warped = photo(32, 32, seed=3)
+    mask = np.ones((32, 32), np.float32)
+    mask[:, :10] = 0.0
+    base = LossFunction(tiny_net, targets, weights)
+    loss = TemporalLoss(base, TemporalTerm(warped, mask, 10.0))
+    image = content[None].copy()
+    parts, gradient = loss.value_and_gradient(image)
+    base_parts, base_gradient = base.value_and_gradient(image)
+    expected = float(np.sum(mask[..., None] * (content - warped) ** 2) / content.size)
+    assert float(parts["temporal"]) == pytest.approx(expected, rel=1e-5)
+    assert float(parts["total"]) == pytest.approx(
+        float(base_parts["total"]) + 10 * expected, rel=1e-5
+    )
+    temporal_gradient = (gradient - base_gradient).numpy()[0]
+    assert np.all(temporal_gradient[:, :10] == 0)  # no constraint where the flow is unreliable
+    step = np.zeros_like(image)
+    step[0, 5, 20, 1] = 1.0
+    plus = float(loss.value_and_gradient(image + step)[0]["temporal"])
+    minus = float(loss.value_and_gradient(image - step)[0]["temporal"])
+    numeric = 10 * (plus - minus) / 2.0  # exact for a quadratic, up to float32 sums
+    assert temporal_gradient[5, 20, 1] == pytest.approx(numeric, rel=5e-3)
+    analytic = 2 * 10 * mask[..., None] * (content - warped) / content.size
+    np.testing.assert_allclose(temporal_gradient, analytic, rtol=1e-4, atol=1e-6)
