@@ -139,6 +139,13 @@ def content_paths(settings: Settings) -> tuple[list[str], bool]:
         and not outputs.is_output_of(path, settings.output_image)
     )
     if not photos:
+        videos = [path for path in found if path.lower().endswith(images.VIDEO_SUFFIXES)]
+        if videos:
+            raise UserError(
+                f"{pattern}: holds videos ({os.path.basename(sorted(videos)[0])}...) but no "
+                f"images; a video is stylised one at a time: {setting_fix('CONTENT_IMAGE')}"
+                " naming one video file"
+            )
         raise UserError(
             f"{pattern}: no images ({', '.join(images.IMAGE_SUFFIXES)}) found; "
             f"{setting_fix('CONTENT_IMAGE')} (a file, a folder or a glob)"

@@ -222,3 +222,42 @@ def test_the_temporal_loss_gradient_matches_a_finite_difference(tiny_net):
     assert temporal_gradient[5, 20, 1] == pytest.approx(numeric, rel=5e-3)
     analytic = 2 * 10 * mask[..., None] * (content - warped) / content.size
     np.testing.assert_allclose(temporal_gradient, analytic, rtol=1e-4, atol=1e-6)
+
+
+def test_bad_video_inputs_are_one_line_and_lose_nothing(tmp_path, tiny_mat, image_pair):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    make_clip(videos / "one.mp4", frames=2, audio=False)
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    audio_only = tmp_path / "sound.mp4"
+    import imageio_ffmpeg
+
+    subprocess.run(
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-y",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:duration=0.5",
+            str(audio_only),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    cases = {
+        str(videos): "holds videos",
+        str(tmp_path / "empty.mp4"): "empty.mp4",
+        str(audio_only): "sound.mp4",
+    }
+    for content, named in cases.items():
+        settings = video_settings(tmp_path, tiny_mat, image_pair, content)
+        with pytest.raises(UserError) as refused:
+            run.stylize(settings, io.StringIO())
+        message = str(refused.value)
+        assert named in message and "\n" not in message, message
+    assert sorted(os.listdir(videos)) == ["one.mp4"]
+    out = tmp_path / "out"
+    assert not out.exists() or os.listdir(out) == []  # nothing was written (nor left locked)
