@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -157,3 +158,46 @@ def remount(folder, *, read_only: bool) -> None:
     """Make the tmpfs at `folder` read-only (writes fail with EROFS, even as root) or
     writable again."""
     mount("-o", "remount,ro" if read_only else "remount,rw", str(folder))
+
+
+# --- tiny clips made with the ffmpeg that imageio-ffmpeg ships --------------------------------
+
+
+def ffmpeg_exe() -> str:
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def ffmpeg(*arguments: str, stdin: bytes | None = None) -> None:
+    subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-nostats", "-v", "error", "-y", *arguments],
+        input=stdin,
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+
+
+def pattern_clip(path, *, frames=10, rate=10, size="48x36", audio_seconds=None) -> str:
+    """ffmpeg's moving test pattern as an H.264 .mp4, with a 440 Hz tone if asked."""
+    # Each source lasts its own time: the file as long as the longer, as a camera's may be.
+    pattern = f"testsrc2=size={size}:rate={rate}:duration={frames / rate}"
+    arguments = ["-f", "lavfi", "-i", pattern]
+    if audio_seconds:
+        arguments += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={audio_seconds}"]
+        arguments += ["-c:a", "aac"]
+    arguments += ["-c:v", "libx264", "-pix_fmt", "yuv420p"]
+    ffmpeg(*arguments, "-movflags", "+faststart", str(path))
+    return str(path)
+
+
+def header(path) -> str:
+    """ffmpeg's description of the file at `path`."""
+    command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60).stderr
+
+
+def streams(path) -> list[str]:
+    """The kinds of the streams in `path`: ["Video", "Audio"]."""
+    return re.findall(r"Stream #0:\d+\S*: (\w+):", header(path))

@@ -9,7 +9,6 @@ import csv
 import io
 import json
 import os
-import subprocess
 
 import numpy as np
 import pytest
@@ -19,35 +18,16 @@ from neural_style.errors import UserError
 from neural_style.events import Observer
 from neural_style.video_plan import frame_path
 from neural_style.video_report import video_observers
-from tests.support import tiny_settings
+from tests.support import ffmpeg, pattern_clip, streams, tiny_settings
 
 FRAMES = 5
 
 
 def make_clip(path, *, frames: int = FRAMES, size: str = "48x36", audio: bool = True) -> str:
-    """A tiny clip of moving test patterns (and a tone), made with the ffmpeg that
-    imageio-ffmpeg ships."""
-    import imageio_ffmpeg
-
-    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error"]
-    command += ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate=10:duration={frames / 10}"]
-    if audio:
-        command += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={frames / 10}"]
-    command += ["-pix_fmt", "yuv420p", "-c:v", "libx264", "-shortest", str(path)]
-    subprocess.run(command, check=True, capture_output=True)
-    return str(path)
-
-
-def streams(path: str) -> str:
-    import imageio_ffmpeg
-
-    probe = subprocess.run(
-        [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", path],
-        capture_output=True,
-        text=True,
-        check=False,
+    """A tiny clip of moving test patterns, with a tone if `audio`."""
+    return pattern_clip(
+        path, frames=frames, size=size, audio_seconds=frames / 10 if audio else None
     )
-    return probe.stderr
 
 
 def read_json(path: str):
@@ -90,7 +70,7 @@ def test_a_clip_is_stylised_frame_by_frame_with_its_audio_kept(tmp_path, tiny_ma
     assert result.output_path == f"{prefix}.mp4" and os.path.getsize(result.output_path) > 0
     pngs = sorted(os.listdir(f"{prefix}-frames"))
     assert pngs == [f"frame-{index:05d}.png" for index in range(1, FRAMES + 1)]
-    assert "Audio" in streams(result.output_path) and "Video" in streams(result.output_path)
+    assert streams(result.output_path) == ["Video", "Audio"]
     report = read_json(f"{prefix}-video.json")
     assert report["frames"] == FRAMES and report["warping_error"][0] is None
     assert all(value >= 0 for value in report["warping_error"][1:])
@@ -152,7 +132,7 @@ def test_a_stop_keeps_finished_frames_and_resume_redoes_none(tmp_path, tiny_mat,
         assert read_bytes(frame_path(straight.output_image, index)) == read_bytes(
             frame_path(prefix, index)
         ), index
-    assert "Audio" in streams(f"{prefix}.mp4")
+    assert streams(f"{prefix}.mp4") == ["Video", "Audio"]
 
 
 def test_settings_a_video_cannot_take_are_refused_in_one_line(tmp_path, tiny_mat, image_pair):
@@ -230,23 +210,7 @@ def test_bad_video_inputs_are_one_line_and_lose_nothing(tmp_path, tiny_mat, imag
     make_clip(videos / "one.mp4", frames=2, audio=False)
     (tmp_path / "empty.mp4").write_bytes(b"")
     audio_only = tmp_path / "sound.mp4"
-    import imageio_ffmpeg
-
-    subprocess.run(
-        [
-            imageio_ffmpeg.get_ffmpeg_exe(),
-            "-y",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:duration=0.5",
-            str(audio_only),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=0.5", str(audio_only))
     cases = {
         str(videos): "holds videos",
         str(tmp_path / "empty.mp4"): "empty.mp4",

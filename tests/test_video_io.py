@@ -23,35 +23,22 @@ import pytest
 
 from neural_style import video_io, video_write
 from neural_style.errors import UserError
-from tests.support import REPO_ROOT, photo, remount, tmpfs, write_image
+from tests.support import (
+    REPO_ROOT,
+    ffmpeg,
+    header,
+    pattern_clip,
+    photo,
+    remount,
+    streams,
+    tmpfs,
+    write_image,
+)
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 
 
 # --- clips made with ffmpeg ----------------------------------------------------------------
-
-
-def ffmpeg(*arguments: str, stdin: bytes | None = None) -> None:
-    subprocess.run(
-        [FFMPEG, "-hide_banner", "-nostats", "-v", "error", "-y", *arguments],
-        input=stdin,
-        capture_output=True,
-        check=True,
-        timeout=60,
-    )
-
-
-def pattern_clip(path, *, frames=10, rate=10, size="48x36", audio_seconds=None) -> str:
-    """ffmpeg's moving test pattern as an H.264 .mp4, with a 440 Hz tone if asked."""
-    # Each source lasts its own time: the file as long as the longer, as a camera's may be.
-    pattern = f"testsrc2=size={size}:rate={rate}:duration={frames / rate}"
-    arguments = ["-f", "lavfi", "-i", pattern]
-    if audio_seconds:
-        arguments += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={audio_seconds}"]
-        arguments += ["-c:a", "aac"]
-    arguments += ["-c:v", "libx264", "-pix_fmt", "yuv420p"]
-    ffmpeg(*arguments, "-movflags", "+faststart", str(path))
-    return str(path)
 
 
 def colours(count: int, height: int = 36, width: int = 48) -> list[np.ndarray]:
@@ -76,17 +63,6 @@ def clip_of(path, frames: list[np.ndarray], fps: float = 10, *options: str) -> s
         stdin=raw,
     )
     return str(path)
-
-
-def header(path) -> str:
-    """ffmpeg's description of the file at `path`."""
-    command = [FFMPEG, "-hide_banner", "-nostdin", "-i", str(path)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=60).stderr
-
-
-def streams(path) -> list[str]:
-    """The kinds of the streams in `path`: ["Video", "Audio"]."""
-    return re.findall(r"Stream #0:\d+\S*: (\w+):", header(path))
 
 
 def duration(path) -> float:
