@@ -207,7 +207,10 @@ def run_command(
     Ctrl-C, SIGTERM and SIGHUP stop the run as neural_style.stopping describes, print one
     line and exit 130, 143 or 129, whenever they come (while the flags are read too); no
     traceback either way. A closed stdout stops only the printing."""
-    stopping.install()
+    # Outside the blocks where a run defers it (its steps and saves), a stop ends the
+    # command at once, in one line: raising it there could surface inside an import of a
+    # C extension (numpy's, TensorFlow's), which turns it into a traceback.
+    stopping.install(exit_at_once=True)
     sys.stdout = _ClosedPipeSafe(sys.stdout)
 
     def main(argv: list[str]) -> int:
@@ -223,7 +226,6 @@ def run_command(
         sys.exit(UserError.exit_code)
     except KeyboardInterrupt as stop:
         number = getattr(stop, "signal_number", signal.SIGINT)
-        named = "" if number == signal.SIGINT else f" ({stopping.signal_name(number)})"
-        print(f"interrupted{named}", file=sys.stderr)
+        print(stopping.stopped_line(number), file=sys.stderr)
         sys.exit(128 + number)
     sys.exit(0)

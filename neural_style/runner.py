@@ -72,16 +72,19 @@ class Runner:
         """Every group of the plan; each photo's result or why it failed, by its path."""
         stopping.reset()  # a stop asked of an earlier run in this process is not this one's
         self.emit("run_started", self.plan)
-        try:
-            with stopping.deferred():
+        # Everything from here is deferred, the observers' closing writes too (a video is
+        # assembled there): a stop asked meanwhile ends the run once they are done.
+        with stopping.deferred():
+            try:
                 if self.plan.video is not None:
                     from neural_style.video_runner import run_video
 
                     run_video(self)
                 for group in self.plan.groups:
                     self.run_group(group)
-        finally:
-            self.emit("run_finished", self.plan)
+            finally:
+                self.emit("run_finished", self.plan)
+        stopping.raise_if_requested()
         return self.outcomes
 
     # --- a group ---

@@ -54,6 +54,7 @@ class _State:
     installed: bool = False
     # Until a command can catch Stopped (install_early), a signal ends the process at once.
     exit_at_once: bool = False
+    stderr: int | None = None  # a copy of file descriptor 2 as the command started
 
 
 _state = _State()
@@ -69,12 +70,28 @@ def _on_signal(signal_number: int, frame) -> None:
                 file=sys.stderr,
                 flush=True,
             )
-    if _state.exit_at_once:
-        # Nothing is written yet, and nothing above could catch an exception quietly.
-        print(f"interrupted ({signal_name(signal_number)})", file=sys.stderr, flush=True)
+    if _state.exit_at_once and not _state.deferring:
+        # A command outside its loop: nothing is half-written (files are atomic), and an
+        # exception raised here could be turned into a traceback by the code it lands in.
+        _say_on_the_terminal(stopped_line(signal_number))
         os._exit(128 + signal_number)
     if not _state.deferring:
         raise Stopped(signal_number)
+
+
+def _say_on_the_terminal(line: str) -> None:
+    """`line` on the stderr the command started with: TensorFlow's start-up points file
+    descriptor 2 at /dev/null for a while (runtime.native_stderr_silenced)."""
+    descriptor = _state.stderr if _state.stderr is not None else 2
+    with contextlib.suppress(OSError):
+        sys.stderr.flush()
+        os.write(descriptor, f"{line}\n".encode())
+
+
+def stopped_line(signal_number: int) -> str:
+    """What a command says when a signal ends it: `interrupted`, or `interrupted (SIGTERM)`."""
+    named = "" if signal_number == signal.SIGINT else f" ({signal_name(signal_number)})"
+    return f"interrupted{named}"
 
 
 def install_early() -> None:
@@ -87,6 +104,9 @@ def install(*, exit_at_once: bool = False) -> None:
     """Route every stop signal through this module (from the main thread; elsewhere, where
     Python cannot set handlers, it does nothing and Ctrl-C stays Python's own)."""
     _state.exit_at_once = exit_at_once
+    if exit_at_once and _state.stderr is None:
+        with contextlib.suppress(OSError):
+            _state.stderr = os.dup(2)
     if _state.installed or threading.current_thread() is not threading.main_thread():
         return
     for number in STOP_SIGNALS:

@@ -62,7 +62,11 @@ class TrainingSession:
             last = self._loop(batches, first_step, self._step_writers(first_step, log, photos))
         finally:
             log.close()
-        return self._finish(last, first_step, photos)
+        # The final save is as safe from a stop as the steps: it completes, then the stop.
+        with stopping.deferred():
+            result = self._finish(last, first_step, photos)
+        stopping.raise_if_requested()
+        return result
 
     def _announce(self, first_step: int) -> None:
         settings = self.settings
