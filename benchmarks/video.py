@@ -1,0 +1,418 @@
+"""Temporal consistency, quality and speed of the three ways a video's frames are optimised.
+
+    python benchmarks/video.py                 # the real clip, 32 frames at 256 px, and a
+                                               # synthetic pan of images/content.jpg (long)
+    python benchmarks/video.py --frames 12 --skip pan   # the real clip only, 12 frames
+    python benchmarks/video.py --frame_steps 25,50 --temporal_weights 100,1000,10000
+    python benchmarks/video.py --quick         # toy clip, toy VGG, toy steps (about a minute)
+
+The modes, each a `neural_style.run.stylize` of the clip with the shipped settings
+(tests/toy_settings.py) otherwise:
+- independent: every frame from its own content (FRAME_INIT content, TEMPORAL_WEIGHT 0);
+- warped: a later frame starts from the previous result moved by the optical flow
+  (FRAME_INIT warped, TEMPORAL_WEIGHT 0);
+- warped+temporal: that start and the temporal loss holding it there (TEMPORAL_WEIGHT w,
+  one run per weight of --temporal_weights).
+Each mode runs once per value of --frame_steps. For each run the table gives the mean
+warping error (Lai et al. 2018, from <OUTPUT_IMAGE>-video.json) over frames 2..N, the mean
+content and style loss at the last step of frames 2..N (the first frame is the same run in
+every mode), the first frame's seconds and the mean seconds of the later frames (the
+losses CSV's step seconds summed per frame: optimisation only, flow excluded), their ratio,
+and the run's wall time (flow, decoding and writing included).
+
+Two clips: the real one (--clip, Big Buck Bunny by default) and a synthetic pan, images/
+content.jpg seen through a window that moves --pan_pixels to the right each frame, written
+as PNGs and encoded with neural_style.video_write. The pan's true flow is known (backward
+flow +pan_pixels in x everywhere the source is in the frame), so the benchmark also reports
+the median end-point error of DIS (neural_style.flow.flows, FLOW_PRESET) on its first two
+frames. Prints markdown tables and writes benchmarks/results/video.json with the per-frame
+numbers; `--quick` makes its own 64x48 testsrc2 clip with ffmpeg and a tiny synthetic VGG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import io
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+
+RESULTS_PATH = os.path.join(REPO_ROOT, "benchmarks", "results", "video.json")
+CLIP = os.path.join(REPO_ROOT, "..", "shared", "videos", "bigbuckbunny.mp4")
+CONTENT = os.path.join(REPO_ROOT, "images", "content.jpg")
+STYLE = os.path.join(REPO_ROOT, "images", "style.jpg")
+TOY_SETTINGS = os.path.join(REPO_ROOT, "tests", "toy_settings.py")
+QUICK_WIDTHS = (8, 8, 16, 16, 16)  # conv channels per block of the quick run's VGG-19
+PAN_FPS = 25.0
+
+
+# --- the clips ---------------------------------------------------------------------------------
+
+
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo, else what platform knows."""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as file:
+        for line in file:
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def make_test_clip(path: str, frames: int, size: str = "64x48") -> str:
+    """ffmpeg's testsrc2 pattern (moving shapes and a counter) as an H.264 clip."""
+    import imageio_ffmpeg
+
+    command = [
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        "-v",
+        "error",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        f"testsrc2=size={size}:rate=25",
+        "-frames:v",
+        str(frames),
+        "-pix_fmt",
+        "yuv420p",
+        "-c:v",
+        "libx264",
+        path,
+    ]
+    subprocess.run(command, check=True, capture_output=True)
+    return path
+
+
+def pan_frames(width: int, frames: int, pan: int):
+    """[frames] float32 [H, W, 3] windows of images/content.jpg, each `pan` px right of the
+    one before, at `width` px wide (even height, as H.264 wants)."""
+    from neural_style import images
+
+    photo = images.load_image(CONTENT, "CONTENT_IMAGE")
+    wide = width + pan * (frames - 1)
+    height = images.output_size(photo.shape[:2], width, 0)[0] // 2 * 2
+    # The photo scaled to cover `height` x `wide`; what lies beyond is cut off.
+    scale = max(height / photo.shape[0], wide / photo.shape[1])
+    size = (math.ceil(photo.shape[0] * scale), math.ceil(photo.shape[1] * scale))
+    scaled = images.resize_image(photo, size)[:height, :wide]
+    return [scaled[:, t * pan : t * pan + width] for t in range(frames)]
+
+
+def make_pan_clip(folder: str, width: int, frames: int, pan: int) -> tuple[str, list]:
+    """The pan as PNGs in `folder` and as `folder`/pan.mp4; (clip path, frames)."""
+    from neural_style import images, video_write
+
+    windows = pan_frames(width, frames, pan)
+    paths = []
+    for index, window in enumerate(windows):
+        paths.append(os.path.join(folder, f"pan-{index + 1:05d}.png"))
+        images.save_image(paths[-1], window)
+    clip = os.path.join(folder, "pan.mp4")
+    video_write.write_video_from_pngs(paths, clip, fps=PAN_FPS, setting="CONTENT_IMAGE")
+    return clip, windows
+
+
+def pan_flow_error(windows: list, clip: str, pan: int, preset: str) -> dict:
+    """Median end-point error (px) of DIS between the pan's first two frames against the
+    true flow, over the pixels whose match lies inside the other frame: on the exact frames
+    (the PNGs) and on the frames as a run decodes them from the H.264 clip."""
+    from neural_style import video_io
+
+    decoded = list(video_io.read_frames(video_io.probe(clip, "CONTENT_IMAGE"), max_frames=2))
+    errors = {"pan_pixels": pan, "preset": preset}
+    for source, (previous, current) in (("png", windows[:2]), ("decoded", decoded)):
+        backward, forward = _flow_errors(previous, current, pan, preset)
+        errors[f"{source}_backward"], errors[f"{source}_forward"] = backward, forward
+    return errors
+
+
+def _flow_errors(previous, current, pan: int, preset: str) -> tuple[float, float]:
+    import numpy as np
+
+    from neural_style import flow
+
+    pair = flow.flows(previous, current, preset)
+    width = previous.shape[1]
+    # backward: current(x) = previous(x + pan); forward: previous(x) = current(x - pan).
+    backward = pair.backward[:, : width - pan] - np.array([pan, 0.0], np.float32)
+    forward = pair.forward[:, pan:] - np.array([-pan, 0.0], np.float32)
+    return tuple(float(np.median(np.linalg.norm(e, axis=-1))) for e in (backward, forward))
+
+
+# --- the runs -----------------------------------------------------------------------------------
+
+
+def _toy_settings_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("video_benchmark_settings", TOY_SETTINGS)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def modes(temporal_weights: list[float]) -> list[tuple[str, str, float]]:
+    """(name, FRAME_INIT, TEMPORAL_WEIGHT) of every run of one clip and FRAME_STEPS."""
+    runs = [("independent", "content", 0.0), ("warped", "warped", 0.0)]
+    runs += [(f"warped+temporal {w:g}", "warped", w) for w in temporal_weights]
+    return runs
+
+
+def run_mode(clip: str, prefix: str, options: dict) -> dict:
+    """One stylize of `clip`'s first frames; its per-frame numbers and the summary."""
+    from neural_style.config import Settings
+    from neural_style.run import stylize
+
+    values = {
+        "content_image": clip,
+        "style_image": (STYLE,),
+        "output_image": prefix,
+        "snapshot_every": 0,
+        "print_every": 100000,
+        "overwrite": True,
+        **options,
+    }
+    settings = Settings.from_module(_toy_settings_module(), **values)
+    log = io.StringIO()
+    started = time.perf_counter()
+    stylize(settings, log)
+    wall = time.perf_counter() - started
+    return summarise(prefix, wall)
+
+
+def _per_frame(prefix: str) -> dict[int, dict]:
+    """{frame: its last step's content and style loss, and its summed step seconds}."""
+    frames: dict[int, dict] = {}
+    with open(f"{prefix}-losses.csv", newline="", encoding="utf-8") as file:
+        for row in csv.DictReader(file):
+            entry = frames.setdefault(int(row["frame"]), {"step": -1, "seconds": 0.0})
+            entry["seconds"] += float(row["seconds"])
+            if int(row["step"]) > entry["step"]:
+                entry.update(
+                    step=int(row["step"]), content=float(row["content"]), style=float(row["style"])
+                )
+    return frames
+
+
+def _mean(values: list) -> float:
+    known = [value for value in values if value is not None and not math.isnan(value)]
+    return statistics.fmean(known) if known else math.nan
+
+
+def summarise(prefix: str, wall: float) -> dict:
+    """A run's per-frame lists (frame 1 first) and the table's numbers."""
+    with open(f"{prefix}-video.json", encoding="utf-8") as file:
+        report = json.load(file)
+    frames = _per_frame(prefix)
+    order = sorted(frames)
+    seconds = [frames[f]["seconds"] for f in order]
+    later = seconds[1:]
+    first = seconds[0] if seconds else math.nan
+    each_later = _mean(later)
+    return {
+        "frames": len(order),
+        "size": report["size"],
+        "warping_error": report["warping_error"],
+        "content": [frames[f]["content"] for f in order],
+        "style": [frames[f]["style"] for f in order],
+        "seconds": seconds,
+        "wall_seconds": wall,
+        "mean_warping_error": _mean(report["warping_error"][1:]),
+        "mean_content": _mean([frames[f]["content"] for f in order[1:]]),
+        "mean_style": _mean([frames[f]["style"] for f in order[1:]]),
+        "first_seconds": first,
+        "later_seconds_per_frame": each_later,
+        "later_over_first": each_later / first if first else math.nan,
+    }
+
+
+def run_clip(name: str, clip: str, folder: str, base: dict, args) -> list[dict]:
+    """Every mode at every FRAME_STEPS on one clip, a table line printed as each ends."""
+    rows = []
+    for frame_steps in args.frame_steps:
+        for mode, frame_init, weight in modes(args.temporal_weights):
+            label = mode.replace(" ", "-").replace("+", "-")
+            prefix = os.path.join(folder, name, f"steps{frame_steps}-{label}", "out")
+            options = {
+                **base,
+                "frame_steps": frame_steps,
+                "frame_init": frame_init,
+                "temporal_weight": weight,
+            }
+            row = {"clip": name, "mode": mode, "frame_steps": frame_steps}
+            row["temporal_weight"] = weight
+            row.update(run_mode(clip, prefix, options))
+            rows.append(row)
+            print(table_line(row), flush=True)
+    return rows
+
+
+# --- the report --------------------------------------------------------------------------------
+
+HEADER = (
+    "| clip | frame steps | mode | warping error 2..N | content 2..N | style 2..N "
+    "| frame 1 s | later s/frame | later/first | wall s |\n"
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+)
+
+
+def table_line(row: dict) -> str:
+    return (
+        f"| {row['clip']} | {row['frame_steps']} | {row['mode']} "
+        f"| {row['mean_warping_error']:.3g} | {row['mean_content']:.4g} "
+        f"| {row['mean_style']:.4g} | {row['first_seconds']:.2f} "
+        f"| {row['later_seconds_per_frame']:.2f} | {row['later_over_first']:.3f} "
+        f"| {row['wall_seconds']:.1f} |"
+    )
+
+
+def table(rows: list[dict]) -> str:
+    return "\n".join([HEADER, *(table_line(row) for row in rows)])
+
+
+def _weights(args, scratch: str) -> str:
+    """The .mat: --weights, the quick run's tiny VGG, or what train.py falls back to."""
+    if args.weights:
+        return os.path.abspath(args.weights)
+    if args.quick:
+        from neural_style.synthetic import write_synthetic_vgg19
+
+        path = os.path.join(scratch, "quick-vgg19.mat")
+        return write_synthetic_vgg19(path, widths=QUICK_WIDTHS, fc_width=8, num_classes=5)
+    from neural_style.config import DEFAULT_VGG_MODEL_PATH
+    from neural_style.runtime import resolve_weights_path
+
+    with contextlib.chdir(REPO_ROOT):  # the default path, and its fallback, are the repo's
+        return os.path.abspath(resolve_weights_path(DEFAULT_VGG_MODEL_PATH, sys.stdout))
+
+
+def _numbers(text: str, kind, name: str, parser) -> list:
+    try:
+        values = [kind(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        what = "whole numbers" if kind is int else "numbers"
+        parser.error(f"--{name}: {text!r} is not a comma list of {what}")
+    if not values or any(value < (1 if kind is int else 0) for value in values):
+        wanted = "whole numbers of 1 or more" if kind is int else "numbers of 0 or more"
+        parser.error(f"--{name}: {text!r}; give {wanted}, e.g. 50 or 25,50")
+    return values
+
+
+def parse_arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="toy clip, VGG and steps (smoke)")
+    parser.add_argument("--clip", default=None, help="the real clip (default Big Buck Bunny)")
+    parser.add_argument("--frames", type=int, default=None, help="frames per run (32; quick 6)")
+    parser.add_argument("--width", type=int, default=None, help="frame width, px (256; quick 64)")
+    parser.add_argument("--train_steps", type=int, default=None, help="first frame's steps")
+    parser.add_argument("--frame_steps", default=None, help="later frames' steps, comma list")
+    parser.add_argument("--temporal_weights", default="1000", help="TEMPORAL_WEIGHTs to sweep")
+    parser.add_argument("--weights", default="", help="VGG-19 .mat (default: as train.py)")
+    parser.add_argument("--pan_pixels", type=int, default=None, help="pan per frame (4; quick 2)")
+    parser.add_argument("--skip", default="", help="clips to skip: real,pan")
+    parser.add_argument("--output", default=RESULTS_PATH, help="where the JSON goes")
+    args = parser.parse_args()
+    quick = args.quick
+    args.frames = args.frames or (6 if quick else 32)
+    args.width = args.width or (64 if quick else 256)
+    args.pan_pixels = args.pan_pixels or (2 if quick else 4)
+    steps = args.frame_steps or ("4" if quick else "50")
+    args.frame_steps = _numbers(steps, int, "frame_steps", parser)
+    args.temporal_weights = _numbers(args.temporal_weights, float, "temporal_weights", parser)
+    args.skip = {part for part in args.skip.split(",") if part}
+    if args.frames < 2 or args.width < 16 or args.pan_pixels < 1:
+        parser.error("--frames must be 2 or more, --width 16 or more, --pan_pixels 1 or more")
+    if args.pan_pixels >= args.width:
+        parser.error(f"--pan_pixels {args.pan_pixels} must be less than --width {args.width}")
+    clip = args.clip or CLIP
+    if not quick and "real" not in args.skip and not os.path.isfile(clip):
+        parser.error(f"--clip {clip}: no such file; give a video, or --skip real")
+    from neural_style.images import VIDEO_SUFFIXES
+
+    if not quick and "real" not in args.skip and not clip.lower().endswith(VIDEO_SUFFIXES):
+        parser.error(f"--clip {clip}: not a video; give one of {', '.join(VIDEO_SUFFIXES)}")
+    args.clip = os.path.abspath(clip)
+    return args
+
+
+def main() -> int:
+    args = parse_arguments()
+    toy = _toy_settings_module()
+    train_steps = args.train_steps or (10 if args.quick else toy.TRAIN_STEPS)
+    load = os.getloadavg()
+    print(f"{cpu_name()}, {os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f}")
+    from neural_style.errors import UserError
+
+    with tempfile.TemporaryDirectory(prefix="video-benchmark-") as scratch:
+        try:
+            weights = _weights(args, scratch)
+            base = {
+                "vgg_model_path": weights,
+                "image_width": args.width,
+                "train_steps": train_steps,
+                "video_max_frames": args.frames,
+            }
+            report = {
+                "machine": {
+                    "cpu": cpu_name(),
+                    "cpu_count": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "load_average_at_start": load,
+                },
+                "quick": args.quick,
+                "weights": weights,
+                "settings": {**base, "flow_preset": toy.FLOW_PRESET, "precision": toy.PRECISION},
+                "runs": [],
+            }
+            clips = []
+            if "real" not in args.skip:
+                clip = args.clip
+                if args.quick:
+                    clip = make_test_clip(os.path.join(scratch, "testsrc2.mp4"), args.frames)
+                clips.append(("testsrc2" if args.quick else "real", clip))
+            if "pan" not in args.skip:
+                pan_clip, windows = make_pan_clip(scratch, args.width, args.frames, args.pan_pixels)
+                report["pan_flow"] = pan_flow_error(
+                    windows, pan_clip, args.pan_pixels, toy.FLOW_PRESET
+                )
+                clips.append((f"pan {args.pan_pixels}px", pan_clip))
+            print(HEADER, flush=True)
+            for name, clip in clips:
+                report["runs"] += run_clip(name, clip, scratch, base, args)
+        except UserError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+    report["load_average_at_end"] = os.getloadavg()
+    print()
+    print(table(report["runs"]))
+    if "pan_flow" in report:
+        flow = report["pan_flow"]
+        print(
+            f"\nDIS flow ({flow['preset']}) against the known pan of {flow['pan_pixels']} "
+            "px/frame, median end-point error of frames 1-2:"
+        )
+        for source in ("png", "decoded"):
+            print(
+                f"  {source} frames: {flow[f'{source}_backward']:.3f} px backward, "
+                f"{flow[f'{source}_forward']:.3f} px forward"
+            )
+    os.makedirs(os.path.dirname(args.output), exist_ok=True)
+    with open(args.output, "w", encoding="utf-8") as stream:
+        json.dump(report, stream, indent=2)
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
