@@ -101,5 +101,8 @@ class Observer:
     def frame_done(self, event: FrameDone) -> None:
         """A video frame is finished."""
 
+    def video_done(self, frames: int) -> None:
+        """Every frame of a video is finished (`frames` of them, earlier runs' included)."""
+
     def run_finished(self, plan: RunPlan) -> None:
         """The run is over, however it ended (also after an error or a stop)."""

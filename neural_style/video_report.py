@@ -47,7 +47,7 @@ class VideoReport(Observer):
         self.log: LossLog | None = None
         self.errors: list[float] = []
         self.times: list[float] = []
-        self.complete = False
+        self.complete = 0  # frames of the finished video, once every one is
 
     def say(self, text: str) -> None:
         print(text, file=self.stream, flush=True)
@@ -98,7 +98,9 @@ class VideoReport(Observer):
             f"ETA {format_duration(each * left)}"
         )
         self._write_report()
-        self.complete = event.index + 1 == event.frames
+
+    def video_done(self, frames: int) -> None:
+        self.complete = frames
 
     def images(self, event: Images) -> None:
         if event.kind == events.STOPPED and self.plan is not None:
@@ -115,7 +117,7 @@ class VideoReport(Observer):
         if not self.complete:
             return
         video = plan.video
-        paths = [frame_path(video.prefix, index) for index in range(video.frames)]
+        paths = [frame_path(video.prefix, index) for index in range(self.complete)]
         target = video_path(video.prefix)
         written = video_write.write_video_from_pngs(
             paths, target, fps=video.info.fps, audio_from=video.info, setting="OUTPUT_IMAGE"

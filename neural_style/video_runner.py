@@ -28,8 +28,10 @@ def run_video(runner) -> None:
     video = plan.video
     runner.count = video.frames
     previous, previous_content = video.previous, None
-    frames = video_io.read_frames(video.info, max_frames=video.frames)
+    frames = video_io.read_frames(video.info, max_frames=settings.video_max_frames)
+    count = 0
     for index, frame in enumerate(frames):
+        count = index + 1
         started = time.perf_counter()
         content = images.resize_image(frame, video.size)
         if index < video.first:
@@ -60,6 +62,7 @@ def run_video(runner) -> None:
         previous, previous_content = result, content
     if frames.warning():
         runner.emit("note", frames.warning())
+    runner.emit("video_done", count)
 
 
 def _frame_group(video, settings, index: int, content: np.ndarray) -> Group:

@@ -225,3 +225,21 @@ def test_bad_video_inputs_are_one_line_and_lose_nothing(tmp_path, tiny_mat, imag
     assert sorted(os.listdir(videos)) == ["one.mp4"]
     out = tmp_path / "out"
     assert not out.exists() or os.listdir(out) == []  # nothing was written (nor left locked)
+
+
+def test_a_resume_after_every_frame_is_done_still_assembles_the_clip(
+    tmp_path, tiny_mat, image_pair
+):
+    clip = make_clip(tmp_path / "clip.mp4", frames=3)
+    settings = video_settings(tmp_path, tiny_mat, image_pair, clip)
+    run.stylize(settings, io.StringIO())
+    prefix = settings.output_image
+    frames = {
+        name: read_bytes(os.path.join(f"{prefix}-frames", name))
+        for name in sorted(os.listdir(f"{prefix}-frames"))
+    }
+    os.remove(f"{prefix}.mp4")  # as if the run had died while assembling it
+    resumed = settings.__class__(**{**settings.__dict__, "resume": True})
+    run.stylize(resumed, io.StringIO())
+    assert streams(f"{prefix}.mp4") == ["Video", "Audio"]
+    assert {name: read_bytes(os.path.join(f"{prefix}-frames", name)) for name in frames} == frames
