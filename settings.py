@@ -83,7 +83,7 @@ OVERWRITE = False
 # --- Video (CONTENT_IMAGE a .mp4, .mov, .avi, .mkv, .webm or .m4v) ---
 
 # Weight of a frame's loss for differing from the previous result moved by the flow (0 = off).
-TEMPORAL_WEIGHT = 1000.0
+TEMPORAL_WEIGHT = 10.0
 # Optimisation steps of each frame after the first, which takes TRAIN_STEPS.
 FRAME_STEPS = 50
 # How a later frame starts: "warped" (the previous result moved by the flow) or "content".
