@@ -19,7 +19,6 @@ read, so a bad file costs neither memory nor time and is always one UserError.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import re
@@ -32,7 +31,7 @@ import numpy as np
 from neural_style import npz
 from neural_style.config import Settings, describe
 from neural_style.errors import UserError, one_line, setting_fix
-from neural_style.files import atomic_write
+from neural_style.files import atomic_write, sha256_of
 
 # Settings a resumed run may change: how long it runs, what it prints and how many photos
 # it optimises together, nothing that shapes the image.
@@ -85,7 +84,6 @@ STATE_LAYOUT: dict[str, dict[str, tuple[str, str]]] = {
 # The settings record is a few kB; anything near this is not one of ours.
 MAX_SETTINGS_CHARACTERS = 1_000_000
 _DIGEST = re.compile(r"[0-9a-f]{64}")
-_CHUNK = 1 << 20
 
 RESUME_FIX = (
     "run without --resume (RESUME = False) to start afresh, or set OUTPUT_IMAGE to another prefix"
@@ -111,17 +109,13 @@ def settings_record(settings: Settings) -> dict:
 
 def photo_digest(path: str) -> str:
     """The sha256 hex digest of the file's bytes: a photo's identity, whatever its path."""
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as file:
-            while chunk := file.read(_CHUNK):
-                digest.update(chunk)
+        return sha256_of(path)
     except OSError as error:
         reason = error.strerror or one_line(error)
         raise UserError(
             f"{path}: cannot read the photo ({reason}); {setting_fix('content_image')}"
         ) from None
-    return digest.hexdigest()
 
 
 def save_checkpoint(path: str, checkpoint: Checkpoint) -> None:

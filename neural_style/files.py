@@ -14,6 +14,7 @@ those of one output prefix, and `output_error` words a failed write as one line.
 
 import contextlib
 import errno
+import hashlib
 import os
 import re
 import secrets
@@ -68,6 +69,15 @@ def atomic_write(path: str, write: Callable[[BinaryIO], None]) -> None:
             os.remove(temp_path)
         raise
     _fsync_directory(directory)
+
+
+def sha256_of(path: str) -> str:
+    """The hex sha256 of the file's bytes, read in 1 MiB blocks (raises OSError)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def atomic_write_text(path: str, text: str) -> None:

@@ -81,7 +81,7 @@ def _result(plan: RunPlan, outcomes: dict, stream: TextIO) -> RunResult | BatchR
         from neural_style.video_plan import video_path
 
         return RunResult(video_path(plan.video.prefix), len(outcomes), {})
-    done = {job.photo.path: RunResult(_final(job), job.done, {}) for job in plan.complete}
+    done = {job.photo.path: RunResult(job.final_path, job.done, {}) for job in plan.complete}
     done.update(
         {path: outcome for path, outcome in outcomes.items() if isinstance(outcome, RunResult)}
     )
@@ -103,7 +103,3 @@ def _result(plan: RunPlan, outcomes: dict, stream: TextIO) -> RunResult | BatchR
             "stylised (see above)"
         )
     return BatchResult([result for _, result in results], failures)
-
-
-def _final(job) -> str:
-    return outputs.final_path(job.prefix)

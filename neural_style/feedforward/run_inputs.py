@@ -7,14 +7,13 @@ Shapes: the style and sample images are [H, W, 3] float32 RGB in 0..255.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
 
-from neural_style import images
+from neural_style import files, images
 from neural_style.feedforward import data
 from neural_style.feedforward.config import NetworkSettings
 
@@ -37,11 +36,7 @@ def read_inputs(settings: NetworkSettings) -> RunInputs:
 
 def file_sha256(path: str) -> str:
     """The hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return files.sha256_of(path)
 
 
 def total_steps(settings: NetworkSettings, file_count: int) -> int:
