@@ -162,10 +162,18 @@ def _toy_settings_module():
     return module
 
 
-def modes(temporal_weights: list[float]) -> list[tuple[str, str, float]]:
+MODE_NAMES = ("independent", "warped", "temporal")
+
+
+def modes(temporal_weights: list[float], chosen=MODE_NAMES) -> list[tuple[str, str, float]]:
     """(name, FRAME_INIT, TEMPORAL_WEIGHT) of every run of one clip and FRAME_STEPS."""
-    runs = [("independent", "content", 0.0), ("warped", "warped", 0.0)]
-    runs += [(f"warped+temporal {w:g}", "warped", w) for w in temporal_weights]
+    runs = []
+    if "independent" in chosen:
+        runs.append(("independent", "content", 0.0))
+    if "warped" in chosen:
+        runs.append(("warped", "warped", 0.0))
+    if "temporal" in chosen:
+        runs += [(f"warped+temporal {w:g}", "warped", w) for w in temporal_weights]
     return runs
 
 
@@ -241,7 +249,7 @@ def run_clip(name: str, clip: str, folder: str, base: dict, args) -> list[dict]:
     """Every mode at every FRAME_STEPS on one clip, a table line printed as each ends."""
     rows = []
     for frame_steps in args.frame_steps:
-        for mode, frame_init, weight in modes(args.temporal_weights):
+        for mode, frame_init, weight in modes(args.temporal_weights, args.modes):
             label = mode.replace(" ", "-").replace("+", "-")
             prefix = os.path.join(folder, name, f"steps{frame_steps}-{label}", "out")
             options = {
@@ -250,12 +258,66 @@ def run_clip(name: str, clip: str, folder: str, base: dict, args) -> list[dict]:
                 "frame_init": frame_init,
                 "temporal_weight": weight,
             }
-            row = {"clip": name, "mode": mode, "frame_steps": frame_steps}
+            row = {"clip": name, "mode": mode, "frame_steps": frame_steps, "clip_path": clip}
             row["temporal_weight"] = weight
             row.update(run_mode(clip, prefix, options))
+            row["frames_folder"] = f"{prefix}-frames"
             rows.append(row)
             print(table_line(row), flush=True)
     return rows
+
+
+# --- the strip -----------------------------------------------------------------------------------
+
+STRIP_GAIN = 4.0  # the error map's brightness: |difference| x this
+
+
+def write_strip(path: str, rows: list[dict], frame: int, preset: str) -> None:
+    """One row per run of the first clip at its first FRAME_STEPS: frame t-1, frame t, and
+    |frame t - frame t-1 moved by the flow| x STRIP_GAIN where the flow is reliable (black:
+    no flicker). Original frames on top, for reference."""
+    import numpy as np
+
+    from neural_style import flow, images
+
+    chosen = [row for row in rows if row["clip"] == rows[0]["clip"]]
+    chosen = [row for row in chosen if row["frame_steps"] == chosen[0]["frame_steps"]]
+
+    def frame_image(row: dict, index: int) -> np.ndarray:
+        name = os.path.join(row["frames_folder"], f"frame-{index:05d}.png")
+        return images.load_image(name, "strip")
+
+    lines = []
+    for row in chosen:
+        previous, current = frame_image(row, frame - 1), frame_image(row, frame)
+        lines.append((row["mode"], previous, current))
+    originals = _original_frames(rows[0], frame, previous.shape[:2])
+    pair = flow.flows(originals[0], originals[1], preset)
+    mask = flow.reliability(pair.backward, pair.forward)[..., None]
+    tiles = [[originals[0], originals[1], np.zeros_like(originals[0])]]
+    for _, previous, current in lines:
+        error = np.abs(current - flow.warp(previous, pair.backward)) * mask * STRIP_GAIN
+        tiles.append([previous, current, np.clip(error, 0, 255)])
+    gap = 4
+    height, width = previous.shape[:2]
+    strip = np.full(
+        (len(tiles) * (height + gap) - gap, 3 * (width + gap) - gap, 3), 255.0, np.float32
+    )
+    for r, line in enumerate(tiles):
+        for c, tile in enumerate(line):
+            top, left = r * (height + gap), c * (width + gap)
+            strip[top : top + height, left : left + width] = tile
+    images.save_image(path, strip)
+    print(f"wrote {path}: rows original, " + ", ".join(mode for mode, _, _ in lines))
+
+
+def _original_frames(row: dict, frame: int, size: tuple[int, int]) -> list:
+    """Frames t-1 and t of the run's clip at the size the run stylised them."""
+    from neural_style import images, video_io
+
+    info = video_io.probe(row["clip_path"], "strip")
+    frames = list(video_io.read_frames(info, max_frames=frame))[frame - 2 : frame]
+    return [images.resize_image(f, size) for f in frames]
 
 
 # --- the report --------------------------------------------------------------------------------
@@ -317,10 +379,21 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--width", type=int, default=None, help="frame width, px (256; quick 64)")
     parser.add_argument("--train_steps", type=int, default=None, help="first frame's steps")
     parser.add_argument("--frame_steps", default=None, help="later frames' steps, comma list")
-    parser.add_argument("--temporal_weights", default="1000", help="TEMPORAL_WEIGHTs to sweep")
+    parser.add_argument(
+        "--temporal_weights",
+        default="",
+        help="TEMPORAL_WEIGHTs to sweep (default: the shipped one)",
+    )
     parser.add_argument("--weights", default="", help="VGG-19 .mat (default: as train.py)")
     parser.add_argument("--pan_pixels", type=int, default=None, help="pan per frame (4; quick 2)")
     parser.add_argument("--skip", default="", help="clips to skip: real,pan")
+    parser.add_argument(
+        "--modes", default=",".join(MODE_NAMES), help="modes to run: independent,warped,temporal"
+    )
+    parser.add_argument(
+        "--strip", default="", help="write a side-by-side strip of the real clip's runs here"
+    )
+    parser.add_argument("--strip_frame", type=int, default=16, help="the strip's frame t (1-based)")
     parser.add_argument("--output", default=RESULTS_PATH, help="where the JSON goes")
     args = parser.parse_args()
     quick = args.quick
@@ -329,8 +402,14 @@ def parse_arguments() -> argparse.Namespace:
     args.pan_pixels = args.pan_pixels or (2 if quick else 4)
     steps = args.frame_steps or ("4" if quick else "50")
     args.frame_steps = _numbers(steps, int, "frame_steps", parser)
-    args.temporal_weights = _numbers(args.temporal_weights, float, "temporal_weights", parser)
+    weights = args.temporal_weights or str(_toy_settings_module().TEMPORAL_WEIGHT)
+    args.temporal_weights = _numbers(weights, float, "temporal_weights", parser)
     args.skip = {part for part in args.skip.split(",") if part}
+    args.modes = {part for part in args.modes.split(",") if part}
+    if not args.modes or args.modes - set(MODE_NAMES):
+        parser.error(f"--modes {','.join(sorted(args.modes))}: choose from {', '.join(MODE_NAMES)}")
+    if args.strip and not 2 <= args.strip_frame <= args.frames:
+        parser.error(f"--strip_frame {args.strip_frame} must be 2..--frames ({args.frames})")
     if args.frames < 2 or args.width < 16 or args.pan_pixels < 1:
         parser.error("--frames must be 2 or more, --width 16 or more, --pan_pixels 1 or more")
     if args.pan_pixels >= args.width:
@@ -390,9 +469,14 @@ def main() -> int:
             print(HEADER, flush=True)
             for name, clip in clips:
                 report["runs"] += run_clip(name, clip, scratch, base, args)
+            if args.strip:
+                write_strip(args.strip, report["runs"], args.strip_frame, toy.FLOW_PRESET)
         except UserError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
+    for row in report["runs"]:
+        row.pop("frames_folder", None)  # gone with the scratch folder
+        row.pop("clip_path", None)
     report["load_average_at_end"] = os.getloadavg()
     print()
     print(table(report["runs"]))

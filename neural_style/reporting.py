@@ -117,18 +117,27 @@ class LossLog:
 
     `keep_until=N` continues an existing log after step N (a resumed run), dropping the
     lines an interrupted run wrote after its last checkpoint; without it the log starts
-    afresh. `extra` names columns written before the losses (e.g. "frame").
+    afresh. `extra` names columns written before the losses (e.g. "frame"); `names` are
+    the loss parts, in their columns' order.
     """
 
-    def __init__(self, path: str, keep_until: int | None = None, *, extra: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        path: str,
+        keep_until: int | None = None,
+        *,
+        extra: tuple[str, ...] = (),
+        names: tuple[str, ...] = LOSS_NAMES,
+    ):
         self.path = path
         self.extra = extra
+        self.names = names
         kept = self._rows_until(path, keep_until) if keep_until is not None else []
         # The header and the kept rows replace the file atomically, so that a run killed
         # now still leaves the earlier log whole; the steps are then appended.
         start = io.StringIO()
         start_writer = csv.writer(start)
-        start_writer.writerow(("step", *extra, *LOSS_NAMES, "seconds"))
+        start_writer.writerow(("step", *extra, *names, "seconds"))
         start_writer.writerows(kept)
         atomic_write_text(path, start.getvalue())
         self._file = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115
@@ -144,7 +153,7 @@ class LossLog:
 
     def write(self, step: int, losses: dict[str, float], seconds: float, extra: tuple = ()) -> None:
         self._writer.writerow(
-            (step, *extra, *(repr(losses[name]) for name in LOSS_NAMES), f"{seconds:.4f}")
+            (step, *extra, *(repr(losses.get(name, 0.0)) for name in self.names), f"{seconds:.4f}")
         )
         self._file.flush()
 

@@ -78,6 +78,10 @@ def test_a_clip_is_stylised_frame_by_frame_with_its_audio_kept(tmp_path, tiny_ma
         rows = list(csv.DictReader(file))
     assert [int(row["frame"]) for row in rows] == [1] * 4 + [2, 2, 3, 3, 4, 4, 5, 5]
     assert [int(row["step"]) for row in rows] == list(range(1, 13))
+    # The first frame has no temporal term. A later one starts at the previous result
+    # moved by the flow (0 there) and moves away from it, held by the term.
+    assert all(float(row["temporal"]) == 0 for row in rows[:4])
+    assert all(float(row["temporal"]) > 0 for row in rows[5::2])
     printed = stream.getvalue()
     assert f"frame {FRAMES}/{FRAMES} done" in printed and "ETA" in printed
     assert clip not in os.listdir(tmp_path / "out")  # the input is untouched
