@@ -93,6 +93,17 @@ VIDEO_MAX_FRAMES = 0
 # OpenCV DIS optical flow preset: "ultrafast", "fast" or "medium" (slower, more exact).
 FLOW_PRESET = "medium"
 
+# --- Live view in the browser (python -m pip install -e '.[web]') ---
+
+# Serve a live view of the run at a local URL, printed when the run starts.
+WEB = False
+# Port of the live view (0 = any free port).
+WEB_PORT = 8765
+# Address the live view listens on; anything but 127.0.0.1 lets other machines connect.
+WEB_HOST = "127.0.0.1"
+# Seconds between two images sent to the live view.
+WEB_EVERY = 1.0
+
 # --- Feed-forward network (train_network.py, stylize.py) ---
 # `python train_network.py` trains a network for one style on a folder of photos (Johnson
 # et al.); `python stylize.py` applies it to an image, a folder or a video in one pass.

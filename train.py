@@ -9,6 +9,8 @@ Every setting in settings.py is also a flag of the same name in lower case:
 
 A bad setting prints one `error: ...` line and exits with status 2; Ctrl-C saves the
 current image, prints `interrupted` and exits with status 130.
+
+    python train.py --web           # and watch it at the URL it prints (the live view)
 """
 
 # First of all, so that a stop signal even while the imports below load is one line.
@@ -21,14 +23,25 @@ from absl import flags  # noqa: E402
 import settings  # noqa: E402
 from neural_style import cli_flags  # noqa: E402
 from neural_style.config import Settings  # noqa: E402
+from neural_style.web_config import WebSettings  # noqa: E402
 
 
 def stylize_from_flags(flag_values: flags.FlagValues) -> None:
     run_settings = Settings.from_flag_values(flag_values)
-    # Imported only now, so that flag errors and --help never wait for TensorFlow.
-    from neural_style.run import stylize
+    web_settings = WebSettings.from_flag_values(flag_values)
+    if not web_settings.web:
+        # Imported only now, so that flag errors and --help never wait for TensorFlow.
+        from neural_style.run import stylize
 
-    stylize(run_settings)
+        stylize(run_settings)
+        return
+    from neural_style import web
+
+    # The live view binds its port before anything else starts: a busy port is one line.
+    with web.serving(web_settings, "photo", run_settings) as live:
+        from neural_style.run import stylize
+
+        stylize(run_settings, observers=web.gatys_observers(run_settings, live))
 
 
 if __name__ == "__main__":

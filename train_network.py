@@ -18,6 +18,8 @@ SIGHUP (`kill`, `docker stop`, a closed terminal) end the step in progress, save
 network and a checkpoint, print `interrupted at step N: ...` and exit with status 130, 143
 or 129. A run never replaces an earlier run in NETWORK_OUTPUT_DIR unless --network_resume
 or --network_overwrite says so, and two runs never share that folder.
+
+    python train_network.py --web   # and watch it at the URL it prints (the live view)
 """
 
 # First of all, so that a stop signal even while the imports below load is one line.
@@ -30,10 +32,23 @@ from absl import flags, logging  # noqa: E402
 import settings  # noqa: E402
 from neural_style import cli_flags  # noqa: E402
 from neural_style.feedforward.config import NetworkSettings  # noqa: E402
+from neural_style.web_config import WebSettings  # noqa: E402
 
 
 def train_from_flags(flag_values: flags.FlagValues) -> None:
     run_settings = NetworkSettings.from_flag_values(flag_values)
+    web_settings = WebSettings.from_flag_values(flag_values)
+    if not web_settings.web:
+        _train(run_settings)
+        return
+    from neural_style import web
+
+    # The live view binds its port before TensorFlow starts: a busy port is one line.
+    with web.serving(web_settings, "training", run_settings) as live:
+        _train(run_settings, [live.training_view(run_settings.network_batch_size)])
+
+
+def _train(run_settings: NetworkSettings, observers=()) -> None:
     # Imported only now, so that flag errors and --help never wait for TensorFlow.
     from neural_style.runtime import import_tensorflow
 
@@ -41,7 +56,7 @@ def train_from_flags(flag_values: flags.FlagValues) -> None:
     logging.set_verbosity(logging.WARNING)  # tf.distribute's INFO lines bury the progress
     from neural_style.feedforward.training import train_network
 
-    train_network(run_settings)
+    train_network(run_settings, observers=observers)
 
 
 if __name__ == "__main__":

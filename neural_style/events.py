@@ -73,6 +73,14 @@ class FrameDone(NamedTuple):
     seconds: float  # wall time of the frame, flow included
 
 
+class Picture(NamedTuple):
+    """One photo of the group as a step left it, for an observer that asked (a live view)."""
+
+    current: np.ndarray  # the optimiser's image now
+    best: np.ndarray  # its lowest-loss image so far: what a stop would keep
+    content: np.ndarray | None  # the photo at the same size (colour preservation)
+
+
 class Observer:
     """Hears a run's events; every method does nothing unless overridden. Observers are
     called in the order they were attached, so writers come before what reports them."""
@@ -88,6 +96,14 @@ class Observer:
 
     def step(self, event: Step) -> None:
         pass
+
+    def wants_preview(self) -> bool:
+        """Asked after every step: True to be handed the images as they are now (`preview`).
+        The images are copied only when someone wants them, so say True sparingly."""
+        return False
+
+    def preview(self, pictures: list[Picture]) -> None:
+        """Each going photo's current and best image, after a step (see wants_preview)."""
 
     def photo_failed(self, job: PhotoJob, why: str) -> None:
         """The photo cannot go on (unreadable, or it kept diverging); the others do."""

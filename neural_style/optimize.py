@@ -290,6 +290,10 @@ class LbfgsBatchOfOne(LbfgsOptimizer):
         del index  # a batch of one
         return super().best()
 
+    def current_image(self, index: int = 0) -> np.ndarray:
+        del index
+        return super().current_image()
+
     def states(self) -> list[dict[str, np.ndarray]]:
         return [self.state()]
 

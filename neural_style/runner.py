@@ -198,9 +198,13 @@ class Runner:
             self._give_up_on_diverging(optimizer, active, result, index)
             if not self._active(active):
                 return
-            if s.snapshot_every and result.step % s.snapshot_every == 0:
+            # A snapshot asked for now (a live view's button) is taken first, so it is one.
+            if stopping.take_snapshot_request() or (
+                s.snapshot_every and result.step % s.snapshot_every == 0
+            ):
                 going = [(p, member) for p, member in enumerate(active) if not member.failure]
                 self._hand_out(events.SNAPSHOT, going, index, result.step, optimizer)
+            offer_preview(self.observers, optimizer, active)
             stopping.raise_if_requested()
         if result is not None and result.step < last:
             message = getattr(optimizer, "message", "")
@@ -321,3 +325,22 @@ def _written_since(path: str, moment: float) -> bool:
         return os.stat(path).st_mtime >= moment - 1
     except OSError:
         return False
+
+
+def offer_preview(observers: Sequence[Observer], optimizer, members: Sequence) -> None:
+    """The images of `members` (by position in the optimiser's batch) as the step left them,
+    copied only for the observers that want them now (events.Observer.wants_preview)."""
+    wanting = [observer for observer in observers if observer.wants_preview()]
+    if not wanting:
+        return
+    pictures = [
+        events.Picture(
+            np.array(optimizer.current_image(position)),
+            np.array(optimizer.best(position)),
+            member.content,
+        )
+        for position, member in enumerate(members)
+        if not member.failure
+    ]
+    for observer in wanting:
+        observer.preview(pictures)

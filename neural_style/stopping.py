@@ -50,6 +50,7 @@ def signal_name(signal_number: int) -> str:
 
 class _State:
     requested: int | None = None  # the first stop signal received, if any
+    snapshot: bool = False  # a snapshot was asked for (a live view's button)
     deferring: int = 0  # how many deferred() blocks are open
     installed: bool = False
     # Until a command can catch Stopped (install_early), a signal ends the process at once.
@@ -58,6 +59,7 @@ class _State:
 
 
 _state = _State()
+_snapshot_lock = threading.Lock()  # a click from another thread is never lost between steps
 
 
 def _on_signal(signal_number: int, frame) -> None:
@@ -141,6 +143,23 @@ def request(signal_number: int = signal.SIGINT) -> None:
     _state.requested = signal_number if _state.requested is None else _state.requested
 
 
+def request_snapshot() -> None:
+    """Ask the loop for a snapshot after the step in progress (a live view's button): the
+    files SNAPSHOT_EVERY would write, or a network's sample."""
+    with _snapshot_lock:
+        _state.snapshot = True
+
+
+def take_snapshot_request() -> bool:
+    """True once after request_snapshot (the loop takes it, so one click is one snapshot)."""
+    if not _state.snapshot:  # the common case, without the lock
+        return False
+    with _snapshot_lock:
+        asked, _state.snapshot = _state.snapshot, False
+    return asked
+
+
 def reset() -> None:
-    """Forget a request (a new run in the same process, e.g. in tests)."""
+    """Forget the requests (a new run in the same process, e.g. in tests)."""
     _state.requested = None
+    _state.snapshot = False

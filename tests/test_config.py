@@ -16,6 +16,7 @@ from neural_style import cli_flags, config
 from neural_style.config import Settings, parse_layer_weights
 from neural_style.errors import UserError
 from neural_style.feedforward import config as ff_config
+from neural_style.web_config import WebSettings
 
 SETTINGS_FILE = settings.__file__
 CONSTANTS = [name for name in vars(settings) if re.fullmatch(r"[A-Z][A-Z0-9_]*", name)]
@@ -258,8 +259,11 @@ def test_format_layer_weights_round_trips():
 
 def test_every_constant_has_a_flag_and_a_field_and_vice_versa():
     flag_values = defined_flags()
-    assert sorted(name.lower() for name in CONSTANTS) == sorted(set(FIELDS) | set(NETWORK_FIELDS))
-    assert set(FIELDS) | set(NETWORK_FIELDS) <= set(flag_values)
+    # The live view's settings (WEB_*) are read by train.py and train_network.py alike.
+    web_fields = [field.name for field in dataclasses.fields(WebSettings)]
+    every_field = set(FIELDS) | set(NETWORK_FIELDS) | set(web_fields)
+    assert sorted(name.lower() for name in CONSTANTS) == sorted(every_field)
+    assert every_field <= set(flag_values)
     assert cli_flags.setting_names(settings) == CONSTANTS
 
 

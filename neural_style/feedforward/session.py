@@ -3,13 +3,18 @@ each to the writers of the run's files (the losses log, the samples, the checkpo
 the progress line. A stop request (Ctrl-C, SIGTERM, SIGHUP) ends the step in progress and
 saves the network and a checkpoint first. Only the chief writes files; every worker saves
 checkpoints, as saving is collective.
+
+Whoever else wants to hear the run (the live view) passes a TrainingObserver,
+`train_network(settings, observers=[observer])`; the chief tells it each step and each
+sample written. A snapshot asked for (stopping.request_snapshot) is a sample
+after the step in progress.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple, TextIO
 
 from neural_style import stopping
@@ -30,6 +35,20 @@ class TrainResult(NamedTuple):
     skipped: dict[str, str]  # dataset files that could not be used, and why
 
 
+class TrainingObserver:
+    """Hears a training run (on the chief); every method does nothing unless overridden.
+    Images are [H, W, 3] float32 RGB in 0..255."""
+
+    def started(self, style, sample, first_step: int, wanted: int) -> None:
+        """The style image, the photo the samples stylise, and the steps to take."""
+
+    def step(self, step: int, losses: dict[str, float], seconds: float, wanted: int) -> None:
+        pass
+
+    def sample(self, step: int, path: str) -> None:
+        """A sample was written to `path` (a JPEG of the run's folder)."""
+
+
 class TrainingSession:
     """One run of the loop: each step goes to the writers of the run's files (the losses
     log, the samples, the checkpoints) and the progress line; a stop request saves first."""
@@ -41,12 +60,14 @@ class TrainingSession:
         saver: Saver,
         inputs: RunInputs,
         stream: TextIO,
+        observers: Sequence[TrainingObserver] = (),
     ):
         self.settings = settings
         self.trainer = trainer
         self.saver = saver
         self.inputs = inputs
         self.stream = stream
+        self.observers = list(observers) if saver.folder.chief else []
         self.chief = saver.folder.chief
         self.output = saver.folder.path
         self.wanted = total_steps(settings, len(inputs.paths))
@@ -56,6 +77,8 @@ class TrainingSession:
         photos = Photos(self.inputs.paths, self.settings, self.settings.network_seed + first_step)
         batches = self.trainer.distribute_dataset(photos.make_dataset)
         self._announce(first_step)
+        for observer in self.observers:
+            observer.started(self.inputs.style, self.inputs.sample, first_step, self.wanted)
         keep_until = first_step if self.settings.network_resume else None
         log = LazyLossLog(os.path.join(self.output, LOG_NAME), keep_until)
         try:
@@ -100,16 +123,25 @@ class TrainingSession:
                 result.step, result.losses, note=f"skipped {count}" if count and due else ""
             )
 
+        def tell(result: StepResult) -> None:
+            for observer in self.observers:
+                observer.step(result.step, result.losses, result.seconds, wanted)
+
         def sample(result: StepResult) -> None:
-            if is_due(result.step, settings.network_sample_every, wanted):
+            # The request is taken first, so that one click is one sample.
+            if stopping.take_snapshot_request() or is_due(
+                result.step, settings.network_sample_every, wanted
+            ):
                 path = os.path.join(self.output, f"sample-{result.step}.jpg")
                 write_sample(self.trainer.model, self.inputs.sample, path)
+                for observer in self.observers:
+                    observer.sample(result.step, path)
 
         def checkpoint(result: StepResult) -> None:
             if is_due(result.step, settings.network_checkpoint_every, wanted):
                 self.saver.save(result.step)
 
-        chief_writers = [log.write, show, sample] if self.chief else [show]
+        chief_writers = [log.write, show, tell, sample] if self.chief else [show]
         return [*chief_writers, checkpoint]
 
     def _loop(

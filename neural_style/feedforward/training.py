@@ -37,6 +37,7 @@ only the chief (worker 0) writes files.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from typing import TextIO
 
 from neural_style import stopping
@@ -45,13 +46,18 @@ from neural_style.feedforward.run_files import settings_record
 from neural_style.feedforward.run_folder import claimed_output
 from neural_style.feedforward.run_inputs import read_inputs
 from neural_style.feedforward.saving import Saver
-from neural_style.feedforward.session import TrainingSession, TrainResult
+from neural_style.feedforward.session import TrainingObserver, TrainingSession, TrainResult
 from neural_style.feedforward.trainer import build_trainer, choose_strategy, is_chief
 from neural_style.runtime import resolve_weights_path, start_tensorflow
 
 
-def train_network(settings: NetworkSettings, stream: TextIO | None = None) -> TrainResult:
-    """The whole training run, as `python train_network.py` does it (see the module doc).
+def train_network(
+    settings: NetworkSettings,
+    stream: TextIO | None = None,
+    observers: Sequence[TrainingObserver] = (),
+) -> TrainResult:
+    """The whole training run, as `python train_network.py` does it (see the module doc);
+    `observers` (the chief's) hear each step and sample, e.g. a live view.
 
     Raises:
       UserError: one line for anything the user can fix (inputs, the output folder, a
@@ -74,4 +80,5 @@ def train_network(settings: NetworkSettings, stream: TextIO | None = None) -> Tr
             first_step = saver.restore(stream)
             # The checkpoint holds the earlier run's rate; a resumed run may change it.
             trainer.optimizer.learning_rate.assign(settings.network_learning_rate)
-        return TrainingSession(settings, trainer, saver, inputs, stream).run(first_step)
+        session = TrainingSession(settings, trainer, saver, inputs, stream, observers)
+        return session.run(first_step)

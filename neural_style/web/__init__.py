@@ -1,0 +1,139 @@
+"""The live view: a run watched, stopped or snapshotted from a browser.
+
+    python train.py --web            # prints `live view: http://127.0.0.1:8765/?token=...`
+    python train_network.py --web
+
+The page (page.html, self-contained) shows the image as it forms, the content and style
+images, the losses, the progress and the settings, and pushes Stop (as Ctrl-C: the best
+image and a checkpoint are kept) and Snapshot now. It is one more observer of the run:
+
+    with web.serving(web_settings, "photo", settings_dict) as live:   # binds, prints the URL
+        stylize(settings, observers=[*files_and_terminal, live.gatys_view()])
+
+state.py holds what the page sees, observer.py fills it from the run's events, server.py
+serves it (aiohttp, an optional extra: python -m pip install -e '.[web]').
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import secrets
+import sys
+from collections.abc import Iterator
+from typing import Any, TextIO
+
+from neural_style.config import describe
+from neural_style.errors import UserError, one_line
+from neural_style.web_config import WebSettings
+
+INSTALL = "python -m pip install -e '.[web]'"
+FLUSH_SECONDS = 3.0  # at the end, how long open pages get to receive the final state
+
+
+def check_installed() -> None:
+    """Raises a one-line UserError when the web extra (aiohttp) is missing."""
+    try:
+        import aiohttp  # noqa: F401
+    except ImportError:
+        raise UserError(
+            f"{describe('web')} needs the web extra, which is not installed: {INSTALL}"
+        ) from None
+
+
+class LiveSession:
+    """A served live view: its state, the page's actions, the server and its URL."""
+
+    def __init__(self, web: WebSettings, kind: str, settings: dict[str, Any], *, preserve=False):
+        check_installed()
+        from neural_style.web.observer import Actions
+        from neural_style.web.server import LiveServer, bind
+        from neural_style.web.state import LiveState
+
+        self.web = web
+        listener = bind(web.web_host, web.web_port)
+        self.state = LiveState(kind, settings, preserve_colors=preserve)
+        self.actions = Actions(self.state)
+        self.token = secrets.token_urlsafe(18)
+        self.server = LiveServer(self.state, self.actions, self.token, listener)
+        self.server.start()
+        self.url = f"http://{_url_host(web.web_host)}:{self.server.port}/?token={self.token}"
+
+    def gatys_view(self):
+        """The observer of a Gatys run (events.Observer)."""
+        from neural_style.web.observer import LiveView
+
+        return LiveView(self.state, self.actions, self.web.web_every)
+
+    def training_view(self, batch_size: int):
+        """The observer of network training (feedforward.session.TrainingObserver)."""
+        from neural_style.web.observer import LiveTraining
+
+        return LiveTraining(self.state, self.actions, batch_size)
+
+    def close(self, error: BaseException | None) -> None:
+        """Tell the pages how the run ended, give them a moment to get it, and stop."""
+        if error is None:
+            status = {"status": "finished", "text": "finished"}
+        elif isinstance(error, KeyboardInterrupt):
+            status = {
+                "status": "stopped",
+                "text": "stopped: the best image and a checkpoint are saved",
+            }
+        else:
+            status = {"status": "failed", "text": f"failed: {one_line(error)}"}
+        self.state.set("status", status)
+        self.server.flush(FLUSH_SECONDS)
+        self.server.shutdown()
+
+
+@contextlib.contextmanager
+def serving(
+    web: WebSettings, kind: str, settings: Any, stream: TextIO | None = None
+) -> Iterator[LiveSession]:
+    """A live view for the run inside the block: bound and announced on `stream` before
+    it, told how the run ended after it (also when it raised). `kind` is "photo" (a
+    Gatys run, which says later whether it is a batch or a video) or "training";
+    `settings` the run's (Settings or NetworkSettings), shown on the page."""
+    stream = stream or sys.stdout
+    preserve = getattr(settings, "preserve_colors", "") == "luminance"
+    session = LiveSession(web, kind, dataclasses.asdict(settings), preserve=preserve)
+    if not web.loopback:
+        print(
+            f"warning: the live view listens on {web.web_host}, not only this machine: anyone "
+            "who can reach it and has the URL can watch and stop the run",
+            file=stream,
+            flush=True,
+        )
+    print(f"live view: {session.url}", file=stream, flush=True)
+    try:
+        yield session
+    except BaseException as error:
+        session.close(error)
+        raise
+    session.close(None)
+
+
+def gatys_observers(settings: Any, live: LiveSession, stream: TextIO | None = None) -> list:
+    """What `python train.py --web` attaches: the run's usual observers (files first,
+    then the terminal), then the live view, which so shows what they have written."""
+    stream = stream or sys.stdout
+    from neural_style.video_plan import is_video
+
+    if is_video(settings.content_image):
+        from neural_style.video_report import video_observers
+
+        chosen = video_observers(settings, stream)
+    else:
+        from neural_style.reporting import standard_observers
+
+        chosen = standard_observers(settings, stream)
+    return [*chosen, live.gatys_view()]
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", "::", ""):
+        import socket
+
+        return socket.gethostname()
+    return f"[{host}]" if ":" in host else host

@@ -1,0 +1,591 @@
+"""The live view (neural_style/web): its settings, its rules (token, Origin, Host, no
+paths), its event stream and images, and its buttons on real short runs, in process and
+as `python train.py --web`. The browser itself is in test_web_browser.py."""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import os
+import pathlib
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from neural_style import run, stopping, web
+from neural_style.errors import UserError
+from neural_style.web_config import WebSettings
+from tests import toy_settings
+from tests.support import REPO_ROOT, photo, run_train, tiny_settings
+
+
+def web_settings(**overrides) -> WebSettings:
+    values = {"web": True, "web_port": 0, "web_every": 0.05}
+    return WebSettings.from_module(toy_settings, **{**values, **overrides})
+
+
+@pytest.fixture
+def live(tmp_path, tiny_mat, image_pair):
+    settings = tiny_settings(tmp_path, tiny_mat, image_pair)
+    session = web.LiveSession(web_settings(), "photo", _as_dict(settings))
+    yield session
+    session.server.shutdown()
+    stopping.reset()
+
+
+def _as_dict(settings) -> dict:
+    import dataclasses
+
+    return dataclasses.asdict(settings)
+
+
+def request(session, path: str, *, method: str = "GET", token=True, headers=None):
+    """(status, headers, body) of one request to the session's server."""
+    port = session.server.port
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    if token:
+        path += ("&" if "?" in path else "?") + f"token={session.token}"
+    connection.request(method, path, headers=headers or {})
+    response = connection.getresponse()
+    body = response.read()
+    connection.close()
+    return response.status, dict(response.getheaders()), body
+
+
+def own_origin(session) -> dict:
+    return {"Origin": f"http://127.0.0.1:{session.server.port}"}
+
+
+class EventStream:
+    """The page's event stream, read as the browser reads it."""
+
+    def __init__(self, session):
+        self.connection = http.client.HTTPConnection("127.0.0.1", session.server.port, timeout=30)
+        self.connection.request("GET", f"/events?token={session.token}")
+        self.response = self.connection.getresponse()
+        assert self.response.status == 200
+        assert self.response.getheader("Content-Type").startswith("text/event-stream")
+
+    def next(self) -> tuple[int, str, object]:
+        """The next message: (sequence number, type, data)."""
+        fields: dict[str, str] = {}
+        while True:
+            line = self.response.readline().decode()
+            if not line:
+                raise EOFError("the stream ended")
+            line = line.rstrip("\n")
+            if not line:
+                if "event" in fields:
+                    return int(fields["id"]), fields["event"], json.loads(fields["data"])
+                continue
+            if line.startswith(":"):
+                continue
+            name, _, value = line.partition(": ")
+            fields[name] = value
+
+    def until(self, predicate, limit: int = 10000) -> list[tuple[int, str, object]]:
+        seen = []
+        for _ in range(limit):
+            seen.append(self.next())
+            if predicate(seen[-1]):
+                return seen
+        raise AssertionError(f"not seen in {limit} messages: {seen[-5:]}")
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+# --- settings ------------------------------------------------------------------------------
+
+
+def test_the_web_settings_default_to_off_on_this_machine_only():
+    defaults = WebSettings.from_module(toy_settings)
+    assert defaults.web is False and defaults.web_host == "127.0.0.1" and defaults.loopback
+    assert 0 < defaults.web_port <= 65535 and defaults.web_every > 0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"web_port": 70000}, r"^WEB_PORT \(--web_port\) must be a port from 0 to 65535"),
+        ({"web_port": -1}, r"^WEB_PORT \(--web_port\) must be a port"),
+        ({"web_every": 0}, r"^WEB_EVERY \(--web_every\) must be a number of seconds > 0"),
+        ({"web_every": float("nan")}, r"^WEB_EVERY \(--web_every\) must be"),
+        ({"web_every": "often"}, r"^WEB_EVERY \(--web_every\) must be a number"),
+        ({"web_host": " "}, r"^WEB_HOST \(--web_host\) must be an address"),
+        ({"web": "yes"}, r"^WEB \(--web\) must be True or False"),
+    ],
+)
+def test_bad_web_settings_are_one_line(overrides, message):
+    with pytest.raises(UserError, match=message) as caught:
+        WebSettings.from_module(toy_settings, **overrides)
+    assert "\n" not in str(caught.value)
+
+
+# --- the rules -----------------------------------------------------------------------------
+
+
+def test_every_page_stream_image_and_action_needs_the_token(live):
+    live.state.picture("current", "test", photo(20, 24))
+    for method, path in [
+        ("GET", "/"),
+        ("GET", "/events"),
+        ("GET", "/image/current"),
+        ("POST", "/stop"),
+        ("POST", "/snapshot"),
+    ]:
+        for query in ("", "?token=", "?token=wrong", f"?token={live.token[:-1]}"):
+            status, _, body = request(
+                live, path + query, method=method, token=False, headers=own_origin(live)
+            )
+            assert status == 403, (method, path, query)
+            assert b"needs its token" in body
+    assert stopping.requested() is None and not stopping.take_snapshot_request()
+    status, headers, page = request(live, "/")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert b"EventSource" in page and b"<canvas" in page
+    # Self-contained: nothing is fetched from anywhere else, and the browser is told so.
+    assert b"http://" not in page and b"https://" not in page and b'src="//' not in page
+    assert "default-src 'none'" in headers["Content-Security-Policy"]
+
+
+def test_an_action_from_another_origin_is_refused(live):
+    for headers in ({}, {"Origin": "http://evil.example"}, {"Origin": "null"}):
+        for action in ("/stop", "/snapshot"):
+            status, _, body = request(live, action, method="POST", headers=headers)
+            assert status == 403 and b"own page" in body, (headers, action)
+    assert stopping.requested() is None and not stopping.take_snapshot_request()
+    # A GET cannot act at all, with the token or not.
+    assert request(live, "/stop")[0] == 405
+    assert stopping.requested() is None
+    status, _, _ = request(live, "/snapshot", method="POST", headers=own_origin(live))
+    assert status == 200 and stopping.take_snapshot_request()
+    status, _, _ = request(live, "/stop", method="POST", headers=own_origin(live))
+    assert status == 200 and stopping.requested() == signal.SIGINT
+
+
+def test_a_foreign_host_name_is_refused_on_a_loopback_address(live):
+    """A DNS-rebinding page reaches 127.0.0.1 under its own name: refused."""
+    port = live.server.port
+    headers = {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"}
+    assert request(live, "/", headers={"Host": f"evil.example:{port}"})[0] == 403
+    assert request(live, "/stop", method="POST", headers=headers)[0] == 403
+    assert stopping.requested() is None
+    assert request(live, "/", headers={"Host": f"localhost:{port}"})[0] == 200
+
+
+def test_only_the_runs_own_images_are_served_and_they_decode(live, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the web")
+    live.state.picture("current", "step 3", photo(40, 48, seed=3))
+    status, headers, body = request(live, "/image/current")
+    assert status == 200 and headers["Content-Type"] == "image/jpeg"
+    with Image.open(io.BytesIO(body)) as image:
+        assert image.format == "JPEG" and image.size == (48, 40)
+        decoded = np.asarray(image.convert("RGB"), np.float32)
+    assert np.abs(decoded - photo(40, 48, seed=3)).mean() < 8
+    for path in (
+        "/image/best",  # not (yet) one of the run's images
+        f"/image/{secret}",
+        "/image/..%2F..%2Fetc%2Fpasswd",
+        "/image/../../etc/passwd",
+        "/image/CURRENT",
+        f"/{secret}",
+        "/etc/passwd",
+    ):
+        assert request(live, path)[0] == 404, path
+    assert secret.read_text() == "not for the web"
+
+
+# --- the event stream ----------------------------------------------------------------------
+
+
+def progress(step: int) -> dict:
+    losses = {"content": 10.0 / step, "style": 100.0 / step, "tv": 1.0, "total": 111.0 / step}
+    return {"step": step, "total": 50, "label": "", "losses": losses, "seconds": 0.1,
+            "eta": 1.0, "rate": 0.0}  # fmt: skip
+
+
+def test_events_arrive_in_order_and_a_late_page_catches_up_at_once(live):
+    for step in range(1, 6):
+        live.state.step(progress(step))
+    live.state.picture("current", "step 5", photo(20, 20))
+    live.state.note("a note before the page opened")
+    stream = EventStream(live)
+    try:
+        sequence, kind, view = stream.next()
+        assert kind == "state"  # everything so far, in one message
+        assert view["history"]["steps"] == [1, 2, 3, 4, 5]
+        assert view["history"]["parts"]["style"] == [100.0 / s for s in range(1, 6)]
+        assert view["progress"]["step"] == 5 and view["images"]["current"]["version"] == 1
+        assert view["notes"] == ["a note before the page opened"]
+        assert view["settings"]["train_steps"] == 5
+        for step in range(6, 31):
+            live.state.step(progress(step))
+        live.state.step({**progress(31), "losses": {**progress(31)["losses"], "total": math_nan()}})
+        live.state.set("status", {"status": "finished", "text": "finished"})
+        seen = stream.until(lambda message: message[1] == "status")
+    finally:
+        stream.close()
+    numbers = [number for number, _, _ in seen]
+    assert numbers == list(range(sequence + 1, sequence + 1 + len(seen)))
+    steps = [data["step"] for _, kind, data in seen if kind == "step"]
+    assert steps == list(range(6, 32))
+    assert seen[-2][2]["losses"]["total"] is None  # a NaN loss still travels, as null
+
+
+def math_nan() -> float:
+    return float("nan")
+
+
+def test_a_page_that_falls_behind_gets_the_whole_state_again(live):
+    stream = EventStream(live)
+    try:
+        stream.next()
+        from neural_style.web import state as state_module
+
+        for step in range(1, state_module.BACKLOG + 50):
+            live.state.step(progress(step))
+        seen = stream.until(lambda message: message[1] == "state")
+        assert seen[-1][2]["progress"]["step"] == state_module.BACKLOG + 49
+    finally:
+        stream.close()
+
+
+# --- the buttons on real runs --------------------------------------------------------------
+
+
+def press(session, action: str) -> None:
+    status, _, body = request(session, f"/{action}", method="POST", headers=own_origin(session))
+    assert status == 200, body
+
+
+def reached(step: int):
+    """A condition on the messages seen: the run has reported `step`."""
+
+    def condition(seen: list) -> bool:
+        for _, kind, data in reversed(seen):
+            if kind == "step":
+                return data["step"] >= step
+            if kind == "state" and data["progress"]:
+                return data["progress"]["step"] >= step
+        return False
+
+    return condition
+
+
+def heard(kind: str, text: str):
+    """A condition on the messages seen: a `kind` message whose data mentions `text`."""
+    return lambda seen: any(k == kind and text in json.dumps(data) for _, k, data in seen)
+
+
+def watch_and_press(session, plan: list, seen: list) -> threading.Thread:
+    """A page in a thread: it reads the stream into `seen` and presses each action of
+    `plan`, [(condition(seen), action)], once its condition holds, in order."""
+
+    def page() -> None:
+        stream = EventStream(session)
+        try:
+            pending = list(plan)
+            while True:
+                seen.append(stream.next())
+                while pending and pending[0][0](seen):
+                    press(session, pending.pop(0)[1])
+                kind, data = seen[-1][1:]
+                if kind == "status" and data["status"] in ("finished", "stopped", "failed"):
+                    return
+        except (EOFError, OSError):
+            return
+
+    thread = threading.Thread(target=page, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_snapshot_and_stop_from_the_page_end_a_real_run_as_ctrl_c_does(
+    tmp_path, tiny_mat, image_pair
+):
+    content_bytes = [pathlib.Path(path).read_bytes() for path in image_pair]
+    settings = tiny_settings(
+        tmp_path, tiny_mat, image_pair, train_steps=5000, snapshot_every=0, print_every=1000
+    )
+    seen: list = []
+    output = io.StringIO()
+    serving = web.serving(web_settings(), "photo", settings, output)
+    with pytest.raises(KeyboardInterrupt), serving as live:
+        plan = [(reached(3), "snapshot"), (heard("note", "snapshot at step"), "stop")]
+        page = watch_and_press(live, plan, seen)
+        run.stylize(settings, output, observers=web.gatys_observers(settings, live, output))
+    page.join(20)
+    assert not page.is_alive()
+    out = tmp_path / "out"
+    files = sorted(os.listdir(out))
+    snapshots = [name for name in files if name[len("result-") :].split(".")[0].isdigit()]
+    assert len(snapshots) == 1 and "result.jpg" in files and "result-checkpoint.npz" in files
+    snapshot_step = int(snapshots[0][len("result-") : -len(".jpg")])
+    from tests.support import saved_checkpoint
+
+    stopped_at = saved_checkpoint(str(out / "result-checkpoint.npz")).step
+    assert 3 <= snapshot_step < stopped_at < 5000
+    text = output.getvalue()
+    assert text.startswith("live view: http://127.0.0.1:")
+    assert f"interrupted at step {stopped_at}: saved {out / 'result.jpg'}" in text
+    with Image.open(out / "result.jpg") as final:
+        assert final.size[0] == 40
+    # The page heard every step in order, the images, and how the run ended.
+    steps = [data["step"] for _, kind, data in seen if kind == "step"]
+    assert steps == sorted(steps) and steps[-1] == stopped_at
+    numbers = [number for number, _, _ in seen]
+    assert numbers == sorted(numbers)
+    assert any(kind == "image" and data["name"] == "current" for _, kind, data in seen)
+    assert seen[-1][1] == "status" and seen[-1][2]["status"] == "stopped"
+    assert [pathlib.Path(path).read_bytes() for path in image_pair] == content_bytes
+
+
+def test_a_stop_pressed_while_the_run_starts_is_not_forgotten(tmp_path, tiny_mat, image_pair):
+    settings = tiny_settings(tmp_path, tiny_mat, image_pair, train_steps=5000)
+    output = io.StringIO()
+    serving = web.serving(web_settings(), "photo", settings, output)
+    with pytest.raises(KeyboardInterrupt), serving as live:
+        press(live, "stop")  # before the run resets earlier requests
+        run.stylize(settings, output, observers=web.gatys_observers(settings, live, output))
+    assert "interrupted before the first step: nothing new to save" in output.getvalue()
+    assert not os.path.exists(tmp_path / "out" / "result.jpg")
+    stopping.reset()
+
+
+def test_a_finished_run_tells_the_page_and_keeps_its_final_image(tmp_path, tiny_mat, image_pair):
+    settings = tiny_settings(tmp_path, tiny_mat, image_pair, train_steps=4)
+    output = io.StringIO()
+    with web.serving(web_settings(), "photo", settings, output) as live:
+        run.stylize(settings, output, observers=web.gatys_observers(settings, live, output))
+        state = live.state
+    _, view = state.snapshot()
+    assert view["status"]["status"] == "finished"
+    assert view["progress"]["step"] == 4 and view["history"]["steps"] == [1, 2, 3, 4]
+    assert view["images"]["current"]["label"] == "final at step 4"
+    final = np.asarray(Image.open(io.BytesIO(state.encoded("current"))), np.float32)
+    with Image.open(tmp_path / "out" / "result.jpg") as written:
+        assert np.abs(final - np.asarray(written, np.float32)).mean() < 6
+    assert {"style-0", "content"} <= set(view["images"])
+
+
+def test_a_batch_shows_each_photo_with_its_state(tmp_path, tiny_mat, image_pair):
+    from tests.support import write_image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for index in range(3):
+        write_image(folder / f"p{index}.jpg", photo(32, 40, seed=index))
+    (folder / "p3.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    settings = tiny_settings(
+        tmp_path, tiny_mat, image_pair, content_image=str(folder), train_steps=2, batch_size=2
+    )
+    output = io.StringIO()
+    with web.serving(web_settings(), "photo", settings, output) as live:
+        run.stylize(settings, output, observers=web.gatys_observers(settings, live, output))
+        state = live.state
+    _, view = state.snapshot()
+    assert view["kind"] == "batch"
+    assert [photo_["state"] for photo_ in view["photos"]] == ["done", "done", "done", "failed"]
+    for index in range(1, 4):
+        with Image.open(io.BytesIO(state.encoded(f"photo-{index}"))) as thumb:
+            assert thumb.size == (40, 32)
+    assert state.encoded("photo-4") is None
+
+
+def test_network_training_reports_steps_samples_and_stops(tmp_path, tiny_mat):
+    from neural_style.feedforward.config import NetworkSettings
+    from neural_style.feedforward.training import train_network
+    from tests.support import write_image
+
+    dataset = tmp_path / "photos"
+    dataset.mkdir()
+    for index in range(4):
+        write_image(dataset / f"photo{index}.jpg", photo(40, 56, seed=index))
+    style = write_image(tmp_path / "style.png", photo(48, 48, seed=9)[::-1])
+    settings = NetworkSettings.from_module(
+        toy_settings,
+        network_dataset=str(dataset),
+        network_style_image=style,
+        network_style_size=48,
+        network_sample_image=str(dataset / "photo0.jpg"),
+        network_output_dir=str(tmp_path / "run"),
+        network_image_size=32,
+        network_batch_size=2,
+        network_steps=5000,
+        network_width=2,
+        network_checkpoint_every=1000,
+        network_sample_every=1000,
+        network_print_every=1000,
+        vgg_model_path=tiny_mat,
+    )
+    seen: list = []
+    output = io.StringIO()
+    serving = web.serving(web_settings(), "training", settings, output)
+    with pytest.raises(KeyboardInterrupt), serving as live:
+        plan = [(reached(3), "snapshot"), (heard("image", "sample at step"), "stop")]
+        page = watch_and_press(live, plan, seen)
+        observer = live.training_view(settings.network_batch_size)
+        train_network(settings, stream=output, observers=[observer])
+    page.join(20)
+    run_folder = tmp_path / "run"
+    samples = sorted(name for name in os.listdir(run_folder) if name.startswith("sample-"))
+    assert len(samples) == 1 and (run_folder / "network.keras").exists()
+    steps = [data for _, kind, data in seen if kind == "step"]
+    assert [data["step"] for data in steps] == sorted(data["step"] for data in steps)
+    assert steps[-1]["rate"] > 0 and steps[-1]["total"] == 5000
+    images = [data for _, kind, data in seen if kind == "image" and data["name"] == "current"]
+    assert images and samples[0] in images[-1]["label"]
+    assert seen[-1][2]["status"] == "stopped"
+
+
+# --- as a command --------------------------------------------------------------------------
+
+
+def command_arguments(tmp_path, tiny_mat, image_pair, *extra: str) -> list[str]:
+    content, style = image_pair
+    return [
+        f"--content_image={content}",
+        f"--style_image={style}",
+        f"--vgg_model_path={tiny_mat}",
+        f"--output_image={tmp_path / 'out' / 'result'}",
+        "--image_width=40",
+        "--train_steps=2",
+        "--precision=float32",
+        *extra,
+    ]
+
+
+def test_a_busy_port_is_one_line_before_anything_starts(tmp_path, tiny_mat, image_pair):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = run_train(
+            *command_arguments(tmp_path, tiny_mat, image_pair, "--web", f"--web_port={port}")
+        )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        f"error: WEB_PORT (--web_port): port {port} on 127.0.0.1 is in use (another run's live "
+        "view?); set WEB_PORT in settings.py or pass --web_port=PORT, or 0 for any free port"
+    ]
+    assert result.stdout == ""  # nothing started: no TensorFlow, no live view line
+    assert not (tmp_path / "out").exists()
+
+
+def test_web_port_0_serves_on_a_free_port_and_the_run_finishes(tmp_path, tiny_mat, image_pair):
+    result = run_train(*command_arguments(tmp_path, tiny_mat, image_pair, "--web", "--web_port=0"))
+    assert result.returncode == 0, result.stderr
+    first = result.stdout.splitlines()[0]
+    assert first.startswith("live view: http://127.0.0.1:") and "/?token=" in first
+    port = int(re.match(r"live view: http://127\.0\.0\.1:(\d+)/\?token=\S{20,}$", first)[1])
+    assert 0 < port <= 65535
+    assert (tmp_path / "out" / "result.jpg").exists()
+    assert "Traceback" not in result.stderr
+
+
+def test_another_host_is_announced_with_one_warning(tmp_path, tiny_mat, image_pair):
+    output = io.StringIO()
+    settings = tiny_settings(tmp_path, tiny_mat, image_pair)
+    with web.serving(web_settings(web_host="0.0.0.0"), "photo", settings, output):
+        pass
+    lines = output.getvalue().splitlines()
+    assert lines[0].startswith("warning: the live view listens on 0.0.0.0, not only this")
+    assert lines[1].startswith("live view: http://") and len(lines) == 2
+
+
+def test_without_the_web_extra_web_is_a_one_line_note(tmp_path, tiny_mat, image_pair):
+    arguments = command_arguments(tmp_path, tiny_mat, image_pair, "--web")
+    blocked = (
+        "import runpy, sys; sys.modules['aiohttp'] = None; "
+        f"sys.argv = ['train.py', *{arguments!r}]; "
+        "runpy.run_path('train.py', run_name='__main__')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", blocked],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: WEB (--web) needs the web extra, which is not installed: "
+        "python -m pip install -e '.[web]'"
+    ]
+    assert not (tmp_path / "out").exists()
+    # The same command without --web does not need it.
+    without = blocked.replace(", '--web'", "")
+    result = subprocess.run(
+        [sys.executable, "-c", without], cwd=REPO_ROOT, capture_output=True, text=True,
+        timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "result.jpg").exists()
+
+
+def test_the_page_ships_with_the_package():
+    import importlib.resources
+
+    page = importlib.resources.files("neural_style.web").joinpath("page.html")
+    assert page.is_file() and b"EventSource" in page.read_bytes()
+    with open(os.path.join(REPO_ROOT, "setup.cfg"), encoding="utf-8") as file:
+        assert "neural_style.web = page.html" in file.read()
+
+
+def test_the_loop_copies_images_only_for_observers_that_want_them():
+    from types import SimpleNamespace
+
+    from neural_style.events import Observer
+    from neural_style.runner import offer_preview
+
+    class Optimizer:
+        copies = 0
+
+        def current_image(self, position):
+            Optimizer.copies += 1
+            return np.full((4, 4, 3), position, np.float32)
+
+        def best(self, position):
+            return np.zeros((4, 4, 3), np.float32)
+
+    class Wanting(Observer):
+        def __init__(self):
+            self.pictures = None
+
+        def wants_preview(self):
+            return True
+
+        def preview(self, pictures):
+            self.pictures = pictures
+
+    members = [SimpleNamespace(failure=why, content=None) for why in ("", "unreadable")]
+    for _ in range(1000):
+        offer_preview([Observer(), Observer()], Optimizer(), members)
+    assert Optimizer.copies == 0
+    wanting = Wanting()
+    offer_preview([Observer(), wanting], Optimizer(), members)
+    assert Optimizer.copies == 1 and len(wanting.pictures) == 1  # the failed photo is left out
+    assert float(wanting.pictures[0].current.max()) == 0.0
+
+
+def test_the_loss_plot_keeps_at_most_its_points_and_restarts_with_a_new_photo():
+    from neural_style.web.state import MAX_POINTS, LossHistory
+
+    history = LossHistory()
+    for step in range(1, 3 * MAX_POINTS):
+        history.add(step, {"total": 1.0 / step})
+    assert len(history.steps) <= MAX_POINTS and history.steps == sorted(history.steps)
+    assert history.steps[-1] > 2 * MAX_POINTS and history.stride > 1
+    history.add(1, {"total": 5.0})  # the next photo of a batch, or a video's next frame
+    assert history.steps == [1] and history.parts == {"total": [5.0]}
