@@ -26,6 +26,7 @@ import typing
 from absl import app, flags
 
 from neural_style import config, stopping
+from neural_style import setting_values as values
 from neural_style.errors import UserError
 
 # Flags defined in define_flags belong to its caller (train.py), so `--help`, which lists
@@ -98,7 +99,7 @@ def define_flags(
     """
     hints = typing.get_type_hints(config.Settings)
     comments = setting_comments(settings_module)
-    where = config.module_label(settings_module)
+    where = values.module_label(settings_module)
     for setting in setting_names(settings_module):
         name = setting.lower()
         default = getattr(settings_module, setting)
@@ -106,17 +107,20 @@ def define_flags(
         if name in hints:
             kind = hints[name]
         elif isinstance(default, (list, tuple)):
-            kind = config.LayerWeights
+            kind = values.LayerWeights
         else:
             kind = type(default)
         try:
-            if kind == config.LayerWeights:
-                pairs = config.as_layer_weights(default, setting)
+            if kind == values.LayerWeights:
+                pairs = values.as_layer_weights(default, setting)
                 flags.DEFINE_string(
-                    name, config.format_layer_weights(pairs), help_text, flag_values=flag_values
+                    name,
+                    values.format_layer_weights(pairs),
+                    help_text,
+                    flag_values=flag_values,
                 )
-            elif kind in config.LIST_ITEM_TYPES:
-                items = config.as_list(default, setting, config.LIST_ITEM_TYPES[kind])
+            elif kind in values.LIST_ITEM_TYPES:
+                items = values.as_list(default, setting, values.LIST_ITEM_TYPES[kind])
                 flags.DEFINE_string(
                     name, ",".join(str(item) for item in items), help_text, flag_values=flag_values
                 )

@@ -31,8 +31,9 @@ import re
 from collections.abc import Sequence
 
 from neural_style import files
-from neural_style.config import Settings, describe
+from neural_style.config import Settings
 from neural_style.errors import UserError
+from neural_style.setting_values import describe
 
 # What follows the prefix in the name of each output (see the module doc).
 _ENDINGS = (

@@ -21,8 +21,9 @@ import numpy as np
 
 from neural_style import checkpoint as checkpoints
 from neural_style import images, video_io
-from neural_style.config import Settings, describe
+from neural_style.config import Settings
 from neural_style.errors import UserError
+from neural_style.setting_values import describe
 
 
 class VideoPlan(NamedTuple):

@@ -9,14 +9,12 @@ No TensorFlow, no aiohttp: a bad value is one line before anything heavy loads.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import types
-import typing
 from dataclasses import dataclass
 from typing import Any
 
-from neural_style import config
+from neural_style import setting_values
 from neural_style.errors import UserError
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -34,12 +32,12 @@ class WebSettings:
     @classmethod
     def from_module(cls, module: types.ModuleType, **overrides: Any) -> WebSettings:
         """Every field's UPPER_CASE constant from `module`, `overrides` applied, checked."""
-        return validate(cls(**config.module_values(cls, module, overrides)))
+        return validate(cls(**setting_values.module_values(cls, module, overrides)))
 
     @classmethod
     def from_flag_values(cls, flag_values: Any) -> WebSettings:
-        """The checked WebSettings from parsed flags (see config.flag_field_values)."""
-        return validate(cls(**config.flag_field_values(cls, flag_values)))
+        """The checked WebSettings from parsed flags (see setting_values.flag_field_values)."""
+        return validate(cls(**setting_values.flag_field_values(cls, flag_values)))
 
     @property
     def loopback(self) -> bool:
@@ -53,13 +51,8 @@ def validate(settings: WebSettings) -> WebSettings:
     Raises:
       UserError: one line naming the first bad setting and how to fix it.
     """
-    hints = typing.get_type_hints(WebSettings)
-    values = {
-        field.name: config.check_type(field.name, getattr(settings, field.name), hints[field.name])
-        for field in dataclasses.fields(WebSettings)
-    }
-    checked = dataclasses.replace(settings, **values)
-    describe = config.describe
+    checked = setting_values.checked_types(settings)
+    describe = setting_values.describe
     if not 0 <= checked.web_port <= 65535:
         raise UserError(
             f"{describe('web_port')} must be a port from 0 to 65535 (0 = any free port), "

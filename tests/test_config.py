@@ -12,10 +12,11 @@ import pytest
 from absl import flags
 
 import settings
-from neural_style import cli_flags, config
-from neural_style.config import Settings, parse_layer_weights
+from neural_style import cli_flags, config, setting_values
+from neural_style.config import Settings
 from neural_style.errors import UserError
 from neural_style.feedforward import config as ff_config
+from neural_style.setting_values import parse_layer_weights
 from neural_style.web_config import WebSettings
 
 SETTINGS_FILE = settings.__file__
@@ -249,7 +250,7 @@ def test_parse_layer_weights_rejects_bad_syntax(text):
 
 def test_format_layer_weights_round_trips():
     layers = (("relu1_1", 0.2), ("relu2_1", 1.0), ("pool3", 1e-05))
-    text = config.format_layer_weights(layers)
+    text = setting_values.format_layer_weights(layers)
     assert text == "relu1_1:0.2,relu2_1:1,pool3:1e-05"
     assert parse_layer_weights(text, "STYLE_LOSS_LAYERS") == layers
 

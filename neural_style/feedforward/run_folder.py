@@ -17,7 +17,6 @@ from typing import NamedTuple
 import tensorflow as tf
 
 from neural_style import files
-from neural_style.config import describe, format_layer_weights
 from neural_style.errors import UserError, one_line, setting_fix
 from neural_style.feedforward.config import NetworkSettings
 from neural_style.feedforward.run_files import (
@@ -32,6 +31,7 @@ from neural_style.feedforward.run_files import (
     output_errors,
     settings_path,
 )
+from neural_style.setting_values import describe, format_layer_weights
 
 try:
     import fcntl

@@ -23,8 +23,8 @@ import sys
 from collections.abc import Iterator
 from typing import Any, TextIO
 
-from neural_style.config import describe
 from neural_style.errors import UserError, one_line
+from neural_style.setting_values import describe
 from neural_style.web_config import WebSettings
 
 INSTALL = "python -m pip install -e '.[web]'"

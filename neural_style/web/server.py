@@ -32,8 +32,8 @@ from typing import Any
 
 from aiohttp import web
 
-from neural_style.config import describe
 from neural_style.errors import UserError, setting_fix
+from neural_style.setting_values import describe
 from neural_style.web.observer import Actions
 from neural_style.web.state import LiveState
 
