@@ -44,6 +44,7 @@ RESUMABLE_CHANGES = frozenset(
         "overwrite",
         "tile_size",
         "batch_size",
+        "output_format",  # how the images are written, not what they are
         # Paths say where the photo and the outputs live, not what is made: a moved output
         # folder, or the same photo under another name, still resumes. The photo itself is
         # compared by its digest instead (see check_resumable).

@@ -46,6 +46,8 @@ PRESERVE_COLORS_CHOICES = ("off", "luminance", "histogram")
 INIT_CHOICES = ("content", "style", "noise")  # or the path of an image
 FRAME_INIT_CHOICES = ("warped", "content")
 FLOW_PRESET_CHOICES = ("ultrafast", "fast", "medium")
+# The file formats of the snapshots and final images (outputs.py names their suffixes).
+OUTPUT_FORMAT_CHOICES = ("jpg", "png", "png16", "tiff16")
 MIN_TILE_SIZE = 64  # pixels a side; smaller tiles would be mostly margin
 
 
@@ -57,6 +59,7 @@ class Settings:
     batch_size: int  # photos of a folder or glob optimised together; 1 = one at a time
     style_image: Paths  # paths of the artworks whose styles are blended
     output_image: str  # path prefix: snapshots <prefix>-<step>.jpg, result <prefix>.jpg
+    output_format: str  # "jpg", "png" (8 bits a channel), "png16" or "tiff16" (16 bits)
     vgg_model_path: str  # path of the MatConvNet VGG-19 .mat file
     image_width: int  # pixels; 0 = the content image's own width
     image_height: int  # pixels; 0 = keep the content image's aspect ratio
@@ -128,6 +131,7 @@ def validate(settings: Settings) -> Settings:
         ("preserve_colors", PRESERVE_COLORS_CHOICES),
         ("frame_init", FRAME_INIT_CHOICES),
         ("flow_preset", FLOW_PRESET_CHOICES),
+        ("output_format", OUTPUT_FORMAT_CHOICES),
     ):
         if getattr(checked, name) not in choices:
             raise UserError(

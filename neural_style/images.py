@@ -9,12 +9,14 @@ Shapes and values:
 `UserError`, `"<path>: <problem>; <fix>"`, where the fix names the setting at fault.
 """
 
+import functools
 import math
 import os
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from neural_style import color_profiles
 from neural_style.errors import UserError, setting_fix
 from neural_style.files import atomic_write, output_error
 
@@ -26,17 +28,27 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 # Suffixes whose format an output keeps; other inputs are written as PNG.
 KEPT_OUTPUT_SUFFIXES = (".jpg", ".jpeg", ".png")
 
-# Modes PIL converts to RGB correctly (CMYK by the usual 255*(1-C)*(1-K) formula,
-# without colour management: an embedded ICC profile is ignored).
+# Modes PIL converts to RGB correctly (CMYK by the usual 255*(1-C)*(1-K) formula, used
+# when the file has no ICC profile; with one, color_profiles.to_srgb converts it first).
 _PLAIN_MODES = frozenset({"RGB", "RGBX", "L", "1", "P", "CMYK", "YCbCr", "HSV"})
 # Modes with an alpha channel ("a" means premultiplied).
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 # 16-bit grey; "I" is 32-bit but is what some TIFF readers hand back for 16-bit data.
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
 _SAVE_OPTIONS = {"JPEG": {"quality": 95}}
+# The formats that can hold an ICC profile, and so are written with the sRGB one.
+_PROFILE_FORMATS = frozenset({"JPEG", "PNG", "TIFF", "WEBP"})
+# The 16-bit encoders, by PIL's name of the format (PIL cannot write 16-bit RGB itself).
+_SIXTEEN_BIT_ENCODERS = {
+    "PNG": color_profiles.encode_png16,
+    "TIFF": color_profiles.encode_tiff16,
+}
 # The largest side, in pixels, each format's encoder can write (PIL refuses JPEG above
 # 65,500, libwebp above 16,383, GIF's header holds 16 bits); others go far beyond any run.
 MAX_SIDE = {"JPEG": 65500, "WEBP": 16383, "GIF": 65535}
+# A classic TIFF addresses its data with 32-bit offsets: at 16 bits a channel (6 bytes a
+# pixel, the most a TIFF here holds) its pixels must stay under 4 GiB.
+MAX_PIXELS = {"TIFF": (2**32 - 2**20) // 6}
 
 
 def load_image(path: str, setting: str) -> np.ndarray:
@@ -44,7 +56,9 @@ def load_image(path: str, setting: str) -> np.ndarray:
 
     `setting` is the settings.py name that holds `path` (e.g. "CONTENT_IMAGE"); error
     messages tell the user to change it. Transparent pixels are composited over white,
-    16-bit grey keeps its precision (0..65535 maps to 0..255 as floats), 32-bit float
+    an embedded ICC profile is converted to sRGB (none means sRGB already; a broken one
+    is warned about once and ignored), 16-bit grey keeps its precision (0..65535 maps to
+    0..255 as floats), 32-bit float
     ("F") images are assumed to be on the 0..255 scale and are clipped to it, and the
     EXIF orientation tag is applied so the array is upright. Of an animation or a
     multi-page file, the first frame is read.
@@ -56,7 +70,7 @@ def load_image(path: str, setting: str) -> np.ndarray:
     """
     fix = _path_fix(setting)
     _check_file(path, fix)
-    image = _decode(path, fix)
+    image = color_profiles.to_srgb(_decode(path, fix), path)
     array = _to_rgb(image)
     if array is None:
         problem = f"unsupported image mode {image.mode}"
@@ -115,24 +129,40 @@ def resize_image(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     return np.clip(np.stack(channels, axis=-1), 0.0, 255.0)
 
 
-def save_image(path: str, image: np.ndarray, setting: str = "OUTPUT_IMAGE") -> None:
-    """Writes a [H, W, 3] or [1, H, W, 3] image to `path`, atomically.
+def save_image(
+    path: str, image: np.ndarray, setting: str = "OUTPUT_IMAGE", *, bits: int = 8
+) -> None:
+    """Writes a [H, W, 3] or [1, H, W, 3] image to `path`, atomically, with the sRGB ICC
+    profile embedded (JPEG, PNG, TIFF, WebP: the formats that hold one).
 
-    Values are clipped to 0..255 and rounded to 8 bits. The format follows the
-    extension: .jpg/.jpeg (quality 95), .png, or any other that PIL can write. `setting`
-    is the settings.py name that decides `path`; error messages tell the user to change it.
+    Values are clipped to 0..255 and rounded to 8 bits; with `bits=16` (a .png or .tif
+    path) they are scaled by 257 (0..255 -> 0..65535) and rounded once, straight from the
+    floats. The format follows the extension: .jpg/.jpeg (quality 95), .png, or any other
+    that PIL can write. `setting` is the settings.py name that decides `path`; error
+    messages tell the user to change it.
 
     Raises:
         UserError: an extension PIL cannot write, an image too large for its format, or
             the file cannot be written (read-only, full disk, a file in the folder's place).
+        ValueError: `bits=16` for a format other than PNG or TIFF (a programming error).
     """
-    pixels = _to_uint8(image)
+    pixels = _checked_pixels(image)
     check_encodable(path, pixels.shape[:2], setting)
     image_format = _save_format(path, setting)
-    picture = Image.fromarray(pixels)
-    options = _SAVE_OPTIONS.get(image_format, {})
+    icc = color_profiles.srgb_profile()
+    if bits == 16:
+        if image_format not in _SIXTEEN_BIT_ENCODERS:
+            raise ValueError(f"{path}: 16-bit output is PNG or TIFF, not {image_format}")
+        deep = np.rint(np.clip(pixels, 0, 255) * 257.0).astype(np.uint16)
+        write = functools.partial(_SIXTEEN_BIT_ENCODERS[image_format], pixels=deep, icc=icc)
+    else:
+        picture = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
+        options = dict(_SAVE_OPTIONS.get(image_format, {}))
+        if image_format in _PROFILE_FORMATS:
+            options["icc_profile"] = icc
+        write = functools.partial(picture.save, format=image_format, **options)
     try:
-        atomic_write(path, lambda file: picture.save(file, format=image_format, **options))
+        atomic_write(path, write)
     except OSError as error:
         raise output_error(path, error, setting) from None
 
@@ -140,7 +170,7 @@ def save_image(path: str, image: np.ndarray, setting: str = "OUTPUT_IMAGE") -> N
 def check_encodable(path: str, size_hw: tuple[int, int], setting: str) -> None:
     """Refuses, before a run starts, an output `path` of `size_hw` that cannot be written:
     an extension PIL cannot write, or a side beyond what its format can hold (JPEG: 65,500
-    pixels).
+    pixels), or more pixels than its file can address (TIFF: 4 GiB of them).
 
     Raises:
         UserError: one line naming the path, the size and the fix.
@@ -155,6 +185,13 @@ def check_encodable(path: str, size_hw: tuple[int, int], setting: str) -> None:
         )
         fix = f"set IMAGE_WIDTH / IMAGE_HEIGHT so each side is at most {limit}"
         raise _file_error(path, problem, fix)
+    most = MAX_PIXELS.get(image_format)
+    if most is not None and height * width > most:
+        problem = (
+            f"a {image_format} file can hold at most {most:,} pixels, "
+            f"and this output would be {width}x{height}"
+        )
+        raise _file_error(path, problem, "set IMAGE_WIDTH / IMAGE_HEIGHT to a smaller size")
 
 
 def _path_fix(setting: str) -> str:
@@ -312,7 +349,8 @@ def _save_format(path: str, setting: str = "OUTPUT_IMAGE") -> str:
     return image_format
 
 
-def _to_uint8(image: np.ndarray) -> np.ndarray:
+def _checked_pixels(image: np.ndarray) -> np.ndarray:
+    """The [H, W, 3] float32 image of a [H, W, 3] or [1, H, W, 3] array."""
     pixels = np.asarray(image, dtype=np.float32)
     if pixels.ndim == 4 and pixels.shape[0] == 1:
         pixels = pixels[0]
@@ -320,7 +358,7 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
         raise ValueError(
             f"expected an image of shape [H, W, 3] or [1, H, W, 3], got {pixels.shape}"
         )
-    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+    return pixels
 
 
 def probe_size(path: str, setting: str) -> tuple[int, int]:

@@ -4,8 +4,8 @@ overwriting anything they should not.
 Every file a run writes for a photo is named after its prefix (OUTPUT_IMAGE, or
 `<OUTPUT_IMAGE>-<photo name>` in a folder run):
 
-    <prefix>.jpg                 the final image
-    <prefix>-<step>.jpg          a snapshot
+    <prefix>.jpg                 the final image (.png, .tif: see IMAGE_FORMATS)
+    <prefix>-<step>.jpg          a snapshot, in the same format
     <prefix>-losses.csv/.png     the losses log and plot
     <prefix>-settings.json       the settings record
     <prefix>-checkpoint.npz      the checkpoint for --resume
@@ -35,30 +35,67 @@ from neural_style.config import Settings
 from neural_style.errors import UserError
 from neural_style.setting_values import describe
 
-# What follows the prefix in the name of each output (see the module doc).
-_ENDINGS = (
-    r"(\.jpg|-\d+\.jpg|-losses\.csv|-losses\.png|-settings\.json|-checkpoint\.npz"
-    r"|\.mp4|-video\.json)"
-)
-_EXACT_ENDINGS = re.compile(_ENDINGS)
-# Each ending alone: a name can end in several (`out-a-50.jpg`: a snapshot of `out-a`, or
-# the final image of `out-a-50`).
-_EACH_ENDING = [re.compile(ending + "$") for ending in _ENDINGS[1:-1].split("|")]
+# Each OUTPUT_FORMAT: the suffix of its snapshots and final image, and their bits per
+# channel. The one place a format becomes a file name.
+IMAGE_FORMATS = {
+    "jpg": (".jpg", 8),
+    "png": (".png", 8),
+    "png16": (".png", 16),
+    "tiff16": (".tif", 16),
+}
+_IMAGE_SUFFIXES = tuple(dict.fromkeys(suffix for suffix, _ in IMAGE_FORMATS.values()))
 
 
-def final_path(prefix: str) -> str:
-    return f"{prefix}.jpg"
+def _endings(suffixes: Sequence[str]) -> list[str]:
+    """What follows the prefix in the name of each output (see the module doc), as regular
+    expressions, for images with these suffixes."""
+    images = [re.escape(suffix) for suffix in suffixes]
+    return [
+        *images,
+        *(rf"-\d+{suffix}" for suffix in images),
+        r"-losses\.csv",
+        r"-losses\.png",
+        r"-settings\.json",
+        r"-checkpoint\.npz",
+        r"\.mp4",
+        r"-video\.json",
+    ]
 
 
-def snapshot_path(prefix: str, step: int | None = None) -> str:
-    """`<prefix>-<step>.jpg` for a snapshot, `<prefix>.jpg` for the final image."""
-    return final_path(prefix) if step is None else f"{prefix}-{step}.jpg"
+# Each ending alone, of every format, as a name is recognised whichever format wrote it (a
+# name can end in several: `out-a-50.jpg` is a snapshot of `out-a`, or the final image of
+# `out-a-50`).
+_EACH_ENDING = [re.compile(ending + "$") for ending in _endings(_IMAGE_SUFFIXES)]
 
 
-def made_paths(prefix: str) -> tuple[str, ...]:
-    """The files whose presence says that a run used `prefix`."""
+def image_suffix(output_format: str) -> str:
+    """The suffix of OUTPUT_FORMAT's images: ".jpg", ".png" or ".tif"."""
+    return IMAGE_FORMATS[output_format][0]
+
+
+def image_bits(output_format: str) -> int:
+    """The bits per channel of OUTPUT_FORMAT's images: 8 or 16."""
+    return IMAGE_FORMATS[output_format][1]
+
+
+def final_path(prefix: str, output_format: str = "jpg") -> str:
+    """`<prefix>.jpg`, or the suffix OUTPUT_FORMAT gives."""
+    return prefix + image_suffix(output_format)
+
+
+def snapshot_path(prefix: str, step: int | None = None, output_format: str = "jpg") -> str:
+    """`<prefix>-<step>.jpg` for a snapshot, `<prefix>.jpg` for the final image (with the
+    suffix OUTPUT_FORMAT gives)."""
+    if step is None:
+        return final_path(prefix, output_format)
+    return f"{prefix}-{step}{image_suffix(output_format)}"
+
+
+def made_paths(prefix: str, output_format: str = "jpg") -> tuple[str, ...]:
+    """The files whose presence says that a run used `prefix` (an earlier run in another
+    format is told by its losses log, which every run writes)."""
     return (
-        final_path(prefix),
+        final_path(prefix, output_format),
         f"{prefix}-losses.csv",
         f"{prefix}-checkpoint.npz",
         f"{prefix}.mp4",
@@ -115,17 +152,15 @@ def input_paths(settings: Settings, photos: Sequence[str]) -> dict[str, str]:
     return inputs
 
 
-def _clash(prefix: str, inputs: dict[str, str]) -> str:
-    """The input an output of `prefix` would overwrite, as 'SETTING path', or ''."""
+def _clash(prefix: str, inputs: dict[str, str], output_format: str) -> str:
+    """The input an output of `prefix` in OUTPUT_FORMAT would overwrite, as
+    'SETTING path', or ''."""
+    endings = re.compile("|".join(_endings([image_suffix(output_format)])))
     places = {os.path.split(os.path.abspath(prefix)), os.path.split(os.path.realpath(prefix))}
     for path, setting in inputs.items():
         folder, name = os.path.split(path)
         for place, stem in places:
-            if (
-                folder == place
-                and _EXACT_ENDINGS.fullmatch(name[len(stem) :])
-                and (name.startswith(stem))
-            ):
+            if folder == place and endings.fullmatch(name[len(stem) :]) and (name.startswith(stem)):
                 return f"{setting} {path}"
     return ""
 
@@ -146,28 +181,32 @@ class Claims:
             another run holds the prefix now.
         """
         keep_name = self.settings.resume or self.settings.overwrite
+        fmt = self.settings.output_format
         number = 1
         while True:
             prefix = wanted if number == 1 else f"{wanted}_{number}"
-            unused = not any(os.path.exists(path) for path in made_paths(prefix))
-            clash = _clash(prefix, inputs)
+            unused = not any(os.path.exists(path) for path in made_paths(prefix, fmt))
+            clash = _clash(prefix, inputs, fmt)
             if keep_name and clash:
                 raise UserError(
-                    f"{final_path(prefix)}: this run's outputs would overwrite its input "
+                    f"{final_path(prefix, fmt)}: this run's outputs would overwrite its input "
                     f"({clash}); set OUTPUT_IMAGE (--output_image) to another prefix"
                 )
             if (keep_name or unused) and not clash and self._lock(prefix):
                 break
             if keep_name:
                 raise UserError(
-                    f"{final_path(prefix)}: another run is writing this prefix now; wait for "
+                    f"{final_path(prefix, fmt)}: another run is writing this prefix now; wait for "
                     f"it, or set {describe('output_image')} to another prefix"
                 )
             number += 1
         if prefix != wanted:
+            # The file that shows the earlier run (its log, when it wrote another format).
+            found = [path for path in made_paths(wanted, fmt) if os.path.exists(path)]
             notes.append(
-                f"note: {final_path(wanted)} is from an earlier run or another one, so this run "
-                f"writes {prefix}.* instead; pass --overwrite to replace it"
+                f"note: {(found or [final_path(wanted, fmt)])[0]} is from an earlier run or "
+                f"another one, so this run writes {prefix}.* instead; pass --overwrite to "
+                "replace it"
             )
         files.remove_stale_temps(prefix)
         return prefix

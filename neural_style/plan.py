@@ -59,10 +59,12 @@ class PhotoJob(NamedTuple):
     stages: tuple[Stage, ...]
     resumed: checkpoints.Checkpoint | None  # its checkpoint, read and checked once
     final: str = ""  # its final image, when not <prefix>.jpg (a video's frame PNGs)
+    output_format: str = "jpg"  # OUTPUT_FORMAT: the format of its snapshots and final image
 
     @property
     def final_path(self) -> str:
-        return self.final or outputs.final_path(self.prefix)
+        """`<prefix>.<suffix of OUTPUT_FORMAT>`, or the video frame `final` names."""
+        return self.final or outputs.final_path(self.prefix, self.output_format)
 
     @property
     def total_steps(self) -> int:
@@ -190,9 +192,9 @@ def plan_job(settings: Settings, photo: Photo, prefix: str, notes: list[str]) ->
     """A photo's stages and resume point. With RESUME, a photo without a checkpoint (a run
     stopped before its first step, or a photo of a folder the run had not reached) starts
     afresh, with a note saying so."""
-    job = PhotoJob(photo, prefix, plan_stages(settings, photo.size), None)
-    final = outputs.final_path(prefix)
-    images.check_encodable(final, job.stages[-1].size, "IMAGE_WIDTH")
+    stages = plan_stages(settings, photo.size)
+    job = PhotoJob(photo, prefix, stages, None, output_format=settings.output_format)
+    images.check_encodable(job.final_path, job.stages[-1].size, "IMAGE_WIDTH")
     if not settings.resume:
         return job
     path = checkpoints.checkpoint_path(prefix)

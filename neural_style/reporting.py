@@ -3,7 +3,8 @@
     observers = standard_observers(settings, stream)  # in the order they must hear events
     Runner(plan, pipeline, observers).run()
 
-- ImageWriter: snapshots `<prefix>-<step>.jpg` and final images `<prefix>.jpg`;
+- ImageWriter: snapshots `<prefix>-<step>.jpg` and final images `<prefix>.jpg` (or .png,
+  .tif: OUTPUT_FORMAT);
 - CheckpointWriter: `<prefix>-checkpoint.npz` beside every snapshot and final image;
 - RunRecords: `<prefix>-settings.json` and the losses log `<prefix>-losses.csv`;
 - LossPlots: `<prefix>-losses.png`, drawn in a child process;
@@ -193,7 +194,8 @@ def visible(settings: Settings, image: np.ndarray, content: np.ndarray) -> np.nd
 
 
 class ImageWriter(Observer):
-    """Snapshots and final images."""
+    """Snapshots and final images, in OUTPUT_FORMAT (the format each job carries); a 16-bit
+    format gets the optimised floats, never an 8-bit copy of them."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -201,8 +203,9 @@ class ImageWriter(Observer):
     def images(self, event: Images) -> None:
         for job, image, content in zip(event.jobs, event.images, event.contents, strict=True):
             step = event.step if event.kind == events.SNAPSHOT else None
-            path = outputs.snapshot_path(job.prefix, step)
-            save_image(path, visible(self.settings, image, content))
+            path = outputs.snapshot_path(job.prefix, step, job.output_format)
+            bits = outputs.image_bits(job.output_format)
+            save_image(path, visible(self.settings, image, content), bits=bits)
 
 
 class CheckpointWriter(Observer):

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from neural_style import color_profiles
 from neural_style.errors import UserError
 from neural_style.images import (
     MIN_SIDE,
@@ -631,7 +632,9 @@ def test_jpeg_quality_is_95(tmp_path, monkeypatch):
 
     save_image(str(tmp_path / "q.jpg"), np.zeros((*SIZE, 3), dtype=np.float32))
 
-    assert calls == [{"format": "JPEG", "quality": 95}]
+    assert calls == [
+        {"format": "JPEG", "quality": 95, "icc_profile": color_profiles.srgb_profile()}
+    ]
 
 
 @pytest.mark.parametrize("name", ["out.xyz", "out", "out.psd"])  # PIL reads PSD, cannot write

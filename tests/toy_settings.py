@@ -13,8 +13,10 @@ CONTENT_IMAGE = "images/content.jpg"
 BATCH_SIZE = 2
 # Artwork whose style is painted onto the photo; a list of paths blends several styles.
 STYLE_IMAGE = "images/style.jpg"
-# Output path prefix: snapshots are <prefix>-<step>.jpg, the result <prefix>.jpg.
+# Output path prefix: snapshots <prefix>-<step>.jpg, the result <prefix>.jpg (or OUTPUT_FORMAT).
 OUTPUT_IMAGE = "output/output"
+# Format of snapshots and result: "jpg", "png", or 16 bits a channel: "png16" or "tiff16".
+OUTPUT_FORMAT = "jpg"
 # MatConvNet VGG-19 weights (.mat); if this default is missing, a synthetic stand-in is used.
 VGG_MODEL_PATH = "weights/imagenet-vgg-verydeep-19.mat"
 # Output width in pixels (0 = the content image's own width).
