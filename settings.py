@@ -151,6 +151,8 @@ NETWORK_SAMPLE_IMAGE = "images/content.jpg"
 NETWORK_PRINT_EVERY = 10
 # Continue training from the latest checkpoint in NETWORK_OUTPUT_DIR.
 NETWORK_RESUME = False
+# Weight of the training loss against video flicker, in 0..255 pixel units like TV (0 = off).
+NETWORK_TEMPORAL_WEIGHT = 100.0
 # Random seed for the initial weights and the order of the photos.
 NETWORK_SEED = 0
 # Trained network (.keras) that stylize.py applies.
@@ -165,5 +167,7 @@ STYLIZE_BATCH_SIZE = 4
 STYLIZE_MAX_SIZE = 0
 # Keep each input's colours and take only the brightness from the network's output.
 STYLIZE_PRESERVE_COLORS = False
+# Video: 0..1 of the previous output, moved by optical flow, blended into each frame (0 = off).
+STYLIZE_VIDEO_BLEND = 0.0
 # Let a new training run replace an earlier network in NETWORK_OUTPUT_DIR.
 NETWORK_OVERWRITE = False

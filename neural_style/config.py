@@ -17,22 +17,15 @@ from typing import Any
 
 from neural_style import names
 from neural_style.errors import UserError
-from neural_style.setting_values import (  # noqa: F401  (the names other modules import)
-    LIST_ITEM_TYPES,
+from neural_style.setting_values import (
     Floats,
     Ints,
     LayerWeights,
     Paths,
-    as_layer_weights,
-    as_list,
-    check_type,
     checked_types,
     describe,
     flag_field_values,
-    format_layer_weights,
-    module_label,
     module_values,
-    parse_layer_weights,
 )
 
 # The weights settings.py points at by default; a run may substitute a synthetic stand-in

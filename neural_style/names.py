@@ -12,8 +12,9 @@ REAL_WIDTHS = (64, 128, 256, 512, 512)
 # The parts every objective returns (losses.objective_per_image), in the order that
 # progress lines, loss logs and plots show them.
 LOSS_NAMES = ("content", "style", "tv", "total")
-# A video's parts: a frame's temporal loss too (0 where a frame has none, as the first).
-VIDEO_LOSS_NAMES = ("content", "style", "tv", "temporal", "total")
+# With a temporal loss too: a video's frames (0 where a frame has none, as the first) and a
+# network trained against flicker (NETWORK_TEMPORAL_WEIGHT).
+TEMPORAL_LOSS_NAMES = ("content", "style", "tv", "temporal", "total")
 
 
 def _layer_sequence() -> tuple[str, ...]:

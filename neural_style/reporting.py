@@ -71,8 +71,10 @@ class ProgressLine:
         *,
         first_step: int = 0,
         images_per_step: int = 0,
+        names: tuple[str, ...] = LOSS_NAMES,
     ):
         self.total_steps = total_steps
+        self.names = names
         self.every = every
         self.stream = stream or sys.stdout
         self.images_per_step = images_per_step
@@ -95,7 +97,7 @@ class ProgressLine:
         seconds_per_step = (now - self._last_time) / max(step - self._last_step, 1)
         self._last_step, self._last_time = step, now
         eta = seconds_per_step * (self.total_steps - step)
-        parts = "  ".join(f"{name} {losses[name]:.4g}" for name in LOSS_NAMES)
+        parts = "  ".join(f"{name} {losses[name]:.4g}" for name in self.names)
         width = len(str(self.total_steps))
         evals = f" ({evaluations} evals)" if evaluations and evaluations != step else ""
         if self.images_per_step:

@@ -18,7 +18,7 @@ from neural_style import events, files, images, video_write
 from neural_style.config import Settings
 from neural_style.events import FrameDone, Images, Observer, Step
 from neural_style.files import atomic_write_text
-from neural_style.names import VIDEO_LOSS_NAMES
+from neural_style.names import TEMPORAL_LOSS_NAMES
 from neural_style.plan import RunPlan
 from neural_style.reporting import LossLog, format_duration, visible, write_settings_record
 from neural_style.video_plan import frame_path, frames_folder, video_path
@@ -79,7 +79,10 @@ class VideoReport(Observer):
                 record = checkpoints.settings_record(self.settings)
                 write_settings_record(f"{prefix}-settings.json", record)
                 self.log = LossLog(
-                    path, keep_until=self._offset(index), extra=("frame",), names=VIDEO_LOSS_NAMES
+                    path,
+                    keep_until=self._offset(index),
+                    extra=("frame",),
+                    names=TEMPORAL_LOSS_NAMES,
                 )
             losses = event.losses[0]
             self.log.write(self._offset(index) + event.step, losses, event.seconds, (index + 1,))

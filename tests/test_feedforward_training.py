@@ -81,6 +81,9 @@ def tiny_settings(tmp_path, tiny_mat, dataset, style_image, **overrides) -> Netw
         "network_checkpoint_every": 6,
         "network_sample_every": 6,
         "network_print_every": 4,
+        # These tests are about the loop and its files; tests/test_feedforward_temporal.py
+        # trains with the temporal loss.
+        "network_temporal_weight": 0.0,
         "vgg_model_path": tiny_mat,
     }
     return NetworkSettings.from_module(settings, **{**values, **overrides})
@@ -276,6 +279,9 @@ def assert_resuming_towards_another_network_is_refused(
         r"NETWORK_WIDTH \(--network_width\) 3 \(the earlier run had 2\)": {"network_width": 3},
         r"NETWORK_STYLE_WEIGHT \(--network_style_weight\) 60\.0": {"network_style_weight": 60.0},
         r"NETWORK_CONTENT_WEIGHT": {"network_content_weight": 2.0},
+        r"NETWORK_TEMPORAL_WEIGHT \(--network_temporal_weight\) 100\.0": {
+            "network_temporal_weight": 100.0
+        },
         r"NETWORK_IMAGE_SIZE": {"network_image_size": 40},
         r"NETWORK_STYLE_LAYERS \(--network_style_layers\) relu1_2:1": {
             "network_style_layers": (("relu1_2", 1.0),)

@@ -5,7 +5,6 @@ Built like neural_style.config.Settings: from a settings module, from flags, or 
 and passed through `validate_network`. No TensorFlow here.
 """
 
-import dataclasses
 import math
 import types
 import typing
@@ -14,16 +13,18 @@ from typing import Any
 
 from neural_style.config import (
     POOLING_CHOICES,
-    LayerWeights,
     check_layers,
     check_loss_weights,
     check_minimums,
-    check_type,
+)
+from neural_style.errors import UserError
+from neural_style.setting_values import (
+    LayerWeights,
+    checked_types,
     describe,
     flag_field_values,
     module_values,
 )
-from neural_style.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class NetworkSettings:
     network_sample_image: str  # path of the photo stylised for the samples
     network_print_every: int  # steps between progress lines
     network_resume: bool  # continue from the output folder's latest checkpoint
+    network_temporal_weight: float  # weight of the temporal loss (0..1 units, see temporal.py)
     network_overwrite: bool  # let a new run replace an earlier run's files in the folder
     network_seed: int  # seed for the initial weights and the data order
     network_model: str  # path of the trained .keras network that stylize.py applies
@@ -60,6 +62,7 @@ class NetworkSettings:
     stylize_batch_size: int  # images or frames per forward pass
     stylize_max_size: int  # pixels, longer side inputs are shrunk to; 0 = own size
     stylize_preserve_colors: bool  # keep the input's colours, restyle only its luminance
+    stylize_video_blend: float  # 0..1, share of the flow-warped previous output; 0 = off
     vgg_model_path: str  # path of the MatConvNet VGG-19 .mat file (the loss network)
     pooling: str  # "max" or "avg", in the loss network
 
@@ -81,13 +84,8 @@ def validate_network(settings: NetworkSettings) -> NetworkSettings:
     Raises:
       UserError: one line naming the first bad setting, as `NAME (--name)`, and the fix.
     """
-    hints = typing.get_type_hints(NetworkSettings)
-    values = {
-        field.name: check_type(field.name, getattr(settings, field.name), hints[field.name])
-        for field in dataclasses.fields(NetworkSettings)
-    }
-    checked = dataclasses.replace(settings, **values)
-    for name, hint in hints.items():
+    checked = checked_types(settings)
+    for name, hint in typing.get_type_hints(NetworkSettings).items():
         if hint is str and not getattr(checked, name).strip():
             raise UserError(f"{describe(name)} must be a file or folder path, got an empty string")
     minimums = {
@@ -106,8 +104,20 @@ def validate_network(settings: NetworkSettings) -> NetworkSettings:
     }
     check_minimums(checked, minimums)
     check_loss_weights(
-        checked, ("network_content_weight", "network_style_weight", "network_tv_weight")
+        checked,
+        (
+            "network_content_weight",
+            "network_style_weight",
+            "network_tv_weight",
+            "network_temporal_weight",
+        ),
     )
+    blend = checked.stylize_video_blend
+    if not 0.0 <= blend <= 1.0:  # NaN fails both comparisons
+        raise UserError(
+            f"{describe('stylize_video_blend')} must be between 0 (off) and 1 (all the "
+            f"previous frame where the flow is reliable), got {blend}"
+        )
     rate = checked.network_learning_rate
     if not (math.isfinite(rate) and rate > 0):
         raise UserError(

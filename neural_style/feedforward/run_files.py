@@ -34,6 +34,7 @@ SHAPING_SETTINGS = (
     "network_content_weight",
     "network_style_weight",
     "network_tv_weight",
+    "network_temporal_weight",
     "pooling",
 )
 

@@ -25,6 +25,7 @@ from neural_style.feedforward.run_inputs import Photos, RunInputs, total_steps
 from neural_style.feedforward.saving import Saver
 from neural_style.feedforward.trainer import StepResult, Trainer
 from neural_style.feedforward.writers import LazyLossLog, write_sample, write_skipped
+from neural_style.names import LOSS_NAMES, TEMPORAL_LOSS_NAMES
 from neural_style.reporting import ProgressLine, is_due
 
 
@@ -68,6 +69,8 @@ class TrainingSession:
         self.inputs = inputs
         self.stream = stream
         self.observers = list(observers) if saver.folder.chief else []
+        # The loss parts of each step: with the temporal loss, its own column too.
+        self.loss_names = TEMPORAL_LOSS_NAMES if settings.network_temporal_weight else LOSS_NAMES
         self.chief = saver.folder.chief
         self.output = saver.folder.path
         self.wanted = total_steps(settings, len(inputs.paths))
@@ -80,7 +83,7 @@ class TrainingSession:
         for observer in self.observers:
             observer.started(self.inputs.style, self.inputs.sample, first_step, self.wanted)
         keep_until = first_step if self.settings.network_resume else None
-        log = LazyLossLog(os.path.join(self.output, LOG_NAME), keep_until)
+        log = LazyLossLog(os.path.join(self.output, LOG_NAME), keep_until, self.loss_names)
         try:
             last = self._loop(batches, first_step, self._step_writers(first_step, log, photos))
         finally:
@@ -114,6 +117,7 @@ class TrainingSession:
             self.stream,
             first_step=first_step,
             images_per_step=settings.network_batch_size,
+            names=self.loss_names,
         )
 
         def show(result: StepResult) -> None:

@@ -34,7 +34,7 @@ from neural_style.feedforward.config import NetworkSettings
 from neural_style.feedforward.fit import DoesNotFit, MemoryFit
 from neural_style.feedforward.outputs import OutputPlan, left_out_notes, plan_outputs
 from neural_style.feedforward.stylizer import Stylizer, open_stylizer
-from neural_style.feedforward.video import stylize_video
+from neural_style.feedforward.video import flow_module, stylize_video
 
 # Stylizer lives in stylizer.py; it is named here too because callers (the benchmarks, the
 # model's tests) import it from this module, the one that applies it.
@@ -55,6 +55,8 @@ def stylize_input(settings: NetworkSettings, stream: TextIO | None = None) -> St
     plan = plan_outputs(source, output)
     for note in left_out_notes(plan.left_out, output):
         print(note, file=stream)
+    if settings.stylize_video_blend and source.lower().endswith(images.VIDEO_SUFFIXES):
+        flow_module()  # a missing OpenCV is said before the network loads
     # A stop signal raised as an exception in the middle of TensorFlow's C++ code comes
     # out as an unrelated error (a SystemError in its tracing), so it is only recorded
     # here, and honoured between batches, once the batch in hand is written.

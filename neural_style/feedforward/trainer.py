@@ -25,6 +25,7 @@ from neural_style.errors import UserError
 from neural_style.feedforward.config import NetworkSettings
 from neural_style.feedforward.loss import PerceptualLoss, perceptual_loss
 from neural_style.feedforward.model import build_transformer
+from neural_style.feedforward.temporal import random_transforms, synthetic_motion_loss
 from neural_style.runtime import native_stderr_silenced
 
 
@@ -67,7 +68,8 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 
 class StepResult(NamedTuple):
     step: int  # 1-based number of the step just taken
-    losses: dict[str, float]  # content, style, tv, total: means over the global batch
+    # content, style, tv, total (and temporal when it is on): means over the global batch
+    losses: dict[str, float]
     seconds: float  # wall time of the step, including waiting for the data
 
 
@@ -75,7 +77,8 @@ class Trainer:
     """The network, Adam and one distributed training step; no file I/O.
 
     It enters `strategy.scope()` itself to create the network and the optimiser, so their
-    variables are mirrored on every replica.
+    variables are mirrored on every replica. With `temporal_weight` above 0 each step also
+    adds the synthetic-motion temporal loss (temporal.py) times that weight.
     """
 
     def __init__(
@@ -87,6 +90,7 @@ class Trainer:
         learning_rate: float,
         global_batch_size: int,
         seed: int,
+        temporal_weight: float = 0.0,
     ):
         replicas = strategy.num_replicas_in_sync
         if global_batch_size % replicas:
@@ -98,6 +102,8 @@ class Trainer:
         self.strategy = strategy
         self.loss = loss
         self.global_batch_size = global_batch_size
+        self.seed = seed
+        self.temporal_weight = float(temporal_weight)
         with strategy.scope():
             self.model = build_transformer(width=width, seed=seed)
             self.optimizer = keras.optimizers.Adam(learning_rate)
@@ -115,14 +121,40 @@ class Trainer:
     def _replica_step(self, photos: tf.Tensor) -> dict[str, tf.Tensor]:
         share = tf.cast(tf.shape(photos)[0], tf.float32) / self.global_batch_size
         with tf.GradientTape() as tape:
-            stylised = self.model(photos, training=True)
-            total, parts = self.loss(stylised, photos)
+            # Decided when the step is traced: with the weight at 0 the step is the plain
+            # one, without the moved crops' forward pass.
+            if self.temporal_weight > 0:
+                total, parts = self._temporal_losses(photos)
+            else:
+                stylised = self.model(photos, training=True)
+                total, parts = self.loss(stylised, photos)
             scaled = total * share
         variables = self.model.trainable_variables
         gradients = tape.gradient(scaled, variables)
         # Keras sums the gradients over the replicas before applying them.
         self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
         return {name: value * share for name, value in parts.items()}
+
+    def _temporal_losses(self, photos: tf.Tensor) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+        """The perceptual loss plus NETWORK_TEMPORAL_WEIGHT x the synthetic-motion loss."""
+        transforms = self._replica_transforms(photos)
+        stylised, temporal = synthetic_motion_loss(self.model, photos, transforms)
+        total, parts = self.loss(stylised, photos)
+        temporal = tf.reduce_mean(temporal)
+        total = total + self.temporal_weight * temporal
+        return total, {**parts, "temporal": temporal, "total": total}
+
+    def _replica_transforms(self, photos: tf.Tensor) -> tf.Tensor:
+        """This replica's photos' motions: drawn for the global batch from the seed and
+        the step, then this replica's share, so that the motions do not depend on how the
+        batch is split over replicas."""
+        context = tf.distribute.get_replica_context()
+        replica = tf.cast(context.replica_id_in_sync_group, tf.int32)
+        count = tf.shape(photos)[0]
+        seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(self.step, tf.int64)])
+        size_h, size_w = photos.shape[1], photos.shape[2]
+        every = random_transforms(self.global_batch_size, size_h, size_w, seed)
+        return every[replica * count : (replica + 1) * count]
 
     @tf.function
     def distributed_step(self, photos) -> dict[str, tf.Tensor]:
@@ -176,4 +208,5 @@ def build_trainer(
         learning_rate=settings.network_learning_rate,
         global_batch_size=settings.network_batch_size,
         seed=settings.network_seed,
+        temporal_weight=settings.network_temporal_weight,
     )

@@ -20,16 +20,17 @@ class LazyLossLog:
     """losses.csv, opened at the first step, so that a run stopped while it starts leaves
     an earlier log as it was; a resumed run (`keep_until`) continues it."""
 
-    def __init__(self, path: str, keep_until: int | None):
+    def __init__(self, path: str, keep_until: int | None, names: tuple[str, ...]):
         self.path = path
         self.keep_until = keep_until
+        self.names = names
         self._log: LossLog | None = None
 
     def write(self, result: StepResult) -> None:
         """One row: the step, its losses and its seconds."""
         with output_errors(self.path):
             if self._log is None:
-                self._log = LossLog(self.path, keep_until=self.keep_until)
+                self._log = LossLog(self.path, keep_until=self.keep_until, names=self.names)
             self._log.write(result.step, result.losses, result.seconds)
 
     def close(self) -> None:
