@@ -48,6 +48,8 @@ import time
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
+from benchmarks.machine import cpu_name  # noqa: E402
+
 RESULTS_PATH = os.path.join(REPO_ROOT, "benchmarks", "results", "video.json")
 CLIP = os.path.join(REPO_ROOT, "..", "shared", "videos", "bigbuckbunny.mp4")
 CONTENT = os.path.join(REPO_ROOT, "images", "content.jpg")
@@ -58,15 +60,6 @@ PAN_FPS = 25.0
 
 
 # --- the clips ---------------------------------------------------------------------------------
-
-
-def cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo, else what platform knows."""
-    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as file:
-        for line in file:
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def make_test_clip(path: str, frames: int, size: str = "64x48") -> str:

@@ -48,6 +48,8 @@ import time
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
+from benchmarks.machine import cpu_name  # noqa: E402
+
 RESULTS_PATH = os.path.join(REPO_ROOT, "benchmarks", "results", "video_network.json")
 SHARED = os.path.join(REPO_ROOT, "..", "shared")
 CLIP = os.path.join(SHARED, "videos", "bigbuckbunny.mp4")
@@ -56,20 +58,6 @@ STYLE = os.path.join(REPO_ROOT, "images", "style.jpg")
 TOY_SETTINGS = os.path.join(REPO_ROOT, "tests", "toy_settings.py")
 QUICK_WIDTHS = (8, 8, 16, 16, 16)  # conv channels per block of the quick run's VGG-19
 FLOW_PRESET = "medium"  # the measurement's flow, as benchmarks/video.py's FLOW_PRESET
-
-
-def cpu_name() -> str:
-    """`lscpu`'s Model name, else /proc/cpuinfo's, else what platform knows."""
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        for line in text.splitlines():
-            if line.strip().lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as file:
-        for line in file:
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def _toy_settings():

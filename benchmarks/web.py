@@ -8,8 +8,9 @@ Both modes run in this one process, alternating (off, on, off, on, ...) so that 
 that speeds up or slows down mid-benchmark affects both alike. "On" is the real thing: the
 server bound, a page connected to the event stream that fetches every image it is told
 of, as the browser does, with WEB_EVERY 1 second (--every). Each run's first steps (tracing) are
-left out; the figure is the median step time over the rest of the rounds. Prints the CPU,
-both medians and their ratio; the target is within 3%.
+left out. Prints the CPU, the median step time of each mode over all rounds and their ratio,
+and the median of each round's own on/off ratio (the figure to quote: its two runs are
+neighbours in time, in alternating order); the target is within 3%.
 """
 
 from __future__ import annotations
@@ -19,9 +20,7 @@ import http.client
 import json
 import logging
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -29,6 +28,7 @@ import threading
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
+from benchmarks.machine import cpu_name  # noqa: E402
 from neural_style import run, web  # noqa: E402
 from neural_style.config import Settings  # noqa: E402
 from neural_style.events import Observer  # noqa: E402
@@ -86,17 +86,6 @@ def one_run(settings: Settings, live_view: bool, every: float) -> list[float]:
     return times.seconds[WARM_UP:]
 
 
-def cpu_name() -> str:
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        for line in text.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="runs of each mode")
@@ -105,6 +94,7 @@ def main() -> None:
     parser.add_argument("--weights", default=SYNTHETIC)
     parser.add_argument("--every", type=float, default=1.0, help="WEB_EVERY, seconds")
     parser.add_argument("--quick", action="store_true", help="tiny weights")
+    parser.add_argument("--precision", default="auto", help="PRECISION (auto: bfloat16 on CPUs)")
     options = parser.parse_args()
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notes per run
     folder = tempfile.mkdtemp(prefix="web-benchmark-")
@@ -117,8 +107,11 @@ def main() -> None:
     import settings as user_settings
 
     times: dict[bool, list[float]] = {False: [], True: []}
+    ratios = []  # each round's on/off: two neighbouring runs, so a drifting load cancels
     for number in range(options.rounds):
-        for live_view in (False, True):
+        medians = {}
+        # Off first in even rounds, on first in odd ones: neither always comes second.
+        for live_view in (False, True) if number % 2 == 0 else (True, False):
             settings = Settings.from_module(
                 user_settings,
                 content_image=CONTENT,
@@ -129,18 +122,24 @@ def main() -> None:
                 train_steps=options.steps,
                 snapshot_every=0,
                 print_every=1000,
-                precision="float32",
+                precision=options.precision,
             )
-            times[live_view] += one_run(settings, live_view, options.every)
+            seconds = one_run(settings, live_view, options.every)
+            times[live_view] += seconds
+            medians[live_view] = statistics.median(seconds)
             print(
                 f"round {number + 1}: web {'on ' if live_view else 'off'} "
                 f"{statistics.median(times[live_view]):.4f} s/step so far",
                 flush=True,
             )
+        ratios.append(medians[True] / medians[False])
     off, on = statistics.median(times[False]), statistics.median(times[True])
     print(f"CPU: {cpu_name()} ({os.cpu_count()} threads)")
     print(f"{width} px wide, {options.rounds} rounds of {options.steps} steps, median s/step:")
     print(f"  web off {off:.4f}   web on {on:.4f}   on/off {on / off:.4f} ({on / off - 1:+.2%})")
+    paired = statistics.median(ratios)
+    print(f"  each round's on/off: {', '.join(f'{r:.3f}' for r in ratios)}")
+    print(f"  median of the rounds' on/off {paired:.4f} ({paired - 1:+.2%})")
 
 
 if __name__ == "__main__":
