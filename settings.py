@@ -31,6 +31,8 @@ STYLE_LOSS_LAYERS = [
     ("relu4_1", 0.2),
     ("relu5_1", 0.2),
 ]
+# Style loss: "gram" matches Gram matrices; "w2" matches each layer's mean and covariance.
+STYLE_LOSS = "gram"
 # Weight of the content loss (the paper's alpha).
 ALPHA = 1.0
 # Weight of the style loss (the paper's beta); larger means more stylised.

@@ -59,6 +59,10 @@ RESUMABLE_CHANGES = frozenset(
     }
 )
 
+# Settings that shape the image but came after checkpoints were first written, with the
+# value every run had before: an older checkpoint, which lacks them, was made with these.
+SETTINGS_BEFORE_THEY_EXISTED = {"style_loss": "gram"}
+
 # What every optimiser's state holds for one image: name -> (kind, dtype), where an
 # "image" is [H, W, 3] at the size of the checkpoint's stage and a "scalar" has shape ().
 # Must match batch_optimize.BatchAdamOptimizer.states() and optimize.LbfgsOptimizer.state()
@@ -331,7 +335,8 @@ def check_resumable(
     changed = sorted(
         name
         for name, value in now.items()
-        if name not in RESUMABLE_CHANGES and checkpoint.settings.get(name) != value
+        if name not in RESUMABLE_CHANGES
+        and checkpoint.settings.get(name, SETTINGS_BEFORE_THEY_EXISTED.get(name)) != value
     )
     if changed:
         listed = ", ".join(describe(name) for name in changed)

@@ -41,6 +41,8 @@ FRAME_INIT_CHOICES = ("warped", "content")
 FLOW_PRESET_CHOICES = ("ultrafast", "fast", "medium")
 # The file formats of the snapshots and final images (outputs.py names their suffixes).
 OUTPUT_FORMAT_CHOICES = ("jpg", "png", "png16", "tiff16")
+# The style loss: Gram matrices (Gatys et al.) or the Wasserstein distance of Gaussian fits.
+STYLE_LOSS_CHOICES = ("gram", "w2")
 MIN_TILE_SIZE = 64  # pixels a side; smaller tiles would be mostly margin
 
 
@@ -58,6 +60,7 @@ class Settings:
     image_height: int  # pixels; 0 = keep the content image's aspect ratio
     content_loss_layers: LayerWeights  # (layer, unitless weight) pairs
     style_loss_layers: LayerWeights  # (layer, unitless weight) pairs
+    style_loss: str  # "gram" (match Gram matrices) or "w2" (means and covariances)
     alpha: float  # unitless weight of the content loss
     beta: float  # unitless weight of the style loss
     tv_weight: float  # unitless weight of the total-variation loss; 0 = off
@@ -125,6 +128,7 @@ def validate(settings: Settings) -> Settings:
         ("frame_init", FRAME_INIT_CHOICES),
         ("flow_preset", FLOW_PRESET_CHOICES),
         ("output_format", OUTPUT_FORMAT_CHOICES),
+        ("style_loss", STYLE_LOSS_CHOICES),
     ):
         if getattr(checked, name) not in choices:
             raise UserError(

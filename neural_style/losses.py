@@ -9,6 +9,8 @@ With M = h*w positions and N = c channels:
   style image has another size than the output, because both Grams are per position;
 - total_variation_loss = mean squared difference of vertical neighbours + that of
   horizontal neighbours.
+With STYLE_LOSS "w2" the style loss is wasserstein.style_loss_per_image instead, against
+targets that pack each layer's mean and covariance root where the Gram would be.
 
 Each loss is first taken per image (`*_per_image`, [B]) so that images of a batch never
 mix: `objective_per_image` gives every image the loss it would have alone, and the scalar
@@ -22,7 +24,8 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from neural_style.config import LayerWeights
+from neural_style import wasserstein
+from neural_style.setting_values import LayerWeights
 
 
 def gram_matrix(features: tf.Tensor) -> tf.Tensor:
@@ -78,7 +81,9 @@ class Targets(NamedTuple):
     """What the image is pulled towards, computed once before optimising."""
 
     content: dict[str, tf.Tensor]  # layer -> the content image's features [1, h, w, c]
-    style_grams: dict[str, tf.Tensor]  # layer -> the style image's Gram matrix [1, c, c]
+    # layer -> the style's Gram matrix [1, c, c]; for "w2" its packed mean and covariance
+    # root [1, c + 1, c] (see wasserstein.py)
+    style_grams: dict[str, tf.Tensor]
 
 
 class LossWeights(NamedTuple):
@@ -87,6 +92,7 @@ class LossWeights(NamedTuple):
     alpha: float
     beta: float
     tv_weight: float
+    style_loss: str = "gram"  # STYLE_LOSS: "gram" or "w2"
 
 
 def _layer_average(per_layer: Mapping[str, tf.Tensor], layers: LayerWeights) -> tf.Tensor:
@@ -110,9 +116,12 @@ def objective_per_image(
         },
         weights.content_layers,
     )
+    layer_style_loss = (
+        wasserstein.style_loss_per_image if weights.style_loss == "w2" else style_loss_per_image
+    )
     style = _layer_average(
         {
-            name: style_loss_per_image(features[name], gram)
+            name: layer_style_loss(features[name], gram)
             for name, gram in targets.style_grams.items()
         },
         weights.style_layers,

@@ -19,10 +19,11 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
+from neural_style import wasserstein
 from neural_style.batch_optimize import BatchAdamOptimizer, BatchLossFunction, BatchStepResult
 from neural_style.losses import LossWeights, Targets, gram_matrix
 from neural_style.tile_layout import TileLayout, grid_for_core, tile_layout, tile_margin
-from neural_style.tiling import tiled_features, tiled_gram_matrices
+from neural_style.tiling import tiled_features, tiled_gram_matrices, tiled_moments
 from neural_style.vgg import VGG19
 
 
@@ -57,7 +58,9 @@ def style_targets(
     *,
     tile_side: int = 0,
 ) -> dict:
-    """The blend of the style images' Gram matrices at the style layers: layer -> [1, c, c].
+    """The blend of the style images' Gram matrices at the style layers: layer -> [1, c, c];
+    for STYLE_LOSS "w2", the packed mean and covariance root of their blend (see
+    wasserstein.blended_target): layer -> [1, c + 1, c].
 
     Blend weights are normalised to sum to 1; a style with weight 0 is not even computed.
     With `tile_side`, a style image larger than that is run in tiles of about that size.
@@ -65,6 +68,8 @@ def style_targets(
     layers = [name for name, _ in weights.style_layers]
     blend = np.asarray(blend_weights, np.float64)
     blend = blend / blend.sum()
+    if weights.style_loss == "w2":
+        return _wasserstein_targets(net, style_images, blend, layers, tile_side)
     grams = {name: 0.0 for name in layers}
     for style_image, share in zip(style_images, blend, strict=True):
         if share == 0:
@@ -73,6 +78,42 @@ def style_targets(
         for name in layers:
             grams[name] += float(share) * image_grams[name]
     return {name: tf.constant(gram) for name, gram in grams.items()}
+
+
+def _moments(net: VGG19, image: np.ndarray, layers: list[str], tile_side: int) -> dict:
+    """{layer: (mean [c], covariance [c, c])} of one image in float64; in tiles of about
+    `tile_side` pixels if it is set."""
+    if tile_side:
+        grid = grid_for_core(image.shape[:2], tile_side)
+        if grid != (1, 1):
+            layout = tile_layout(image.shape[:2], grid, tile_margin(layers))
+            return tiled_moments(net, image, layout, layers)
+    features = net.features(image[None], layers)
+    moments = {}
+    for name in layers:
+        flat = np.asarray(features[name], np.float64).reshape(-1, features[name].shape[3])
+        mean = flat.mean(axis=0)
+        centred = flat - mean
+        moments[name] = (mean, centred.T @ centred / len(flat))
+    return moments
+
+
+def _wasserstein_targets(
+    net: VGG19,
+    style_images: Sequence[np.ndarray],
+    blend: np.ndarray,
+    layers: list[str],
+    tile_side: int,
+) -> dict:
+    """Each style layer's packed w2 target of the blend, from float64 moments."""
+    chosen = [(image, float(share)) for image, share in zip(style_images, blend, strict=True)]
+    chosen = [(image, share) for image, share in chosen if share != 0]
+    each = [_moments(net, image, layers, tile_side) for image, _ in chosen]
+    shares = [share for _, share in chosen]
+    return {
+        name: wasserstein.blended_target([moments[name] for moments in each], shares)
+        for name in layers
+    }
 
 
 def compute_targets(

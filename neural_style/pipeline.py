@@ -38,6 +38,7 @@ def loss_weights(settings: Settings) -> LossWeights:
         alpha=settings.alpha,
         beta=settings.beta,
         tv_weight=settings.tv_weight,
+        style_loss=settings.style_loss,
     )
 
 

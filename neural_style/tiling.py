@@ -15,6 +15,11 @@ only on the pixels within VGG-19's receptive field of it, so:
   loss couples all positions only through G, so with G from pass 1 held fixed the share is
   linear in FᵀF over the core; the gradients of the crops are added at their places.
 
+STYLE_LOSS "w2" is exact the same way: its mean and covariance come from the sums of x and
+of xxᵀ over the positions, so pass 1 sums both (packed [c + 1, c] like its targets), and
+pass 2 carries the gradient of the loss with respect to those sums, which is again linear
+in each core's share.
+
 This costs a forward pass more than a plain step, plus the margins' work (see
 `TileLayout.overhead`). Shapes: images [1, H, W, 3] float32 in 0..255, as LossFunction.
 """
@@ -24,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from neural_style import wasserstein
 from neural_style.losses import LossWeights, Targets, total_variation_loss
 from neural_style.tile_layout import Tile, TileLayout, layer_stride
 from neural_style.vgg import VGG19
@@ -63,6 +69,32 @@ def _style_gradient_carrier(features: tf.Tensor, coefficients: tf.Tensor):
     return tf.constant(0.0), gradient
 
 
+@tf.custom_gradient
+def _w2_gradient_carrier(features: tf.Tensor, coefficients: tf.Tensor):
+    """Zero, with the gradient of k·Σx + sum(K ∘ FᵀF) for `coefficients` packed as
+    [k; K] ([c + 1, c], K symmetric): k + 2·F·K at every position."""
+    flat = tf.reshape(features, [-1, tf.shape(features)[3]])
+
+    def gradient(upstream):
+        product = upstream * (coefficients[0][None] + 2.0 * tf.matmul(flat, coefficients[1:]))
+        return tf.reshape(product, tf.shape(features)), None
+
+    return tf.constant(0.0), gradient
+
+
+def _w2_layer(sums: tf.Tensor, target: tf.Tensor, positions: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """A w2 layer's loss from its packed sums [Σx; Σxxᵀ] ([c + 1, c]), and the loss's
+    gradient with respect to them, packed alike with its K part made symmetric."""
+    with tf.GradientTape() as tape:
+        tape.watch(sums)
+        mean = sums[0] / positions
+        covariance = sums[1:] / positions - mean[:, None] * mean[None, :]
+        value = wasserstein.loss_of_moments(mean[None], covariance[None], target[None])[0]
+    gradient = tape.gradient(value, sums)
+    square = gradient[1:]
+    return value, tf.concat([gradient[:1], 0.5 * (square + tf.transpose(square))], 0)
+
+
 class TiledLossFunction:
     """LossFunction's `value_and_gradient`, computed over the tiles of `layout`.
 
@@ -77,6 +109,7 @@ class TiledLossFunction:
         self.net = net
         self.weights = weights
         self.layout = layout
+        self.w2 = weights.style_loss == "w2"
         self.content_layers = [name for name, _ in weights.content_layers]
         self.style_layers = [name for name, _ in weights.style_layers]
         self.layers = sorted(set(self.content_layers + self.style_layers))
@@ -132,6 +165,9 @@ class TiledLossFunction:
         for name in self.style_layers:
             flat = tf.reshape(core[name], [-1, tf.shape(core[name])[3]])
             gram_sums[name] = tf.matmul(flat, flat, transpose_a=True)
+            if self.w2:
+                sums = tf.reduce_sum(flat, axis=0, keepdims=True)
+                gram_sums[name] = tf.concat([sums, gram_sums[name]], 0)
         squared_errors = {
             name: tf.reduce_sum(tf.square(core[name] - content[name]))
             for name in self.content_layers
@@ -148,8 +184,9 @@ class TiledLossFunction:
                 scale = self.weights.alpha * weight / len(self.weights.content_layers)
                 squared = tf.reduce_sum(tf.square(core[name] - content[name]))
                 share += scale * squared / self._content_normaliser(name)
+            carrier = _w2_gradient_carrier if self.w2 else _style_gradient_carrier
             for name in self.style_layers:
-                share += _style_gradient_carrier(core[name], coefficients[name])
+                share += carrier(core[name], coefficients[name])
         return tape.gradient(share, crop)
 
     def _tv_value_and_gradient(self, images):
@@ -173,6 +210,30 @@ class TiledLossFunction:
             for name in self.content_layers
         }
 
+    def _gram_style(self, gram_sums: dict) -> tuple[tf.Tensor, dict]:
+        """The style loss from the summed FᵀF, and each layer's K for pass 2."""
+        w = self.weights
+        style, coefficients = 0.0, {}
+        for name, weight in w.style_layers:
+            channels = float(self.style_grams[name].shape[0])
+            positions = self._positions(name)
+            difference = gram_sums[name] / positions - self.style_grams[name]
+            style += weight * tf.reduce_sum(tf.square(difference)) / (4.0 * channels**2)
+            # d(total)/dG · dG/d(FᵀF): the K of sum(K ∘ FᵀF) whose gradient is the style's.
+            scale = w.beta * weight / len(w.style_layers) / (2.0 * channels**2 * positions)
+            coefficients[name] = scale * difference
+        return style / len(w.style_layers), coefficients
+
+    def _w2_style(self, sums: dict) -> tuple[tf.Tensor, dict]:
+        """The w2 style loss from the packed sums, and each layer's [k; K] for pass 2."""
+        w = self.weights
+        style, coefficients = 0.0, {}
+        for name, weight in w.style_layers:
+            value, gradient = _w2_layer(sums[name], self.style_grams[name], self._positions(name))
+            style += weight * value
+            coefficients[name] = w.beta * weight / len(w.style_layers) * gradient
+        return style / len(w.style_layers), coefficients
+
     def value_and_gradient(self, images) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
         """The named loss parts (content, style, tv, total) at `images` [1, H, W, 3], and
         the gradient of the total with respect to them."""
@@ -191,16 +252,10 @@ class TiledLossFunction:
             weight * squared_errors[name] / self._content_normaliser(name)
             for name, weight in w.content_layers
         ) / len(w.content_layers)
-        style, coefficients = 0.0, {}
-        for name, weight in w.style_layers:
-            channels = float(self.style_grams[name].shape[0])
-            positions = self._positions(name)
-            difference = gram_sums[name] / positions - self.style_grams[name]
-            style += weight * tf.reduce_sum(tf.square(difference)) / (4.0 * channels**2)
-            # d(total)/dG · dG/d(FᵀF): the K of sum(K ∘ FᵀF) whose gradient is the style's.
-            scale = w.beta * weight / len(w.style_layers) / (2.0 * channels**2 * positions)
-            coefficients[name] = scale * difference
-        style /= len(w.style_layers)
+        if self.w2:
+            style, coefficients = self._w2_style(gram_sums)
+        else:
+            style, coefficients = self._gram_style(gram_sums)
         tv, tv_gradient = self._tv(images)
         gradient = (w.tv_weight * tv_gradient).numpy()
         tiles = zip(self.layout.tiles, crops, self._tile_inputs, strict=True)
@@ -267,3 +322,22 @@ def tiled_gram_matrices(
         name: (total / _feature_positions(layout.size, layer_stride(name)))[None]
         for name, total in sums.items()
     }
+
+
+def tiled_moments(
+    net: VGG19, image: np.ndarray, layout: TileLayout, layers: list[str]
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The whole image's feature mean [c] and covariance [c, c] at `layers`, from float64
+    sums of x and xxᵀ over the tiles' cores."""
+    sums: dict[str, list] = {}
+    for _, cores in _forward_cores(net, image, layout, layers):
+        for name, core in cores.items():
+            flat = np.asarray(core, np.float64).reshape(-1, core.shape[3])
+            first, second = sums.setdefault(name, [0.0, 0.0])
+            sums[name] = [first + flat.sum(axis=0), second + flat.T @ flat]
+    moments = {}
+    for name, (first, second) in sums.items():
+        positions = _feature_positions(layout.size, layer_stride(name))
+        mean = first / positions
+        moments[name] = (mean, second / positions - np.outer(mean, mean))
+    return moments

@@ -595,6 +595,16 @@ def test_an_old_checkpoint_resumes_any_photo(tmp_path, made):
     checkpoints.check_resumable(loaded._replace(photo=""), settings, path, "cd" * 32)
 
 
+def test_a_checkpoint_from_before_style_loss_resumes_as_gram_only(tmp_path, made):
+    settings, path, loaded = made
+    older = {name: value for name, value in loaded.settings.items() if name != "style_loss"}
+    digest_now = checkpoints.photo_digest(settings.content_image)
+    checkpoints.check_resumable(loaded._replace(settings=older), settings, path, digest_now)
+    w2 = settings_for(tmp_path, style_loss="w2")
+    with pytest.raises(UserError, match=r"cannot resume with changed STYLE_LOSS \(--style_loss\)"):
+        checkpoints.check_resumable(loaded._replace(settings=older), w2, path, digest_now)
+
+
 def test_a_moved_output_folder_resumes(tmp_path, made):
     settings, path, loaded = made
     now = settings_for(tmp_path, output_image=str(tmp_path / "moved" / "result"))
