@@ -32,7 +32,6 @@ numbers; `--quick` makes its own 64x48 testsrc2 clip with ffmpeg and a tiny synt
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import io
 import json
@@ -48,7 +47,7 @@ import time
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
-from benchmarks.machine import cpu_name  # noqa: E402
+from benchmarks.machine import cpu_name, weights_path  # noqa: E402
 
 RESULTS_PATH = os.path.join(REPO_ROOT, "benchmarks", "results", "video.json")
 CLIP = os.path.join(REPO_ROOT, "..", "shared", "videos", "bigbuckbunny.mp4")
@@ -336,22 +335,6 @@ def table(rows: list[dict]) -> str:
     return "\n".join([HEADER, *(table_line(row) for row in rows)])
 
 
-def _weights(args, scratch: str) -> str:
-    """The .mat: --weights, the quick run's tiny VGG, or what train.py falls back to."""
-    if args.weights:
-        return os.path.abspath(args.weights)
-    if args.quick:
-        from neural_style.synthetic import write_synthetic_vgg19
-
-        path = os.path.join(scratch, "quick-vgg19.mat")
-        return write_synthetic_vgg19(path, widths=QUICK_WIDTHS, fc_width=8, num_classes=5)
-    from neural_style.config import DEFAULT_VGG_MODEL_PATH
-    from neural_style.runtime import resolve_weights_path
-
-    with contextlib.chdir(REPO_ROOT):  # the default path, and its fallback, are the repo's
-        return os.path.abspath(resolve_weights_path(DEFAULT_VGG_MODEL_PATH, sys.stdout))
-
-
 def _numbers(text: str, kind, name: str, parser) -> list:
     try:
         values = [kind(part) for part in text.split(",") if part.strip()]
@@ -428,7 +411,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="video-benchmark-") as scratch:
         try:
-            weights = _weights(args, scratch)
+            weights = weights_path(args.weights, QUICK_WIDTHS if args.quick else None, scratch)
             base = {
                 "vgg_model_path": weights,
                 "image_width": args.width,

@@ -31,7 +31,6 @@ settings and every number.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
 import io
 import itertools
@@ -48,7 +47,7 @@ import time
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
-from benchmarks.machine import cpu_name  # noqa: E402
+from benchmarks.machine import cpu_name, weights_path  # noqa: E402
 
 RESULTS_PATH = os.path.join(REPO_ROOT, "benchmarks", "results", "video_network.json")
 SHARED = os.path.join(REPO_ROOT, "..", "shared")
@@ -266,22 +265,6 @@ def _numbers(text: str, name: str, parser, *, top: float = math.inf) -> list[flo
     return values
 
 
-def _weights_path(args, scratch: str) -> str:
-    """The .mat: --weights, the quick run's tiny VGG, or what train_network falls back to."""
-    if args.weights:
-        return os.path.abspath(args.weights)
-    if args.quick:
-        from neural_style.synthetic import write_synthetic_vgg19
-
-        path = os.path.join(scratch, "quick-vgg19.mat")
-        return write_synthetic_vgg19(path, widths=QUICK_WIDTHS, fc_width=8, num_classes=5)
-    from neural_style.config import DEFAULT_VGG_MODEL_PATH
-    from neural_style.runtime import resolve_weights_path
-
-    with contextlib.chdir(REPO_ROOT):  # the default path, and its fallback, are the repo's
-        return os.path.abspath(resolve_weights_path(DEFAULT_VGG_MODEL_PATH, sys.stdout))
-
-
 def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes and steps (smoke)")
@@ -322,7 +305,7 @@ def parse_arguments() -> argparse.Namespace:
 def run(args, scratch: str) -> dict:
     """Every network and mode; the report."""
     args.dataset = link_photos(scratch)
-    args.weights = _weights_path(args, scratch)
+    args.weights = weights_path(args.weights, QUICK_WIDTHS if args.quick else None, scratch)
     clip = cut_clip(args.clip, os.path.join(scratch, "clip.mp4"), args.frames)
     networks = {w: train(args, scratch, w) for w in [0.0, *args.temporal_weights]}
     frame_losses = FrameLosses(args)

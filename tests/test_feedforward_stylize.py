@@ -165,6 +165,9 @@ def test_a_missing_network_or_input_is_a_user_error(network, tmp_path):
         ("stylize.py", "--network_model=net.h5", "NETWORK_MODEL (--network_model)"),
         ("train_network.py", "--network_style_layers=relu9_9:1", "--network_style_layers"),
         ("train_network.py", "--network_image_size=16", "NETWORK_IMAGE_SIZE"),
+        ("stylize.py", "--stylize_video_blend=1.5", "STYLIZE_VIDEO_BLEND (--stylize_video_blend)"),
+        ("stylize.py", "--stylize_video_blend=x", "--stylize_video_blend"),
+        ("train_network.py", "--network_temporal_weight=-1", "NETWORK_TEMPORAL_WEIGHT"),
     ],
 )
 def test_entry_points_report_a_bad_setting_in_one_line(script, argument, named):

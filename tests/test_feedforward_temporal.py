@@ -310,28 +310,6 @@ def test_bad_values_are_one_line_naming_the_setting(name, value, words):
     assert "\n" not in message
 
 
-@pytest.mark.parametrize(
-    ("script", "argument", "named"),
-    [
-        ("stylize.py", "--stylize_video_blend=1.5", "STYLIZE_VIDEO_BLEND (--stylize_video_blend)"),
-        ("stylize.py", "--stylize_video_blend=x", "--stylize_video_blend"),
-        ("train_network.py", "--network_temporal_weight=-1", "NETWORK_TEMPORAL_WEIGHT"),
-    ],
-)
-def test_entry_points_say_a_bad_value_in_one_line(script, argument, named):
-    result = subprocess.run(
-        [sys.executable, os.path.join(REPO_ROOT, script), argument],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 2, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0], lines
-
-
 def test_without_opencv_blend_zero_works_and_a_blend_is_one_line(network, tmp_path):
     source = pan_clip(tmp_path / "pan.mp4", frames=3)
     script = textwrap.dedent(
