@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -74,10 +75,14 @@ class EventStream:
         assert self.response.status == 200
         assert self.response.getheader("Content-Type").startswith("text/event-stream")
 
-    def next(self) -> tuple[int, str, object]:
-        """The next message: (sequence number, type, data)."""
+    def next(self, seconds: float = 60.0) -> tuple[int, str, object]:
+        """The next message: (sequence number, type, data); an AssertionError when none
+        comes within `seconds` (keepalive comments do not count), so no test hangs."""
         fields: dict[str, str] = {}
+        deadline = time.monotonic() + seconds
         while True:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no message in {seconds:g} s")
             line = self.response.readline().decode()
             if not line:
                 raise EOFError("the stream ended")
@@ -248,15 +253,23 @@ def math_nan() -> float:
 
 def test_a_page_that_falls_behind_gets_the_whole_state_again(live):
     stream = EventStream(live)
+    released = threading.Event()
     try:
         stream.next()
         from neural_style.web import state as state_module
 
+        # Hold the server's loop while more than its backlog happens, so that it must
+        # fall behind, as a page on a slow link would.
+        live.server._loop.call_soon_threadsafe(released.wait, 30)
+        time.sleep(0.2)
         for step in range(1, state_module.BACKLOG + 50):
             live.state.step(progress(step))
+        released.set()
         seen = stream.until(lambda message: message[1] == "state")
         assert seen[-1][2]["progress"]["step"] == state_module.BACKLOG + 49
+        assert all(kind != "step" for _, kind, _ in seen)  # the state, not the backlog
     finally:
+        released.set()
         stream.close()
 
 
