@@ -39,13 +39,22 @@ def content_targets(
     return {name: tf.constant(features[name]) for name in layers}
 
 
+def _style_tiles(image: np.ndarray, layers: list[str], tile_side: int):
+    """The tiles a style image is run in, with `tile_side` set and the image larger than
+    one tile; else None (run whole)."""
+    if not tile_side:
+        return None
+    grid = grid_for_core(image.shape[:2], tile_side)
+    if grid == (1, 1):
+        return None
+    return tile_layout(image.shape[:2], grid, tile_margin(layers))
+
+
 def _gram_matrices(net: VGG19, image: np.ndarray, layers: list[str], tile_side: int) -> dict:
     """{layer: [1, c, c]} of one image; in tiles of about `tile_side` pixels if it is set."""
-    if tile_side:
-        grid = grid_for_core(image.shape[:2], tile_side)
-        if grid != (1, 1):
-            layout = tile_layout(image.shape[:2], grid, tile_margin(layers))
-            return tiled_gram_matrices(net, image, layout, layers)
+    layout = _style_tiles(image, layers, tile_side)
+    if layout is not None:
+        return tiled_gram_matrices(net, image, layout, layers)
     features = net.features(image[None], layers)
     return {name: gram_matrix(features[name]) for name in layers}
 
@@ -83,11 +92,9 @@ def style_targets(
 def _moments(net: VGG19, image: np.ndarray, layers: list[str], tile_side: int) -> dict:
     """{layer: (mean [c], covariance [c, c])} of one image in float64; in tiles of about
     `tile_side` pixels if it is set."""
-    if tile_side:
-        grid = grid_for_core(image.shape[:2], tile_side)
-        if grid != (1, 1):
-            layout = tile_layout(image.shape[:2], grid, tile_margin(layers))
-            return tiled_moments(net, image, layout, layers)
+    layout = _style_tiles(image, layers, tile_side)
+    if layout is not None:
+        return tiled_moments(net, image, layout, layers)
     features = net.features(image[None], layers)
     moments = {}
     for name in layers:

@@ -31,3 +31,13 @@ def image_pair(tmp_path) -> tuple[str, str]:
     stripes[::6, :] = (20, 80, 240)
     style = write_image(tmp_path / "style.png", stripes)
     return content, style
+
+
+@pytest.fixture(scope="module")
+def network(tmp_path_factory) -> str:
+    """A small untrained transformer saved as .keras, for stylize.py's tests."""
+    from neural_style.feedforward.model import build_transformer
+
+    path = str(tmp_path_factory.mktemp("network") / "network.keras")
+    build_transformer(width=2, seed=5).save(path)
+    return path

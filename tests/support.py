@@ -201,3 +201,12 @@ def header(path) -> str:
 def streams(path) -> list[str]:
     """The kinds of the streams in `path`: ["Video", "Audio"]."""
     return re.findall(r"Stream #0:\d+\S*: (\w+):", header(path))
+
+
+def stylize_settings(network: str, source, output, **overrides):
+    """stylize.py's NetworkSettings: the network at `network` applied to `source`."""
+    from neural_style.feedforward.config import NetworkSettings
+    from tests import toy_settings
+
+    values = {"network_model": network, "stylize_input": str(source), "stylize_output": str(output)}
+    return NetworkSettings.from_module(toy_settings, **{**values, **overrides})

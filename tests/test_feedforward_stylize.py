@@ -23,25 +23,11 @@ import pytest
 
 from neural_style.colors import rgb_to_ycbcr
 from neural_style.errors import UserError
-from neural_style.feedforward.config import NetworkSettings
 from neural_style.feedforward.fit import bytes_per_pixel
-from neural_style.feedforward.model import build_transformer, load_network
+from neural_style.feedforward.model import load_network
 from neural_style.feedforward.stylize import Stylizer, stylize_input
 from neural_style.images import load_image
-from tests import toy_settings as settings
-from tests.support import REPO_ROOT, photo, remount, tmpfs, write_image
-
-
-@pytest.fixture(scope="module")
-def network(tmp_path_factory) -> str:
-    path = str(tmp_path_factory.mktemp("network") / "network.keras")
-    build_transformer(width=2, seed=5).save(path)
-    return path
-
-
-def stylize_settings(network, source, output, **overrides) -> NetworkSettings:
-    values = {"network_model": network, "stylize_input": str(source), "stylize_output": str(output)}
-    return NetworkSettings.from_module(settings, **{**values, **overrides})
+from tests.support import REPO_ROOT, photo, remount, stylize_settings, tmpfs, write_image
 
 
 def test_an_odd_sized_image_keeps_its_size_and_matches_the_network(network, tmp_path):

@@ -32,7 +32,7 @@ from neural_style.feedforward.trainer import Trainer
 from neural_style.losses import LossWeights
 from neural_style.vgg import VGG19
 from tests import toy_settings as settings
-from tests.support import REPO_ROOT, photo, write_image
+from tests.support import REPO_ROOT, photo, stylize_settings, write_image
 
 SIZE = 32
 
@@ -218,18 +218,6 @@ def test_training_with_the_temporal_loss_runs_and_reports_it(tmp_path, tiny_mat)
 
 
 # --- the blend of stylize.py ------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def network(tmp_path_factory) -> str:
-    path = str(tmp_path_factory.mktemp("network") / "network.keras")
-    build_transformer(width=2, seed=5).save(path)
-    return path
-
-
-def stylize_settings(network, source, output, **overrides) -> NetworkSettings:
-    values = {"network_model": network, "stylize_input": str(source), "stylize_output": str(output)}
-    return NetworkSettings.from_module(settings, **{**values, **overrides})
 
 
 def pan_clip(path, frames: int = 8, pan: int = 2, height: int = 48, width: int = 64) -> str:
