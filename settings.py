@@ -57,6 +57,12 @@ EPSILON = 1e-8
 STYLE_BLEND_WEIGHTS = []
 # Size of the style image relative to the output (above 1 = bigger brush strokes).
 STYLE_SCALE = 1.0
+# Masks placing the styles, one per STYLE_IMAGE (white: that style here; grey blends; [] = none).
+STYLE_MASKS = []
+# Region of each style image whose style is taken, one mask per image ("whole": all of it).
+STYLE_IMAGE_MASKS = []
+# Weight map of the content loss: white keeps the photo there, black frees it ("" = none).
+CONTENT_MASK = ""
 # Keep the photo's colours: "off", "luminance" (restyle only brightness) or "histogram".
 PRESERVE_COLORS = "off"
 # Coarse-to-fine output widths, e.g. [256, 512] (empty = one stage at IMAGE_WIDTH).

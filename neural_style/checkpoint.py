@@ -61,7 +61,12 @@ RESUMABLE_CHANGES = frozenset(
 
 # Settings that shape the image but came after checkpoints were first written, with the
 # value every run had before: an older checkpoint, which lacks them, was made with these.
-SETTINGS_BEFORE_THEY_EXISTED = {"style_loss": "gram"}
+SETTINGS_BEFORE_THEY_EXISTED = {
+    "style_loss": "gram",
+    "style_masks": [],
+    "style_image_masks": [],
+    "content_mask": "",
+}
 
 # What every optimiser's state holds for one image: name -> (kind, dtype), where an
 # "image" is [H, W, 3] at the size of the checkpoint's stage and a "scalar" has shape ().

@@ -73,6 +73,9 @@ class Settings:
     epsilon: float  # Adam's epsilon, in pixel-gradient units
     style_blend_weights: Floats  # unitless, one per style image; empty = equal
     style_scale: float  # style image size / output size
+    style_masks: Paths  # one grey mask per style: where in the output it goes; empty = none
+    style_image_masks: Paths  # one per style: the region of its image to copy; empty = none
+    content_mask: str  # grey map of the content loss's weight; "" = 1 everywhere
     preserve_colors: str  # "off", "luminance" or "histogram"
     coarse_to_fine: Ints  # output widths of the stages, pixels; empty = one stage
     coarse_to_fine_steps: Ints  # steps of each stage; empty = train_steps each
@@ -136,6 +139,7 @@ def validate(settings: Settings) -> Settings:
                 f"got {getattr(checked, name)!r}"
             )
     _check_artist_controls(checked)
+    _check_masks(checked)
     return checked
 
 
@@ -174,6 +178,29 @@ def _check_artist_controls(settings: Settings) -> None:
         )
     if any(count < 1 for count in steps):
         raise UserError(f"{describe('coarse_to_fine_steps')} must be at least 1 each")
+
+
+def _check_masks(settings: Settings) -> None:
+    """One mask (or "whole") per style image, or none; masks place the styles, so they do
+    not mix with STYLE_BLEND_WEIGHTS, which mixes them everywhere."""
+    styles = len(settings.style_image)
+    for name in ("style_masks", "style_image_masks"):
+        listed = getattr(settings, name)
+        if listed and len(listed) != styles:
+            raise UserError(
+                f"{describe(name)} has {len(listed)} masks for {styles} style images; give "
+                "one per style image in the same order ('whole' for all of it), or none"
+            )
+        if not all(path.strip() for path in listed):
+            raise UserError(
+                f"{describe(name)} has an empty path; write 'whole' where a style has no mask"
+            )
+    if settings.style_masks and settings.style_blend_weights:
+        raise UserError(
+            f"{describe('style_blend_weights')} mixes the styles everywhere, STYLE_MASKS "
+            "(--style_masks) places each in its region: set one of them, not both (grey "
+            "in a mask blends)"
+        )
 
 
 def _check_paths(settings: Settings) -> None:

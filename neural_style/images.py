@@ -83,6 +83,43 @@ def load_image(path: str, setting: str) -> np.ndarray:
     return array
 
 
+def load_mask(path: str, setting: str) -> np.ndarray:
+    """Reads the grey image at `path` as a float32 [H, W] mask, 0 (black) .. 1 (white):
+    the mean of its colour channels, and where it has transparency, times its opacity
+    (a stroke painted on a transparent layer marks just the stroke). Any size is taken;
+    the mask is resized to the image it guides.
+
+    Raises:
+        UserError: the file is missing, unreadable, not an image, truncated or in an
+            unsupported mode, as `load_image` words them.
+    """
+    fix = _path_fix(setting)
+    _check_file(path, fix)
+    image = _decode(path, fix)
+    if image.mode in _ALPHA_MODES or (image.mode in _PLAIN_MODES and _has_transparency(image)):
+        if image.mode == "La":
+            image = image.convert("LA")
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255.0
+        return (rgba[..., :3].mean(axis=-1) * rgba[..., 3]).astype(np.float32)
+    array = _to_rgb(image)
+    if array is None:
+        problem = f"unsupported image mode {image.mode}"
+        raise _file_error(path, problem, f"save the mask as 8-bit grey or RGB, or {fix}")
+    _check_finite(path, image, fix)
+    return (array.mean(axis=-1) / 255.0).astype(np.float32)
+
+
+def resize_mask(mask: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """Resamples a [H, W] 0..1 mask to `size_hw` bilinearly (antialiased when shrinking;
+    no ringing at hard edges, unlike Lanczos), clipped to 0..1."""
+    height, width = size_hw
+    if mask.shape == (height, width):
+        return np.asarray(mask, np.float32).copy()
+    picture = Image.fromarray(np.ascontiguousarray(mask, dtype=np.float32))
+    result = picture.resize((width, height), Image.Resampling.BILINEAR)
+    return np.clip(np.asarray(result, dtype=np.float32), 0.0, 1.0)
+
+
 def output_size(content_hw: tuple[int, int], width: int, height: int) -> tuple[int, int]:
     """The output's (height, width) from the IMAGE_WIDTH and IMAGE_HEIGHT settings.
 

@@ -10,7 +10,8 @@ With M = h*w positions and N = c channels:
 - total_variation_loss = mean squared difference of vertical neighbours + that of
   horizontal neighbours.
 With STYLE_LOSS "w2" the style loss is wasserstein.style_loss_per_image instead, against
-targets that pack each layer's mean and covariance root where the Gram would be.
+targets that pack each layer's mean and covariance root where the Gram would be. With
+masks (STYLE_MASKS, CONTENT_MASK) the layers' losses are guided.py's instead.
 
 Each loss is first taken per image (`*_per_image`, [B]) so that images of a batch never
 mix: `objective_per_image` gives every image the loss it would have alone, and the scalar
@@ -24,7 +25,7 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from neural_style import wasserstein
+from neural_style import guided, wasserstein
 from neural_style.setting_values import LayerWeights
 
 
@@ -82,8 +83,13 @@ class Targets(NamedTuple):
 
     content: dict[str, tf.Tensor]  # layer -> the content image's features [1, h, w, c]
     # layer -> the style's Gram matrix [1, c, c]; for "w2" its packed mean and covariance
-    # root [1, c + 1, c] (see wasserstein.py)
+    # root [1, c + 1, c] (see wasserstein.py). With STYLE_MASKS, one per region (style):
+    # [1, R, c, c] or [1, R, c + 1, c] (see guided.py)
     style_grams: dict[str, tf.Tensor]
+    # STYLE_MASKS: layer -> the regions' guides [R, h, w]; None = no regions
+    style_guides: dict[str, tf.Tensor] | None = None
+    # CONTENT_MASK: layer -> the content loss's weights [h, w]; None = 1 everywhere
+    content_guides: dict[str, tf.Tensor] | None = None
 
 
 class LossWeights(NamedTuple):
@@ -100,6 +106,21 @@ def _layer_average(per_layer: Mapping[str, tf.Tensor], layers: LayerWeights) -> 
     return tf.add_n([weight * per_layer[name] for name, weight in layers]) / len(layers)
 
 
+def _content_layer_loss(features, target, targets: Targets, name: str) -> tf.Tensor:
+    if targets.content_guides is None:
+        return content_loss_per_image(features, target)
+    return guided.content_loss_per_image(features, target, targets.content_guides[name])
+
+
+def _style_layer_loss(features, target, targets: Targets, name: str, kind: str) -> tf.Tensor:
+    if targets.style_guides is not None:
+        guides = targets.style_guides[name]
+        return guided.style_loss_per_image(features, guides, target, w2=kind == "w2")
+    if kind == "w2":
+        return wasserstein.style_loss_per_image(features, target)
+    return style_loss_per_image(features, target)
+
+
 def objective_per_image(
     features: Mapping[str, tf.Tensor], images: tf.Tensor, targets: Targets, weights: LossWeights
 ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
@@ -111,17 +132,14 @@ def objective_per_image(
     """
     content = _layer_average(
         {
-            name: content_loss_per_image(features[name], target)
+            name: _content_layer_loss(features[name], target, targets, name)
             for name, target in targets.content.items()
         },
         weights.content_layers,
     )
-    layer_style_loss = (
-        wasserstein.style_loss_per_image if weights.style_loss == "w2" else style_loss_per_image
-    )
     style = _layer_average(
         {
-            name: layer_style_loss(features[name], gram)
+            name: _style_layer_loss(features[name], gram, targets, name, weights.style_loss)
             for name, gram in targets.style_grams.items()
         },
         weights.style_layers,

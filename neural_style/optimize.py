@@ -9,6 +9,7 @@ Shapes: images are [1, H, W, 3] float32 RGB in 0..255; Gram matrices [1, C, C].
 
 from __future__ import annotations
 
+import itertools
 import math
 import queue
 import threading
@@ -19,11 +20,11 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from neural_style import wasserstein
+from neural_style import guided, masks, wasserstein
 from neural_style.batch_optimize import BatchAdamOptimizer, BatchLossFunction, BatchStepResult
 from neural_style.losses import LossWeights, Targets, gram_matrix
 from neural_style.tile_layout import TileLayout, grid_for_core, tile_layout, tile_margin
-from neural_style.tiling import tiled_features, tiled_gram_matrices, tiled_moments
+from neural_style.tiled_targets import tiled_features, tiled_gram_matrices, tiled_moments
 from neural_style.vgg import VGG19
 
 
@@ -50,13 +51,26 @@ def _style_tiles(image: np.ndarray, layers: list[str], tile_side: int):
     return tile_layout(image.shape[:2], grid, tile_margin(layers))
 
 
-def _gram_matrices(net: VGG19, image: np.ndarray, layers: list[str], tile_side: int) -> dict:
-    """{layer: [1, c, c]} of one image; in tiles of about `tile_side` pixels if it is set."""
+def _image_guide(mask, image: np.ndarray, layers: list[str]) -> dict | None:
+    """The guide of STYLE_IMAGE_MASKS's `mask` over `image`: {layer: [1, h, w]}, or None
+    for the whole image."""
+    if mask is None:
+        return None
+    return masks.layer_guides([mask], image.shape[:2], layers)
+
+
+def _gram_matrices(
+    net: VGG19, image: np.ndarray, layers: list[str], tile_side: int, guide=None
+) -> dict:
+    """{layer: [1, c, c]} of one image, guided Grams of the region `guide` marks if given;
+    in tiles of about `tile_side` pixels if it is set."""
     layout = _style_tiles(image, layers, tile_side)
     if layout is not None:
-        return tiled_gram_matrices(net, image, layout, layers)
+        return tiled_gram_matrices(net, image, layout, layers, guide)
     features = net.features(image[None], layers)
-    return {name: gram_matrix(features[name]) for name in layers}
+    if guide is None:
+        return {name: gram_matrix(features[name]) for name in layers}
+    return {name: guided.guided_grams(features[name], guide[name])[:, 0] for name in layers}
 
 
 def style_targets(
@@ -66,6 +80,8 @@ def style_targets(
     weights: LossWeights,
     *,
     tile_side: int = 0,
+    image_masks: Sequence[np.ndarray | None] = (),
+    regions: bool = False,
 ) -> dict:
     """The blend of the style images' Gram matrices at the style layers: layer -> [1, c, c];
     for STYLE_LOSS "w2", the packed mean and covariance root of their blend (see
@@ -73,54 +89,79 @@ def style_targets(
 
     Blend weights are normalised to sum to 1; a style with weight 0 is not even computed.
     With `tile_side`, a style image larger than that is run in tiles of about that size.
+    `image_masks` (STYLE_IMAGE_MASKS) restricts each style to a region of its image
+    (None: all of it). With `regions` (STYLE_MASKS) the styles are not blended: each is
+    its own target, stacked in order as [1, R, c, c] or [1, R, c + 1, c] (see guided.py).
     """
     layers = [name for name, _ in weights.style_layers]
+    guides = [
+        _image_guide(mask, image, layers)
+        for image, mask in itertools.zip_longest(style_images, image_masks)
+    ]
+    if regions:
+        each = [
+            _blended(net, [image], np.ones(1), [guide], weights.style_loss, layers, tile_side)
+            for image, guide in zip(style_images, guides, strict=True)
+        ]
+        return {name: tf.stack([target[name][0] for target in each])[None] for name in layers}
     blend = np.asarray(blend_weights, np.float64)
     blend = blend / blend.sum()
-    if weights.style_loss == "w2":
-        return _wasserstein_targets(net, style_images, blend, layers, tile_side)
+    return _blended(net, style_images, blend, guides, weights.style_loss, layers, tile_side)
+
+
+def _blended(
+    net: VGG19,
+    style_images: Sequence[np.ndarray],
+    blend: np.ndarray,
+    guides: list,
+    style_loss: str,
+    layers: list[str],
+    tile_side: int,
+) -> dict:
+    """The target of the styles blended by `blend` (summing to 1): Grams or packed w2."""
+    chosen = [
+        (image, float(share), guide)
+        for image, share, guide in zip(style_images, blend, guides, strict=True)
+        if share != 0
+    ]
+    if style_loss == "w2":
+        each = [_moments(net, image, layers, tile_side, guide) for image, _, guide in chosen]
+        shares = [share for _, share, _ in chosen]
+        return {
+            name: wasserstein.blended_target([moments[name] for moments in each], shares)
+            for name in layers
+        }
     grams = {name: 0.0 for name in layers}
-    for style_image, share in zip(style_images, blend, strict=True):
-        if share == 0:
-            continue
-        image_grams = _gram_matrices(net, style_image, layers, tile_side)
+    for style_image, share, guide in chosen:
+        image_grams = _gram_matrices(net, style_image, layers, tile_side, guide)
         for name in layers:
-            grams[name] += float(share) * image_grams[name]
+            grams[name] += share * image_grams[name]
     return {name: tf.constant(gram) for name, gram in grams.items()}
 
 
-def _moments(net: VGG19, image: np.ndarray, layers: list[str], tile_side: int) -> dict:
-    """{layer: (mean [c], covariance [c, c])} of one image in float64; in tiles of about
-    `tile_side` pixels if it is set."""
+def _moments(net: VGG19, image: np.ndarray, layers: list[str], tile_side: int, guide) -> dict:
+    """{layer: (mean [c], covariance [c, c])} of one image in float64, of the region
+    `guide` marks if given; in tiles of about `tile_side` pixels if it is set."""
     layout = _style_tiles(image, layers, tile_side)
     if layout is not None:
-        return tiled_moments(net, image, layout, layers)
+        return tiled_moments(net, image, layout, layers, guide)
     features = net.features(image[None], layers)
     moments = {}
     for name in layers:
         flat = np.asarray(features[name], np.float64).reshape(-1, features[name].shape[3])
-        mean = flat.mean(axis=0)
-        centred = flat - mean
-        moments[name] = (mean, centred.T @ centred / len(flat))
+        weights = np.ones(len(flat)) if guide is None else np.ravel(guide[name])
+        moments[name] = weighted_moments(flat, weights)
     return moments
 
 
-def _wasserstein_targets(
-    net: VGG19,
-    style_images: Sequence[np.ndarray],
-    blend: np.ndarray,
-    layers: list[str],
-    tile_side: int,
-) -> dict:
-    """Each style layer's packed w2 target of the blend, from float64 moments."""
-    chosen = [(image, float(share)) for image, share in zip(style_images, blend, strict=True)]
-    chosen = [(image, share) for image, share in chosen if share != 0]
-    each = [_moments(net, image, layers, tile_side) for image, _ in chosen]
-    shares = [share for _, share in chosen]
-    return {
-        name: wasserstein.blended_target([moments[name] for moments in each], shares)
-        for name in layers
-    }
+def weighted_moments(flat: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The mean [c] and covariance [c, c] of the rows of `flat` [M, c], row p weighing
+    `weights`[p] (float64)."""
+    weights = np.asarray(weights, np.float64)
+    mass = max(weights.sum(), guided.MIN_MASS)
+    mean = weights @ flat / mass
+    centred = flat - mean
+    return mean, (centred * weights[:, None]).T @ centred / mass
 
 
 def compute_targets(

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from neural_style import colors, images, optimize, tile_layout
+from neural_style import colors, images, masks, optimize, tile_layout
 from neural_style.batch_optimize import BatchAdamOptimizer, BatchLossFunction
 from neural_style.config import Settings
 from neural_style.losses import LossWeights, Targets
@@ -53,18 +53,21 @@ class Pipeline:
         styles: list[np.ndarray],
         *,
         exact_net: VGG19 | None = None,
+        style_masks: masks.Masks = masks.NO_MASKS,
     ):
         self.settings = settings
         self.net = net
         # The float32 network of FLOAT32_FINISH's last steps, when `net` is a mixed one.
         self.exact_net = exact_net
         self.styles = styles
+        self.masks = style_masks
         self.weights = loss_weights(settings)
         self.layers = sorted(
             {name for name, _ in self.weights.content_layers + self.weights.style_layers}
         )
         self.blend = settings.style_blend_weights or (1.0,) * len(styles)
         self._style_grams: dict = {}
+        self._guides: dict = {}
 
     def phases(self, stage_start: int, steps: int, done: int) -> list[Phase]:
         """The phases of a stage of `steps` steps after `stage_start`, for a run `done`
@@ -97,7 +100,28 @@ class Pipeline:
         return Targets(
             content=optimize.content_targets(net, content, self.weights, layout=layout),
             style_grams=self.style_grams(net, stage_index, size, content, tile_side),
+            **self.guides(size),
         )
+
+    def guides(self, size: tuple[int, int]) -> dict:
+        """The masks' guides at every layer for an image of `size` (see guided.py), as
+        Targets fields: style_guides with STYLE_MASKS, content_guides with CONTENT_MASK."""
+        if size not in self._guides:
+            found = {}
+            if self.masks.regions:
+                found["style_guides"] = _constants(
+                    masks.layer_guides(self.masks.style, size, self._style_layers)
+                )
+            if self.masks.content is not None:
+                layers = [name for name, _ in self.weights.content_layers]
+                stacked = masks.layer_guides([self.masks.content], size, layers)
+                found["content_guides"] = _constants({n: g[0] for n, g in stacked.items()})
+            self._guides[size] = found
+        return self._guides[size]
+
+    @property
+    def _style_layers(self) -> list[str]:
+        return [name for name, _ in self.weights.style_layers]
 
     def batch_targets(
         self, net: VGG19, stage_index: int, contents: Sequence[np.ndarray], layout
@@ -108,7 +132,7 @@ class Pipeline:
         each = [self.targets(net, stage_index, content) for content in contents]
         grams = [targets.style_grams for targets in each]
         shared = all(gram is grams[0] for gram in grams)
-        return Targets(
+        return each[0]._replace(
             content={
                 name: tf.concat([t.content[name] for t in each], 0) for name in each[0].content
             },
@@ -146,7 +170,15 @@ class Pipeline:
             max(round(size[1] * scale), images.MIN_SIDE),
         )
         resized = [images.resize_image(style, style_size) for style in styles]
-        return optimize.style_targets(net, resized, self.blend, self.weights, tile_side=tile_side)
+        return optimize.style_targets(
+            net,
+            resized,
+            self.blend,
+            self.weights,
+            tile_side=tile_side,
+            image_masks=self.masks.style_image,
+            regions=self.masks.regions,
+        )
 
     def make_loss(self, net: VGG19, targets: Targets, layout, temporal=None):
         """The loss of a stage: over whole images, or over the tiles of one image; with
@@ -189,6 +221,10 @@ class Pipeline:
             beta2=s.beta2,
             epsilon=s.epsilon,
         )
+
+
+def _constants(arrays: dict) -> dict[str, tf.Tensor]:
+    return {name: tf.constant(array, tf.float32) for name, array in arrays.items()}
 
 
 class TemporalTerm(NamedTuple):

@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from neural_style import checkpoint as checkpoints
-from neural_style import images, memory, outputs, tile_layout
+from neural_style import images, masks, memory, outputs, tile_layout
 from neural_style.config import Settings
 from neural_style.errors import UserError, setting_fix
 from neural_style.runtime import resolve_precision
@@ -99,6 +99,7 @@ class Inputs(NamedTuple):
     failures: list[tuple[str, str]]  # (photo, why it cannot run)
     notes: list[str]  # what the plan decided that the user should know
     video: VideoPlan | None = None  # CONTENT_IMAGE is a video: its frames run in order
+    masks: masks.Masks = masks.NO_MASKS  # STYLE_MASKS, STYLE_IMAGE_MASKS, CONTENT_MASK
 
 
 class RunPlan(NamedTuple):
@@ -112,6 +113,7 @@ class RunPlan(NamedTuple):
     failures: list[tuple[str, str]]  # (photo, why it cannot run), in the photos' order
     notes: list[str]
     video: VideoPlan | None = None
+    masks: masks.Masks = masks.NO_MASKS
 
     @property
     def photo_count(self) -> int:
@@ -188,10 +190,18 @@ def _resume_point(settings: Settings, job: PhotoJob) -> checkpoints.Checkpoint:
     return loaded
 
 
-def plan_job(settings: Settings, photo: Photo, prefix: str, notes: list[str]) -> PhotoJob:
+def plan_job(
+    settings: Settings,
+    photo: Photo,
+    prefix: str,
+    notes: list[str],
+    run_masks: masks.Masks = masks.NO_MASKS,
+) -> PhotoJob:
     """A photo's stages and resume point. With RESUME, a photo without a checkpoint (a run
     stopped before its first step, or a photo of a folder the run had not reached) starts
-    afresh, with a note saying so."""
+    afresh, with a note saying so. The output masks must be of the photo's shape (in a
+    batch, every photo's: the same masks guide them all)."""
+    masks.check_output_masks(settings, run_masks, photo.size, f"the photo {photo.path}")
     stages = plan_stages(settings, photo.size)
     job = PhotoJob(photo, prefix, stages, None, output_format=settings.output_format)
     images.check_encodable(job.final_path, job.stages[-1].size, "IMAGE_WIDTH")
@@ -318,7 +328,12 @@ def batch_limits(settings: Settings, fit: Memory, notes: list[str]) -> Callable[
 
 
 def _plan_photos(
-    settings: Settings, paths: list[str], is_batch: bool, claims: outputs.Claims, notes: list
+    settings: Settings,
+    paths: list[str],
+    is_batch: bool,
+    claims: outputs.Claims,
+    notes: list,
+    run_masks: masks.Masks,
 ) -> tuple[list[PhotoJob], list[tuple[str, str]]]:
     """Each photo's job, or why it cannot run (in a batch; a single photo raises)."""
     names = outputs.batch_prefixes(settings.output_image, paths) if is_batch else {}
@@ -329,7 +344,7 @@ def _plan_photos(
             photo = _read_photo(number, path, decode=not is_batch)
             wanted = names.get(path, settings.output_image)
             prefix = claims.claim(wanted, inputs, notes)
-            jobs.append(plan_job(settings, photo, prefix, notes))
+            jobs.append(plan_job(settings, photo, prefix, notes, run_masks))
         except UserError as error:
             if not is_batch:
                 raise
@@ -344,18 +359,24 @@ def plan_inputs(settings: Settings, claims: outputs.Claims) -> Inputs:
         return _video_inputs(settings, claims)
     paths, is_batch = content_paths(settings)
     styles = [images.load_image(path, "STYLE_IMAGE") for path in settings.style_image]
+    run_masks = masks.load_masks(settings, styles)
     notes: list[str] = []
-    jobs, failures = _plan_photos(settings, paths, is_batch, claims, notes)
-    return Inputs(settings, styles, is_batch, paths, jobs, failures, notes)
+    jobs, failures = _plan_photos(settings, paths, is_batch, claims, notes, run_masks)
+    return Inputs(settings, styles, is_batch, paths, jobs, failures, notes, masks=run_masks)
 
 
 def _video_inputs(settings: Settings, claims: outputs.Claims) -> Inputs:
     styles = [images.load_image(path, "STYLE_IMAGE") for path in settings.style_image]
+    run_masks = masks.load_masks(settings, styles)
     notes: list[str] = []
     inputs = outputs.input_paths(settings, [settings.content_image])
     prefix = claims.claim(settings.output_image, inputs, notes)
     video = plan_video(settings, prefix)
-    return Inputs(settings, styles, False, [settings.content_image], [], [], notes, video)
+    where = f"the video {settings.content_image}"
+    masks.check_output_masks(settings, run_masks, video.info.size, where)
+    return Inputs(
+        settings, styles, False, [settings.content_image], [], [], notes, video, run_masks
+    )
 
 
 def plan_run(inputs: Inputs, *, on_gpu: bool) -> RunPlan:
@@ -391,6 +412,7 @@ def plan_run(inputs: Inputs, *, on_gpu: bool) -> RunPlan:
         failures,
         notes,
         inputs.video,
+        inputs.masks,
     )
 
 

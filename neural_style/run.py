@@ -71,7 +71,7 @@ def _pipeline(settings: Settings, plan: RunPlan, weights):
     exact_net = None
     if plan.precision != "float32" and settings.float32_finish > 0:
         exact_net = VGG19(weights, pooling=settings.pooling)
-    return Pipeline(settings, net, plan.styles, exact_net=exact_net)
+    return Pipeline(settings, net, plan.styles, exact_net=exact_net, style_masks=plan.masks)
 
 
 def _result(plan: RunPlan, outcomes: dict, stream: TextIO) -> RunResult | BatchResult:

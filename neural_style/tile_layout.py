@@ -59,6 +59,26 @@ class Tile(NamedTuple):
             np.int32,
         )
 
+    def feature_box(self, stride: int) -> tuple[int, int, int, int]:
+        """The core's positions at a layer of `stride`, in the whole image's features."""
+        return tuple(edge // stride for edge in self.core)
+
+
+def feature_positions(size: tuple[int, int], stride: int) -> int:
+    """Positions of an image's features at a layer of `stride` (VALID pools)."""
+    return (size[0] // stride) * (size[1] // stride)
+
+
+def crop_of(array, box: tuple[int, int, int, int]):
+    """`array`[:, top:bottom, left:right, :] (numpy or TensorFlow)."""
+    return array[:, box[0] : box[1], box[2] : box[3], :]
+
+
+def core_of(features, box, stride: int):
+    """The core's positions of a crop's features at a layer of `stride`, for the core's
+    `box` in the crop's pixels (numpy or TensorFlow; a tensor `box` inside a graph)."""
+    return features[:, box[0] // stride : box[1] // stride, box[2] // stride : box[3] // stride, :]
+
 
 def _edges(length: int, pieces: int) -> list[int]:
     """`pieces` + 1 cut points from 0 to `length`, the inner ones on the alignment grid."""

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from neural_style import run, tile_layout, tiling
+from neural_style import run, tile_layout, tiled_targets, tiling
 from neural_style.images import load_image
 from neural_style.losses import Targets
 from neural_style.optimize import AdamOptimizer, LossFunction, compute_targets, initial_image
@@ -86,8 +86,8 @@ def test_tiled_targets_equal_the_whole_images(problem):
     layout = tile_layout.tile_layout(SIZE, (2, 3), tile_layout.tile_margin(LAYERS))
     content_layers = [name for name, _ in WEIGHTS.content_layers]
     style_layers = [name for name, _ in WEIGHTS.style_layers]
-    features = tiling.tiled_features(net, content, layout, content_layers)
-    grams = tiling.tiled_gram_matrices(net, style, layout, style_layers)
+    features = tiled_targets.tiled_features(net, content, layout, content_layers)
+    grams = tiled_targets.tiled_gram_matrices(net, style, layout, style_layers)
     for name in content_layers:
         assert features[name].shape == tuple(targets.content[name].shape)
         assert _relative_error(features[name], targets.content[name]) < 1e-5
@@ -98,14 +98,14 @@ def test_tiled_targets_equal_the_whole_images(problem):
 def test_adam_on_tiles_takes_the_same_steps_as_on_the_whole_image(problem):
     net, targets, content, _, _ = problem
     layout = tile_layout.tile_layout(SIZE, (2, 2), tile_layout.tile_margin(LAYERS))
-    tiled_targets = Targets(
-        content=tiling.tiled_features(net, content, layout, ["relu4_2", "relu5_2"]),
+    in_tiles = Targets(
+        content=tiled_targets.tiled_features(net, content, layout, ["relu4_2", "relu5_2"]),
         style_grams=targets.style_grams,
     )
     runs = []
     for loss in (
         LossFunction(net, targets, WEIGHTS),
-        tiling.TiledLossFunction(net, tiled_targets, WEIGHTS, layout),
+        tiling.TiledLossFunction(net, in_tiles, WEIGHTS, layout),
     ):
         optimizer = AdamOptimizer(loss, initial_image(content, 0.5, 0), learning_rate=2.0)
         losses = [result.losses["total"] for result in optimizer.steps(4)]
