@@ -3,6 +3,7 @@ same two styles blended everywhere. Writes docs/regions.jpg.
 
     python benchmarks/regions.py                      # 512 px, 250 steps, about 10 minutes
     python benchmarks/regions.py --width 256 --steps 60
+    python benchmarks/regions.py --time 5            # s/step with and without the masks
 
 The masks are images/content-sky.png and its inverse images/content-ground.png, which this
 script derives from images/content.jpg when they are missing: blue, bright pixels
@@ -94,15 +95,59 @@ def picture(width: int, steps: int) -> str:
     return PICTURE
 
 
+def time_steps(width: int, precision: str, repeats: int) -> dict[str, list[float]]:
+    """Seconds of one loss-and-gradient evaluation (an Adam step's work) at `width`, with
+    the two styles blended and by region, in alternated blocks of 3 after a warm-up."""
+    import time
+
+    import settings as shipped
+    from neural_style import images, masks, runtime
+    from neural_style.config import Settings
+    from neural_style.pipeline import Pipeline
+    from neural_style.vgg import VGG19
+
+    settings = Settings.from_module(shipped, style_image=STYLES, style_masks=MASKS)
+    path = runtime.resolve_weights_path(settings.vgg_model_path, sys.stdout)
+    net = VGG19.from_mat(path, precision=precision)
+    styles = [images.load_image(style, "STYLE_IMAGE") for style in STYLES]
+    photo = images.load_image(CONTENT, "CONTENT_IMAGE")
+    content = images.resize_image(photo, images.output_size(photo.shape[:2], width, 0))
+    losses = {}
+    for name, chosen in (("blended", masks.NO_MASKS), ("by region", None)):
+        chosen = chosen if chosen is not None else masks.load_masks(settings, styles)
+        pipeline = Pipeline(settings, net, styles, style_masks=chosen)
+        losses[name] = pipeline.make_loss(net, pipeline.targets(net, 0, content), None)
+    image = content[None]
+    seconds: dict[str, list[float]] = {name: [] for name in losses}
+    for block in range(repeats + 1):
+        for name, loss in losses.items():
+            start = time.perf_counter()
+            for _ in range(3):
+                loss.value_and_gradient(image)[1].numpy()
+            if block:  # the first block traces and warms up
+                seconds[name].append((time.perf_counter() - start) / 3)
+    return seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--width", type=int, default=512)
     parser.add_argument("--steps", type=int, default=250)
+    parser.add_argument("--time", type=int, default=0, help="timed blocks (0 = the picture)")
+    parser.add_argument("--precision", default="float32", help="with --time")
     arguments = parser.parse_args()
     os.chdir(REPO_ROOT)
     print(f"CPU: {cpu_name()} ({os.cpu_count()} logical CPUs)")
     write_masks()
-    print(f"wrote {picture(arguments.width, arguments.steps)}")
+    if not arguments.time:
+        print(f"wrote {picture(arguments.width, arguments.steps)}")
+        return
+    import statistics
+
+    seconds = time_steps(arguments.width, arguments.precision, arguments.time)
+    for name, values in seconds.items():
+        spread = ", ".join(f"{value:.3f}" for value in values)
+        print(f"{name}: median {statistics.median(values):.3f} s/step ({spread})")
 
 
 if __name__ == "__main__":
