@@ -90,8 +90,11 @@ def _activation_bytes(
     *,
     layers: Iterable[str],
     widths: Sequence[int],
+    regions: int = 1,
 ) -> float:
-    """What a step's network pass keeps alive at its peak, at `size_hw` (height, width)."""
+    """What a step's network pass keeps alive at its peak, at `size_hw` (height, width).
+    With STYLE_MASKS' `regions` above 1, each loss layer also keeps a mask-weighted float32
+    copy of its features per region (see guided.py)."""
     height, width = size_hw
     item = ITEM_BYTES.get(precision, 4)
     layers = set(layers)
@@ -103,7 +106,7 @@ def _activation_bytes(
             continue
         total += ACTIVATION_FACTOR * elements * item
         if name in layers:
-            total += TAP_FACTOR * elements * 4
+            total += TAP_FACTOR * elements * 4 * (1 + regions if regions > 1 else 1)
     return total
 
 
@@ -118,10 +121,13 @@ def step_bytes(
     layers: Iterable[str] = DEFAULT_LAYERS,
     widths: Sequence[int] = REAL_WIDTHS,
     batch: int = 1,
+    regions: int = 1,
 ) -> int:
     """Estimated peak resident memory of a run's step at `size_hw` (height, width), for
     `batch` images optimised together: the activations and image state scale with it."""
-    activations = _activation_bytes(size_hw, precision, layers=layers, widths=widths)
+    activations = _activation_bytes(
+        size_hw, precision, layers=layers, widths=widths, regions=regions
+    )
     return int(BASE_BYTES + batch * (activations + _image_state_bytes(size_hw)))
 
 
@@ -133,13 +139,16 @@ def tiled_step_bytes(
     layers: Iterable[str] = DEFAULT_LAYERS,
     content_layers: Iterable[str] = DEFAULT_CONTENT_LAYERS,
     widths: Sequence[int] = REAL_WIDTHS,
+    regions: int = 1,
 ) -> int:
     """Estimated peak resident memory of a step over `grid` tiles (see tiling.py): one
     crop's network pass, the whole image's state and its content features, and the crops
     of the whole image that a step cuts at once."""
     layers = tuple(layers)
     layout = tiles.tile_layout(size_hw, grid, tiles.tile_margin(layers))
-    activations = _activation_bytes(layout.largest_crop, precision, layers=layers, widths=widths)
+    activations = _activation_bytes(
+        layout.largest_crop, precision, layers=layers, widths=widths, regions=regions
+    )
     content_features = 0
     for name in content_layers:
         stride = tiles.layer_stride(name)
@@ -178,16 +187,22 @@ def available_bytes() -> int:
 
 
 def _tile_plan(
-    size_hw, precision, core: int, layers, content_layers, widths
+    size_hw, precision, core: int, layers, content_layers, widths, regions=1
 ) -> tuple[tuple[int, int], int, int]:
     """The grid of cores about `core` pixels a side, its step's estimate, and the pixels of
     its largest crop."""
     grid = tiles.grid_for_core(size_hw, core)
     if grid == (1, 1):
-        estimate = step_bytes(size_hw, precision, layers=layers, widths=widths)
+        estimate = step_bytes(size_hw, precision, layers=layers, widths=widths, regions=regions)
         return grid, estimate, size_hw[0] * size_hw[1]
     estimate = tiled_step_bytes(
-        size_hw, precision, grid, layers=layers, content_layers=content_layers, widths=widths
+        size_hw,
+        precision,
+        grid,
+        layers=layers,
+        content_layers=content_layers,
+        widths=widths,
+        regions=regions,
     )
     crop = tiles.tile_layout(size_hw, grid, tiles.tile_margin(layers)).largest_crop
     return grid, estimate, crop[0] * crop[1]
@@ -200,11 +215,14 @@ def least_bytes(
     layers: Iterable[str] = DEFAULT_LAYERS,
     content_layers: Iterable[str] = DEFAULT_CONTENT_LAYERS,
     widths: Sequence[int] = REAL_WIDTHS,
+    regions: int = 1,
 ) -> int:
     """The least memory a step at `size_hw` can take: whole, or in tiles of SMALLEST_TILE
     pixels."""
-    whole = step_bytes(size_hw, precision, layers=layers, widths=widths)
-    _, tiled, _ = _tile_plan(size_hw, precision, SMALLEST_TILE, layers, content_layers, widths)
+    whole = step_bytes(size_hw, precision, layers=layers, widths=widths, regions=regions)
+    _, tiled, _ = _tile_plan(
+        size_hw, precision, SMALLEST_TILE, layers, content_layers, widths, regions
+    )
     return min(whole, tiled)
 
 
@@ -237,6 +255,7 @@ def plan_step(
     content_layers: Iterable[str] = DEFAULT_CONTENT_LAYERS,
     widths: Sequence[int] = REAL_WIDTHS,
     batch: int = 1,
+    regions: int = 1,
 ) -> MemoryPlan:
     """How a step at `size_hw` fits: whole, or in tiles (the largest that fit, or cores of
     `tile_size` pixels a side when that is set), with at most STEP_PIXELS in one piece;
@@ -246,7 +265,12 @@ def plan_step(
     layers, content_layers = tuple(layers), tuple(content_layers)
     available = available_bytes() if available is None else available
     budget = int(available * USABLE_FRACTION)
-    shapes = {"layers": layers, "content_layers": content_layers, "widths": widths}
+    shapes = {
+        "layers": layers,
+        "content_layers": content_layers,
+        "widths": widths,
+        "regions": regions,
+    }
     if tile_size:
         grid, estimate, _ = _tile_plan(size_hw, precision, tile_size, **shapes)
         if estimate <= budget:
@@ -256,7 +280,9 @@ def plan_step(
             f"{estimate / GIB:.1f} GiB of memory, but {available / GIB:.1f} GiB is available; "
             "use smaller tiles, or 0 to choose them by the memory"
         )
-    plain = step_bytes(size_hw, precision, layers=layers, widths=widths, batch=batch)
+    plain = step_bytes(
+        size_hw, precision, layers=layers, widths=widths, batch=batch, regions=regions
+    )
     if plain <= budget and size_hw[0] * size_hw[1] <= STEP_PIXELS:
         return MemoryPlan(plain, available)
     if batch > 1:

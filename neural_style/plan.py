@@ -240,6 +240,7 @@ class Memory(NamedTuple):
             layers=self.layers,
             content_layers=self.content_layers,
             batch=batch,
+            regions=max(len(self.settings.style_masks), 1),
         )
 
     def fits_whole(self, size: tuple[int, int], batch: int) -> bool:

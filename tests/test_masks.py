@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from neural_style import guided, masks, run, tile_layout, tiling
+from neural_style import guided, masks, memory, run, tile_layout, tiling
 from neural_style.errors import UserError
 from neural_style.images import load_image, load_mask
 from neural_style.losses import Targets, gram_matrix
@@ -444,3 +444,14 @@ def test_a_mask_is_read_as_grey_and_transparency_is_black(tmp_path):
     np.testing.assert_allclose(
         load_mask(str(tmp_path / "grey16.png"), "CONTENT_MASK"), grey / 65535, atol=1e-6
     )
+
+
+def test_a_step_with_masks_is_planned_with_their_memory():
+    size = (1536, 2048)
+    one = memory.step_bytes(size, "float32")
+    two = memory.step_bytes(size, "float32", regions=2)
+    # Each region keeps a weighted float32 copy of the loss layers' features.
+    assert two > one * 1.05
+    available = int((one + two) / 2 / memory.USABLE_FRACTION)
+    assert not memory.plan_step(size, "float32", available=available).tiled
+    assert memory.plan_step(size, "float32", available=available, regions=2).tiled
