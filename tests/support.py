@@ -49,6 +49,20 @@ def set_conv_weights(variables: dict, name: str, kernel: np.ndarray, bias: np.nd
     raise KeyError(name)
 
 
+# Loss layers of the first two blocks only, as settings overrides, for runs whose check does
+# not depend on the layers: every run (and stage, and frame) traces its loss afresh, and a
+# network that stops at relu2_1 traces in about half the time of the paper's (relu5_2).
+FEW_LAYERS = {
+    "content_loss_layers": (("relu2_1", 1.0),),
+    "style_loss_layers": (("relu1_1", 0.5), ("relu2_1", 0.5)),
+}
+# FEW_LAYERS as train.py's flags, for the runs in a subprocess.
+FEW_LAYER_FLAGS = (
+    "--content_loss_layers=relu2_1:1.0",
+    "--style_loss_layers=relu1_1:0.5,relu2_1:0.5",
+)
+
+
 def default_loss_weights(tv_weight: float = 0.0):
     """The loss weights of settings.py's defaults (the paper's layers), with `tv_weight`."""
     from neural_style.losses import LossWeights
@@ -73,6 +87,16 @@ def photo(height: int, width: int, seed: int = 0) -> np.ndarray:
 def write_image(path, array: np.ndarray) -> str:
     Image.fromarray(np.clip(array, 0, 255).astype(np.uint8)).save(str(path))
     return str(path)
+
+
+def write_image_pair(folder) -> tuple[str, str]:
+    """(content, style) JPEG and PNG paths in `folder`: the images of conftest's
+    image_pair, for a fixture of wider scope than a test."""
+    content = write_image(Path(folder) / "content.jpg", photo(40, 48, seed=1))
+    stripes = np.zeros((48, 48, 3), np.float32)
+    stripes[:, ::4] = (250, 60, 20)
+    stripes[::6, :] = (20, 80, 240)
+    return content, write_image(Path(folder) / "style.png", stripes)
 
 
 def tiny_settings(tmp_path, tiny_mat, image_pair, **overrides):
@@ -210,3 +234,103 @@ def stylize_settings(network: str, source, output, **overrides):
 
     values = {"network_model": network, "stylize_input": str(source), "stylize_output": str(output)}
     return NetworkSettings.from_module(toy_settings, **{**values, **overrides})
+
+
+# --- in-process runs without the loss plot ----------------------------------------------------
+
+
+def files_only_observers(settings, stream) -> list:
+    """The observers `python train.py` attaches (reporting.standard_observers) but the loss
+    plot: each plot is a matplotlib child process of about a second, drawn at every
+    snapshot and waited for, which costs more than a toy run itself. For runs whose test
+    never looks at `<prefix>-losses.png`; test_plots.py and the train.py runs draw it."""
+    from neural_style import reporting
+
+    observers = reporting.standard_observers(settings, stream)
+    return [observer for observer in observers if not isinstance(observer, reporting.LossPlots)]
+
+
+def stylize_without_plots(settings, *extra) -> tuple:
+    """run.stylize(settings) with files_only_observers and `extra` observers after them:
+    (its result, what it printed)."""
+    import io
+
+    from neural_style import run
+
+    stream = io.StringIO()
+    observers = [*files_only_observers(settings, stream), *extra]
+    return run.stylize(settings, stream, observers=observers), stream.getvalue()
+
+
+# --- a slow subprocess started before its module's tests ---------------------------------------
+
+
+class StartedEarly:
+    """A command running in the background, its output going to files in `folder`.
+
+    A module fixture starts it before the module's first test, so that a process which
+    would run alone (one core busy, one idle) runs beside the in-process tests instead; the
+    test that checks it calls `finish()`. See `is_selected`.
+    """
+
+    def __init__(self, command: list[str], folder: Path, *, cwd=REPO_ROOT, env=None):
+        self.stdout_path = Path(folder) / "stdout.txt"
+        self.stderr_path = Path(folder) / "stderr.txt"
+        with open(self.stdout_path, "w") as stdout, open(self.stderr_path, "w") as stderr:
+            self.process = subprocess.Popen(
+                command, cwd=cwd, env=env, stdout=stdout, stderr=stderr, text=True
+            )
+
+    def finish(self, timeout: float = 180) -> subprocess.CompletedProcess:
+        """Waits for the command (killed after `timeout` seconds): its exit status and output."""
+        try:
+            code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+        return subprocess.CompletedProcess(
+            self.process.args, code, self.stdout_path.read_text(), self.stderr_path.read_text()
+        )
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def is_selected(request, test_name: str) -> bool:
+    """Whether this session runs the test `test_name` of the requesting fixture's module
+    (any of its parameters): a module fixture that starts a test's process early starts
+    nothing for a session that will not check it (pytest -k, a single test)."""
+    return any(
+        item.module is request.module and item.originalname == test_name
+        for item in request.session.items
+    )
+
+
+def in_background(function):
+    """Starts `function()` in a thread now; returns `result(timeout)`, which waits for it and
+    returns what it returned or raises what it raised (a failed assertion included). For
+    the runs a module fixture starts early that must be talked to as they go."""
+    import threading
+
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = function()
+        except BaseException as error:  # handed to whoever waits
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+
+    def result(timeout: float = 240):
+        thread.join(timeout)
+        if thread.is_alive():
+            pytest.fail(f"{function} still running after {timeout} s")
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["value"]
+
+    return result

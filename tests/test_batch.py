@@ -22,7 +22,7 @@ from neural_style.losses import Targets, objective, objective_per_image
 from neural_style.optimize import content_targets, initial_image, style_targets
 from neural_style.pipeline import loss_weights
 from tests import toy_settings as user_settings
-from tests.support import photo, saved_checkpoint, tiny_settings, write_image
+from tests.support import FEW_LAYERS, photo, saved_checkpoint, tiny_settings, write_image
 
 PHOTO_NAMES = ("alpha", "bravo", "charlie")
 
@@ -52,8 +52,13 @@ def no_plots(monkeypatch):
 
 
 def folder_settings(tmp_path, tiny_mat, image_pair, folder, out, **overrides) -> Settings:
+    """A run of `folder` into tmp_path/`out`; each batch and each photo alone traces its own
+    loss, so with the first two blocks' layers (what is compared is batch against alone)."""
     values = dict(
-        content_image=folder, output_image=str(tmp_path / out / "result"), snapshot_every=0
+        content_image=folder,
+        output_image=str(tmp_path / out / "result"),
+        snapshot_every=0,
+        **FEW_LAYERS,
     )
     return tiny_settings(tmp_path, tiny_mat, image_pair, **{**values, **overrides})
 

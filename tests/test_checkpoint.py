@@ -24,7 +24,7 @@ from neural_style import checkpoint as checkpoints
 from neural_style.config import Settings
 from neural_style.errors import UserError
 from tests import toy_settings
-from tests.support import default_loss_weights, photo, write_image
+from tests.support import FEW_LAYERS, default_loss_weights, photo, write_image
 
 SIZE = (8, 12)  # (height, width) of the checkpoint's stage in the fault tests
 STAGES = [(4, 6), SIZE]  # a coarse-to-fine run; the checkpoints are of stage 1
@@ -139,7 +139,12 @@ def optimizer_after_steps(net, optimizer: str, size=REAL_STAGES[1], kind="single
     from neural_style.batch_optimize import BatchAdamOptimizer, BatchLossFunction
     from neural_style.optimize import AdamOptimizer, LbfgsOptimizer, LossFunction, compute_targets
 
-    weights = default_loss_weights()
+    # The first two blocks' layers: what is checked is the state, and each optimiser here
+    # traces its own loss.
+    weights = default_loss_weights()._replace(
+        content_layers=FEW_LAYERS["content_loss_layers"],
+        style_layers=FEW_LAYERS["style_loss_layers"],
+    )
     content = photo(*size, seed=1)
     targets = compute_targets(net, content, [photo(*size, seed=9)[::-1]], [1.0], weights)
     if optimizer == "lbfgs":

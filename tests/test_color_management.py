@@ -12,20 +12,31 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import json
 import os
 import struct
+import sys
 
 import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from neural_style import color_profiles, outputs, run
+from neural_style import color_profiles, outputs
 from neural_style.config import Settings
 from neural_style.errors import UserError
 from neural_style.images import load_image, resize_image, save_image
 from tests import toy_settings
-from tests.support import REPO_ROOT, run_train, tiny_settings, tmpfs
+from tests.support import (
+    REPO_ROOT,
+    StartedEarly,
+    is_selected,
+    run_train,
+    stylize_without_plots,
+    tiny_settings,
+    tmpfs,
+    write_image_pair,
+)
 
 # --- Display P3, from its definition ---------------------------------------------------------
 
@@ -307,7 +318,7 @@ def test_a_run_writes_its_format_with_the_profile_and_resumes(
     settings = tiny_settings(
         tmp_path, tiny_mat, image_pair, output_format=output_format, train_steps=3
     )  # snapshot_every=2
-    result = run.stylize(settings)
+    result, _ = stylize_without_plots(settings)
     out = tmp_path / "out"
     assert image_names(out, suffix) == [f"result-2{suffix}", f"result{suffix}"]
     assert result.output_path == str(out / f"result{suffix}")
@@ -315,32 +326,54 @@ def test_a_run_writes_its_format_with_the_profile_and_resumes(
         assert is_srgb(embedded_profile(out / name))
     snapshot = sha(out / f"result-2{suffix}")
 
-    resumed = run.stylize(dataclasses.replace(settings, resume=True, train_steps=5))
+    resumed, _ = stylize_without_plots(dataclasses.replace(settings, resume=True, train_steps=5))
     assert resumed.steps == 5 and resumed.output_path == str(out / f"result{suffix}")
     assert image_names(out, suffix) == [f"result-2{suffix}", f"result-4{suffix}", f"result{suffix}"]
     assert sha(out / f"result-2{suffix}") == snapshot  # the earlier snapshot is kept
     assert not [name for name in output_names(out) if name.startswith("result_2")]
 
 
-def test_train_py_writes_png16_snapshots_and_resumes(tmp_path, tiny_mat, image_pair):
-    content, style = image_pair
-    common = [
+@pytest.fixture(scope="module", autouse=True)
+def png16_run(request, tiny_mat, tmp_path_factory):
+    """The train.py run of the test below, started before this module's first test so that
+    it runs beside the tests before it rather than alone: (it, its folder)."""
+    if not is_selected(request, "test_train_py_writes_png16_snapshots_and_resumes"):
+        yield None
+        return
+    folder = tmp_path_factory.mktemp("png16")
+    content, style = write_image_pair(folder)
+    command = [
+        sys.executable,
+        os.path.join(REPO_ROOT, "train.py"),
         f"--content_image={content}",
         f"--style_image={style}",
-        f"--output_image={tmp_path / 'out' / 'deep'}",
+        f"--output_image={folder / 'out' / 'deep'}",
         f"--vgg_model_path={tiny_mat}",
         "--image_width=40",
         "--snapshot_every=1",
         "--precision=float32",
         "--output_format=png16",
+        "--train_steps=2",
     ]
-    first = run_train(*common, "--train_steps=2")
+    started = StartedEarly(command, folder, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    yield started, folder
+    started.kill()
+
+
+def test_train_py_writes_png16_snapshots_and_resumes(png16_run):
+    started, folder = png16_run
+    first = started.finish(timeout=120)
     assert first.returncode == 0, first.stderr
-    out = tmp_path / "out"
+    out = folder / "out"
     assert image_names(out, ".png") == ["deep-1.png", "deep-2.png", "deep.png"]
-    resumed = run_train(*common, "--train_steps=3", "--resume")
-    assert resumed.returncode == 0, resumed.stderr
-    assert "resuming from" in resumed.stdout
+    # The resume in this process, with the settings train.py recorded (the CLI's
+    # --resume runs in test_never_lose_work.py): no second TensorFlow start-up.
+    with open(out / "deep-settings.json", encoding="utf-8") as file:
+        recorded = json.load(file)
+    resumed = Settings.from_module(toy_settings, **{**recorded, "train_steps": 3, "resume": True})
+    _, printed = stylize_without_plots(resumed)
+    assert "resuming from" in printed
+    assert image_names(out, ".png") == ["deep-1.png", "deep-2.png", "deep-3.png", "deep.png"]
     for name in ("deep-1.png", "deep-2.png", "deep.png"):
         written = cv2.imread(str(out / name), cv2.IMREAD_UNCHANGED)
         assert written.dtype == np.uint16
@@ -363,10 +396,10 @@ def test_a_folder_run_in_png_never_reads_its_outputs_back(tmp_path, tiny_mat, im
         train_steps=1,
         snapshot_every=0,
     )
-    run.stylize(settings)
+    stylize_without_plots(settings)
     assert os.path.exists(photos / "out-a.png")
     assert outputs.is_output_of(str(photos / "out-a.png"), str(photos / "out"))
-    again = run.stylize(settings)  # a second run: out-a.png is not a photo
+    again, _ = stylize_without_plots(settings)  # a second run: out-a.png is not a photo
     assert [os.path.basename(r.output_path) for r in again.results] == ["out-a_2.png"]
 
 

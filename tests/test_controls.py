@@ -5,31 +5,39 @@ batches, starting images and reproducibility."""
 from __future__ import annotations
 
 import csv
-import io
 import os
 
 import numpy as np
 import pytest
 
 from neural_style import checkpoint as checkpoints
-from neural_style import colors, config, run
+from neural_style import colors, config
 from neural_style.config import Settings
 from neural_style.errors import UserError
 from neural_style.images import load_image, resize_image
 from neural_style.optimize import LbfgsOptimizer, LossFunction, compute_targets, style_targets
 from neural_style.pipeline import Pipeline, loss_weights
 from tests import toy_settings as user_settings
-from tests.support import photo, saved_checkpoint, tiny_settings, write_image
+from tests.support import (
+    FEW_LAYERS,
+    photo,
+    saved_checkpoint,
+    stylize_without_plots,
+    tiny_settings,
+    write_image,
+)
 
 
 def settings_for(tmp_path, tiny_mat, image_pair, **overrides) -> Settings:
-    return tiny_settings(tmp_path, tiny_mat, image_pair, **{"train_steps": 4, **overrides})
+    """A toy run's settings; the layers of the first two blocks, as each run traces its
+    loss afresh and each control here is checked by its effect, whatever the layers."""
+    values = {"train_steps": 4, **FEW_LAYERS, **overrides}
+    return tiny_settings(tmp_path, tiny_mat, image_pair, **values)
 
 
 def stylize_quietly(settings: Settings):
-    stream = io.StringIO()
-    result = run.stylize(settings, stream)
-    return result, stream.getvalue()
+    """(result, what the run printed); no loss plots, which no test here looks at."""
+    return stylize_without_plots(settings)
 
 
 # --- optimisers ---------------------------------------------------------------------------

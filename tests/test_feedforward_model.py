@@ -1,7 +1,6 @@
 """The feed-forward transformer network: shapes, normalisation, and .keras round trips."""
 
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -14,8 +13,7 @@ from neural_style.feedforward.model import (
     load_network,
 )
 from neural_style.feedforward.stylize import Stylizer
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.support import REPO_ROOT, StartedEarly, is_selected
 
 
 @pytest.fixture(scope="module")
@@ -76,12 +74,19 @@ assert "neural_style.vgg" not in sys.modules
 """
 
 
-def test_a_saved_network_loads_without_the_training_code(tiny_model, tmp_path):
+@pytest.fixture(scope="module", autouse=True)
+def loaded_elsewhere(request, tmp_path_factory):
+    """The fresh Python of the test below, started before this module's first test so that
+    it runs beside the tests before it rather than alone: (it, its folder, the photo)."""
+    if not is_selected(request, "test_a_saved_network_loads_without_the_training_code"):
+        yield None
+        return
+    tmp_path = tmp_path_factory.mktemp("loaded_elsewhere")
     path = str(tmp_path / "network.keras")
-    tiny_model.save(path)
+    request.getfixturevalue("tiny_model").save(path)
     photo = np.random.default_rng(4).uniform(0, 255, (1, 33, 33, 3)).astype(np.float32)
     np.save(tmp_path / "photo.npy", photo)
-    result = subprocess.run(
+    started = StartedEarly(
         [
             sys.executable,
             "-c",
@@ -90,13 +95,16 @@ def test_a_saved_network_loads_without_the_training_code(tiny_model, tmp_path):
             str(tmp_path / "out.npy"),
             str(tmp_path / "photo.npy"),
         ],
-        cwd=REPO_ROOT,
+        tmp_path,
         env={**os.environ, "PYTHONPATH": REPO_ROOT, "CUDA_VISIBLE_DEVICES": ""},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
     )
+    yield started, tmp_path, photo
+    started.kill()
+
+
+def test_a_saved_network_loads_without_the_training_code(tiny_model, loaded_elsewhere):
+    started, tmp_path, photo = loaded_elsewhere
+    result = started.finish(timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     expected = np.asarray(tiny_model(photo, training=False))
     assert np.array_equal(np.load(tmp_path / "out.npy"), expected)

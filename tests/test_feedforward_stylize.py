@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -27,7 +28,15 @@ from neural_style.feedforward.fit import bytes_per_pixel
 from neural_style.feedforward.model import load_network
 from neural_style.feedforward.stylize import Stylizer, stylize_input
 from neural_style.images import load_image
-from tests.support import REPO_ROOT, photo, remount, stylize_settings, tmpfs, write_image
+from tests.support import (
+    REPO_ROOT,
+    is_selected,
+    photo,
+    remount,
+    stylize_settings,
+    tmpfs,
+    write_image,
+)
 
 
 def test_an_odd_sized_image_keeps_its_size_and_matches_the_network(network, tmp_path):
@@ -605,11 +614,25 @@ class Run(NamedTuple):
 STOP_SIGNALS = {"folder": signal.SIGTERM, "video": signal.SIGHUP}
 
 
-@pytest.fixture(scope="module")
-def stylize_py_runs(network, tmp_path_factory) -> dict[str, Run]:
+STYLIZE_PY_TESTS = (
+    "test_stylize_py_runs_end_to_end",
+    "test_a_signal_stops_the_run_with_one_line_and_its_status",
+    "test_a_signal_keeps_every_finished_image_of_a_folder",
+    "test_a_signal_leaves_no_partial_video",
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def stylize_py_started(request, tmp_path_factory):
     """Three `python stylize.py` runs at once, to share TensorFlow's start-up time: one
     image, run to the end; a folder of 30 images, stopped by SIGTERM after its first result;
-    a video, stopped by SIGHUP once its partial file exists."""
+    a video, stopped by SIGHUP once its partial file exists. Started before this module's
+    first test, so that they run beside the tests above rather than alone; a thread sends
+    each stop as its run begins to write. (runs, folders, inputs, the thread, its errors)."""
+    if not any(is_selected(request, name) for name in STYLIZE_PY_TESTS):
+        yield None
+        return
+    network = request.getfixturevalue("network")
     folders = {name: tmp_path_factory.mktemp(name) for name in ("image", "folder", "video")}
     write_image(folders["image"] / "in.jpg", photo(40, 44))
     (folders["folder"] / "album").mkdir()
@@ -629,6 +652,20 @@ def stylize_py_runs(network, tmp_path_factory) -> dict[str, Run]:
         )
         for name in folders
     }
+    errors: list[str] = []
+    stopper = threading.Thread(target=_stop_as_they_write, args=(runs, folders, errors))
+    stopper.start()
+    yield runs, folders, inputs, stopper, errors
+    stopper.join(130)
+    for process in runs.values():
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _stop_as_they_write(runs: dict, folders: dict, errors: list[str]) -> None:
+    """Sends each stopped run its signal once it has begun to write; a run that ends
+    first (or does not write within two minutes) is killed, and said in `errors`."""
     ready = {  # when each stopped run has begun to write
         "folder": lambda: (
             (folders["folder"] / "out").is_dir()
@@ -645,8 +682,18 @@ def stylize_py_runs(network, tmp_path_factory) -> dict[str, Run]:
             elif runs[name].poll() is not None or time.monotonic() > deadline:
                 runs[name].kill()
                 error = (folders[name] / f"{name}.err").read_text()[-2000:]
-                pytest.fail(f"{name}: ended before it could be stopped: {error}")
+                errors.append(f"{name}: ended before it could be stopped: {error}")
+                del ready[name]
         time.sleep(0.005)
+
+
+@pytest.fixture(scope="module")
+def stylize_py_runs(stylize_py_started) -> dict[str, Run]:
+    """How each of the three runs ended."""
+    runs, folders, inputs, stopper, errors = stylize_py_started
+    stopper.join(130)
+    if errors:
+        pytest.fail(errors[0])
     return {
         name: Run(
             process.wait(timeout=120),

@@ -11,7 +11,6 @@ H.264 pan made here, measured with neural_style.flow's warping error.
 import csv
 import io
 import os
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -32,7 +31,13 @@ from neural_style.feedforward.trainer import Trainer
 from neural_style.losses import LossWeights
 from neural_style.vgg import VGG19
 from tests import toy_settings as settings
-from tests.support import REPO_ROOT, photo, stylize_settings, write_image
+from tests.support import (
+    StartedEarly,
+    is_selected,
+    photo,
+    stylize_settings,
+    write_image,
+)
 
 SIZE = 32
 
@@ -192,6 +197,8 @@ def test_training_with_the_temporal_loss_runs_and_reports_it(tmp_path, tiny_mat)
         network_width=2,
         network_print_every=1,
         network_temporal_weight=5.0,
+        # The first two blocks' style layers: the step traces quicker, the same parts.
+        network_style_layers=(("relu1_2", 0.5), ("relu2_2", 0.5)),
         vgg_model_path=tiny_mat,
     )
     printed = io.StringIO()
@@ -298,7 +305,15 @@ def test_bad_values_are_one_line_naming_the_setting(name, value, words):
     assert "\n" not in message
 
 
-def test_without_opencv_blend_zero_works_and_a_blend_is_one_line(network, tmp_path):
+@pytest.fixture(scope="module", autouse=True)
+def without_opencv(request, tmp_path_factory):
+    """The process of the test without OpenCV below, started before this module's first
+    test, so that it runs beside them rather than alone: (it, its folder)."""
+    if not is_selected(request, "test_without_opencv_blend_zero_works_and_a_blend_is_one_line"):
+        yield None
+        return
+    network = request.getfixturevalue("network")
+    tmp_path = tmp_path_factory.mktemp("without_opencv")
     source = pan_clip(tmp_path / "pan.mp4", frames=3)
     script = textwrap.dedent(
         f"""
@@ -319,15 +334,18 @@ def test_without_opencv_blend_zero_works_and_a_blend_is_one_line(network, tmp_pa
             print("error:", error)
         """
     )
-    result = subprocess.run(
+    started = StartedEarly(
         [sys.executable, "-c", script],
-        cwd=REPO_ROOT,
+        tmp_path,
         env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
     )
+    yield started, tmp_path
+    started.kill()
+
+
+def test_without_opencv_blend_zero_works_and_a_blend_is_one_line(without_opencv):
+    started, tmp_path = without_opencv
+    result = started.finish(timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"wrote {tmp_path / 'plain' / 'pan.mp4'}" in result.stdout
     errors = [line for line in result.stdout.splitlines() if line.startswith("error:")]

@@ -28,10 +28,19 @@ from neural_style.errors import UserError
 from neural_style.feedforward import data
 from neural_style.feedforward.config import NetworkSettings
 from tests import toy_settings as settings
-from tests.support import REPO_ROOT, photo, remount, tmpfs, write_image
+from tests.support import (
+    REPO_ROOT,
+    StartedEarly,
+    is_selected,
+    photo,
+    remount,
+    tmpfs,
+    write_image,
+)
 
 TRAIN_NETWORK = os.path.join(REPO_ROOT, "train_network.py")
 CPU_ONLY = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+STYLE_LAYERS = (("relu1_2", 0.5), ("relu2_2", 0.5))  # the first two blocks': see tiny_settings
 INTERRUPTED = re.compile(
     r"interrupted at step (\d+): saved (\S+network\.keras) and a checkpoint; "
     r"--network_resume continues"
@@ -82,8 +91,10 @@ def tiny_settings(tmp_path, tiny_mat, dataset, style_image, **overrides) -> Netw
         "network_sample_every": 6,
         "network_print_every": 4,
         # These tests are about the loop and its files; tests/test_feedforward_temporal.py
-        # trains with the temporal loss.
+        # trains with the temporal loss. Style layers of the first two blocks only: each
+        # run traces its step afresh, and the loss network then ends at relu2_2.
         "network_temporal_weight": 0.0,
+        "network_style_layers": STYLE_LAYERS,
         "vgg_model_path": tiny_mat,
     }
     return NetworkSettings.from_module(settings, **{**values, **overrides})
@@ -366,6 +377,10 @@ def network_flags(tiny_mat, dataset, style_image, output, *, sample=None, **over
         "network_checkpoint_every": 5000,
         "network_sample_every": 5000,
         "network_print_every": 1,
+        # About stopping and resuming, so as tiny_settings: no temporal loss (a second pass
+        # of the network each step) and the first two blocks' style layers.
+        "network_temporal_weight": 0.0,
+        "network_style_layers": ",".join(f"{name}:{weight}" for name, weight in STYLE_LAYERS),
         "vgg_model_path": tiny_mat,
         **overrides,
     }
@@ -412,6 +427,10 @@ class TrainingProcess:
     def stop(self, signal_number: int, timeout: float = 60) -> int:
         """Sends the signal; returns the exit status once the run has ended."""
         self.process.send_signal(signal_number)
+        return self.ended(timeout)
+
+    def ended(self, timeout: float = 60) -> int:
+        """The exit status once the run has ended, with every line it printed read."""
         code = self.process.wait(timeout=timeout)
         while (line := self._queue.get(timeout=timeout)) is not None:
             self.lines.append(line)
@@ -453,21 +472,24 @@ def test_sigterm_sighup_and_ctrl_c_save_the_network_and_resume_continues(
     first, other = tmp_path / "first", tmp_path / "other"
     runs = []
     try:
-        # Two runs start together, so that their start-ups overlap; SIGTERM and SIGHUP.
+        # Two runs start together, so that their start-ups overlap; SIGTERM and SIGHUP,
+        # sent together too, so that neither trains on alone while the other saves.
         for output in (first, other):
             flags = network_flags(tiny_mat, dataset, style_image, output)
             runs.append(TrainingProcess(flags, tmp_path / f"{output.name}.err"))
-        stops = zip(runs, (first, other), (signal.SIGTERM, signal.SIGHUP), strict=True)
-        for run, output, number in stops:
+        for run in runs:
             run.wait_for_step(2)
-            if number == signal.SIGTERM:
-                # A second run into a folder that a live run holds refuses at once.
-                second = tiny_settings(
-                    tmp_path, tiny_mat, dataset, style_image, network_output_dir=str(output)
-                )
-                with pytest.raises(UserError, match=r"another training run \(process \d+\)"):
-                    train_network(second, stream=open(os.devnull, "w"))  # noqa: SIM115
-            assert run.stop(number) == 128 + number, run.stderr()[-3000:]
+        # A second run into a folder that a live run holds refuses at once.
+        second = tiny_settings(
+            tmp_path, tiny_mat, dataset, style_image, network_output_dir=str(first)
+        )
+        with pytest.raises(UserError, match=r"another training run \(process \d+\)"):
+            train_network(second, stream=open(os.devnull, "w"))  # noqa: SIM115
+        stops = list(zip(runs, (first, other), (signal.SIGTERM, signal.SIGHUP), strict=True))
+        for run, _, number in stops:
+            run.process.send_signal(number)
+        for run, output, number in stops:
+            assert run.ended() == 128 + number, run.stderr()[-3000:]
             assert assert_stopped_and_saved(run, output, number) >= 2
 
         # --network_resume continues the SIGTERM'd run from the step it saved, and Ctrl-C
@@ -599,17 +621,26 @@ def test_a_full_disk_is_one_line_and_keeps_the_earlier_network(
 # One distributed step ------------------------------------------------------------------
 
 
-def test_the_distributed_step_matches_one_device(tiny_mat):
+@pytest.fixture(scope="module", autouse=True)
+def distributed_step(request, tiny_mat, tmp_path_factory):
+    """tests/feedforward_distributed_step.py, started before this module's first test: it
+    would run alone for a quarter of a minute, so it runs beside the tests above instead,
+    and its test, the last, waits for it."""
+    if not is_selected(request, "test_the_distributed_step_matches_one_device"):
+        yield None
+        return
     script = os.path.join(REPO_ROOT, "tests", "feedforward_distributed_step.py")
-    result = subprocess.run(
+    started = StartedEarly(
         [sys.executable, script, tiny_mat],
-        cwd=REPO_ROOT,
+        tmp_path_factory.mktemp("distributed_step"),
         env={**CPU_ONLY, "TF_CPP_MIN_LOG_LEVEL": "2"},
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
     )
+    yield started
+    started.kill()
+
+
+def test_the_distributed_step_matches_one_device(distributed_step):
+    result = distributed_step.finish(timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["replicas"] == 2

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import hashlib
 import io
 import os
@@ -40,11 +41,29 @@ from neural_style import reporting, run, stopping
 from neural_style.errors import UserError
 from neural_style.events import Observer
 from neural_style.pipeline import Pipeline
-from tests.support import REPO_ROOT, photo, saved_checkpoint, tiny_settings, tmpfs, write_image
+from tests.support import (
+    FEW_LAYER_FLAGS,
+    FEW_LAYERS,
+    REPO_ROOT,
+    in_background,
+    is_selected,
+    photo,
+    saved_checkpoint,
+    tiny_settings,
+    tmpfs,
+    write_image,
+)
 
 TRAIN = os.path.join(REPO_ROOT, "train.py")
-# Tiny, exact and quiet about files: a subprocess run of a few seconds.
-QUICK = ("--image_width=40", "--precision=float32", "--print_every=1", "--snapshot_every=0")
+# Tiny, exact and quiet about files: a subprocess run of a few seconds. Its loss is traced
+# from the first two blocks' layers only, as the in-process runs' is (support.FEW_LAYERS).
+QUICK = (
+    "--image_width=40",
+    "--precision=float32",
+    "--print_every=1",
+    "--snapshot_every=0",
+    *FEW_LAYER_FLAGS,
+)
 FOREVER = "--train_steps=100000"  # a run that only a signal ends
 INTERRUPTED = re.compile(r"^interrupted at step (\d+): saved (\S+) and a checkpoint", re.M)
 
@@ -103,7 +122,13 @@ class Train:
     """`python train.py ARGS` started now in `cwd`, its output collected as it comes."""
 
     def __init__(
-        self, *args: str, cwd, script: str = TRAIN, group: bool = False, pythonpath: str = ""
+        self,
+        *args: str,
+        cwd,
+        script: str = TRAIN,
+        group: bool = False,
+        pythonpath: str = "",
+        tracked: bool = True,
     ):
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
         if pythonpath:
@@ -118,7 +143,8 @@ class Train:
             bufsize=1,
             start_new_session=group,  # its own process group, as a terminal's job is
         )
-        STARTED.append(self)
+        if tracked:  # else whoever started it ends it (see early_runs)
+            STARTED.append(self)
         self.out: list[str] = []
         self.err: list[str] = []
         self._lines: queue.Queue = queue.Queue()
@@ -250,7 +276,9 @@ def stylize_until_stopped(settings, *extra: Observer) -> str:
 
 
 def settings_in(folder, tiny_mat, content, style, **overrides):
-    values = dict(output_image=str(Path(folder) / "out"), snapshot_every=0, train_steps=3)
+    values = dict(
+        output_image=str(Path(folder) / "out"), snapshot_every=0, train_steps=3, **FEW_LAYERS
+    )
     return tiny_settings(folder, tiny_mat, (str(content), str(style)), **{**values, **overrides})
 
 
@@ -573,24 +601,36 @@ def test_a_signal_while_python_loads_train_py_is_never_a_traceback(work, delay):
     assert digests(work.dir) == before
 
 
-@pytest.fixture(scope="module")
-def ctrl_c_twice_from_a_terminal(tmp_path_factory, tiny_mat):
+def ctrl_c_twice(work) -> tuple[SimpleNamespace, SimpleNamespace]:
     """A run snapshotting every step (so loss plots are drawn in child processes), then
     Ctrl-C twice, 50 ms apart, to its whole process group, as a terminal sends it:
     (its folder, how it ended)."""
-    work = make_work(tmp_path_factory.mktemp("ctrl_c"), tiny_mat)
     kept = inputs_of(work)
     one = Train(
-        *work.args("--output_image=out", FOREVER, "--snapshot_every=1"), cwd=work.dir, group=True
+        *work.args("--output_image=out", FOREVER, "--snapshot_every=1"),
+        cwd=work.dir,
+        group=True,
+        tracked=False,
     )
-    one.wait_for("step")
-    one.wait_for("step")
-    one.send_to_group(signal.SIGINT)
-    time.sleep(0.05)
-    one.send_to_group(signal.SIGINT)
-    done = one.finish()
+    try:
+        one.wait_for("step")
+        one.wait_for("step")
+        one.send_to_group(signal.SIGINT)
+        time.sleep(0.05)
+        one.send_to_group(signal.SIGINT)
+        done = one.finish()
+    finally:
+        if one.process.poll() is None:
+            one.process.kill()
+            one.finish()
     assert inputs_of(work) == kept
     return work, done
+
+
+@pytest.fixture(scope="module")
+def ctrl_c_twice_from_a_terminal(early_runs):
+    """ctrl_c_twice's run, started with the module (see early_runs)."""
+    return early_runs["ctrl_c"]()
 
 
 def test_two_ctrl_cs_still_save_a_valid_image_and_checkpoint(ctrl_c_twice_from_a_terminal):
@@ -613,8 +653,9 @@ def test_a_ctrl_c_from_a_terminal_blames_nothing_else(ctrl_c_twice_from_a_termin
     assert "could not be drawn" not in done.out, done.out
 
 
-def test_a_closed_stdout_ends_only_the_printing(work):
-    """`python train.py ... | head -n 2`: the reader goes away after two lines."""
+def read_two_lines_and_close(work) -> tuple:
+    """`python train.py ... | head -n 2`: the reader goes away after two lines. (The
+    folder, its inputs' digests before, the lines read, stderr, the exit status.)"""
     kept = inputs_of(work)
     process = subprocess.Popen(
         [sys.executable, TRAIN, *work.args("--output_image=out", "--train_steps=30")],
@@ -625,14 +666,54 @@ def test_a_closed_stdout_ends_only_the_printing(work):
         text=True,
         bufsize=1,
     )
-    first = []
-    reader = threading.Thread(target=lambda: first.extend(process.stdout.readline() for _ in "12"))
-    reader.start()
-    reader.join(timeout=60)
+    try:
+        first = []
+        reader = threading.Thread(
+            target=lambda: first.extend(process.stdout.readline() for _ in "12")
+        )
+        reader.start()
+        reader.join(timeout=60)
+        process.stdout.close()
+        errors = process.stderr.read()
+        return work, kept, first, errors, process.wait(timeout=90)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def early_runs(request, tmp_path_factory, tiny_mat) -> dict:
+    """The train.py runs of this module that would run alone (one core busy, one idle),
+    started before its first test, so that they run beside the tests before theirs; a
+    thread talks to each. Name -> result(), which waits for it."""
+    early = {
+        "ctrl_c": (
+            ctrl_c_twice,
+            "test_two_ctrl_cs_still_save_a_valid_image_and_checkpoint",
+            "test_a_ctrl_c_from_a_terminal_blames_nothing_else",
+        ),
+        "closed_stdout": (
+            read_two_lines_and_close,
+            "test_a_closed_stdout_ends_only_the_printing",
+        ),
+    }
+    started = {}
+    for name, (talk, *tests) in early.items():
+        if any(is_selected(request, test) for test in tests):
+            work = make_work(tmp_path_factory.mktemp(name), tiny_mat)
+            started[name] = in_background(functools.partial(talk, work))
+    yield started
+    for result in started.values():  # each thread ends its own run, within minutes
+        with contextlib.suppress(BaseException):
+            result()
+
+
+def test_a_closed_stdout_ends_only_the_printing(early_runs):
+    """See read_two_lines_and_close, whose run starts with the module."""
+    work, kept, first, errors, code = early_runs["closed_stdout"]()
     assert len(first) == 2 and all(first), first
-    process.stdout.close()
-    errors = process.stderr.read()
-    assert process.wait(timeout=90) == 0, errors
+    assert code == 0, errors
     assert "BrokenPipeError" not in errors and "Traceback" not in errors, errors
     assert_valid_image(work.dir / "out.jpg")
     assert saved_checkpoint(str(work.dir / "out-checkpoint.npz")).step == 30

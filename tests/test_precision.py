@@ -10,7 +10,7 @@ from neural_style import pipeline
 from neural_style.optimize import LossFunction, compute_targets
 from neural_style.runtime import resolve_precision
 from neural_style.vgg import VGG19, read_vgg19_mat
-from tests.support import default_loss_weights, photo, saved_checkpoint
+from tests.support import default_loss_weights, photo, saved_checkpoint, stylize_without_plots
 
 WEIGHTS = default_loss_weights(tv_weight=0.01)
 
@@ -82,7 +82,10 @@ def test_float16_scales_the_gradient_inside_the_network(tiny_weights):
 
 
 def _finish_settings(tmp_path, tiny_mat, image_pair, **overrides):
-    from tests.support import tiny_settings
+    """A mixed-precision run whose last quarter is float32; with the first two blocks'
+    layers, as each run traces its loss twice (the tests above compare the precisions at
+    the paper's layers)."""
+    from tests.support import FEW_LAYERS, tiny_settings
 
     values = dict(
         precision="mixed_bfloat16",
@@ -90,20 +93,18 @@ def _finish_settings(tmp_path, tiny_mat, image_pair, **overrides):
         train_steps=8,
         snapshot_every=0,
         init="noise",
+        **FEW_LAYERS,
     )
     return tiny_settings(tmp_path, tiny_mat, image_pair, **{**values, **overrides})
 
 
 def test_the_last_quarter_of_a_mixed_run_is_float32(tmp_path, tiny_mat, image_pair):
-    import io
-
-    from neural_style import checkpoint, images, run
+    from neural_style import checkpoint, images
     from neural_style.optimize import AdamOptimizer, initial_image
 
     settings = _finish_settings(tmp_path, tiny_mat, image_pair)
-    stream = io.StringIO()
-    result = run.stylize(settings, stream)
-    assert "float32 from step 7 to 8 (FLOAT32_FINISH 0.25)" in stream.getvalue()
+    result, printed = stylize_without_plots(settings)
+    assert "float32 from step 7 to 8 (FLOAT32_FINISH 0.25)" in printed
 
     # The same by hand: 6 steps in bfloat16, then 2 with a float32 loss and targets.
     weights = read_vgg19_mat(tiny_mat)
@@ -130,12 +131,10 @@ def test_the_last_quarter_of_a_mixed_run_is_float32(tmp_path, tiny_mat, image_pa
 def test_a_run_cut_in_its_float32_finish_resumes_to_the_same_image(
     tmp_path, tiny_mat, image_pair, monkeypatch
 ):
-    import io
-
-    from neural_style import checkpoint, reporting, run
+    from neural_style import checkpoint, reporting
 
     straight = _finish_settings(tmp_path / "straight", tiny_mat, image_pair)
-    run.stylize(straight, io.StringIO())
+    stylize_without_plots(straight)
     cut = _finish_settings(tmp_path / "cut", tiny_mat, image_pair)
     real_update = reporting.ProgressLine.update
 
@@ -146,11 +145,10 @@ def test_a_run_cut_in_its_float32_finish_resumes_to_the_same_image(
 
     monkeypatch.setattr(reporting.ProgressLine, "update", interrupt_at_step_7)
     with pytest.raises(KeyboardInterrupt):
-        run.stylize(cut, io.StringIO())
+        stylize_without_plots(cut)
     monkeypatch.setattr(reporting.ProgressLine, "update", real_update)
-    stream = io.StringIO()
-    run.stylize(cut.__class__(**{**cut.__dict__, "resume": True}), stream)
-    assert "resuming from" in stream.getvalue()
+    _, printed = stylize_without_plots(cut.__class__(**{**cut.__dict__, "resume": True}))
+    assert "resuming from" in printed
     states = [
         saved_checkpoint(checkpoint.checkpoint_path(s.output_image)).optimizer_state
         for s in (straight, cut)

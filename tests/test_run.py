@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import io
 import json
 import os
 import sys
@@ -19,7 +20,14 @@ from neural_style.images import load_image, resize_image
 from neural_style.optimize import AdamOptimizer, LossFunction, compute_targets, initial_image
 from neural_style.pipeline import loss_weights
 from tests import toy_settings as user_settings
-from tests.support import TINY_OPTIONS, photo, tiny_settings
+from tests.support import (
+    FEW_LAYERS,
+    TINY_OPTIONS,
+    files_only_observers,
+    photo,
+    stylize_without_plots,
+    tiny_settings,
+)
 
 
 def test_a_short_run_lowers_the_total_loss(tiny_net):
@@ -67,7 +75,7 @@ def test_a_diverging_step_restores_the_best_image_and_halves_the_rate(tiny_net):
 
 
 def test_a_run_writes_snapshots_on_cadence_and_its_records(tmp_path, tiny_mat, image_pair, capsys):
-    settings = tiny_settings(tmp_path, tiny_mat, image_pair)
+    settings = tiny_settings(tmp_path, tiny_mat, image_pair, **FEW_LAYERS)
     result = run.stylize(settings)
     out = tmp_path / "out"
     assert sorted(os.listdir(out)) == [
@@ -93,7 +101,9 @@ def test_a_run_writes_snapshots_on_cadence_and_its_records(tmp_path, tiny_mat, i
 
 
 def test_snapshot_every_zero_writes_only_the_final_image(tmp_path, tiny_mat, image_pair):
-    run.stylize(tiny_settings(tmp_path, tiny_mat, image_pair, snapshot_every=0, train_steps=3))
+    stylize_without_plots(
+        tiny_settings(tmp_path, tiny_mat, image_pair, snapshot_every=0, train_steps=3, **FEW_LAYERS)
+    )
     assert not [
         name
         for name in os.listdir(tmp_path / "out")
@@ -102,7 +112,7 @@ def test_snapshot_every_zero_writes_only_the_final_image(tmp_path, tiny_mat, ima
     assert os.path.exists(tmp_path / "out" / "result.jpg")
 
 
-def test_ctrl_c_saves_the_current_image(tmp_path, tiny_mat, image_pair, monkeypatch, capsys):
+def test_ctrl_c_saves_the_current_image(tmp_path, tiny_mat, image_pair, monkeypatch):
     real_update = reporting.ProgressLine.update
 
     def interrupt_at_step_3(self, step, losses, **details):
@@ -111,19 +121,28 @@ def test_ctrl_c_saves_the_current_image(tmp_path, tiny_mat, image_pair, monkeypa
         real_update(self, step, losses, **details)
 
     monkeypatch.setattr(reporting.ProgressLine, "update", interrupt_at_step_3)
+    settings = tiny_settings(tmp_path, tiny_mat, image_pair, train_steps=50, **FEW_LAYERS)
+    printed = io.StringIO()
     with pytest.raises(KeyboardInterrupt):
-        run.stylize(tiny_settings(tmp_path, tiny_mat, image_pair, train_steps=50))
+        run.stylize(settings, printed, observers=files_only_observers(settings, printed))
     assert os.path.exists(tmp_path / "out" / "result.jpg")
-    assert "interrupted at step 3" in capsys.readouterr().out
+    assert "interrupted at step 3" in printed.getvalue()
     assert not [name for name in os.listdir(tmp_path / "out") if name.endswith(".tmp")]
 
 
 def test_a_loss_that_never_recovers_stops_with_the_best_image(tmp_path, tiny_mat, image_pair):
     settings = tiny_settings(
-        tmp_path, tiny_mat, image_pair, alpha=1e38, beta=1e38, noise=0.0, train_steps=10
+        tmp_path,
+        tiny_mat,
+        image_pair,
+        alpha=1e38,
+        beta=1e38,
+        noise=0.0,
+        train_steps=10,
+        **FEW_LAYERS,
     )
     with pytest.raises(UserError, match=r"the loss became inf at step 8 and kept diverging"):
-        run.stylize(settings)
+        stylize_without_plots(settings)
     saved = load_image(str(tmp_path / "out" / "result.jpg"), "OUTPUT_IMAGE")
     content = load_image(settings.content_image, "CONTENT_IMAGE")
     content = resize_image(content, saved.shape[:2])

@@ -18,7 +18,7 @@ from neural_style.errors import UserError
 from neural_style.events import Observer
 from neural_style.video_plan import frame_path
 from neural_style.video_report import video_observers
-from tests.support import ffmpeg, pattern_clip, streams, tiny_settings
+from tests.support import FEW_LAYERS, ffmpeg, pattern_clip, streams, tiny_settings
 
 FRAMES = 5
 
@@ -56,6 +56,7 @@ def video_settings(tmp_path, tiny_mat, image_pair, clip, **overrides):
         "flow_preset": "ultrafast",
         "snapshot_every": 0,
         "image_width": 48,
+        **FEW_LAYERS,  # each frame traces its own loss; these tests are about the frames
         **overrides,
     }
     return tiny_settings(tmp_path, tiny_mat, image_pair, **values)

@@ -25,7 +25,17 @@ from neural_style import run, stopping, web
 from neural_style.errors import UserError
 from neural_style.web_config import WebSettings
 from tests import toy_settings
-from tests.support import REPO_ROOT, photo, run_train, tiny_settings
+from tests.support import (
+    FEW_LAYER_FLAGS,
+    FEW_LAYERS,
+    REPO_ROOT,
+    StartedEarly,
+    is_selected,
+    photo,
+    run_train,
+    tiny_settings,
+    write_image_pair,
+)
 
 
 def web_settings(**overrides) -> WebSettings:
@@ -38,8 +48,19 @@ def live(tmp_path, tiny_mat, image_pair):
     settings = tiny_settings(tmp_path, tiny_mat, image_pair)
     session = web.LiveSession(web_settings(), "photo", _as_dict(settings))
     yield session
+    _let_closed_pages_go(session)
     session.server.shutdown()
     stopping.reset()
+
+
+def _let_closed_pages_go(session, seconds: float = 5.0) -> None:
+    """Wait until the server has let go of every page a test closed. A stream's handler
+    learns that its page went away only when it next writes, so a message is sent: else
+    it waits for news (up to the keepalive, 15 s) and the shutdown for it (5 s)."""
+    deadline = time.monotonic() + seconds
+    while session.state.pages and time.monotonic() < deadline:
+        session.state.note("the test is over")
+        time.sleep(0.05)
 
 
 def _as_dict(settings) -> dict:
@@ -105,6 +126,8 @@ class EventStream:
         raise AssertionError(f"not seen in {limit} messages: {seen[-5:]}")
 
     def close(self) -> None:
+        # The response holds the socket open too: closing both is what ends the connection.
+        self.response.close()
         self.connection.close()
 
 
@@ -276,6 +299,15 @@ def test_a_page_that_falls_behind_gets_the_whole_state_again(live):
 # --- the buttons on real runs --------------------------------------------------------------
 
 
+def observers_of(settings, live, output) -> list:
+    """What `train.py --web` attaches (web.gatys_observers) but the loss plots, which no
+    test here looks at: a matplotlib child process per snapshot, about a second each."""
+    from neural_style import reporting
+
+    chosen = web.gatys_observers(settings, live, output)
+    return [observer for observer in chosen if not isinstance(observer, reporting.LossPlots)]
+
+
 def press(session, action: str) -> None:
     status, _, body = request(session, f"/{action}", method="POST", headers=own_origin(session))
     assert status == 200, body
@@ -300,9 +332,24 @@ def heard(kind: str, text: str):
     return lambda seen: any(k == kind and text in json.dumps(data) for _, k, data in seen)
 
 
+def load_images(session, message) -> None:
+    """GET each image that `message` announces, as the page's <img> elements do: the run's
+    end waits (up to web.FLUSH_SECONDS) until the open pages have the latest images."""
+    _, kind, data = message
+    if kind == "image":
+        versions = {data["name"]: data["version"]}
+    elif kind == "state":
+        versions = {name: image["version"] for name, image in data["images"].items()}
+    else:
+        return
+    for name, version in versions.items():
+        request(session, f"/image/{name}?v={version}")
+
+
 def watch_and_press(session, plan: list, seen: list) -> threading.Thread:
-    """A page in a thread: it reads the stream into `seen` and presses each action of
-    `plan`, [(condition(seen), action)], once its condition holds, in order."""
+    """A page in a thread: it reads the stream into `seen`, loads the images it is told
+    of, and presses each action of `plan`, [(condition(seen), action)], once its
+    condition holds, in order."""
 
     def page() -> None:
         stream = EventStream(session)
@@ -310,6 +357,7 @@ def watch_and_press(session, plan: list, seen: list) -> threading.Thread:
             pending = list(plan)
             while True:
                 seen.append(stream.next())
+                load_images(session, seen[-1])
                 while pending and pending[0][0](seen):
                     press(session, pending.pop(0)[1])
                 kind, data = seen[-1][1:]
@@ -317,6 +365,8 @@ def watch_and_press(session, plan: list, seen: list) -> threading.Thread:
                     return
         except (EOFError, OSError):
             return
+        finally:
+            stream.close()  # as a closed tab does
 
     thread = threading.Thread(target=page, daemon=True)
     thread.start()
@@ -328,7 +378,13 @@ def test_snapshot_and_stop_from_the_page_end_a_real_run_as_ctrl_c_does(
 ):
     content_bytes = [pathlib.Path(path).read_bytes() for path in image_pair]
     settings = tiny_settings(
-        tmp_path, tiny_mat, image_pair, train_steps=5000, snapshot_every=0, print_every=1000
+        tmp_path,
+        tiny_mat,
+        image_pair,
+        train_steps=5000,
+        snapshot_every=0,
+        print_every=1000,
+        **FEW_LAYERS,
     )
     seen: list = []
     output = io.StringIO()
@@ -336,7 +392,7 @@ def test_snapshot_and_stop_from_the_page_end_a_real_run_as_ctrl_c_does(
     with pytest.raises(KeyboardInterrupt), serving as live:
         plan = [(reached(3), "snapshot"), (heard("note", "snapshot at step"), "stop")]
         page = watch_and_press(live, plan, seen)
-        run.stylize(settings, output, observers=web.gatys_observers(settings, live, output))
+        run.stylize(settings, output, observers=observers_of(settings, live, output))
     page.join(20)
     assert not page.is_alive()
     out = tmp_path / "out"
@@ -364,22 +420,22 @@ def test_snapshot_and_stop_from_the_page_end_a_real_run_as_ctrl_c_does(
 
 
 def test_a_stop_pressed_while_the_run_starts_is_not_forgotten(tmp_path, tiny_mat, image_pair):
-    settings = tiny_settings(tmp_path, tiny_mat, image_pair, train_steps=5000)
+    settings = tiny_settings(tmp_path, tiny_mat, image_pair, train_steps=5000, **FEW_LAYERS)
     output = io.StringIO()
     serving = web.serving(web_settings(), "photo", settings, output)
     with pytest.raises(KeyboardInterrupt), serving as live:
         press(live, "stop")  # before the run resets earlier requests
-        run.stylize(settings, output, observers=web.gatys_observers(settings, live, output))
+        run.stylize(settings, output, observers=observers_of(settings, live, output))
     assert "interrupted before the first step: nothing new to save" in output.getvalue()
     assert not os.path.exists(tmp_path / "out" / "result.jpg")
     stopping.reset()
 
 
 def test_a_finished_run_tells_the_page_and_keeps_its_final_image(tmp_path, tiny_mat, image_pair):
-    settings = tiny_settings(tmp_path, tiny_mat, image_pair, train_steps=4)
+    settings = tiny_settings(tmp_path, tiny_mat, image_pair, train_steps=4, **FEW_LAYERS)
     output = io.StringIO()
     with web.serving(web_settings(), "photo", settings, output) as live:
-        run.stylize(settings, output, observers=web.gatys_observers(settings, live, output))
+        run.stylize(settings, output, observers=observers_of(settings, live, output))
         state = live.state
     _, view = state.snapshot()
     assert view["status"]["status"] == "finished"
@@ -400,11 +456,17 @@ def test_a_batch_shows_each_photo_with_its_state(tmp_path, tiny_mat, image_pair)
         write_image(folder / f"p{index}.jpg", photo(32, 40, seed=index))
     (folder / "p3.jpg").write_bytes(b"\xff\xd8 not a jpeg")
     settings = tiny_settings(
-        tmp_path, tiny_mat, image_pair, content_image=str(folder), train_steps=2, batch_size=2
+        tmp_path,
+        tiny_mat,
+        image_pair,
+        content_image=str(folder),
+        train_steps=2,
+        batch_size=2,
+        **FEW_LAYERS,
     )
     output = io.StringIO()
     with web.serving(web_settings(), "photo", settings, output) as live:
-        run.stylize(settings, output, observers=web.gatys_observers(settings, live, output))
+        run.stylize(settings, output, observers=observers_of(settings, live, output))
         state = live.state
     _, view = state.snapshot()
     assert view["kind"] == "batch"
@@ -439,6 +501,10 @@ def test_network_training_reports_steps_samples_and_stops(tmp_path, tiny_mat):
         network_checkpoint_every=1000,
         network_sample_every=1000,
         network_print_every=1000,
+        # What the page shows of a run, not what it trains: no temporal loss (a second
+        # pass per step) and style layers of the first two blocks, for a quicker trace.
+        network_temporal_weight=0.0,
+        network_style_layers=(("relu1_2", 0.5), ("relu2_2", 0.5)),
         vgg_model_path=tiny_mat,
     )
     seen: list = []
@@ -474,6 +540,7 @@ def command_arguments(tmp_path, tiny_mat, image_pair, *extra: str) -> list[str]:
         "--image_width=40",
         "--train_steps=2",
         "--precision=float32",
+        *FEW_LAYER_FLAGS,  # a quicker trace of the same run
         *extra,
     ]
 
@@ -495,14 +562,50 @@ def test_a_busy_port_is_one_line_before_anything_starts(tmp_path, tiny_mat, imag
     assert not (tmp_path / "out").exists()
 
 
-def test_web_port_0_serves_on_a_free_port_and_the_run_finishes(tmp_path, tiny_mat, image_pair):
-    result = run_train(*command_arguments(tmp_path, tiny_mat, image_pair, "--web", "--web_port=0"))
+def without_aiohttp(arguments: list[str]) -> list[str]:
+    """`python train.py ARGUMENTS` in a Python where aiohttp cannot be imported, as it
+    cannot without the web extra."""
+    code = (
+        "import runpy, sys; sys.modules['aiohttp'] = None; "
+        f"sys.argv = ['train.py', *{arguments!r}]; "
+        "runpy.run_path('train.py', run_name='__main__')"
+    )
+    return [sys.executable, "-c", code]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def whole_runs(request, tiny_mat, tmp_path_factory) -> dict:
+    """The whole `python train.py` runs of two tests below, started before this module's
+    first test so that they run beside the tests above instead of alone: with --web on
+    port 0, and without --web where aiohttp is missing. Test name -> (it, its folder)."""
+    commands = {
+        "test_web_port_0_serves_on_a_free_port_and_the_run_finishes": lambda arguments: [
+            sys.executable, os.path.join(REPO_ROOT, "train.py"), *arguments, "--web",
+            "--web_port=0",
+        ],
+        "test_without_the_web_extra_web_is_a_one_line_note": without_aiohttp,
+    }  # fmt: skip
+    started = {}
+    for name, command in commands.items():
+        if is_selected(request, name):
+            folder = tmp_path_factory.mktemp("whole_run")
+            arguments = command_arguments(folder, tiny_mat, write_image_pair(folder))
+            env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+            started[name] = StartedEarly(command(arguments), folder, env=env), folder
+    yield started
+    for process, _ in started.values():
+        process.kill()
+
+
+def test_web_port_0_serves_on_a_free_port_and_the_run_finishes(whole_runs):
+    process, folder = whole_runs["test_web_port_0_serves_on_a_free_port_and_the_run_finishes"]
+    result = process.finish(timeout=120)
     assert result.returncode == 0, result.stderr
     first = result.stdout.splitlines()[0]
     assert first.startswith("live view: http://127.0.0.1:") and "/?token=" in first
     port = int(re.match(r"live view: http://127\.0\.0\.1:(\d+)/\?token=\S{20,}$", first)[1])
     assert 0 < port <= 65535
-    assert (tmp_path / "out" / "result.jpg").exists()
+    assert (folder / "out" / "result.jpg").exists()
     assert "Traceback" not in result.stderr
 
 
@@ -516,15 +619,10 @@ def test_another_host_is_announced_with_one_warning(tmp_path, tiny_mat, image_pa
     assert lines[1].startswith("live view: http://") and len(lines) == 2
 
 
-def test_without_the_web_extra_web_is_a_one_line_note(tmp_path, tiny_mat, image_pair):
+def test_without_the_web_extra_web_is_a_one_line_note(tmp_path, tiny_mat, image_pair, whole_runs):
     arguments = command_arguments(tmp_path, tiny_mat, image_pair, "--web")
-    blocked = (
-        "import runpy, sys; sys.modules['aiohttp'] = None; "
-        f"sys.argv = ['train.py', *{arguments!r}]; "
-        "runpy.run_path('train.py', run_name='__main__')"
-    )
     result = subprocess.run(
-        [sys.executable, "-c", blocked],
+        without_aiohttp(arguments),
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -537,14 +635,11 @@ def test_without_the_web_extra_web_is_a_one_line_note(tmp_path, tiny_mat, image_
         "python -m pip install -e '.[web]'"
     ]
     assert not (tmp_path / "out").exists()
-    # The same command without --web does not need it.
-    without = blocked.replace(", '--web'", "")
-    result = subprocess.run(
-        [sys.executable, "-c", without], cwd=REPO_ROOT, capture_output=True, text=True,
-        timeout=120, check=False,
-    )  # fmt: skip
+    # The same command without --web does not need it (its run started with the module's).
+    process, folder = whole_runs["test_without_the_web_extra_web_is_a_one_line_note"]
+    result = process.finish(timeout=120)
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "out" / "result.jpg").exists()
+    assert (folder / "out" / "result.jpg").exists()
 
 
 def test_the_page_ships_with_the_package():
