@@ -265,12 +265,7 @@ def plan_step(
     layers, content_layers = tuple(layers), tuple(content_layers)
     available = available_bytes() if available is None else available
     budget = int(available * USABLE_FRACTION)
-    shapes = {
-        "layers": layers,
-        "content_layers": content_layers,
-        "widths": widths,
-        "regions": regions,
-    }
+    shapes = dict(layers=layers, content_layers=content_layers, widths=widths, regions=regions)
     if tile_size:
         grid, estimate, _ = _tile_plan(size_hw, precision, tile_size, **shapes)
         if estimate <= budget:
