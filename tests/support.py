@@ -246,7 +246,13 @@ def files_only_observers(settings, stream) -> list:
     never looks at `<prefix>-losses.png`; test_plots.py and the train.py runs draw it."""
     from neural_style import reporting
 
-    observers = reporting.standard_observers(settings, stream)
+    return without_plots(reporting.standard_observers(settings, stream))
+
+
+def without_plots(observers: list) -> list:
+    """`observers` but the loss plots (reporting.LossPlots)."""
+    from neural_style import reporting
+
     return [observer for observer in observers if not isinstance(observer, reporting.LossPlots)]
 
 

@@ -37,7 +37,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from neural_style import reporting, run, stopping
+from neural_style import run, stopping
 from neural_style.errors import UserError
 from neural_style.events import Observer
 from neural_style.pipeline import Pipeline
@@ -45,6 +45,7 @@ from tests.support import (
     FEW_LAYER_FLAGS,
     FEW_LAYERS,
     REPO_ROOT,
+    files_only_observers,
     in_background,
     is_selected,
     photo,
@@ -252,17 +253,12 @@ class StopAfter(Observer):
             stopping.request(signal.SIGINT)
 
 
-def files_only(settings, stream) -> list[Observer]:
-    """The standard observers but the loss plots (a matplotlib child process per photo,
-    which these runs do not look at)."""
-    observers = reporting.standard_observers(settings, stream)
-    return [observer for observer in observers if not isinstance(observer, reporting.LossPlots)]
-
-
 def stylize(settings, *extra: Observer):
     """(the result, what the run printed)."""
     stream = io.StringIO()
-    result = run.stylize(settings, stream, observers=files_only(settings, stream) + list(extra))
+    result = run.stylize(
+        settings, stream, observers=files_only_observers(settings, stream) + list(extra)
+    )
     return result, stream.getvalue()
 
 
@@ -270,7 +266,9 @@ def stylize_until_stopped(settings, *extra: Observer) -> str:
     """Runs until the stop asked for; what the run printed."""
     stream = io.StringIO()
     with pytest.raises(stopping.Stopped):
-        run.stylize(settings, stream, observers=files_only(settings, stream) + list(extra))
+        run.stylize(
+            settings, stream, observers=files_only_observers(settings, stream) + list(extra)
+        )
     stopping.reset()
     return stream.getvalue()
 

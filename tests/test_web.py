@@ -34,6 +34,7 @@ from tests.support import (
     photo,
     run_train,
     tiny_settings,
+    without_plots,
     write_image_pair,
 )
 
@@ -302,10 +303,7 @@ def test_a_page_that_falls_behind_gets_the_whole_state_again(live):
 def observers_of(settings, live, output) -> list:
     """What `train.py --web` attaches (web.gatys_observers) but the loss plots, which no
     test here looks at: a matplotlib child process per snapshot, about a second each."""
-    from neural_style import reporting
-
-    chosen = web.gatys_observers(settings, live, output)
-    return [observer for observer in chosen if not isinstance(observer, reporting.LossPlots)]
+    return without_plots(web.gatys_observers(settings, live, output))
 
 
 def press(session, action: str) -> None:
