@@ -27,9 +27,9 @@ stopping.install_early()
 from absl import flags  # noqa: E402
 
 import settings  # noqa: E402
-from neural_style import cli_flags  # noqa: E402
-from neural_style.feedforward.checks import check_paths  # noqa: E402
-from neural_style.feedforward.config import NetworkSettings  # noqa: E402
+from neural_style.settings import cli_flags  # noqa: E402
+from neural_style.feedforward.stylizing.checks import check_paths  # noqa: E402
+from neural_style.settings.network import NetworkSettings  # noqa: E402
 
 
 def stylize_from_flags(flag_values: flags.FlagValues) -> None:
@@ -41,7 +41,7 @@ def stylize_from_flags(flag_values: flags.FlagValues) -> None:
     from neural_style.runtime import start_tensorflow
 
     print(start_tensorflow().description, flush=True)
-    from neural_style.feedforward.stylize import stylize_input
+    from neural_style.feedforward.stylizing.run import stylize_input
 
     stylize_input(run_settings)
 

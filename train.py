@@ -21,9 +21,9 @@ stopping.install_early()
 from absl import flags  # noqa: E402
 
 import settings  # noqa: E402
-from neural_style import cli_flags  # noqa: E402
-from neural_style.config import Settings  # noqa: E402
-from neural_style.web_config import WebSettings  # noqa: E402
+from neural_style.settings import cli_flags  # noqa: E402
+from neural_style.settings.gatys import Settings  # noqa: E402
+from neural_style.settings.web import WebSettings  # noqa: E402
 
 
 def stylize_from_flags(flag_values: flags.FlagValues) -> None:
@@ -31,7 +31,7 @@ def stylize_from_flags(flag_values: flags.FlagValues) -> None:
     web_settings = WebSettings.from_flag_values(flag_values)
     if not web_settings.web:
         # Imported only now, so that flag errors and --help never wait for TensorFlow.
-        from neural_style.run import stylize
+        from neural_style.gatys.run import stylize
 
         stylize(run_settings)
         return
@@ -39,7 +39,7 @@ def stylize_from_flags(flag_values: flags.FlagValues) -> None:
 
     # The live view binds its port before anything else starts: a busy port is one line.
     with web.serving(web_settings, "photo", run_settings) as live:
-        from neural_style.run import stylize
+        from neural_style.gatys.run import stylize
 
         stylize(run_settings, observers=web.gatys_observers(run_settings, live))
 

@@ -30,9 +30,9 @@ stopping.install_early()
 from absl import flags, logging  # noqa: E402
 
 import settings  # noqa: E402
-from neural_style import cli_flags  # noqa: E402
-from neural_style.feedforward.config import NetworkSettings  # noqa: E402
-from neural_style.web_config import WebSettings  # noqa: E402
+from neural_style.settings import cli_flags  # noqa: E402
+from neural_style.settings.network import NetworkSettings  # noqa: E402
+from neural_style.settings.web import WebSettings  # noqa: E402
 
 
 def train_from_flags(flag_values: flags.FlagValues) -> None:
@@ -54,7 +54,7 @@ def _train(run_settings: NetworkSettings, observers=()) -> None:
 
     import_tensorflow()  # with its start-up noise hidden
     logging.set_verbosity(logging.WARNING)  # tf.distribute's INFO lines bury the progress
-    from neural_style.feedforward.training import train_network
+    from neural_style.feedforward.training.run import train_network
 
     train_network(run_settings, observers=observers)
 

@@ -32,8 +32,10 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 import settings as user_settings  # noqa: E402
-from neural_style import images, run, runtime  # noqa: E402
-from neural_style.config import Settings  # noqa: E402
+from neural_style import runtime  # noqa: E402
+from neural_style.gatys import run  # noqa: E402
+from neural_style.media import images  # noqa: E402
+from neural_style.settings.gatys import Settings  # noqa: E402
 
 RESULTS_PATH = os.path.join(REPO_ROOT, "benchmarks", "results", "batch.json")
 CONTENT = os.path.join(REPO_ROOT, "images", "content.jpg")
@@ -58,7 +60,7 @@ def write_crops(folder: str, count: int = PHOTOS) -> list[str]:
 
 
 def weights_file(quick: bool, scratch: str) -> str:
-    from neural_style.synthetic import write_synthetic_vgg19
+    from neural_style.vgg.synthetic import write_synthetic_vgg19
 
     if quick:  # toy widths: the quick run checks the machinery, not the numbers
         path = os.path.join(scratch, "quick-vgg19.mat")

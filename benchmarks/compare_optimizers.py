@@ -24,9 +24,11 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import settings as user_settings
-from neural_style import images, run, runtime
-from neural_style.config import Settings
-from neural_style.pipeline import loss_weights
+from neural_style import runtime
+from neural_style.gatys import run
+from neural_style.gatys.pipeline import loss_weights
+from neural_style.media import images
+from neural_style.settings.gatys import Settings
 
 
 def lowest_logged_loss(log_path: str) -> float:
@@ -48,8 +50,8 @@ def seconds_to_reach(log_path: str, target: float, last_stage_from: int) -> floa
 
 def score(settings: Settings, prefix: str) -> float:
     """The total loss of a run's best image at the full size, with the full-size targets."""
-    from neural_style.optimize import LossFunction, compute_targets
-    from neural_style.vgg import VGG19
+    from neural_style.optimize.lbfgs import LossFunction, compute_targets
+    from neural_style.vgg.network import VGG19
 
     content = images.load_image(settings.content_image, "CONTENT_IMAGE")
     size = images.output_size(content.shape[:2], settings.image_width, settings.image_height)

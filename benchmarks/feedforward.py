@@ -27,7 +27,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from neural_style import runtime
-from neural_style.config import DEFAULT_VGG_MODEL_PATH
+from neural_style.settings.gatys import DEFAULT_VGG_MODEL_PATH
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "feedforward.json")
 
@@ -39,10 +39,10 @@ def time_training(config: dict, weights_path: str) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from neural_style.feedforward.loss import PerceptualLoss
-    from neural_style.feedforward.trainer import Trainer
-    from neural_style.losses import LossWeights
-    from neural_style.vgg import VGG19
+    from neural_style.feedforward.training.loss import PerceptualLoss
+    from neural_style.feedforward.training.trainer import Trainer
+    from neural_style.losses.gatys import LossWeights
+    from neural_style.vgg.network import VGG19
 
     rng = np.random.default_rng(0)
     size, batch = config["train_size"], config["batch"]
@@ -85,7 +85,7 @@ def time_stylising(config: dict) -> list[dict]:
     import numpy as np
 
     from neural_style.feedforward.model import build_transformer
-    from neural_style.feedforward.stylize import Stylizer
+    from neural_style.feedforward.stylizing.run import Stylizer
 
     stylizer = Stylizer(build_transformer(width=config["width"], seed=0))
     results = []

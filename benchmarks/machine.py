@@ -34,12 +34,12 @@ def weights_path(chosen: str, quick_widths: tuple[int, ...] | None, scratch: str
     if chosen:
         return os.path.abspath(chosen)
     if quick_widths:
-        from neural_style.synthetic import write_synthetic_vgg19
+        from neural_style.vgg.synthetic import write_synthetic_vgg19
 
         path = os.path.join(scratch, "quick-vgg19.mat")
         return write_synthetic_vgg19(path, widths=quick_widths, fc_width=8, num_classes=5)
-    from neural_style.config import DEFAULT_VGG_MODEL_PATH
     from neural_style.runtime import resolve_weights_path
+    from neural_style.settings.gatys import DEFAULT_VGG_MODEL_PATH
 
     with contextlib.chdir(REPO_ROOT):  # the default path, and its fallback, are the repo's
         return os.path.abspath(resolve_weights_path(DEFAULT_VGG_MODEL_PATH, sys.stdout))

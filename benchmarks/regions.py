@@ -62,8 +62,8 @@ def write_masks() -> None:
 
 def stylize(width: int, steps: int, folder: str, **overrides) -> np.ndarray:
     import settings as shipped
-    from neural_style import run
-    from neural_style.config import Settings
+    from neural_style.gatys import run
+    from neural_style.settings.gatys import Settings
 
     result = run.stylize(
         Settings.from_module(
@@ -101,10 +101,12 @@ def time_steps(width: int, precision: str, repeats: int) -> dict[str, list[float
     import time
 
     import settings as shipped
-    from neural_style import images, masks, runtime
-    from neural_style.config import Settings
-    from neural_style.pipeline import Pipeline
-    from neural_style.vgg import VGG19
+    from neural_style import runtime
+    from neural_style.gatys.pipeline import Pipeline
+    from neural_style.losses import masks
+    from neural_style.media import images
+    from neural_style.settings.gatys import Settings
+    from neural_style.vgg.network import VGG19
 
     settings = Settings.from_module(shipped, style_image=STYLES, style_masks=MASKS)
     path = runtime.resolve_weights_path(settings.vgg_model_path, sys.stdout)

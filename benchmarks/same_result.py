@@ -61,9 +61,9 @@ def _toy_settings_module():
 
 
 def run_all(output: str) -> None:
-    from neural_style.config import Settings
-    from neural_style.run import stylize
-    from neural_style.synthetic import write_synthetic_vgg19
+    from neural_style.gatys.run import stylize
+    from neural_style.settings.gatys import Settings
+    from neural_style.vgg.synthetic import write_synthetic_vgg19
 
     os.makedirs(output, exist_ok=True)
     weights = os.path.join(output, "small-vgg.mat")

@@ -132,12 +132,12 @@ def _problem(job: dict):
     from neural_style.runtime import start_tensorflow
 
     start_tensorflow(without_keras=True)  # as train.py starts it, malloc settings included
-    from neural_style import images
-    from neural_style.losses import LossWeights, Targets
-    from neural_style.optimize import LossFunction, content_targets, style_targets
-    from neural_style.tile_layout import core_side, tile_layout, tile_margin
-    from neural_style.tiling import TiledLossFunction
-    from neural_style.vgg import VGG19, read_vgg19_mat
+    from neural_style.losses.gatys import LossWeights, Targets
+    from neural_style.media import images
+    from neural_style.optimize.lbfgs import LossFunction, content_targets, style_targets
+    from neural_style.optimize.tiling import TiledLossFunction
+    from neural_style.vgg.network import VGG19, read_vgg19_mat
+    from neural_style.vgg.tile_layout import core_side, tile_layout, tile_margin
 
     weights = read_vgg19_mat(job["mat"])
     net = VGG19(weights, precision=job["precision"])
@@ -171,7 +171,7 @@ def _problem(job: dict):
 
 def worker_step(job: dict) -> dict:
     """Seconds per Adam step at one size and precision, then the floor at that size."""
-    from neural_style.optimize import AdamOptimizer, initial_image
+    from neural_style.optimize.lbfgs import AdamOptimizer, initial_image
 
     started = time.perf_counter()
     _, loss, content, _ = _problem(job)
@@ -205,8 +205,13 @@ def worker_quality(job: dict) -> dict:
     """Final losses of a float32 run and of mixed-precision runs from the same start for the
     same steps, each scored in float32, and their wall times. A mixed run takes its last
     `finish` fraction of the steps in float32 (FLOAT32_FINISH), for each finish given."""
-    from neural_style.optimize import AdamOptimizer, LossFunction, compute_targets, initial_image
-    from neural_style.vgg import VGG19
+    from neural_style.optimize.lbfgs import (
+        AdamOptimizer,
+        LossFunction,
+        compute_targets,
+        initial_image,
+    )
+    from neural_style.vgg.network import VGG19
 
     job32 = {**job, "precision": "float32"}
     _, reference, content, (weights, style, loss_weights) = _problem(job32)
@@ -279,7 +284,8 @@ def _run_worker(kind: str, job: dict, timeout: float = 1800) -> dict:
 def largest_size_run(mat: str, goal_width: int, precisions: list[str]) -> dict:
     """Steps at the goal width (a print, 4096x3072), planned as a run plans them (whole,
     or in the largest tiles that fit), and the largest size the memory estimate allows."""
-    from neural_style import images, memory
+    from neural_style.media import images
+    from neural_style.optimize import memory
 
     content = images.load_image(CONTENT, "CONTENT_IMAGE")
     goal = images.output_size(content.shape[:2], goal_width, 0)
@@ -373,7 +379,7 @@ def _table(rows: list[dict]) -> str:
 
 
 def _weights_file(quick: bool, scratch: str) -> tuple[str, tuple]:
-    from neural_style.synthetic import write_synthetic_vgg19
+    from neural_style.vgg.synthetic import write_synthetic_vgg19
 
     if quick:  # toy widths: the quick run checks the machinery, not the numbers
         widths = (8, 16, 32, 32, 32)
@@ -467,7 +473,7 @@ def main() -> None:
             print(f"largest: {json.dumps(report['largest'])}", flush=True)
         if "startup" not in skip:
             # The cache beside the .mat is removed once, so the first run is cold.
-            from neural_style.weights_cache import cache_path
+            from neural_style.vgg.weights_cache import cache_path
 
             if os.path.exists(cache_path(mat)):
                 os.remove(cache_path(mat))

@@ -36,10 +36,10 @@ LOSSES = ("gram", "w2")
 def _problem(width: int):
     """(net, content, style, loss weights by STYLE_LOSS) at the shipped layers and weights."""
     import settings as shipped
-    from neural_style import images
-    from neural_style.config import Settings
-    from neural_style.pipeline import loss_weights
-    from neural_style.vgg import VGG19
+    from neural_style.gatys.pipeline import loss_weights
+    from neural_style.media import images
+    from neural_style.settings.gatys import Settings
+    from neural_style.vgg.network import VGG19
 
     base = Settings.from_module(shipped, image_width=width)
     # float32 convs, so the figures compare the losses and not the precision choice.
@@ -64,8 +64,8 @@ def measure(width: int, steps: int, repeats: int) -> dict:
     """Median s/step of each loss, and each loss's style part at the first step."""
     import numpy as np
 
-    from neural_style.losses import Targets
-    from neural_style.optimize import (
+    from neural_style.losses.gatys import Targets
+    from neural_style.optimize.lbfgs import (
         AdamOptimizer,
         LossFunction,
         content_targets,
@@ -107,8 +107,8 @@ def side_by_side(steps: int) -> str:
     from PIL import Image
 
     import settings as shipped
-    from neural_style import run
-    from neural_style.config import Settings
+    from neural_style.gatys import run
+    from neural_style.settings.gatys import Settings
 
     finals = []
     with tempfile.TemporaryDirectory() as folder:

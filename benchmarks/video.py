@@ -89,7 +89,7 @@ def make_test_clip(path: str, frames: int, size: str = "64x48") -> str:
 def pan_frames(width: int, frames: int, pan: int):
     """[frames] float32 [H, W, 3] windows of images/content.jpg, each `pan` px right of the
     one before, at `width` px wide (even height, as H.264 wants)."""
-    from neural_style import images
+    from neural_style.media import images
 
     photo = images.load_image(CONTENT, "CONTENT_IMAGE")
     wide = width + pan * (frames - 1)
@@ -103,7 +103,7 @@ def pan_frames(width: int, frames: int, pan: int):
 
 def make_pan_clip(folder: str, width: int, frames: int, pan: int) -> tuple[str, list]:
     """The pan as PNGs in `folder` and as `folder`/pan.mp4; (clip path, frames)."""
-    from neural_style import images, video_write
+    from neural_style.media import images, video_write
 
     windows = pan_frames(width, frames, pan)
     paths = []
@@ -119,7 +119,7 @@ def pan_flow_error(windows: list, clip: str, pan: int, preset: str) -> dict:
     """Median end-point error (px) of DIS between the pan's first two frames against the
     true flow, over the pixels whose match lies inside the other frame: on the exact frames
     (the PNGs) and on the frames as a run decodes them from the H.264 clip."""
-    from neural_style import video_io
+    from neural_style.media import video_io
 
     decoded = list(video_io.read_frames(video_io.probe(clip, "CONTENT_IMAGE"), max_frames=2))
     errors = {"pan_pixels": pan, "preset": preset}
@@ -132,7 +132,7 @@ def pan_flow_error(windows: list, clip: str, pan: int, preset: str) -> dict:
 def _flow_errors(previous, current, pan: int, preset: str) -> tuple[float, float]:
     import numpy as np
 
-    from neural_style import flow
+    from neural_style.media import flow
 
     pair = flow.flows(previous, current, preset)
     width = previous.shape[1]
@@ -171,8 +171,8 @@ def modes(temporal_weights: list[float], chosen=MODE_NAMES) -> list[tuple[str, s
 
 def run_mode(clip: str, prefix: str, options: dict) -> dict:
     """One stylize of `clip`'s first frames; its per-frame numbers and the summary."""
-    from neural_style.config import Settings
-    from neural_style.run import stylize
+    from neural_style.gatys.run import stylize
+    from neural_style.settings.gatys import Settings
 
     values = {
         "content_image": clip,
@@ -270,7 +270,7 @@ def write_strip(path: str, rows: list[dict], frame: int, preset: str) -> None:
     no flicker). Original frames on top, for reference."""
     import numpy as np
 
-    from neural_style import flow, images
+    from neural_style.media import flow, images
 
     chosen = [row for row in rows if row["clip"] == rows[0]["clip"]]
     chosen = [row for row in chosen if row["frame_steps"] == chosen[0]["frame_steps"]]
@@ -305,7 +305,7 @@ def write_strip(path: str, rows: list[dict], frame: int, preset: str) -> None:
 
 def _original_frames(row: dict, frame: int, size: tuple[int, int]) -> list:
     """Frames t-1 and t of the run's clip at the size the run stylised them."""
-    from neural_style import images, video_io
+    from neural_style.media import images, video_io
 
     info = video_io.probe(row["clip_path"], "strip")
     frames = list(video_io.read_frames(info, max_frames=frame))[frame - 2 : frame]
@@ -393,7 +393,7 @@ def parse_arguments() -> argparse.Namespace:
     clip = args.clip or CLIP
     if not quick and "real" not in args.skip and not os.path.isfile(clip):
         parser.error(f"--clip {clip}: no such file; give a video, or --skip real")
-    from neural_style.images import VIDEO_SUFFIXES
+    from neural_style.media.images import VIDEO_SUFFIXES
 
     if not quick and "real" not in args.skip and not clip.lower().endswith(VIDEO_SUFFIXES):
         parser.error(f"--clip {clip}: not a video; give one of {', '.join(VIDEO_SUFFIXES)}")

@@ -95,8 +95,8 @@ def cut_clip(source: str, target: str, frames: int) -> str:
 def decoded_frames(path: str, size_hw: tuple[int, int] | None = None) -> list:
     """Every frame of the video at `path`, [H, W, 3] float32 0..255, resized to `size_hw`
     as stylize.py fits them."""
-    from neural_style import video_io
-    from neural_style.feedforward.fit import fit_image
+    from neural_style.feedforward.stylizing.fit import fit_image
+    from neural_style.media import video_io
 
     with video_io.read_frames(video_io.probe(path, "STYLIZE_INPUT")) as frames:
         return [fit_image(frame, size_hw) if size_hw else frame for frame in frames]
@@ -104,7 +104,7 @@ def decoded_frames(path: str, size_hw: tuple[int, int] | None = None) -> list:
 
 def frame_flows(frames: list) -> list[tuple]:
     """(backward flow, reliability mask) of each frame from the second on."""
-    from neural_style import flow
+    from neural_style.media import flow
 
     pairs = []
     for previous, current in itertools.pairwise(frames):
@@ -118,7 +118,7 @@ def frame_flows(frames: list) -> list[tuple]:
 
 def network_settings(args, folder: str, weight: float, **overrides):
     """The toy (= shipped) settings with the benchmark's sizes, for one temporal weight."""
-    from neural_style.feedforward.config import NetworkSettings
+    from neural_style.settings.network import NetworkSettings
 
     values = {
         "network_dataset": args.dataset,
@@ -144,7 +144,7 @@ def network_settings(args, folder: str, weight: float, **overrides):
 
 def train(args, folder: str, weight: float) -> dict:
     """One network; its path, its last losses and the training seconds per step."""
-    from neural_style.feedforward.training import train_network
+    from neural_style.feedforward.training.run import train_network
 
     settings = network_settings(args, folder, weight)
     log = io.StringIO()
@@ -157,7 +157,7 @@ def train(args, folder: str, weight: float) -> dict:
 
 def stylise(args, folder: str, clip: str, model: str, weight: float, blend: float) -> tuple:
     """stylize_input of the clip; (the output's decoded frames, seconds per frame)."""
-    from neural_style.feedforward.stylize import stylize_input
+    from neural_style.feedforward.stylizing.run import stylize_input
 
     output = os.path.join(folder, f"stylised-w{weight:g}-b{blend:g}")
     settings = network_settings(
@@ -182,8 +182,8 @@ class FrameLosses:
     style), built once."""
 
     def __init__(self, args):
-        from neural_style.feedforward.loss import perceptual_loss
-        from neural_style.feedforward.run_inputs import load_style_image
+        from neural_style.feedforward.training.loss import perceptual_loss
+        from neural_style.feedforward.training.run_inputs import load_style_image
 
         settings = network_settings(args, "", 0.0)
         self.loss = perceptual_loss(settings, load_style_image(settings), args.weights)
@@ -203,7 +203,7 @@ class FrameLosses:
 
 def warping_errors(frames: list, pairs: list) -> list[float]:
     """The warping error of each frame from the second on."""
-    from neural_style import flow
+    from neural_style.media import flow
 
     return [
         flow.warping_error(previous, current, backward, mask)

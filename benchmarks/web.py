@@ -29,11 +29,12 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 from benchmarks.machine import cpu_name  # noqa: E402
-from neural_style import run, web  # noqa: E402
-from neural_style.config import Settings  # noqa: E402
-from neural_style.events import Observer  # noqa: E402
-from neural_style.reporting import standard_observers  # noqa: E402
-from neural_style.web_config import WebSettings  # noqa: E402
+from neural_style import web  # noqa: E402
+from neural_style.gatys import run  # noqa: E402
+from neural_style.gatys.events import Observer  # noqa: E402
+from neural_style.gatys.reporting import standard_observers  # noqa: E402
+from neural_style.settings.gatys import Settings  # noqa: E402
+from neural_style.settings.web import WebSettings  # noqa: E402
 
 CONTENT = os.path.join(REPO_ROOT, "images", "content.jpg")
 STYLE = os.path.join(REPO_ROOT, "images", "style.jpg")

@@ -18,8 +18,8 @@ import shutil
 import sys
 from typing import NamedTuple, TextIO
 
-from neural_style.config import DEFAULT_VGG_MODEL_PATH
 from neural_style.errors import UserError
+from neural_style.settings.gatys import DEFAULT_VGG_MODEL_PATH
 
 SYNTHETIC_WEIGHTS_NAME = "synthetic-vgg-verydeep-19-v1.mat"
 SYNTHETIC_WEIGHTS_PATH = os.path.join("weights", SYNTHETIC_WEIGHTS_NAME)
@@ -159,7 +159,7 @@ def resolve_weights_path(path: str, stream: TextIO) -> str:
 
 
 def _write_synthetic_weights(path: str, stream: TextIO) -> None:
-    from neural_style.synthetic import write_synthetic_vgg19
+    from neural_style.vgg.synthetic import write_synthetic_vgg19
 
     folder = os.path.dirname(os.path.abspath(path))
     needed = SYNTHETIC_WEIGHTS_BYTES / 1024**2

@@ -17,7 +17,7 @@ def tiny_mat(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def tiny_net(tiny_mat):
-    from neural_style.vgg import VGG19
+    from neural_style.vgg.network import VGG19
 
     return VGG19.from_mat(tiny_mat)
 

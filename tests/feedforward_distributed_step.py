@@ -22,10 +22,10 @@ tf.config.set_logical_device_configuration(
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from neural_style.feedforward.loss import PerceptualLoss  # noqa: E402
-from neural_style.feedforward.trainer import Trainer  # noqa: E402
-from neural_style.losses import LossWeights  # noqa: E402
-from neural_style.vgg import VGG19  # noqa: E402
+from neural_style.feedforward.training.loss import PerceptualLoss  # noqa: E402
+from neural_style.feedforward.training.trainer import Trainer  # noqa: E402
+from neural_style.losses.gatys import LossWeights  # noqa: E402
+from neural_style.vgg.network import VGG19  # noqa: E402
 
 SIZE, BATCH = 32, 4
 

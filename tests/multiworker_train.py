@@ -16,7 +16,7 @@ import threading
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
-from neural_style.feedforward import data  # noqa: E402
+from neural_style.feedforward.training import data  # noqa: E402
 
 _load_training_photo = data.load_training_photo
 _log_lock = threading.Lock()  # tf.data opens photos on several threads

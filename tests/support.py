@@ -19,7 +19,7 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from neural_style.synthetic import synthetic_vgg19_variables
+from neural_style.vgg.synthetic import synthetic_vgg19_variables
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -65,7 +65,7 @@ FEW_LAYER_FLAGS = (
 
 def default_loss_weights(tv_weight: float = 0.0):
     """The loss weights of settings.py's defaults (the paper's layers), with `tv_weight`."""
-    from neural_style.losses import LossWeights
+    from neural_style.losses.gatys import LossWeights
 
     return LossWeights(
         content_layers=(("relu4_2", 0.5), ("relu5_2", 0.5)),
@@ -101,7 +101,7 @@ def write_image_pair(folder) -> tuple[str, str]:
 
 def tiny_settings(tmp_path, tiny_mat, image_pair, **overrides):
     """Settings for a toy run: the tiny network, small images, a few steps, into tmp_path."""
-    from neural_style.config import Settings
+    from neural_style.settings.gatys import Settings
     from tests import toy_settings
 
     content, style = image_pair
@@ -229,7 +229,7 @@ def streams(path) -> list[str]:
 
 def stylize_settings(network: str, source, output, **overrides):
     """stylize.py's NetworkSettings: the network at `network` applied to `source`."""
-    from neural_style.feedforward.config import NetworkSettings
+    from neural_style.settings.network import NetworkSettings
     from tests import toy_settings
 
     values = {"network_model": network, "stylize_input": str(source), "stylize_output": str(output)}
@@ -244,14 +244,14 @@ def files_only_observers(settings, stream) -> list:
     plot: each plot is a matplotlib child process of about a second, drawn at every
     snapshot and waited for, which costs more than a toy run itself. For runs whose test
     never looks at `<prefix>-losses.png`; test_plots.py and the train.py runs draw it."""
-    from neural_style import reporting
+    from neural_style.gatys import reporting
 
     return without_plots(reporting.standard_observers(settings, stream))
 
 
 def without_plots(observers: list) -> list:
     """`observers` but the loss plots (reporting.LossPlots)."""
-    from neural_style import reporting
+    from neural_style.gatys import reporting
 
     return [observer for observer in observers if not isinstance(observer, reporting.LossPlots)]
 
@@ -261,7 +261,7 @@ def stylize_without_plots(settings, *extra) -> tuple:
     (its result, what it printed)."""
     import io
 
-    from neural_style import run
+    from neural_style.gatys import run
 
     stream = io.StringIO()
     observers = [*files_only_observers(settings, stream), *extra]

@@ -13,14 +13,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from neural_style import checkpoint as checkpoints
-from neural_style import config, memory, plan, plots, reporting, run
-from neural_style.batch_optimize import BatchAdamOptimizer, BatchLossFunction
-from neural_style.config import Settings
 from neural_style.errors import UserError
-from neural_style.losses import Targets, objective, objective_per_image
-from neural_style.optimize import content_targets, initial_image, style_targets
-from neural_style.pipeline import loss_weights
+from neural_style.gatys import checkpoint as checkpoints
+from neural_style.gatys import plan, reporting, run
+from neural_style.gatys.pipeline import loss_weights
+from neural_style.losses.gatys import Targets, objective, objective_per_image
+from neural_style.media import plots
+from neural_style.optimize import memory
+from neural_style.optimize.adam import BatchAdamOptimizer, BatchLossFunction
+from neural_style.optimize.lbfgs import content_targets, initial_image, style_targets
+from neural_style.settings import gatys as config
+from neural_style.settings.gatys import Settings
 from tests import toy_settings as user_settings
 from tests.support import FEW_LAYERS, photo, saved_checkpoint, tiny_settings, write_image
 
@@ -401,7 +404,7 @@ def test_batch_size_is_checked(value, message):
 def test_batch_size_is_a_flag_and_may_change_on_resume():
     from absl import flags
 
-    from neural_style import cli_flags
+    from neural_style.settings import cli_flags
 
     values = flags.FlagValues()
     cli_flags.define_flags(user_settings, values)

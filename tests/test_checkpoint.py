@@ -20,9 +20,9 @@ import zlib
 import numpy as np
 import pytest
 
-from neural_style import checkpoint as checkpoints
-from neural_style.config import Settings
 from neural_style.errors import UserError
+from neural_style.gatys import checkpoint as checkpoints
+from neural_style.settings.gatys import Settings
 from tests import toy_settings
 from tests.support import FEW_LAYERS, default_loss_weights, photo, write_image
 
@@ -136,8 +136,13 @@ def not_ours(path, *words, **options) -> str:
 
 def optimizer_after_steps(net, optimizer: str, size=REAL_STAGES[1], kind="single"):
     """A real optimiser of the tiny net on a size[0] x size[1] photo, two steps in."""
-    from neural_style.batch_optimize import BatchAdamOptimizer, BatchLossFunction
-    from neural_style.optimize import AdamOptimizer, LbfgsOptimizer, LossFunction, compute_targets
+    from neural_style.optimize.adam import BatchAdamOptimizer, BatchLossFunction
+    from neural_style.optimize.lbfgs import (
+        AdamOptimizer,
+        LbfgsOptimizer,
+        LossFunction,
+        compute_targets,
+    )
 
     # The first two blocks' layers: what is checked is the state, and each optimiser here
     # traces its own loss.

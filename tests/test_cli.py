@@ -104,9 +104,9 @@ STAND_IN_RUN = textwrap.dedent(
             raise KeyboardInterrupt
         print("stylised", settings.train_steps, settings.style_loss_layers)
 
-    run = types.ModuleType("neural_style.run")
+    run = types.ModuleType("neural_style.gatys.run")
     run.stylize = stylize
-    sys.modules["neural_style.run"] = run
+    sys.modules["neural_style.gatys.run"] = run
     sys.argv = ["train.py", *{flags!r}]
     runpy.run_path("train.py", run_name="__main__")
     """

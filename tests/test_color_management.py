@@ -22,10 +22,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from neural_style import color_profiles, outputs
-from neural_style.config import Settings
 from neural_style.errors import UserError
-from neural_style.images import load_image, resize_image, save_image
+from neural_style.gatys import outputs
+from neural_style.media import color_profiles
+from neural_style.media.images import load_image, resize_image, save_image
+from neural_style.settings.gatys import Settings
 from tests import toy_settings
 from tests.support import (
     REPO_ROOT,
@@ -404,9 +405,9 @@ def test_a_folder_run_in_png_never_reads_its_outputs_back(tmp_path, tiny_mat, im
 
 
 def test_stylize_outputs_keep_their_format_and_carry_the_profile(tmp_path):
-    from neural_style.feedforward.config import NetworkSettings
     from neural_style.feedforward.model import build_transformer
-    from neural_style.feedforward.stylize import stylize_input
+    from neural_style.feedforward.stylizing.run import stylize_input
+    from neural_style.settings.network import NetworkSettings
 
     network = str(tmp_path / "network.keras")
     build_transformer(width=2, seed=5).save(network)
@@ -428,7 +429,7 @@ def test_stylize_outputs_keep_their_format_and_carry_the_profile(tmp_path):
 
 
 def test_a_tiff_too_large_for_32_bit_offsets_is_refused_before_the_run(tmp_path):
-    from neural_style.images import check_encodable
+    from neural_style.media.images import check_encodable
 
     with pytest.raises(UserError) as error:
         check_encodable(str(tmp_path / "huge.tif"), (30000, 30000), "IMAGE_WIDTH")

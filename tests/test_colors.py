@@ -4,7 +4,7 @@ linear colour transfer."""
 import numpy as np
 import pytest
 
-from neural_style.colors import (
+from neural_style.media.colors import (
     match_color_histogram,
     preserve_colors,
     rgb_to_ycbcr,

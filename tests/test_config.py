@@ -12,12 +12,14 @@ import pytest
 from absl import flags
 
 import settings
-from neural_style import cli_flags, config, setting_values
-from neural_style.config import Settings
 from neural_style.errors import UserError
-from neural_style.feedforward import config as ff_config
-from neural_style.setting_values import parse_layer_weights
-from neural_style.web_config import WebSettings
+from neural_style.settings import cli_flags
+from neural_style.settings import gatys as config
+from neural_style.settings import network as ff_config
+from neural_style.settings import values as setting_values
+from neural_style.settings.gatys import Settings
+from neural_style.settings.values import parse_layer_weights
+from neural_style.settings.web import WebSettings
 
 SETTINGS_FILE = settings.__file__
 CONSTANTS = [name for name in vars(settings) if re.fullmatch(r"[A-Z][A-Z0-9_]*", name)]
@@ -100,7 +102,8 @@ def test_the_shipped_weights_path_falls_back_to_the_synthetic_stand_in(tmp_path,
     absence brings the synthetic stand-in (written once, here at toy size), not an error."""
     import io
 
-    from neural_style import runtime, synthetic
+    from neural_style import runtime
+    from neural_style.vgg import synthetic
     from tests.support import TINY_OPTIONS
 
     monkeypatch.chdir(tmp_path)

@@ -10,13 +10,14 @@ import os
 import numpy as np
 import pytest
 
-from neural_style import checkpoint as checkpoints
-from neural_style import colors, config
-from neural_style.config import Settings
 from neural_style.errors import UserError
-from neural_style.images import load_image, resize_image
-from neural_style.optimize import LbfgsOptimizer, LossFunction, compute_targets, style_targets
-from neural_style.pipeline import Pipeline, loss_weights
+from neural_style.gatys import checkpoint as checkpoints
+from neural_style.gatys.pipeline import Pipeline, loss_weights
+from neural_style.media import colors
+from neural_style.media.images import load_image, resize_image
+from neural_style.optimize.lbfgs import LbfgsOptimizer, LossFunction, compute_targets, style_targets
+from neural_style.settings import gatys as config
+from neural_style.settings.gatys import Settings
 from tests import toy_settings as user_settings
 from tests.support import (
     FEW_LAYERS,
@@ -263,7 +264,7 @@ def test_a_batch_names_outputs_after_inputs_and_reports_failures(
     monkeypatch.setattr(
         Pipeline, "style_grams", lambda self, *a: calls.append(a[0]) or real(self, *a)
     )
-    from neural_style import optimize
+    from neural_style.optimize import lbfgs as optimize
 
     computed = []
     real_targets = optimize.style_targets
@@ -299,7 +300,7 @@ def test_an_empty_folder_is_a_clear_error(tmp_path, tiny_mat, image_pair):
 def test_ctrl_c_in_a_later_stage_resumes_to_the_same_image(
     tmp_path, tiny_mat, image_pair, monkeypatch
 ):
-    from neural_style import reporting
+    from neural_style.gatys import reporting
 
     stages = dict(coarse_to_fine=[40, 64], coarse_to_fine_steps=[3, 3], snapshot_every=0)
     straight = settings_for(tmp_path / "straight", tiny_mat, image_pair, **stages)
@@ -330,7 +331,7 @@ def test_ctrl_c_in_a_later_stage_resumes_to_the_same_image(
 def test_list_settings_come_from_comma_separated_flags():
     from absl import flags
 
-    from neural_style import cli_flags
+    from neural_style.settings import cli_flags
 
     values = flags.FlagValues()
     cli_flags.define_flags(user_settings, values)

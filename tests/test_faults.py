@@ -20,12 +20,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neural_style import runtime, weights_cache
-from neural_style.config import DEFAULT_VGG_MODEL_PATH
+from neural_style import runtime
 from neural_style.errors import UserError
-from neural_style.images import load_image, save_image
-from neural_style.plots import PlotProcess, write_loss_plot
-from neural_style.vgg import read_vgg19_mat
+from neural_style.media.images import load_image, save_image
+from neural_style.media.plots import PlotProcess, write_loss_plot
+from neural_style.settings.gatys import DEFAULT_VGG_MODEL_PATH
+from neural_style.vgg import weights_cache
+from neural_style.vgg.network import read_vgg19_mat
 from tests.support import REPO_ROOT, photo, remount, save_mat, tiny_variables, tmpfs
 
 # Keeps a child from bypassing file permissions, as root otherwise does.
@@ -164,7 +165,7 @@ _SAVE_AS_A_USER = """
 import sys
 import numpy as np
 from neural_style.errors import UserError
-from neural_style.images import save_image
+from neural_style.media.images import save_image
 try:
     save_image(sys.argv[1], np.zeros((40, 48, 3), np.float32))
 except UserError as error:
@@ -264,7 +265,7 @@ def test_the_conv_cache_on_a_full_disk_is_only_a_note(tmp_path):
 _READ_AS_A_USER = """
 import sys
 from neural_style.errors import UserError
-from neural_style.vgg import read_vgg19_mat
+from neural_style.vgg.network import read_vgg19_mat
 try:
     read_vgg19_mat(sys.argv[1])
 except UserError as error:

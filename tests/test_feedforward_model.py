@@ -12,7 +12,7 @@ from neural_style.feedforward.model import (
     build_transformer,
     load_network,
 )
-from neural_style.feedforward.stylize import Stylizer
+from neural_style.feedforward.stylizing.run import Stylizer
 from tests.support import REPO_ROOT, StartedEarly, is_selected
 
 
@@ -69,8 +69,8 @@ import numpy as np
 import neural_style.feedforward.model  # registers the custom layers; nothing else needed
 model = keras.saving.load_model(sys.argv[1])
 np.save(sys.argv[2], np.asarray(model(np.load(sys.argv[3]), training=False)))
-assert "neural_style.feedforward.training" not in sys.modules
-assert "neural_style.vgg" not in sys.modules
+assert "neural_style.feedforward.training.run" not in sys.modules
+assert "neural_style.vgg.network" not in sys.modules
 """
 
 

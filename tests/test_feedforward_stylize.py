@@ -22,12 +22,12 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from neural_style.colors import rgb_to_ycbcr
 from neural_style.errors import UserError
-from neural_style.feedforward.fit import bytes_per_pixel
 from neural_style.feedforward.model import load_network
-from neural_style.feedforward.stylize import Stylizer, stylize_input
-from neural_style.images import load_image
+from neural_style.feedforward.stylizing.fit import bytes_per_pixel
+from neural_style.feedforward.stylizing.run import Stylizer, stylize_input
+from neural_style.media.colors import rgb_to_ycbcr
+from neural_style.media.images import load_image
 from tests.support import (
     REPO_ROOT,
     is_selected,
@@ -427,7 +427,7 @@ def test_a_result_never_lands_on_an_input_through_a_link(network, tmp_path):
 
 def budget_for(pixels: int, width: int = 2) -> int:
     """Available memory, bytes, for which images of `pixels` pixels just fit."""
-    from neural_style import memory
+    from neural_style.optimize import memory
 
     return math.ceil(bytes_per_pixel(width) * pixels / memory.USABLE_FRACTION) + 1
 
@@ -441,7 +441,7 @@ def test_the_estimate_errs_high_for_a_12_megapixel_photo():
 def test_an_image_too_large_for_the_memory_is_shrunk_or_refused(
     network, tmp_path, monkeypatch, capsys
 ):
-    from neural_style import memory
+    from neural_style.optimize import memory
 
     source = write_image(tmp_path / "big.png", photo(64, 96, seed=3))
     original = Path(source).read_bytes()
@@ -473,7 +473,7 @@ def test_an_image_too_large_for_the_memory_is_shrunk_or_refused(
 def test_a_folder_that_would_not_fit_is_refused_before_anything_is_written(
     network, tmp_path, monkeypatch
 ):
-    from neural_style import memory
+    from neural_style.optimize import memory
 
     folder = tmp_path / "album"
     folder.mkdir()
@@ -489,7 +489,7 @@ def test_a_folder_that_would_not_fit_is_refused_before_anything_is_written(
 
 
 def test_a_batch_that_would_not_fit_is_split(network, tmp_path, monkeypatch, capsys):
-    from neural_style import memory
+    from neural_style.optimize import memory
 
     folder = tmp_path / "album"
     folder.mkdir()

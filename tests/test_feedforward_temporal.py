@@ -20,16 +20,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from neural_style import flow, video_io, video_write
 from neural_style.errors import UserError
-from neural_style.feedforward import temporal
-from neural_style.feedforward.config import NetworkSettings
-from neural_style.feedforward.loss import PerceptualLoss
 from neural_style.feedforward.model import build_transformer, load_network
-from neural_style.feedforward.stylize import Stylizer, stylize_input
-from neural_style.feedforward.trainer import Trainer
-from neural_style.losses import LossWeights
-from neural_style.vgg import VGG19
+from neural_style.feedforward.stylizing.run import Stylizer, stylize_input
+from neural_style.feedforward.training import temporal
+from neural_style.feedforward.training.loss import PerceptualLoss
+from neural_style.feedforward.training.trainer import Trainer
+from neural_style.losses.gatys import LossWeights
+from neural_style.media import flow, video_io, video_write
+from neural_style.settings.network import NetworkSettings
+from neural_style.vgg.network import VGG19
 from tests import toy_settings as settings
 from tests.support import (
     StartedEarly,
@@ -177,7 +177,7 @@ def test_weight_zero_is_the_plain_step_and_a_weight_adds_the_temporal_part(perce
 
 
 def test_training_with_the_temporal_loss_runs_and_reports_it(tmp_path, tiny_mat):
-    from neural_style.feedforward.training import train_network
+    from neural_style.feedforward.training.run import train_network
 
     dataset = tmp_path / "photos"
     dataset.mkdir()
@@ -320,8 +320,8 @@ def without_opencv(request, tmp_path_factory):
         import sys
         sys.modules["cv2"] = None  # as if opencv-python-headless were not installed
         from neural_style.errors import UserError
-        from neural_style.feedforward.config import NetworkSettings
-        from neural_style.feedforward.stylize import stylize_input
+        from neural_style.settings.network import NetworkSettings
+        from neural_style.feedforward.stylizing.run import stylize_input
         from tests import toy_settings
         def run(blend, output):
             return stylize_input(NetworkSettings.from_module(

@@ -25,8 +25,8 @@ import pytest
 
 from neural_style import stopping
 from neural_style.errors import UserError
-from neural_style.feedforward import data
-from neural_style.feedforward.config import NetworkSettings
+from neural_style.feedforward.training import data
+from neural_style.settings.network import NetworkSettings
 from tests import toy_settings as settings
 from tests.support import (
     REPO_ROOT,
@@ -101,7 +101,7 @@ def tiny_settings(tmp_path, tiny_mat, dataset, style_image, **overrides) -> Netw
 
 
 def train_quietly(run_settings: NetworkSettings):
-    from neural_style.feedforward.training import train_network
+    from neural_style.feedforward.training.run import train_network
 
     with open(os.devnull, "w") as quiet:
         return train_network(run_settings, stream=quiet)
@@ -220,7 +220,7 @@ def test_a_short_run_lowers_the_loss_and_leaves_its_files(
     import tensorflow as tf
 
     from neural_style.feedforward.model import load_network
-    from neural_style.feedforward.training import train_network
+    from neural_style.feedforward.training.run import train_network
 
     run_settings = tiny_settings(tmp_path, tiny_mat, dataset, style_image)
     result = train_network(run_settings)
@@ -467,7 +467,7 @@ def assert_stopped_and_saved(run: TrainingProcess, output: Path, signal_number: 
 def test_sigterm_sighup_and_ctrl_c_save_the_network_and_resume_continues(
     tmp_path, tiny_mat, dataset, style_image
 ):
-    from neural_style.feedforward.training import train_network
+    from neural_style.feedforward.training.run import train_network
 
     first, other = tmp_path / "first", tmp_path / "other"
     runs = []
@@ -533,7 +533,7 @@ class _Interrupting:
 def test_a_stop_while_starting_leaves_nothing_and_ctrl_c_in_the_loop_saves(
     tmp_path, tiny_mat, dataset, style_image
 ):
-    from neural_style.feedforward.training import train_network
+    from neural_style.feedforward.training.run import train_network
 
     stopping.install()  # as train_network.py does before anything else
     run_settings = tiny_settings(

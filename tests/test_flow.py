@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from neural_style import flow
+from neural_style.media import flow
 from tests.support import REPO_ROOT, photo
 
 HEIGHT, WIDTH = 96, 128
@@ -203,6 +203,6 @@ def test_bad_frames_are_refused_and_tiny_ones_still_get_a_flow():
 
 
 def test_importing_flow_does_not_load_tensorflow():
-    code = "import sys, neural_style.flow; assert 'tensorflow' not in sys.modules"
+    code = "import sys, neural_style.media.flow; assert 'tensorflow' not in sys.modules"
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True)
     assert done.returncode == 0, done.stderr.decode()

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from neural_style import color_profiles
 from neural_style.errors import UserError
-from neural_style.images import (
+from neural_style.media import color_profiles
+from neural_style.media.images import (
     MIN_SIDE,
     check_encodable,
     load_image,
@@ -676,7 +676,7 @@ def test_save_rejects_a_wrong_shape(tmp_path):
 
 
 def test_module_does_not_import_tensorflow():
-    code = "import sys, neural_style.images; print('tensorflow' in sys.modules)"
+    code = "import sys, neural_style.media.images; print('tensorflow' in sys.modules)"
     root = Path(__file__).resolve().parent.parent
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from neural_style.losses import (
+from neural_style.losses.gatys import (
     LossWeights,
     Targets,
     content_loss,

@@ -13,11 +13,19 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from neural_style import guided, masks, memory, run, tile_layout, tiling
 from neural_style.errors import UserError
-from neural_style.images import load_image, load_mask
-from neural_style.losses import Targets, gram_matrix
-from neural_style.optimize import LossFunction, content_targets, style_targets, weighted_moments
+from neural_style.gatys import run
+from neural_style.losses import guided, masks
+from neural_style.losses.gatys import Targets, gram_matrix
+from neural_style.media.images import load_image, load_mask
+from neural_style.optimize import memory, tiling
+from neural_style.optimize.lbfgs import (
+    LossFunction,
+    content_targets,
+    style_targets,
+    weighted_moments,
+)
+from neural_style.vgg import tile_layout
 from tests.support import (
     default_loss_weights,
     pattern_clip,

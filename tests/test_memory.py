@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from neural_style import memory
 from neural_style.errors import UserError
+from neural_style.optimize import memory
 
 GIB = memory.GIB
 
@@ -122,7 +122,7 @@ def test_available_memory_is_what_the_kernel_says_is_free():
 def test_a_run_too_large_for_the_memory_is_refused_before_it_starts(
     tmp_path, tiny_mat, image_pair, monkeypatch
 ):
-    from neural_style import run
+    from neural_style.gatys import run
     from tests.support import tiny_settings
 
     monkeypatch.setattr(memory, "available_bytes", lambda: int(1.0 * GIB))

@@ -37,10 +37,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from neural_style import run, stopping
+from neural_style import stopping
 from neural_style.errors import UserError
-from neural_style.events import Observer
-from neural_style.pipeline import Pipeline
+from neural_style.gatys import run
+from neural_style.gatys.events import Observer
+from neural_style.gatys.pipeline import Pipeline
 from tests.support import (
     FEW_LAYER_FLAGS,
     FEW_LAYERS,

@@ -6,7 +6,7 @@ import sys
 import pytest
 from PIL import Image
 
-from neural_style.plots import PLOT_NOTE, write_loss_plot
+from neural_style.media.plots import PLOT_NOTE, write_loss_plot
 
 HEADER = "step,content,style,tv,total,seconds\n"
 
@@ -123,7 +123,7 @@ def test_without_matplotlib_returns_false_and_writes_nothing(tmp_path, monkeypat
 
 
 def test_without_matplotlib_the_plot_process_says_how_to_install_it(tmp_path, monkeypatch):
-    from neural_style.plots import PlotProcess
+    from neural_style.media.plots import PlotProcess
 
     # A matplotlib that cannot be imported, first on the child's path.
     blocker = tmp_path / "no_matplotlib" / "matplotlib"
@@ -139,7 +139,7 @@ def test_without_matplotlib_the_plot_process_says_how_to_install_it(tmp_path, mo
 
 
 def test_a_plot_process_draws_the_png_outside_this_process(tmp_path, matplotlib_installed):
-    from neural_style.plots import PlotProcess
+    from neural_style.media.plots import PlotProcess
 
     csv_path = _write_csv(tmp_path, _rows(5))
     png_path = tmp_path / "run-losses.png"
@@ -148,7 +148,7 @@ def test_a_plot_process_draws_the_png_outside_this_process(tmp_path, matplotlib_
 
 
 def test_a_plot_process_that_fails_says_why_in_one_line(tmp_path):
-    from neural_style.plots import PlotProcess
+    from neural_style.media.plots import PlotProcess
 
     path = tmp_path / "other.csv"
     path.write_text("a,b\n1,2\n")
@@ -177,7 +177,7 @@ def test_a_png_that_cannot_be_written_is_one_line(tmp_path, matplotlib_installed
 def test_a_plot_process_that_cannot_write_says_why_without_a_traceback(
     tmp_path, matplotlib_installed
 ):
-    from neural_style.plots import PlotProcess
+    from neural_style.media.plots import PlotProcess
 
     blocker = tmp_path / "plots"
     blocker.write_bytes(b"in the way")

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from neural_style import pipeline
-from neural_style.optimize import LossFunction, compute_targets
+from neural_style.gatys import pipeline
+from neural_style.optimize.lbfgs import LossFunction, compute_targets
 from neural_style.runtime import resolve_precision
-from neural_style.vgg import VGG19, read_vgg19_mat
+from neural_style.vgg.network import VGG19, read_vgg19_mat
 from tests.support import default_loss_weights, photo, saved_checkpoint, stylize_without_plots
 
 WEIGHTS = default_loss_weights(tv_weight=0.01)
@@ -99,8 +99,9 @@ def _finish_settings(tmp_path, tiny_mat, image_pair, **overrides):
 
 
 def test_the_last_quarter_of_a_mixed_run_is_float32(tmp_path, tiny_mat, image_pair):
-    from neural_style import checkpoint, images
-    from neural_style.optimize import AdamOptimizer, initial_image
+    from neural_style.gatys import checkpoint
+    from neural_style.media import images
+    from neural_style.optimize.lbfgs import AdamOptimizer, initial_image
 
     settings = _finish_settings(tmp_path, tiny_mat, image_pair)
     result, printed = stylize_without_plots(settings)
@@ -131,7 +132,7 @@ def test_the_last_quarter_of_a_mixed_run_is_float32(tmp_path, tiny_mat, image_pa
 def test_a_run_cut_in_its_float32_finish_resumes_to_the_same_image(
     tmp_path, tiny_mat, image_pair, monkeypatch
 ):
-    from neural_style import checkpoint, reporting
+    from neural_style.gatys import checkpoint, reporting
 
     straight = _finish_settings(tmp_path / "straight", tiny_mat, image_pair)
     stylize_without_plots(straight)

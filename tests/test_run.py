@@ -13,12 +13,14 @@ import sys
 import numpy as np
 import pytest
 
-from neural_style import reporting, run, runtime, synthetic
-from neural_style.config import DEFAULT_VGG_MODEL_PATH, Settings
+from neural_style import runtime
 from neural_style.errors import UserError
-from neural_style.images import load_image, resize_image
-from neural_style.optimize import AdamOptimizer, LossFunction, compute_targets, initial_image
-from neural_style.pipeline import loss_weights
+from neural_style.gatys import reporting, run
+from neural_style.gatys.pipeline import loss_weights
+from neural_style.media.images import load_image, resize_image
+from neural_style.optimize.lbfgs import AdamOptimizer, LossFunction, compute_targets, initial_image
+from neural_style.settings.gatys import DEFAULT_VGG_MODEL_PATH, Settings
+from neural_style.vgg import synthetic
 from tests import toy_settings as user_settings
 from tests.support import (
     FEW_LAYERS,

@@ -13,11 +13,12 @@ import os
 import numpy as np
 import pytest
 
-from neural_style import reporting, run, stopping
+from neural_style import stopping
 from neural_style.errors import UserError
-from neural_style.events import Observer
-from neural_style.video_plan import frame_path
-from neural_style.video_report import video_observers
+from neural_style.gatys import reporting, run
+from neural_style.gatys.events import Observer
+from neural_style.gatys.video_plan import frame_path
+from neural_style.gatys.video_report import video_observers
 from tests.support import FEW_LAYERS, ffmpeg, pattern_clip, streams, tiny_settings
 
 FRAMES = 5
@@ -170,15 +171,15 @@ def test_video_observers_are_files_first():
 
 
 def _settings():
-    from neural_style.config import Settings
+    from neural_style.settings.gatys import Settings
     from tests import toy_settings
 
     return Settings.from_module(toy_settings)
 
 
 def test_the_temporal_loss_gradient_matches_a_finite_difference(tiny_net):
-    from neural_style.optimize import LossFunction, compute_targets
-    from neural_style.pipeline import TemporalLoss, TemporalTerm
+    from neural_style.gatys.pipeline import TemporalLoss, TemporalTerm
+    from neural_style.optimize.lbfgs import LossFunction, compute_targets
     from tests.support import default_loss_weights, photo
 
     weights = default_loss_weights()

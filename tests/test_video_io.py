@@ -21,8 +21,8 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from neural_style import video_io, video_write
 from neural_style.errors import UserError
+from neural_style.media import video_io, video_write
 from tests.support import (
     REPO_ROOT,
     ffmpeg,
@@ -446,7 +446,8 @@ def test_a_disk_without_room_for_the_audio_copy_keeps_the_video_alone(tmp_path):
 _SLOW_WRITER = """
 import sys, time
 import numpy as np
-from neural_style import stopping, video_io, video_write
+from neural_style import stopping
+from neural_style.media import video_io, video_write
 
 stopping.install()
 

@@ -11,9 +11,10 @@ import pytest
 import scipy.linalg
 import tensorflow as tf
 
-from neural_style import tile_layout, tiling, wasserstein
 from neural_style.errors import UserError
-from neural_style.losses import (
+from neural_style.gatys.pipeline import loss_weights
+from neural_style.losses import wasserstein
+from neural_style.losses.gatys import (
     LossWeights,
     Targets,
     content_loss_per_image,
@@ -21,8 +22,9 @@ from neural_style.losses import (
     style_loss_per_image,
     total_variation_per_image,
 )
-from neural_style.optimize import LossFunction, content_targets, style_targets
-from neural_style.pipeline import loss_weights
+from neural_style.optimize import tiling
+from neural_style.optimize.lbfgs import LossFunction, content_targets, style_targets
+from neural_style.vgg import tile_layout
 from tests.support import default_loss_weights, photo, stylize_without_plots, tiny_settings
 
 EPS = wasserstein.COVARIANCE_EPSILON

@@ -21,9 +21,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from neural_style import run, stopping, web
+from neural_style import stopping, web
 from neural_style.errors import UserError
-from neural_style.web_config import WebSettings
+from neural_style.gatys import run
+from neural_style.settings.web import WebSettings
 from tests import toy_settings
 from tests.support import (
     FEW_LAYER_FLAGS,
@@ -476,8 +477,8 @@ def test_a_batch_shows_each_photo_with_its_state(tmp_path, tiny_mat, image_pair)
 
 
 def test_network_training_reports_steps_samples_and_stops(tmp_path, tiny_mat):
-    from neural_style.feedforward.config import NetworkSettings
-    from neural_style.feedforward.training import train_network
+    from neural_style.feedforward.training.run import train_network
+    from neural_style.settings.network import NetworkSettings
     from tests.support import write_image
 
     dataset = tmp_path / "photos"
@@ -652,8 +653,8 @@ def test_the_page_ships_with_the_package():
 def test_the_loop_copies_images_only_for_observers_that_want_them():
     from types import SimpleNamespace
 
-    from neural_style.events import Observer
-    from neural_style.runner import offer_preview
+    from neural_style.gatys.events import Observer
+    from neural_style.gatys.runner import offer_preview
 
     class Optimizer:
         copies = 0

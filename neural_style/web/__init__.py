@@ -24,8 +24,8 @@ from collections.abc import Iterator
 from typing import Any, TextIO
 
 from neural_style.errors import UserError, one_line
-from neural_style.setting_values import describe
-from neural_style.web_config import WebSettings
+from neural_style.settings.values import describe
+from neural_style.settings.web import WebSettings
 
 INSTALL = "python -m pip install -e '.[web]'"
 FLUSH_SECONDS = 3.0  # at the end, how long open pages get to receive the final state
@@ -118,14 +118,14 @@ def gatys_observers(settings: Any, live: LiveSession, stream: TextIO | None = No
     """What `python train.py --web` attaches: the run's usual observers (files first,
     then the terminal), then the live view, which so shows what they have written."""
     stream = stream or sys.stdout
-    from neural_style.video_plan import is_video
+    from neural_style.gatys.video_plan import is_video
 
     if is_video(settings.content_image):
-        from neural_style.video_report import video_observers
+        from neural_style.gatys.video_report import video_observers
 
         chosen = video_observers(settings, stream)
     else:
-        from neural_style.reporting import standard_observers
+        from neural_style.gatys.reporting import standard_observers
 
         chosen = standard_observers(settings, stream)
     return [*chosen, live.gatys_view()]

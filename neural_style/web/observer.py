@@ -13,8 +13,9 @@ import os
 import sys
 import time
 
-from neural_style import events, stopping
-from neural_style.events import FrameDone, GroupStarted, Images, Observer, Step
+from neural_style import stopping
+from neural_style.gatys import events
+from neural_style.gatys.events import FrameDone, GroupStarted, Images, Observer, Step
 from neural_style.names import LOSS_NAMES
 from neural_style.web.state import LiveState
 

@@ -33,7 +33,7 @@ from typing import Any
 from aiohttp import web
 
 from neural_style.errors import UserError, setting_fix
-from neural_style.setting_values import describe
+from neural_style.settings.values import describe
 from neural_style.web.observer import Actions
 from neural_style.web.state import LiveState
 

@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from PIL import Image
 
-from neural_style import colors
+from neural_style.media import colors
 
 BACKLOG = 4000  # messages kept for a page that falls behind; beyond, it gets the state again
 MAX_POINTS = 4000  # loss-plot points kept; beyond, every other one is dropped

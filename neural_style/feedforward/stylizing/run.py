@@ -1,0 +1,130 @@
+"""Applying a trained network: an image, a folder of images, or a video, in one pass each.
+
+    python stylize.py --network_model=output/network/network.keras --stylize_input=me.jpg
+
+`stylize_input(settings)` picks by STYLIZE_INPUT: a folder stylises every image below it,
+a video file (.mp4, .mov, .avi, .mkv, .webm, .m4v) every frame, anything else is read as
+one image. The run is put together from modules with one job each:
+
+    checks.py    the paths checked before TensorFlow starts (also by stylize.py)
+    outputs.py   where the results go, decided once, never over an input
+    stylizer.py  the network, loaded and compiled once for every size
+    fit.py       the sizes and batches that fit in the memory available
+    video.py     a video in, a video out, through ffmpeg
+
+Stopping (Ctrl-C, SIGTERM, SIGHUP) keeps every finished output. A signal is honoured once
+the batch in hand is written (neural_style.stopping; raised inside TensorFlow it would come
+out as an unrelated error). Images are written atomically; a video never has its final
+name before it is whole (video.py).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import NamedTuple, TextIO
+
+import numpy as np
+
+from neural_style import stopping
+from neural_style.errors import UserError
+from neural_style.feedforward.stylizing.checks import check_input_and_output
+from neural_style.feedforward.stylizing.fit import DoesNotFit, MemoryFit
+from neural_style.feedforward.stylizing.outputs import OutputPlan, left_out_notes, plan_outputs
+from neural_style.feedforward.stylizing.stylizer import Stylizer, open_stylizer
+from neural_style.feedforward.stylizing.video import flow_module, stylize_video
+from neural_style.media import images
+from neural_style.settings.network import NetworkSettings
+
+# Stylizer lives in stylizer.py; it is named here too because callers (the benchmarks, the
+# model's tests) import it from this module, the one that applies it.
+__all__ = ["StylizeResult", "Stylizer", "stylize_folder", "stylize_input"]
+
+
+class StylizeResult(NamedTuple):
+    outputs: list[str]  # files written
+    skipped: dict[str, str]  # inputs of a folder that could not be read, and why
+    seconds: float  # wall time
+
+
+def stylize_input(settings: NetworkSettings, stream: TextIO | None = None) -> StylizeResult:
+    """Stylises STYLIZE_INPUT into STYLIZE_OUTPUT, as `python stylize.py` does."""
+    stream = stream or sys.stdout
+    source, output = settings.stylize_input, settings.stylize_output
+    check_input_and_output(settings)
+    plan = plan_outputs(source, output)
+    for note in left_out_notes(plan.left_out, output):
+        print(note, file=stream)
+    if settings.stylize_video_blend and source.lower().endswith(images.VIDEO_SUFFIXES):
+        flow_module()  # a missing OpenCV is said before the network loads
+    # A stop signal raised as an exception in the middle of TensorFlow's C++ code comes
+    # out as an unrelated error (a SystemError in its tracing), so it is only recorded
+    # here, and honoured between batches, once the batch in hand is written.
+    with stopping.deferred():
+        stylizer = open_stylizer(settings)
+        fit = MemoryFit(settings, stylizer.width, stream)
+        stopping.raise_if_requested()
+        started = time.perf_counter()
+        if os.path.isdir(source):
+            outputs, skipped = stylize_folder(stylizer, settings, plan, fit, stream)
+        elif source.lower().endswith(images.VIDEO_SUFFIXES):
+            target = plan.targets[source]
+            outputs, skipped = [stylize_video(stylizer, settings, target, fit, stream)], {}
+        else:
+            _save(plan.targets[source], stylizer(fit.load(source)[np.newaxis])[0])
+            outputs, skipped = [plan.targets[source]], {}
+        stopping.raise_if_requested()
+    seconds = time.perf_counter() - started
+    print(f"wrote {len(outputs)} file(s) to {output} in {seconds:.2f} s", file=stream)
+    return StylizeResult(outputs, skipped, seconds)
+
+
+def stylize_folder(
+    stylizer: Stylizer,
+    settings: NetworkSettings,
+    plan: OutputPlan,
+    fit: MemoryFit,
+    stream: TextIO,
+) -> tuple[list[str], dict[str, str]]:
+    """Every input of the plan, in batches of same-sized images that fit in memory;
+    unreadable files are skipped and reported, never a crash."""
+    fit.check_folder(list(plan.targets))
+    outputs: list[str] = []
+    skipped: dict[str, str] = {}
+    pending: list[tuple[str, np.ndarray]] = []
+
+    def flush() -> None:
+        stylised = stylizer(np.stack([image for _, image in pending]))
+        for (path, _), result in zip(pending, stylised, strict=True):
+            _save(plan.targets[path], result)
+            outputs.append(plan.targets[path])
+        pending.clear()
+        stopping.raise_if_requested()
+
+    for path in plan.targets:
+        stopping.raise_if_requested()
+        try:
+            image = fit.load(path)
+        except DoesNotFit:
+            raise  # a refusal of the run, not of this file
+        except UserError as error:
+            skipped[path] = str(error).removeprefix(f"{path}: ").split("; ")[0]
+            print(f"skipped {path}: {skipped[path]}", file=stream)
+            continue
+        if pending and (
+            pending[0][1].shape != image.shape or len(pending) >= fit.batch(image.shape[:2])
+        ):
+            flush()
+        pending.append((path, image))
+    if pending:
+        flush()
+    if not outputs:
+        raise UserError(
+            f"{settings.stylize_input}: none of its {len(plan.targets)} image files could be read"
+        )
+    return outputs, skipped
+
+
+def _save(path: str, image: np.ndarray) -> None:
+    images.save_image(path, image, setting="STYLIZE_OUTPUT")

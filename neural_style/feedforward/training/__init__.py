@@ -1,0 +1,1 @@
+"""feedforward.training"""

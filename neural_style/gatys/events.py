@@ -1,0 +1,124 @@
+"""What the run loop announces, and the observer interface that hears it.
+
+The loop (runner.py) does no file I/O and prints nothing: it emits these events, and the
+observers the caller attaches decide what to show or write (reporting.py: the progress
+lines, the losses logs, snapshots, checkpoints, plots; later a live view or a video's
+frame writer). Events are plain data; the images in them are copies, which an observer
+may keep.
+
+Shapes: images [H, W, 3] float32 RGB in 0..255, one per photo of the group.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from neural_style.gatys.plan import Group, PhotoJob, RunPlan
+
+# Images.kind: why images are handed out.
+SNAPSHOT = "snapshot"  # SNAPSHOT_EVERY came round: <prefix>-<step>.jpg and a checkpoint
+FINISHED = "finished"  # the photo's last stage is done: its final image and checkpoint
+STOPPED = "stopped"  # a stop was asked for (Ctrl-C, SIGTERM...): final image and checkpoint
+GAVE_UP = "gave_up"  # the photo kept diverging: its best image as the final one
+RESCUE = "rescue"  # an output could not be written: the final images, if they still can be
+
+
+class RunResult(NamedTuple):
+    """What a photo's run ends with."""
+
+    output_path: str  # the final image
+    steps: int  # steps taken over all stages
+    losses: dict[str, float]  # the losses at the last step
+
+
+class GroupStarted(NamedTuple):
+    group: Group
+    first_step: int  # the first step this run takes (after a resume: the checkpoint's + 1)
+    photo_count: int  # photos in the whole run, for `[n/N]`
+
+
+class Step(NamedTuple):
+    group: Group
+    stage: int  # index of the coarse-to-fine stage
+    label: str  # `stage 2/3 512x384  `, or "" for a single stage
+    step: int  # 1-based over all stages
+    total_steps: int
+    losses: list[dict[str, float]]  # each photo's loss parts (content, style, tv, total)
+    seconds: float  # wall time of the step, for the whole group
+    notes: list[str]  # each photo's note (a divergence), "" for a plain step
+    evaluations: list[int]  # each photo's loss evaluations so far (L-BFGS takes several)
+    active: list[bool]  # which photos are still being optimised
+
+
+class Images(NamedTuple):
+    kind: str  # SNAPSHOT, FINISHED, STOPPED, GAVE_UP or RESCUE
+    jobs: list[PhotoJob]  # the photos concerned
+    stage: int  # the stage the images belong to
+    step: int  # the step they were taken at (the state holds exactly that many steps)
+    images: list[np.ndarray]  # each photo's best image
+    contents: list[np.ndarray]  # each photo at the stage's size (colour preservation)
+    states: list[dict[str, np.ndarray]]  # each photo's optimiser state (empty for GAVE_UP)
+    why: str = ""  # GAVE_UP, STOPPED, RESCUE: what happened, in words
+
+
+class FrameDone(NamedTuple):
+    """A video frame is finished (its PNG is written by then)."""
+
+    index: int  # 0-based
+    frames: int  # frames the run stylises
+    warping_error: float  # against the previous frame (flow.warping_error); nan for the first
+    seconds: float  # wall time of the frame, flow included
+
+
+class Picture(NamedTuple):
+    """One photo of the group as a step left it, for an observer that asked (a live view)."""
+
+    current: np.ndarray  # the optimiser's image now
+    best: np.ndarray  # its lowest-loss image so far: what a stop would keep
+    content: np.ndarray | None  # the photo at the same size (colour preservation)
+
+
+class Observer:
+    """Hears a run's events; every method does nothing unless overridden. Observers are
+    called in the order they were attached, so writers come before what reports them."""
+
+    def run_started(self, plan: RunPlan) -> None:
+        pass
+
+    def group_started(self, event: GroupStarted) -> None:
+        pass
+
+    def note(self, text: str) -> None:
+        """A line the loop wants said (a precision switch, an optimiser that stopped)."""
+
+    def step(self, event: Step) -> None:
+        pass
+
+    def wants_preview(self) -> bool:
+        """Asked after every step: True to be handed the images as they are now (`preview`).
+        The images are copied only when someone wants them, so say True sparingly."""
+        return False
+
+    def preview(self, pictures: list[Picture]) -> None:
+        """Each going photo's current and best image, after a step (see wants_preview)."""
+
+    def photo_failed(self, job: PhotoJob, why: str) -> None:
+        """The photo cannot go on (unreadable, or it kept diverging); the others do."""
+
+    def images(self, event: Images) -> None:
+        pass
+
+    def group_finished(self, group: Group) -> None:
+        pass
+
+    def frame_done(self, event: FrameDone) -> None:
+        """A video frame is finished."""
+
+    def video_done(self, frames: int) -> None:
+        """Every frame of a video is finished (`frames` of them, earlier runs' included)."""
+
+    def run_finished(self, plan: RunPlan) -> None:
+        """The run is over, however it ended (also after an error or a stop)."""

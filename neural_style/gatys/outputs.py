@@ -1,0 +1,244 @@
+"""The names of a run's outputs, decided once, and the rules that keep them from
+overwriting anything they should not.
+
+Every file a run writes for a photo is named after its prefix (OUTPUT_IMAGE, or
+`<OUTPUT_IMAGE>-<photo name>` in a folder run):
+
+    <prefix>.jpg                 the final image (.png, .tif: see IMAGE_FORMATS)
+    <prefix>-<step>.jpg          a snapshot, in the same format
+    <prefix>-losses.csv/.png     the losses log and plot
+    <prefix>-settings.json       the settings record
+    <prefix>-checkpoint.npz      the checkpoint for --resume
+
+The rules:
+- no output is ever an input (a photo, a style, the INIT image, the weights), even with
+  OVERWRITE: such a prefix is refused in one line;
+- an earlier run's files are kept: a new run takes the first free `<prefix>_2`,
+  `<prefix>_3`... unless OVERWRITE or RESUME says to use the prefix itself;
+- two runs at the same time never share a prefix: a run claims each prefix with an
+  exclusive lock (`.<name>.lock` beside the outputs) held while it lives;
+- within a run names are unique: photos whose names differ only in their suffix
+  (`a.jpg`, `a.png`) keep the suffix in their prefix (`out-a-jpg`, `out-a-png`);
+- a folder run never reads this run's outputs back as photos (is_output_of).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+from collections.abc import Sequence
+
+from neural_style import files
+from neural_style.errors import UserError
+from neural_style.settings.gatys import Settings
+from neural_style.settings.values import describe
+
+# Each OUTPUT_FORMAT: the suffix of its snapshots and final image, and their bits per
+# channel. The one place a format becomes a file name.
+IMAGE_FORMATS = {
+    "jpg": (".jpg", 8),
+    "png": (".png", 8),
+    "png16": (".png", 16),
+    "tiff16": (".tif", 16),
+}
+_IMAGE_SUFFIXES = tuple(dict.fromkeys(suffix for suffix, _ in IMAGE_FORMATS.values()))
+
+
+def _endings(suffixes: Sequence[str]) -> list[str]:
+    """What follows the prefix in the name of each output (see the module doc), as regular
+    expressions, for images with these suffixes."""
+    images = [re.escape(suffix) for suffix in suffixes]
+    return [
+        *images,
+        *(rf"-\d+{suffix}" for suffix in images),
+        r"-losses\.csv",
+        r"-losses\.png",
+        r"-settings\.json",
+        r"-checkpoint\.npz",
+        r"\.mp4",
+        r"-video\.json",
+    ]
+
+
+# Each ending alone, of every format, as a name is recognised whichever format wrote it (a
+# name can end in several: `out-a-50.jpg` is a snapshot of `out-a`, or the final image of
+# `out-a-50`).
+_EACH_ENDING = [re.compile(ending + "$") for ending in _endings(_IMAGE_SUFFIXES)]
+
+
+def image_suffix(output_format: str) -> str:
+    """The suffix of OUTPUT_FORMAT's images: ".jpg", ".png" or ".tif"."""
+    return IMAGE_FORMATS[output_format][0]
+
+
+def image_bits(output_format: str) -> int:
+    """The bits per channel of OUTPUT_FORMAT's images: 8 or 16."""
+    return IMAGE_FORMATS[output_format][1]
+
+
+def final_path(prefix: str, output_format: str = "jpg") -> str:
+    """`<prefix>.jpg`, or the suffix OUTPUT_FORMAT gives."""
+    return prefix + image_suffix(output_format)
+
+
+def snapshot_path(prefix: str, step: int | None = None, output_format: str = "jpg") -> str:
+    """`<prefix>-<step>.jpg` for a snapshot, `<prefix>.jpg` for the final image (with the
+    suffix OUTPUT_FORMAT gives)."""
+    if step is None:
+        return final_path(prefix, output_format)
+    return f"{prefix}-{step}{image_suffix(output_format)}"
+
+
+def made_paths(prefix: str, output_format: str = "jpg") -> tuple[str, ...]:
+    """The files whose presence says that a run used `prefix` (an earlier run in another
+    format is told by its losses log, which every run writes)."""
+    return (
+        final_path(prefix, output_format),
+        f"{prefix}-losses.csv",
+        f"{prefix}-checkpoint.npz",
+        f"{prefix}.mp4",
+        f"{prefix}-frames",
+    )
+
+
+def is_output_of(path: str, output_image: str) -> bool:
+    """Whether `path` is a file a run wrote under OUTPUT_IMAGE `output_image` (its own
+    prefix, a renamed `_N` one, or a folder run's `<prefix>-<photo>`): in the prefix's
+    folder, named as an output of such a prefix, and beside that prefix's settings record,
+    which every run writes. A photo that only looks like one (`out-of-focus.jpg`) is not."""
+    folder, stem = os.path.split(os.path.abspath(output_image))
+    if os.path.dirname(os.path.abspath(path)) != folder:
+        return False
+    name = os.path.basename(path)
+    for ending in filter(None, (pattern.search(name) for pattern in _EACH_ENDING)):
+        prefix = name[: ending.start()]
+        if (prefix == stem or prefix.startswith((f"{stem}-", f"{stem}_"))) and os.path.exists(
+            os.path.join(folder, f"{prefix}-settings.json")
+        ):
+            return True
+    return False
+
+
+def batch_prefixes(output_image: str, photos: Sequence[str]) -> dict[str, str]:
+    """Each photo's prefix in a folder run: `<OUTPUT_IMAGE>-<stem>`, with the suffix kept
+    where two photos share a stem, and a number where even that is shared. Names are
+    compared regardless of case, as some file systems compare them."""
+    stems = [os.path.splitext(os.path.basename(path))[0] for path in photos]
+    folded = [stem.casefold() for stem in stems]
+    prefixes, taken = {}, set()
+    for path, stem in zip(photos, stems, strict=True):
+        if folded.count(stem.casefold()) > 1:
+            stem = f"{stem}-{os.path.splitext(path)[1].lstrip('.')}"
+        name, number = stem, 2
+        while name.casefold() in taken:
+            name, number = f"{stem}-{number}", number + 1
+        taken.add(name.casefold())
+        prefixes[path] = f"{output_image}-{name}"
+    return prefixes
+
+
+def input_paths(settings: Settings, photos: Sequence[str]) -> dict[str, str]:
+    """Every file the run reads, by its real path -> the setting that names it."""
+    named = {path: "CONTENT_IMAGE" for path in photos}
+    named.update({path: "STYLE_IMAGE" for path in settings.style_image})
+    if settings.init not in ("content", "style", "noise"):
+        named[settings.init] = "INIT"
+    named[settings.vgg_model_path] = "VGG_MODEL_PATH"
+    # By the path as named and by what it points to: neither may be replaced.
+    inputs = {os.path.abspath(path): setting for path, setting in named.items()}
+    inputs.update({os.path.realpath(path): setting for path, setting in named.items()})
+    return inputs
+
+
+def _clash(prefix: str, inputs: dict[str, str], output_format: str) -> str:
+    """The input an output of `prefix` in OUTPUT_FORMAT would overwrite, as
+    'SETTING path', or ''."""
+    endings = re.compile("|".join(_endings([image_suffix(output_format)])))
+    places = {os.path.split(os.path.abspath(prefix)), os.path.split(os.path.realpath(prefix))}
+    for path, setting in inputs.items():
+        folder, name = os.path.split(path)
+        for place, stem in places:
+            if folder == place and endings.fullmatch(name[len(stem) :]) and (name.startswith(stem)):
+                return f"{setting} {path}"
+    return ""
+
+
+class Claims:
+    """The prefixes this run writes, each locked until `release` (or the process ends)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._locks: dict[str, int] = {}
+
+    def claim(self, wanted: str, inputs: dict[str, str], notes: list[str]) -> str:
+        """The prefix to write `wanted`'s outputs under: `wanted` itself when resuming,
+        overwriting or unused, else the first free `wanted_N`; locked before it returns.
+
+        Raises:
+          UserError: an output would overwrite an input, or (resuming or overwriting)
+            another run holds the prefix now.
+        """
+        keep_name = self.settings.resume or self.settings.overwrite
+        fmt = self.settings.output_format
+        number = 1
+        while True:
+            prefix = wanted if number == 1 else f"{wanted}_{number}"
+            unused = not any(os.path.exists(path) for path in made_paths(prefix, fmt))
+            clash = _clash(prefix, inputs, fmt)
+            if keep_name and clash:
+                raise UserError(
+                    f"{final_path(prefix, fmt)}: this run's outputs would overwrite its input "
+                    f"({clash}); set OUTPUT_IMAGE (--output_image) to another prefix"
+                )
+            if (keep_name or unused) and not clash and self._lock(prefix):
+                break
+            if keep_name:
+                raise UserError(
+                    f"{final_path(prefix, fmt)}: another run is writing this prefix now; wait for "
+                    f"it, or set {describe('output_image')} to another prefix"
+                )
+            number += 1
+        if prefix != wanted:
+            # The file that shows the earlier run (its log, when it wrote another format).
+            found = [path for path in made_paths(wanted, fmt) if os.path.exists(path)]
+            notes.append(
+                f"note: {(found or [final_path(wanted, fmt)])[0]} is from an earlier run or "
+                f"another one, so this run writes {prefix}.* instead; pass --overwrite to "
+                "replace it"
+            )
+        files.remove_stale_temps(prefix)
+        return prefix
+
+    def _lock(self, prefix: str) -> bool:
+        """Take `prefix`'s lock; False when another process holds it."""
+        if prefix in self._locks:
+            return False  # two photos of this run never share a prefix either
+        folder, name = os.path.split(os.path.abspath(prefix))
+        path = os.path.join(folder, f".{name}.lock")
+        try:
+            os.makedirs(folder, exist_ok=True)
+            descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as error:
+            raise files.output_error(path, error, "OUTPUT_IMAGE") from None
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # The lock file may have been removed by the run that held it, after we opened
+            # it: then ours is a lock on a deleted file, which guards nothing.
+            if os.fstat(descriptor).st_ino != os.stat(path).st_ino:
+                raise BlockingIOError
+        except OSError:
+            os.close(descriptor)
+            return False
+        self._locks[prefix] = descriptor
+        return True
+
+    def release(self) -> None:
+        """Give every prefix back, removing the lock files."""
+        for prefix, descriptor in self._locks.items():
+            folder, name = os.path.split(os.path.abspath(prefix))
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(folder, f".{name}.lock"))
+            os.close(descriptor)
+        self._locks.clear()

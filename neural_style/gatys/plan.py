@@ -1,0 +1,430 @@
+"""Settings -> a run plan, decided once before any step: which photos, at which sizes,
+under which output names, resumed from where, and which of them run together.
+
+    inputs = plan_inputs(settings, claims)   # before TensorFlow starts
+    plan = plan_run(inputs, on_gpu=device.on_gpu)
+
+Every decision a run takes is taken here, once: the photos are found and decoded (a bad
+one in a folder is a failure of that photo; a bad single photo is an error), their stages
+planned, their output prefixes chosen and claimed (see outputs.py), their checkpoints read
+and checked when resuming, and the photos grouped into batches that fit in memory. The
+plan is plain data (no TensorFlow), which tests read without running anything.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+from neural_style.errors import UserError, setting_fix
+from neural_style.gatys import checkpoint as checkpoints
+from neural_style.gatys import outputs
+from neural_style.gatys.video_plan import VideoPlan, is_video, plan_video
+from neural_style.losses import masks
+from neural_style.media import images
+from neural_style.optimize import memory
+from neural_style.runtime import resolve_precision
+from neural_style.settings.gatys import Settings
+from neural_style.vgg import tile_layout
+
+
+class Stage(NamedTuple):
+    size: tuple[int, int]  # (height, width) of the image in this stage
+    steps: int
+
+
+class Photo(NamedTuple):
+    number: int  # 1-based place in the folder or glob (1 for a single photo)
+    path: str
+    size: tuple[int, int]  # (height, width), upright (EXIF orientation applied)
+    digest: str  # sha256 of the file's bytes: the photo's identity for --resume
+    # [H, W, 3] float32 RGB 0..255. A single photo is decoded here, so that a bad one
+    # fails before TensorFlow starts; a folder's photos are decoded when their batch
+    # starts (photo_pixels), so that a large folder is never held in memory at once.
+    pixels: np.ndarray | None = None
+
+
+def photo_pixels(photo: Photo) -> np.ndarray:
+    """The photo's pixels, decoded now if the plan did not keep them."""
+    if photo.pixels is not None:
+        return photo.pixels
+    return images.load_image(photo.path, "CONTENT_IMAGE")
+
+
+class PhotoJob(NamedTuple):
+    """One photo's share of a run."""
+
+    photo: Photo
+    prefix: str  # every output of the photo is named <prefix>...
+    stages: tuple[Stage, ...]
+    resumed: checkpoints.Checkpoint | None  # its checkpoint, read and checked once
+    final: str = ""  # its final image, when not <prefix>.jpg (a video's frame PNGs)
+    output_format: str = "jpg"  # OUTPUT_FORMAT: the format of its snapshots and final image
+
+    @property
+    def final_path(self) -> str:
+        """`<prefix>.<suffix of OUTPUT_FORMAT>`, or the video frame `final` names."""
+        return self.final or outputs.final_path(self.prefix, self.output_format)
+
+    @property
+    def total_steps(self) -> int:
+        return sum(stage.steps for stage in self.stages)
+
+    @property
+    def done(self) -> int:
+        """Steps already taken (by the run a checkpoint came from)."""
+        return self.resumed.step if self.resumed else 0
+
+
+class Group(NamedTuple):
+    """Photos optimised together as one [B, H, W, 3] batch (B = 1: a photo alone)."""
+
+    jobs: tuple[PhotoJob, ...]
+    memory_plans: tuple[memory.MemoryPlan, ...]  # one per stage: whole, or in tiles
+
+    @property
+    def stages(self) -> tuple[Stage, ...]:
+        return self.jobs[0].stages
+
+
+class Inputs(NamedTuple):
+    """What a run reads, checked and named: the first half of a plan, made before
+    TensorFlow starts so that a bad input is reported at once."""
+
+    settings: Settings
+    styles: list[np.ndarray]  # the style images, decoded once
+    is_batch: bool  # CONTENT_IMAGE named a folder or a glob
+    paths: list[str]  # the photos found, in order (runnable or not)
+    jobs: list[PhotoJob]  # the photos that can run, in order
+    failures: list[tuple[str, str]]  # (photo, why it cannot run)
+    notes: list[str]  # what the plan decided that the user should know
+    video: VideoPlan | None = None  # CONTENT_IMAGE is a video: its frames run in order
+    masks: masks.Masks = masks.NO_MASKS  # STYLE_MASKS, STYLE_IMAGE_MASKS, CONTENT_MASK
+
+
+class RunPlan(NamedTuple):
+    settings: Settings
+    precision: str  # the resolved PRECISION of the steps
+    styles: list[np.ndarray]
+    is_batch: bool
+    paths: list[str]
+    groups: list[Group]  # what runs, in order
+    complete: list[PhotoJob]  # resumed photos with nothing left to do
+    failures: list[tuple[str, str]]  # (photo, why it cannot run), in the photos' order
+    notes: list[str]
+    video: VideoPlan | None = None
+    masks: masks.Masks = masks.NO_MASKS
+
+    @property
+    def photo_count(self) -> int:
+        return len(self.paths)
+
+
+# --- the photos ------------------------------------------------------------------------------
+
+
+def content_paths(settings: Settings) -> tuple[list[str], bool]:
+    """The photos CONTENT_IMAGE names, and whether it names a batch (a folder or a glob). A
+    path naming an existing file is that file, even with glob characters in its name. This
+    run's own outputs (files in OUTPUT_IMAGE's folder named after its prefix) are never
+    read back as photos."""
+    pattern = settings.content_image
+    if os.path.isdir(pattern):
+        found = [os.path.join(pattern, name) for name in os.listdir(pattern)]
+    elif glob.has_magic(pattern) and not os.path.isfile(pattern):
+        found = glob.glob(pattern)
+    else:
+        return [pattern], False
+    photos = sorted(
+        path
+        for path in found
+        if os.path.isfile(path)
+        and path.lower().endswith(images.IMAGE_SUFFIXES)
+        and not outputs.is_output_of(path, settings.output_image)
+    )
+    if not photos:
+        videos = [path for path in found if path.lower().endswith(images.VIDEO_SUFFIXES)]
+        if videos:
+            raise UserError(
+                f"{pattern}: holds videos ({os.path.basename(sorted(videos)[0])}...) but no "
+                f"images; a video is stylised one at a time: {setting_fix('CONTENT_IMAGE')}"
+                " naming one video file"
+            )
+        raise UserError(
+            f"{pattern}: no images ({', '.join(images.IMAGE_SUFFIXES)}) found; "
+            f"{setting_fix('CONTENT_IMAGE')} (a file, a folder or a glob)"
+        )
+    return photos, True
+
+
+def plan_stages(settings: Settings, content_hw: tuple[int, int]) -> tuple[Stage, ...]:
+    """One stage at the output size, or one per COARSE_TO_FINE width with its steps."""
+    final = images.output_size(content_hw, settings.image_width, settings.image_height)
+    if not settings.coarse_to_fine:
+        return (Stage(final, settings.train_steps),)
+    steps = settings.coarse_to_fine_steps or (settings.train_steps,) * len(settings.coarse_to_fine)
+    return tuple(
+        Stage((max(round(final[0] * width / final[1]), images.MIN_SIDE), width), count)
+        for width, count in zip(settings.coarse_to_fine, steps, strict=True)
+    )
+
+
+def _read_photo(number: int, path: str, *, decode: bool) -> Photo:
+    """The photo's size and identity; its pixels too when `decode`."""
+    if decode:
+        pixels = images.load_image(path, "CONTENT_IMAGE")
+        size = pixels.shape[:2]
+    else:
+        pixels, size = None, images.probe_size(path, "CONTENT_IMAGE")
+    return Photo(number, path, size, checkpoints.photo_digest(path), pixels)
+
+
+def _resume_point(settings: Settings, job: PhotoJob) -> checkpoints.Checkpoint:
+    """The photo's checkpoint, read and checked against this run (a UserError if it
+    cannot be resumed)."""
+    path = checkpoints.checkpoint_path(job.prefix)
+    loaded = checkpoints.load_checkpoint(
+        path, stage_sizes=[stage.size for stage in job.stages], optimizer=settings.optimizer
+    )
+    checkpoints.check_resumable(loaded, settings, path, job.photo.digest, photo_path=job.photo.path)
+    return loaded
+
+
+def plan_job(
+    settings: Settings,
+    photo: Photo,
+    prefix: str,
+    notes: list[str],
+    run_masks: masks.Masks = masks.NO_MASKS,
+) -> PhotoJob:
+    """A photo's stages and resume point. With RESUME, a photo without a checkpoint (a run
+    stopped before its first step, or a photo of a folder the run had not reached) starts
+    afresh, with a note saying so. The output masks must be of the photo's shape (in a
+    batch, every photo's: the same masks guide them all)."""
+    masks.check_output_masks(settings, run_masks, photo.size, f"the photo {photo.path}")
+    stages = plan_stages(settings, photo.size)
+    job = PhotoJob(photo, prefix, stages, None, output_format=settings.output_format)
+    images.check_encodable(job.final_path, job.stages[-1].size, "IMAGE_WIDTH")
+    if not settings.resume:
+        return job
+    path = checkpoints.checkpoint_path(prefix)
+    if not os.path.lexists(path):
+        notes.append(f"note: {path} not found: nothing to resume, so {photo.path} starts afresh")
+        return job
+    return job._replace(resumed=_resume_point(settings, job))
+
+
+# --- batches ---------------------------------------------------------------------------------
+
+
+class Memory(NamedTuple):
+    """How steps are fitted in memory: by the estimate on a CPU, by TILE_SIZE on a GPU."""
+
+    settings: Settings
+    precision: str  # the precision whose step needs the most memory
+    on_gpu: bool
+    layers: tuple[str, ...]
+    content_layers: tuple[str, ...]
+
+    def plan(self, size: tuple[int, int], batch: int = 1) -> memory.MemoryPlan:
+        """Whole or in tiles (one image only); a UserError naming the largest size that fits
+        when not even tiles do."""
+        if self.on_gpu:
+            tile_size = self.settings.tile_size
+            grid = tile_layout.grid_for_core(size, tile_size) if tile_size else (1, 1)
+            return memory.MemoryPlan(0, 0, grid)
+        return memory.plan_step(
+            size,
+            self.precision,
+            tile_size=self.settings.tile_size,
+            layers=self.layers,
+            content_layers=self.content_layers,
+            batch=batch,
+            regions=max(len(self.settings.style_masks), 1),
+        )
+
+    def fits_whole(self, size: tuple[int, int], batch: int) -> bool:
+        try:
+            return not self.plan(size, batch).tiled
+        except UserError:
+            return False
+
+
+def _memory(settings: Settings, precision: str, on_gpu: bool) -> Memory:
+    content = tuple(name for name, _ in settings.content_loss_layers)
+    style = tuple(name for name, _ in settings.style_loss_layers)
+    # A mixed run's float32 finish, if any, needs the most memory.
+    finish = precision != "float32" and settings.float32_finish > 0
+    return Memory(
+        settings,
+        "float32" if finish else precision,
+        on_gpu,
+        tuple(sorted(set(content + style))),
+        content,
+    )
+
+
+def unbatched_reason(settings: Settings) -> str:
+    """Why the photos of this run go one at a time although BATCH_SIZE asks for more."""
+    if settings.batch_size > 1 and settings.optimizer == "lbfgs":
+        return (
+            f"note: BATCH_SIZE {settings.batch_size} is for Adam; L-BFGS on a sum of losses is "
+            "not the same run as on each photo's, so the photos are stylised one at a time"
+        )
+    return ""
+
+
+def _batch_key(job: PhotoJob) -> tuple:
+    """Photos batch together when their stage sizes and resume points are equal."""
+    point = (job.resumed.stage, job.resumed.step) if job.resumed else None
+    return (tuple(stage.size for stage in job.stages), point)
+
+
+def group_jobs(jobs: Sequence[PhotoJob], limit_of: Callable[[tuple], int]) -> list[list[PhotoJob]]:
+    """Jobs with equal keys, in order, in batches of up to `limit_of(key)` (1: alone). The
+    groups come in the order of their first photos."""
+    groups: list[list[PhotoJob]] = []
+    filling: dict[tuple, list[PhotoJob]] = {}
+    for job in jobs:
+        key = _batch_key(job)
+        batch = filling.get(key)
+        if batch is None or len(batch) >= limit_of(key):
+            batch = filling[key] = []
+            groups.append(batch)
+        batch.append(job)
+    return groups
+
+
+def batch_limits(settings: Settings, fit: Memory, notes: list[str]) -> Callable[[tuple], int]:
+    """limit_of(key) for group_jobs: BATCH_SIZE, or less where that does not fit in one
+    piece, said once per size in a note."""
+    wanted, limits = settings.batch_size, {}
+    if wanted > 1 and unbatched_reason(settings):
+        notes.append(unbatched_reason(settings))
+        wanted = 1
+
+    def limit_of(key: tuple) -> int:
+        if key not in limits:
+            sizes = key[0]
+            limits[key] = next(
+                (
+                    batch
+                    for batch in range(wanted, 1, -1)
+                    if all(fit.fits_whole(size, batch) for size in sizes)
+                ),
+                1,
+            )
+            if limits[key] < wanted:
+                height, width = sizes[-1]
+                notes.append(
+                    f"note: {wanted} photos at {width}x{height} do not fit in memory together, "
+                    f"so they are stylised {limits[key]} at a time"
+                )
+        return limits[key]
+
+    return limit_of
+
+
+# --- the plan --------------------------------------------------------------------------------
+
+
+def _plan_photos(
+    settings: Settings,
+    paths: list[str],
+    is_batch: bool,
+    claims: outputs.Claims,
+    notes: list,
+    run_masks: masks.Masks,
+) -> tuple[list[PhotoJob], list[tuple[str, str]]]:
+    """Each photo's job, or why it cannot run (in a batch; a single photo raises)."""
+    names = outputs.batch_prefixes(settings.output_image, paths) if is_batch else {}
+    inputs = outputs.input_paths(settings, paths)
+    jobs, failures = [], []
+    for number, path in enumerate(paths, 1):
+        try:
+            photo = _read_photo(number, path, decode=not is_batch)
+            wanted = names.get(path, settings.output_image)
+            prefix = claims.claim(wanted, inputs, notes)
+            jobs.append(plan_job(settings, photo, prefix, notes, run_masks))
+        except UserError as error:
+            if not is_batch:
+                raise
+            failures.append((path, str(error)))
+    return jobs, failures
+
+
+def plan_inputs(settings: Settings, claims: outputs.Claims) -> Inputs:
+    """The photos and styles, read and checked, and each photo's job (its output prefix
+    claimed in `claims` until the run releases it)."""
+    if is_video(settings.content_image):
+        return _video_inputs(settings, claims)
+    paths, is_batch = content_paths(settings)
+    styles = [images.load_image(path, "STYLE_IMAGE") for path in settings.style_image]
+    run_masks = masks.load_masks(settings, styles)
+    notes: list[str] = []
+    jobs, failures = _plan_photos(settings, paths, is_batch, claims, notes, run_masks)
+    return Inputs(settings, styles, is_batch, paths, jobs, failures, notes, masks=run_masks)
+
+
+def _video_inputs(settings: Settings, claims: outputs.Claims) -> Inputs:
+    styles = [images.load_image(path, "STYLE_IMAGE") for path in settings.style_image]
+    run_masks = masks.load_masks(settings, styles)
+    notes: list[str] = []
+    inputs = outputs.input_paths(settings, [settings.content_image])
+    prefix = claims.claim(settings.output_image, inputs, notes)
+    video = plan_video(settings, prefix)
+    where = f"the video {settings.content_image}"
+    masks.check_output_masks(settings, run_masks, video.info.size, where)
+    return Inputs(
+        settings, styles, False, [settings.content_image], [], [], notes, video, run_masks
+    )
+
+
+def plan_run(inputs: Inputs, *, on_gpu: bool) -> RunPlan:
+    """The whole run, decided (see the module doc): `inputs` grouped into batches that fit
+    in memory on this device."""
+    settings, is_batch = inputs.settings, inputs.is_batch
+    precision = resolve_precision(settings.precision, on_gpu, settings.optimizer)
+    fit = _memory(settings, precision, on_gpu)
+    notes, failures = list(inputs.notes), list(inputs.failures)
+    complete = [job for job in inputs.jobs if job.done >= job.total_steps]
+    runnable = [job for job in inputs.jobs if job.done < job.total_steps]
+    groups = []
+    for batch in group_jobs(runnable, batch_limits(settings, fit, notes)):
+        try:
+            plans = tuple(fit.plan(stage.size, len(batch)) for stage in batch[0].stages)
+        except UserError as error:  # too large even in tiles: that photo cannot run
+            if not is_batch:
+                raise
+            failures += [(job.photo.path, str(error)) for job in batch]
+            continue
+        groups.append(Group(tuple(batch), plans))
+    failures.sort(key=lambda failure: inputs.paths.index(failure[0]))
+    if inputs.video is not None:
+        _check_whole_frames(fit, inputs.video.size)
+    return RunPlan(
+        settings,
+        precision,
+        inputs.styles,
+        is_batch,
+        inputs.paths,
+        groups,
+        complete,
+        failures,
+        notes,
+        inputs.video,
+        inputs.masks,
+    )
+
+
+def _check_whole_frames(fit: Memory, size: tuple[int, int]) -> None:
+    """Video frames are stepped whole: the temporal loss is not computed in tiles."""
+    if fit.plan(size).tiled:
+        raise UserError(
+            f"IMAGE_WIDTH (--image_width): {size[1]}x{size[0]} video frames do not fit in memory "
+            "in one piece (a video's temporal loss is not computed in tiles); use a smaller width"
+        )

@@ -1,0 +1,106 @@
+"""`stylize(settings)`: a style-transfer run as `python train.py` does it.
+
+    settings -> plan (plan.py) -> networks (vgg.py) -> pipeline (pipeline.py)
+             -> the run loop (runner.py) -> observers (reporting.py)
+
+CONTENT_IMAGE may name one photo, or a folder or glob of photos, which are stylised with
+one network and one set of style targets, BATCH_SIZE at a time where they fit together.
+Nothing below this module imports it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import NamedTuple, TextIO
+
+from neural_style import runtime
+from neural_style.errors import UserError
+from neural_style.gatys import outputs
+from neural_style.gatys.events import Observer, RunResult
+from neural_style.gatys.plan import RunPlan, plan_inputs, plan_run
+from neural_style.settings.gatys import Settings
+from neural_style.vgg.network import read_vgg19_mat
+
+
+class BatchResult(NamedTuple):
+    results: list[RunResult]  # one per photo stylised (or already complete)
+    failures: list[tuple[str, str]]  # (photo, why it failed)
+
+
+def stylize(
+    settings: Settings,
+    stream: TextIO | None = None,
+    *,
+    observers: Sequence[Observer] | None = None,
+) -> RunResult | BatchResult:
+    """Stylise CONTENT_IMAGE (one photo, or every photo of a folder or glob). `observers`
+    replace the standard ones (reporting.standard_observers) when given."""
+    stream = stream or sys.stdout
+    claims = outputs.Claims(settings)
+    try:
+        inputs = plan_inputs(settings, claims)  # a bad input fails before anything heavy
+        weights = read_vgg19_mat(
+            runtime.resolve_weights_path(settings.vgg_model_path, stream), stream=stream
+        )
+        device = runtime.start_tensorflow(without_keras=True)
+        print(device.description, file=stream, flush=True)
+        plan = plan_run(inputs, on_gpu=device.on_gpu)
+        pipeline = _pipeline(settings, plan, weights)
+        del weights  # the networks hold their own copies, in their precisions
+        from neural_style.gatys import reporting
+        from neural_style.gatys.runner import Runner
+
+        chosen = observers
+        if chosen is None and plan.video is not None:
+            from neural_style.gatys.video_report import video_observers
+
+            chosen = video_observers(settings, stream)
+        elif chosen is None:
+            chosen = reporting.standard_observers(settings, stream)
+        outcomes = Runner(plan, pipeline, chosen).run()
+    finally:
+        claims.release()
+    return _result(plan, outcomes, stream)
+
+
+def _pipeline(settings: Settings, plan: RunPlan, weights):
+    from neural_style.gatys.pipeline import Pipeline
+    from neural_style.vgg.network import VGG19
+
+    net = VGG19(weights, pooling=settings.pooling, precision=plan.precision)
+    exact_net = None
+    if plan.precision != "float32" and settings.float32_finish > 0:
+        exact_net = VGG19(weights, pooling=settings.pooling)
+    return Pipeline(settings, net, plan.styles, exact_net=exact_net, style_masks=plan.masks)
+
+
+def _result(plan: RunPlan, outcomes: dict, stream: TextIO) -> RunResult | BatchResult:
+    """What stylize returns: the photo's result, or every photo's in a batch, with a
+    summary line; a photo that failed alone is the run's error."""
+    if plan.video is not None:
+        from neural_style.gatys.video_plan import video_path
+
+        return RunResult(video_path(plan.video.prefix), len(outcomes), {})
+    done = {job.photo.path: RunResult(job.final_path, job.done, {}) for job in plan.complete}
+    done.update(
+        {path: outcome for path, outcome in outcomes.items() if isinstance(outcome, RunResult)}
+    )
+    failed = dict(plan.failures)
+    failed.update({path: why for path, why in outcomes.items() if isinstance(why, str)})
+    if not plan.is_batch:
+        if failed:
+            raise UserError(next(iter(failed.values())))
+        return next(iter(done.values()))
+    order = {path: number for number, path in enumerate(plan.paths)}
+    results = sorted(done.items(), key=lambda item: order[item[0]])
+    failures = sorted(failed.items(), key=lambda item: order[item[0]])
+    print(f"stylised {len(results)} of {plan.photo_count} photos", file=stream)
+    for photo, why in failures:
+        print(f"  failed: {photo}: {why}", file=stream)
+    if not results:
+        raise UserError(
+            f"{plan.settings.content_image}: none of the {plan.photo_count} photos could be "
+            "stylised (see above)"
+        )
+    return BatchResult([result for _, result in results], failures)

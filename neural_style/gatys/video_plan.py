@@ -1,0 +1,117 @@
+"""A video as CONTENT_IMAGE, planned: its frames, their size and steps, where the run's
+files go, and where a resumed run picks up.
+
+    <OUTPUT_IMAGE>.mp4             the stylised clip, with the input's audio
+    <OUTPUT_IMAGE>-frames/         each finished frame, frame-00001.png ..., written as it ends
+    <OUTPUT_IMAGE>-losses.csv      one row per step, with the frame
+    <OUTPUT_IMAGE>-settings.json   the settings
+    <OUTPUT_IMAGE>-video.json      the warping error of each frame (temporal consistency)
+
+A video is a sequence of single-photo runs (runner.py): frame t starts from frame t-1's
+result moved by the optical flow and is held to it by a temporal loss (video_runner.py).
+Resuming continues at the first frame without a PNG and redoes none.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+import numpy as np
+
+from neural_style.errors import UserError
+from neural_style.gatys import checkpoint as checkpoints
+from neural_style.media import images, video_io
+from neural_style.settings.gatys import Settings
+from neural_style.settings.values import describe
+
+
+class VideoPlan(NamedTuple):
+    info: video_io.VideoInfo  # the input clip
+    prefix: str  # OUTPUT_IMAGE, claimed
+    size: tuple[int, int]  # (height, width) of every stylised frame
+    frames: int  # frames to stylise (VIDEO_MAX_FRAMES or the clip's), None-free estimate
+    first: int  # 0-based index of the first frame this run stylises (resume: after the PNGs)
+    previous: np.ndarray | None  # the last finished frame (resume), float32 [H, W, 3]
+
+    def steps(self, index: int, settings: Settings) -> int:
+        """Frame `index`'s steps: TRAIN_STEPS for the first, FRAME_STEPS after."""
+        return settings.train_steps if index == 0 else settings.frame_steps
+
+
+def is_video(path: str) -> bool:
+    return path.lower().endswith(images.VIDEO_SUFFIXES) and os.path.isfile(path)
+
+
+def frames_folder(prefix: str) -> str:
+    return f"{prefix}-frames"
+
+
+def frame_path(prefix: str, index: int) -> str:
+    """The PNG of 0-based frame `index`."""
+    return os.path.join(frames_folder(prefix), f"frame-{index + 1:05d}.png")
+
+
+def video_path(prefix: str) -> str:
+    return f"{prefix}.mp4"
+
+
+def check_video_settings(settings: Settings) -> None:
+    """The settings a video cannot combine with, refused in one line."""
+    if settings.coarse_to_fine:
+        raise UserError(
+            f"{describe('coarse_to_fine')} is for single photos: each video frame starts from "
+            "the previous one at full size; set it to [] for a video"
+        )
+    if settings.optimizer == "lbfgs" and settings.temporal_weight:
+        raise UserError(
+            f"{describe('optimizer')} lbfgs is not supported for video frames yet; use adam"
+        )
+
+
+def finished_frames(prefix: str) -> int:
+    """How many frames an earlier run finished: the PNGs frame-00001.png ... in order."""
+    done = 0
+    while os.path.isfile(frame_path(prefix, done)):
+        done += 1
+    return done
+
+
+def plan_video(settings: Settings, prefix: str) -> VideoPlan:
+    """The clip probed and checked, and where this run starts."""
+    check_video_settings(settings)
+    info = video_io.probe(settings.content_image, "CONTENT_IMAGE")
+    size = images.output_size(info.size, settings.image_width, settings.image_height)
+    images.check_encodable(frame_path(prefix, 0), size, "IMAGE_WIDTH")
+    frames = info.frames or 0
+    if settings.video_max_frames:
+        frames = min(frames, settings.video_max_frames) if frames else settings.video_max_frames
+    first, previous = 0, None
+    if settings.resume:
+        _check_record(settings, prefix)
+        first = finished_frames(prefix)
+        if first:
+            previous = images.load_image(frame_path(prefix, first - 1), "OUTPUT_IMAGE")
+            if previous.shape[:2] != size:
+                raise UserError(
+                    f"{frame_path(prefix, first - 1)}: the finished frames are "
+                    f"{previous.shape[1]}x{previous.shape[0]}, this run's "
+                    f"{size[1]}x{size[0]}; set IMAGE_WIDTH back, or start afresh without --resume"
+                )
+    return VideoPlan(info, prefix, size, frames, first, previous)
+
+
+def _check_record(settings: Settings, prefix: str) -> None:
+    """A resumed video goes on with the settings its frames were made with."""
+    import json
+
+    path = f"{prefix}-settings.json"
+    try:
+        with open(path, encoding="utf-8") as file:
+            record = json.load(file)
+    except (OSError, ValueError):
+        return  # nothing finished yet (or no record): the frames, if any, decide
+    if not isinstance(record, dict):
+        return
+    saved = checkpoints.Checkpoint(0, 0, {}, record, "")
+    checkpoints.check_resumable(saved, settings, path, "")

@@ -1,0 +1,174 @@
+"""The observers of a video run (video_runner.py): the finished frames as PNGs, one losses
+log for the clip, a line per frame, and at the end the clip itself with the input's audio
+and `<OUTPUT_IMAGE>-video.json` with each frame's warping error.
+
+A frame is written only when it is finished: a stop keeps every finished frame and drops
+the one in progress, which --resume starts again.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import TextIO
+
+from neural_style import files
+from neural_style.files import atomic_write_text
+from neural_style.gatys import checkpoint as checkpoints
+from neural_style.gatys import events
+from neural_style.gatys.events import FrameDone, Images, Observer, Step
+from neural_style.gatys.plan import RunPlan
+from neural_style.gatys.reporting import LossLog, format_duration, visible, write_settings_record
+from neural_style.gatys.video_plan import frame_path, frames_folder, video_path
+from neural_style.media import images, video_write
+from neural_style.names import TEMPORAL_LOSS_NAMES
+from neural_style.settings.gatys import Settings
+
+
+class FrameWriter(Observer):
+    """Each finished frame's PNG, written atomically."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    def images(self, event: Images) -> None:
+        if event.kind != events.FINISHED:
+            return
+        for job, image, content in zip(event.jobs, event.images, event.contents, strict=True):
+            images.save_image(job.final_path, visible(self.settings, image, content))
+
+
+class VideoReport(Observer):
+    """The clip's settings record, losses log (step over the whole clip, and the frame),
+    a line per frame with s/frame and the ETA, and the finished clip with its report."""
+
+    def __init__(self, settings: Settings, stream: TextIO):
+        self.settings = settings
+        self.stream = stream
+        self.plan: RunPlan | None = None
+        self.log: LossLog | None = None
+        self.errors: list[float] = []
+        self.times: list[float] = []
+        self.complete = 0  # frames of the finished video, once every one is
+
+    def say(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
+    def run_started(self, plan: RunPlan) -> None:
+        self.plan = plan
+        video = plan.video
+        self.errors = self._earlier_errors(video.first)
+        height, width = video.size
+        self.say(
+            f"video {video.info.path}: {video.frames} frames at {video.info.fps:g} fps, "
+            f"stylised at {width}x{height}"
+            + (f", from frame {video.first + 1} (resumed)" if video.first else "")
+        )
+
+    def _offset(self, index: int) -> int:
+        """Steps of the clip before frame `index`."""
+        s = self.settings
+        return 0 if index == 0 else s.train_steps + (index - 1) * s.frame_steps
+
+    def step(self, event: Step) -> None:
+        job = event.group.jobs[0]
+        index = job.photo.number - 1
+        path = f"{self.plan.video.prefix}-losses.csv"
+        try:
+            if self.log is None:
+                prefix = self.plan.video.prefix
+                record = checkpoints.settings_record(self.settings)
+                write_settings_record(f"{prefix}-settings.json", record)
+                self.log = LossLog(
+                    path,
+                    keep_until=self._offset(index),
+                    extra=("frame",),
+                    names=TEMPORAL_LOSS_NAMES,
+                )
+            losses = event.losses[0]
+            self.log.write(self._offset(index) + event.step, losses, event.seconds, (index + 1,))
+        except OSError as error:
+            raise files.output_error(path, error, "OUTPUT_IMAGE") from None
+
+    def frame_done(self, event: FrameDone) -> None:
+        self.errors.append(event.warping_error)
+        self.times.append(event.seconds)
+        # Frames after the first take FRAME_STEPS: their mean time predicts the rest.
+        later = self.times[1:] if len(self.times) > 1 else self.times
+        each = sum(later) / len(later)
+        left = event.frames - event.index - 1
+        error = (
+            "" if math.isnan(event.warping_error) else f"  warping error {event.warping_error:.3g}"
+        )
+        self.say(
+            f"frame {event.index + 1}/{event.frames} done  {event.seconds:.1f} s/frame{error}  "
+            f"ETA {format_duration(each * left)}"
+        )
+        self._write_report()
+
+    def video_done(self, frames: int) -> None:
+        self.complete = frames
+
+    def images(self, event: Images) -> None:
+        if event.kind == events.STOPPED and self.plan is not None:
+            index = event.jobs[0].photo.number - 1
+            self.say(
+                f"\ninterrupted in frame {index + 1}: frames 1-{index} are kept in "
+                f"{frames_folder(self.plan.video.prefix)}; --resume continues at frame {index + 1}"
+            )
+
+    def run_finished(self, plan: RunPlan) -> None:
+        if self.log is not None:
+            self.log.close()
+            self.log = None
+        if not self.complete:
+            return
+        video = plan.video
+        paths = [frame_path(video.prefix, index) for index in range(self.complete)]
+        target = video_path(video.prefix)
+        written = video_write.write_video_from_pngs(
+            paths, target, fps=video.info.fps, audio_from=video.info, setting="OUTPUT_IMAGE"
+        )
+        if written.warning:
+            self.say(written.warning)
+        self.say(f"saved {target}" + (" with the input's audio" if written.audio else ""))
+
+    def _report_path(self) -> str:
+        return f"{self.plan.video.prefix}-video.json"
+
+    def _earlier_errors(self, count: int) -> list[float]:
+        if not count:
+            return []
+        try:
+            with open(f"{self.plan.video.prefix}-video.json", encoding="utf-8") as file:
+                saved = json.load(file)["warping_error"]
+        except (OSError, ValueError, KeyError, TypeError):
+            saved = []
+        saved = [math.nan if value is None else float(value) for value in saved][:count]
+        return saved + [math.nan] * (count - len(saved))
+
+    def _write_report(self) -> None:
+        known = [value for value in self.errors if not math.isnan(value)]
+        report = {
+            "input": self.plan.video.info.path,
+            "frames": len(self.errors),
+            "fps": self.plan.video.info.fps,
+            "size": list(self.plan.video.size),
+            "warping_error": [None if math.isnan(value) else value for value in self.errors],
+            "mean_warping_error": sum(known) / len(known) if known else None,
+            "metric": "Lai et al. 2018: mask-weighted mean squared difference, pixels in 0..1",
+            "written": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        path = self._report_path()
+        try:
+            atomic_write_text(path, json.dumps(report, indent=2) + "\n")
+        except OSError as error:
+            raise files.output_error(path, error, "OUTPUT_IMAGE") from None
+
+
+def video_observers(settings: Settings, stream: TextIO) -> list[Observer]:
+    """What `python train.py` attaches for a video, files first."""
+    from neural_style.gatys.reporting import TerminalReport
+
+    return [FrameWriter(settings), VideoReport(settings, stream), TerminalReport(settings, stream)]

@@ -1,0 +1,70 @@
+"""The live view's settings (WEB, WEB_PORT, WEB_HOST, WEB_EVERY), typed and checked.
+
+Both train.py and train_network.py read them, beside their own settings:
+
+    web = WebSettings.from_flag_values(flags.FLAGS)   # or WebSettings.from_module(settings)
+
+No TensorFlow, no aiohttp: a bad value is one line before anything heavy loads.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+from dataclasses import dataclass
+from typing import Any
+
+from neural_style.errors import UserError
+from neural_style.settings import values as setting_values
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """Whether and where a run serves its live view; fields mirror settings.py's WEB_*."""
+
+    web: bool  # serve the live view
+    web_port: int  # TCP port, 0..65535; 0 = any free port
+    web_host: str  # address to listen on; 127.0.0.1 = this machine only
+    web_every: float  # seconds between two images sent to the page, > 0
+
+    @classmethod
+    def from_module(cls, module: types.ModuleType, **overrides: Any) -> WebSettings:
+        """Every field's UPPER_CASE constant from `module`, `overrides` applied, checked."""
+        return validate(cls(**setting_values.module_values(cls, module, overrides)))
+
+    @classmethod
+    def from_flag_values(cls, flag_values: Any) -> WebSettings:
+        """The checked WebSettings from parsed flags (see setting_values.flag_field_values)."""
+        return validate(cls(**setting_values.flag_field_values(cls, flag_values)))
+
+    @property
+    def loopback(self) -> bool:
+        """Only this machine can connect."""
+        return self.web_host in LOOPBACK_HOSTS
+
+
+def validate(settings: WebSettings) -> WebSettings:
+    """Checks every field; returns a copy with WEB_EVERY as a float.
+
+    Raises:
+      UserError: one line naming the first bad setting and how to fix it.
+    """
+    checked = setting_values.checked_types(settings)
+    describe = setting_values.describe
+    if not 0 <= checked.web_port <= 65535:
+        raise UserError(
+            f"{describe('web_port')} must be a port from 0 to 65535 (0 = any free port), "
+            f"got {checked.web_port}"
+        )
+    if not (math.isfinite(checked.web_every) and checked.web_every > 0):
+        raise UserError(
+            f"{describe('web_every')} must be a number of seconds > 0, got {checked.web_every}"
+        )
+    if not checked.web_host.strip():
+        raise UserError(
+            f"{describe('web_host')} must be an address to listen on, e.g. 127.0.0.1; "
+            "got an empty string"
+        )
+    return checked
