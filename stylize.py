@@ -27,8 +27,8 @@ stopping.install_early()
 from absl import flags  # noqa: E402
 
 import settings  # noqa: E402
-from neural_style.settings import cli_flags  # noqa: E402
 from neural_style.feedforward.stylizing.checks import check_paths  # noqa: E402
+from neural_style.settings import cli_flags  # noqa: E402
 from neural_style.settings.network import NetworkSettings  # noqa: E402
 
 
