@@ -32,10 +32,10 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 import settings as user_settings  # noqa: E402
-from neural_style import runtime  # noqa: E402
 from neural_style.gatys import run  # noqa: E402
 from neural_style.media import images  # noqa: E402
 from neural_style.settings.gatys import Settings  # noqa: E402
+from neural_style.vgg.weights_file import SYNTHETIC_WEIGHTS_PATH  # noqa: E402
 
 RESULTS_PATH = os.path.join(REPO_ROOT, "benchmarks", "results", "batch.json")
 CONTENT = os.path.join(REPO_ROOT, "images", "content.jpg")
@@ -66,7 +66,7 @@ def weights_file(quick: bool, scratch: str) -> str:
         path = os.path.join(scratch, "quick-vgg19.mat")
         write_synthetic_vgg19(path, widths=(8, 16, 32, 32, 32), fc_width=64, num_classes=10)
         return path
-    path = os.path.join(REPO_ROOT, runtime.SYNTHETIC_WEIGHTS_PATH)
+    path = os.path.join(REPO_ROOT, SYNTHETIC_WEIGHTS_PATH)
     if not os.path.exists(path):
         print(f"writing the synthetic weights to {path} (once)", flush=True)
         write_synthetic_vgg19(path)
@@ -174,7 +174,7 @@ def main() -> None:
         },
         "quick": args.quick,
         "precision": args.precision,
-        "weights": "synthetic VGG-19, toy widths" if args.quick else runtime.SYNTHETIC_WEIGHTS_PATH,
+        "weights": "synthetic VGG-19, toy widths" if args.quick else SYNTHETIC_WEIGHTS_PATH,
         "rows": rows,
     }
     print(table(rows))

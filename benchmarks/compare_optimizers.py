@@ -24,11 +24,11 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import settings as user_settings
-from neural_style import runtime
 from neural_style.gatys import run
 from neural_style.gatys.pipeline import loss_weights
 from neural_style.media import images
 from neural_style.settings.gatys import Settings
+from neural_style.vgg import weights_file
 
 
 def lowest_logged_loss(log_path: str) -> float:
@@ -59,7 +59,7 @@ def score(settings: Settings, prefix: str) -> float:
     styles = [
         images.resize_image(images.load_image(p, "STYLE_IMAGE"), size) for p in settings.style_image
     ]
-    net = VGG19.from_mat(runtime.resolve_weights_path(settings.vgg_model_path, io.StringIO()))
+    net = VGG19.from_mat(weights_file.resolve_weights_path(settings.vgg_model_path, io.StringIO()))
     weights = loss_weights(settings)
     loss = LossFunction(
         net, compute_targets(net, content, styles, [1.0] * len(styles), weights), weights

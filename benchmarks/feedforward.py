@@ -27,7 +27,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from neural_style import runtime
-from neural_style.settings.gatys import DEFAULT_VGG_MODEL_PATH
+from neural_style.vgg import weights_file
+from neural_style.vgg.weights_file import DEFAULT_VGG_MODEL_PATH
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "feedforward.json")
 
@@ -111,7 +112,7 @@ def main() -> None:
     config = QUICK if arguments.quick else FULL
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
     device = runtime.start_tensorflow().description
-    weights_path = runtime.resolve_weights_path(DEFAULT_VGG_MODEL_PATH, io.StringIO())
+    weights_path = weights_file.resolve_weights_path(DEFAULT_VGG_MODEL_PATH, io.StringIO())
 
     training = time_training(config, weights_path)
     stylising = time_stylising(config)

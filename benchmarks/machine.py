@@ -38,8 +38,7 @@ def weights_path(chosen: str, quick_widths: tuple[int, ...] | None, scratch: str
 
         path = os.path.join(scratch, "quick-vgg19.mat")
         return write_synthetic_vgg19(path, widths=quick_widths, fc_width=8, num_classes=5)
-    from neural_style.runtime import resolve_weights_path
-    from neural_style.settings.gatys import DEFAULT_VGG_MODEL_PATH
+    from neural_style.vgg.weights_file import DEFAULT_VGG_MODEL_PATH, resolve_weights_path
 
     with contextlib.chdir(REPO_ROOT):  # the default path, and its fallback, are the repo's
         return os.path.abspath(resolve_weights_path(DEFAULT_VGG_MODEL_PATH, sys.stdout))

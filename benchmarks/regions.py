@@ -101,15 +101,15 @@ def time_steps(width: int, precision: str, repeats: int) -> dict[str, list[float
     import time
 
     import settings as shipped
-    from neural_style import runtime
     from neural_style.gatys.pipeline import Pipeline
     from neural_style.losses import masks
     from neural_style.media import images
     from neural_style.settings.gatys import Settings
+    from neural_style.vgg import weights_file
     from neural_style.vgg.network import VGG19
 
     settings = Settings.from_module(shipped, style_image=STYLES, style_masks=MASKS)
-    path = runtime.resolve_weights_path(settings.vgg_model_path, sys.stdout)
+    path = weights_file.resolve_weights_path(settings.vgg_model_path, sys.stdout)
     net = VGG19.from_mat(path, precision=precision)
     styles = [images.load_image(style, "STYLE_IMAGE") for style in STYLES]
     photo = images.load_image(CONTENT, "CONTENT_IMAGE")

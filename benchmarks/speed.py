@@ -136,7 +136,8 @@ def _problem(job: dict):
     from neural_style.media import images
     from neural_style.optimize.lbfgs import LossFunction, content_targets, style_targets
     from neural_style.optimize.tiling import TiledLossFunction
-    from neural_style.vgg.network import VGG19, read_vgg19_mat
+    from neural_style.vgg.mat import read_vgg19_mat
+    from neural_style.vgg.network import VGG19
     from neural_style.vgg.tile_layout import core_side, tile_layout, tile_margin
 
     weights = read_vgg19_mat(job["mat"])
@@ -386,7 +387,7 @@ def _weights_file(quick: bool, scratch: str) -> tuple[str, tuple]:
         path = os.path.join(scratch, "quick-vgg19.mat")
         write_synthetic_vgg19(path, widths=widths, fc_width=64, num_classes=10)
         return path, widths
-    from neural_style.runtime import SYNTHETIC_WEIGHTS_PATH
+    from neural_style.vgg.weights_file import SYNTHETIC_WEIGHTS_PATH
 
     path = os.path.join(REPO_ROOT, SYNTHETIC_WEIGHTS_PATH)
     if not os.path.exists(path):

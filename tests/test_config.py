@@ -102,8 +102,7 @@ def test_the_shipped_weights_path_falls_back_to_the_synthetic_stand_in(tmp_path,
     absence brings the synthetic stand-in (written once, here at toy size), not an error."""
     import io
 
-    from neural_style import runtime
-    from neural_style.vgg import synthetic
+    from neural_style.vgg import synthetic, weights_file
     from tests.support import TINY_OPTIONS
 
     monkeypatch.chdir(tmp_path)
@@ -114,12 +113,12 @@ def test_the_shipped_weights_path_falls_back_to_the_synthetic_stand_in(tmp_path,
         lambda path: written.append(path) or real(path, **TINY_OPTIONS),
     )
     stream = io.StringIO()
-    path = runtime.resolve_weights_path(settings.VGG_MODEL_PATH, stream)
-    assert path == runtime.SYNTHETIC_WEIGHTS_PATH and written == [path]
+    path = weights_file.resolve_weights_path(settings.VGG_MODEL_PATH, stream)
+    assert path == weights_file.SYNTHETIC_WEIGHTS_PATH and written == [path]
     assert os.path.getsize(path) > 0
     assert "synthetic VGG-19 is used" in stream.getvalue()
     # A path the user chose is theirs: it is returned as it is, to fail when it is read.
-    assert runtime.resolve_weights_path("weights/mine.mat", stream) == "weights/mine.mat"
+    assert weights_file.resolve_weights_path("weights/mine.mat", stream) == "weights/mine.mat"
 
 
 # Validation: each rule names the setting and its flag ---------------------------------

@@ -20,13 +20,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neural_style import runtime
 from neural_style.errors import UserError
 from neural_style.media.images import load_image, save_image
 from neural_style.media.plots import PlotProcess, write_loss_plot
-from neural_style.settings.gatys import DEFAULT_VGG_MODEL_PATH
-from neural_style.vgg import weights_cache
-from neural_style.vgg.network import read_vgg19_mat
+from neural_style.vgg import weights_cache, weights_file
+from neural_style.vgg.mat import read_vgg19_mat
+from neural_style.vgg.weights_file import DEFAULT_VGG_MODEL_PATH
 from tests.support import REPO_ROOT, photo, remount, save_mat, tiny_variables, tmpfs
 
 # Keeps a child from bypassing file permissions, as root otherwise does.
@@ -211,16 +210,16 @@ def test_synthetic_weights_on_a_full_disk_name_the_folder_and_the_space(tmp_path
         said = io.StringIO()
 
         with pytest.raises(UserError) as caught:
-            runtime.resolve_weights_path(DEFAULT_VGG_MODEL_PATH, said)
+            weights_file.resolve_weights_path(DEFAULT_VGG_MODEL_PATH, said)
 
         folder = str(disk / "weights")
         message = str(caught.value)
         assert_one_line_naming(message, folder)
-        needed = runtime.SYNTHETIC_WEIGHTS_BYTES / 1024**2
+        needed = weights_file.SYNTHETIC_WEIGHTS_BYTES / 1024**2
         assert f"the synthetic weights need about {needed:.0f} MB there" in message
         assert "free some space" in message
         assert snapshot(disk) == before
-        assert not os.path.exists(os.path.join(folder, runtime.SYNTHETIC_WEIGHTS_NAME))
+        assert not os.path.exists(os.path.join(folder, weights_file.SYNTHETIC_WEIGHTS_NAME))
 
 
 def test_the_conv_cache_beside_a_read_only_mat_is_only_a_note(tmp_path):
@@ -265,7 +264,7 @@ def test_the_conv_cache_on_a_full_disk_is_only_a_note(tmp_path):
 _READ_AS_A_USER = """
 import sys
 from neural_style.errors import UserError
-from neural_style.vgg.network import read_vgg19_mat
+from neural_style.vgg.mat import read_vgg19_mat
 try:
     read_vgg19_mat(sys.argv[1])
 except UserError as error:

@@ -9,7 +9,8 @@ import tensorflow as tf
 from neural_style.gatys import pipeline
 from neural_style.optimize.lbfgs import LossFunction, compute_targets
 from neural_style.runtime import resolve_precision
-from neural_style.vgg.network import VGG19, read_vgg19_mat
+from neural_style.vgg.mat import read_vgg19_mat
+from neural_style.vgg.network import VGG19
 from tests.support import default_loss_weights, photo, saved_checkpoint, stylize_without_plots
 
 WEIGHTS = default_loss_weights(tv_weight=0.01)

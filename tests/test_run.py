@@ -13,14 +13,14 @@ import sys
 import numpy as np
 import pytest
 
-from neural_style import runtime
 from neural_style.errors import UserError
 from neural_style.gatys import reporting, run
 from neural_style.gatys.pipeline import loss_weights
 from neural_style.media.images import load_image, resize_image
 from neural_style.optimize.lbfgs import AdamOptimizer, LossFunction, compute_targets, initial_image
-from neural_style.settings.gatys import DEFAULT_VGG_MODEL_PATH, Settings
-from neural_style.vgg import synthetic
+from neural_style.settings.gatys import Settings
+from neural_style.vgg import synthetic, weights_file
+from neural_style.vgg.weights_file import DEFAULT_VGG_MODEL_PATH
 from tests import toy_settings as user_settings
 from tests.support import (
     FEW_LAYERS,
@@ -155,12 +155,12 @@ def test_the_default_weights_fall_back_to_a_synthetic_file(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     small = functools.partial(synthetic.write_synthetic_vgg19, **TINY_OPTIONS)
     monkeypatch.setattr(synthetic, "write_synthetic_vgg19", small)
-    path = runtime.resolve_weights_path(DEFAULT_VGG_MODEL_PATH, sys.stdout)
-    assert path == runtime.SYNTHETIC_WEIGHTS_PATH and os.path.exists(path)
+    path = weights_file.resolve_weights_path(DEFAULT_VGG_MODEL_PATH, sys.stdout)
+    assert path == weights_file.SYNTHETIC_WEIGHTS_PATH and os.path.exists(path)
     printed = capsys.readouterr().out
     assert "synthetic VGG-19" in printed and "get the real file" in printed
     assert "writing the synthetic weights" in printed
     # Once written it is reused, and a path the user chose never falls back.
-    assert runtime.resolve_weights_path(DEFAULT_VGG_MODEL_PATH, sys.stdout) == path
+    assert weights_file.resolve_weights_path(DEFAULT_VGG_MODEL_PATH, sys.stdout) == path
     assert "writing" not in capsys.readouterr().out
-    assert runtime.resolve_weights_path("weights/mine.mat", sys.stdout) == ("weights/mine.mat")
+    assert weights_file.resolve_weights_path("weights/mine.mat", sys.stdout) == ("weights/mine.mat")

@@ -15,7 +15,8 @@ from neural_style.media.images import load_image
 from neural_style.optimize import tiling
 from neural_style.optimize.lbfgs import AdamOptimizer, LossFunction, compute_targets, initial_image
 from neural_style.vgg import tile_layout
-from neural_style.vgg.network import VGG19, read_vgg19_mat
+from neural_style.vgg.mat import read_vgg19_mat
+from neural_style.vgg.network import VGG19
 from tests.support import default_loss_weights, photo, tiny_settings
 
 WEIGHTS = default_loss_weights(tv_weight=0.01)

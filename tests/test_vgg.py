@@ -12,7 +12,8 @@ import tensorflow as tf
 
 from neural_style.errors import UserError
 from neural_style.names import CONV_LAYERS, VGG19_LAYERS
-from neural_style.vgg.network import VGG19, read_vgg19_mat
+from neural_style.vgg.mat import read_vgg19_mat
+from neural_style.vgg.network import VGG19
 from neural_style.vgg.synthetic import NEW_FIELDS, OLD_FIELDS, REAL_MEAN_PIXEL, calibrated_convs
 from tests.support import TINY_WIDTHS, photo, save_mat, set_conv_weights, tiny_variables
 

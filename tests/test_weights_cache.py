@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 
 from neural_style.vgg import weights_cache
-from neural_style.vgg.network import read_vgg19_mat
+from neural_style.vgg.mat import read_vgg19_mat
 from tests.support import save_mat, tiny_variables
 
 
@@ -43,7 +43,7 @@ def test_the_warm_read_does_not_open_the_mat(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the .mat was read although the cache is valid")
 
-    monkeypatch.setattr("neural_style.vgg.network._load_mat", refuse)
+    monkeypatch.setattr("neural_style.vgg.mat._load_mat", refuse)
     _same(expected, read_vgg19_mat(path))
 
 

@@ -20,7 +20,8 @@ from neural_style.gatys import outputs
 from neural_style.gatys.events import Observer, RunResult
 from neural_style.gatys.plan import RunPlan, plan_inputs, plan_run
 from neural_style.settings.gatys import Settings
-from neural_style.vgg.network import read_vgg19_mat
+from neural_style.vgg import weights_file
+from neural_style.vgg.mat import read_vgg19_mat
 
 
 class BatchResult(NamedTuple):
@@ -41,7 +42,7 @@ def stylize(
     try:
         inputs = plan_inputs(settings, claims)  # a bad input fails before anything heavy
         weights = read_vgg19_mat(
-            runtime.resolve_weights_path(settings.vgg_model_path, stream), stream=stream
+            weights_file.resolve_weights_path(settings.vgg_model_path, stream), stream=stream
         )
         device = runtime.start_tensorflow(without_keras=True)
         print(device.description, file=stream, flush=True)

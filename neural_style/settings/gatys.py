@@ -28,10 +28,6 @@ from neural_style.settings.values import (
     module_values,
 )
 
-# The weights settings.py points at by default; a run may substitute a synthetic stand-in
-# when this exact path is missing, but never for a path the user chose.
-DEFAULT_VGG_MODEL_PATH = "weights/imagenet-vgg-verydeep-19.mat"
-
 POOLING_CHOICES = ("max", "avg")
 PRECISION_CHOICES = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 OPTIMIZER_CHOICES = ("adam", "lbfgs")

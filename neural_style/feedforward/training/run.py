@@ -47,8 +47,9 @@ from neural_style.feedforward.training.run_inputs import read_inputs
 from neural_style.feedforward.training.saving import Saver
 from neural_style.feedforward.training.session import TrainingObserver, TrainingSession, TrainResult
 from neural_style.feedforward.training.trainer import build_trainer, choose_strategy, is_chief
-from neural_style.runtime import resolve_weights_path, start_tensorflow
+from neural_style.runtime import start_tensorflow
 from neural_style.settings.network import NetworkSettings
+from neural_style.vgg.weights_file import resolve_weights_path
 
 
 def train_network(
