@@ -41,7 +41,7 @@ def stylize_from_flags(flag_values: flags.FlagValues) -> None:
     with web.serving(web_settings, "photo", run_settings) as live:
         from neural_style.gatys.run import stylize
 
-        stylize(run_settings, observers=web.gatys_observers(run_settings, live))
+        stylize(run_settings, extra_observers=[live.gatys_view()])
 
 
 if __name__ == "__main__":

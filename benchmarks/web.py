@@ -32,7 +32,6 @@ from benchmarks.machine import cpu_name  # noqa: E402
 from neural_style import web  # noqa: E402
 from neural_style.gatys import run  # noqa: E402
 from neural_style.gatys.events import Observer  # noqa: E402
-from neural_style.gatys.reporting import standard_observers  # noqa: E402
 from neural_style.settings.gatys import Settings  # noqa: E402
 from neural_style.settings.web import WebSettings  # noqa: E402
 
@@ -73,7 +72,7 @@ def page(session: web.LiveSession, stop: threading.Event) -> None:
 def one_run(settings: Settings, live_view: bool, every: float) -> list[float]:
     times = StepTimes()
     quiet = open(os.devnull, "w")  # noqa: SIM115
-    observers = standard_observers(settings, quiet)
+    observers = run.standard_observers(settings, quiet)
     if not live_view:
         run.stylize(settings, quiet, observers=[*observers, times])
         return times.seconds[WARM_UP:]

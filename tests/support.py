@@ -240,20 +240,20 @@ def stylize_settings(network: str, source, output, **overrides):
 
 
 def files_only_observers(settings, stream) -> list:
-    """The observers `python train.py` attaches (reporting.standard_observers) but the loss
+    """The observers `python train.py` attaches (run.standard_observers) but the loss
     plot: each plot is a matplotlib child process of about a second, drawn at every
     snapshot and waited for, which costs more than a toy run itself. For runs whose test
     never looks at `<prefix>-losses.png`; test_plots.py and the train.py runs draw it."""
-    from neural_style.gatys import reporting
+    from neural_style.gatys import run
 
-    return without_plots(reporting.standard_observers(settings, stream))
+    return without_plots(run.standard_observers(settings, stream))
 
 
 def without_plots(observers: list) -> list:
-    """`observers` but the loss plots (reporting.LossPlots)."""
-    from neural_style.gatys import reporting
+    """`observers` but the loss plots (observers.plots.LossPlots)."""
+    from neural_style.gatys.observers.plots import LossPlots
 
-    return [observer for observer in observers if not isinstance(observer, reporting.LossPlots)]
+    return [observer for observer in observers if not isinstance(observer, LossPlots)]
 
 
 def stylize_without_plots(settings, *extra) -> tuple:

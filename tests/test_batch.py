@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from neural_style import progress
 from neural_style.errors import UserError
 from neural_style.gatys import checkpoint as checkpoints
-from neural_style.gatys import plan, reporting, run
+from neural_style.gatys import plan, run
 from neural_style.gatys.pipeline import loss_weights
 from neural_style.losses.gatys import Targets, objective, objective_per_image
 from neural_style.media import plots
@@ -367,14 +368,14 @@ def test_ctrl_c_saves_every_photo_of_the_batch(
     settings = folder_settings(
         tmp_path, tiny_mat, image_pair, folder, "out", batch_size=2, train_steps=50
     )
-    real_update = reporting.ProgressLine.update
+    real_update = progress.ProgressLine.update
 
     def interrupt_at_step_3(self, step, losses, **details):
         real_update(self, step, losses, **details)
         if step == 3:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(reporting.ProgressLine, "update", interrupt_at_step_3)
+    monkeypatch.setattr(progress.ProgressLine, "update", interrupt_at_step_3)
     stream = io.StringIO()
     with pytest.raises(KeyboardInterrupt):
         run.stylize(settings, stream)

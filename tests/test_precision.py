@@ -133,22 +133,23 @@ def test_the_last_quarter_of_a_mixed_run_is_float32(tmp_path, tiny_mat, image_pa
 def test_a_run_cut_in_its_float32_finish_resumes_to_the_same_image(
     tmp_path, tiny_mat, image_pair, monkeypatch
 ):
-    from neural_style.gatys import checkpoint, reporting
+    from neural_style import progress
+    from neural_style.gatys import checkpoint
 
     straight = _finish_settings(tmp_path / "straight", tiny_mat, image_pair)
     stylize_without_plots(straight)
     cut = _finish_settings(tmp_path / "cut", tiny_mat, image_pair)
-    real_update = reporting.ProgressLine.update
+    real_update = progress.ProgressLine.update
 
     def interrupt_at_step_7(self, step, losses, **details):
         real_update(self, step, losses, **details)
         if step == 7:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(reporting.ProgressLine, "update", interrupt_at_step_7)
+    monkeypatch.setattr(progress.ProgressLine, "update", interrupt_at_step_7)
     with pytest.raises(KeyboardInterrupt):
         stylize_without_plots(cut)
-    monkeypatch.setattr(reporting.ProgressLine, "update", real_update)
+    monkeypatch.setattr(progress.ProgressLine, "update", real_update)
     _, printed = stylize_without_plots(cut.__class__(**{**cut.__dict__, "resume": True}))
     assert "resuming from" in printed
     states = [

@@ -13,8 +13,9 @@ import sys
 import numpy as np
 import pytest
 
+from neural_style import progress
 from neural_style.errors import UserError
-from neural_style.gatys import reporting, run
+from neural_style.gatys import run
 from neural_style.gatys.pipeline import loss_weights
 from neural_style.media.images import load_image, resize_image
 from neural_style.optimize.lbfgs import AdamOptimizer, LossFunction, compute_targets, initial_image
@@ -115,14 +116,14 @@ def test_snapshot_every_zero_writes_only_the_final_image(tmp_path, tiny_mat, ima
 
 
 def test_ctrl_c_saves_the_current_image(tmp_path, tiny_mat, image_pair, monkeypatch):
-    real_update = reporting.ProgressLine.update
+    real_update = progress.ProgressLine.update
 
     def interrupt_at_step_3(self, step, losses, **details):
         if step == 3:
             raise KeyboardInterrupt
         real_update(self, step, losses, **details)
 
-    monkeypatch.setattr(reporting.ProgressLine, "update", interrupt_at_step_3)
+    monkeypatch.setattr(progress.ProgressLine, "update", interrupt_at_step_3)
     settings = tiny_settings(tmp_path, tiny_mat, image_pair, train_steps=50, **FEW_LAYERS)
     printed = io.StringIO()
     with pytest.raises(KeyboardInterrupt):

@@ -15,10 +15,10 @@ import pytest
 
 from neural_style import stopping
 from neural_style.errors import UserError
-from neural_style.gatys import reporting, run
+from neural_style.gatys import run
 from neural_style.gatys.events import Observer
+from neural_style.gatys.observers.terminal import TerminalReport
 from neural_style.gatys.video_plan import frame_path
-from neural_style.gatys.video_report import video_observers
 from tests.support import FEW_LAYERS, ffmpeg, pattern_clip, streams, tiny_settings
 
 FRAMES = 5
@@ -122,7 +122,7 @@ def test_a_stop_keeps_finished_frames_and_resume_redoes_none(tmp_path, tiny_mat,
     run.stylize(straight, io.StringIO())
     settings = video_settings(tmp_path, tiny_mat, image_pair, clip)
     prefix = settings.output_image
-    observers = [*video_observers(settings, io.StringIO()), StopInFrame(3)]
+    observers = [*run.standard_observers(settings, io.StringIO(), video=True), StopInFrame(3)]
     with pytest.raises(KeyboardInterrupt):
         run.stylize(settings, io.StringIO(), observers=observers)
     assert sorted(os.listdir(f"{prefix}-frames")) == ["frame-00001.png", "frame-00002.png"]
@@ -165,9 +165,12 @@ def test_a_text_file_named_mp4_is_one_line(tmp_path, tiny_mat, image_pair):
 
 
 def test_video_observers_are_files_first():
-    kinds = [type(observer).__name__ for observer in video_observers(_settings(), io.StringIO())]
+    kinds = [
+        type(observer).__name__
+        for observer in run.standard_observers(_settings(), io.StringIO(), video=True)
+    ]
     assert kinds.index("FrameWriter") < kinds.index("TerminalReport")
-    assert isinstance(reporting.TerminalReport(_settings(), io.StringIO()), Observer)
+    assert isinstance(TerminalReport(_settings(), io.StringIO()), Observer)
 
 
 def _settings():

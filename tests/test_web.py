@@ -31,11 +31,11 @@ from tests.support import (
     FEW_LAYERS,
     REPO_ROOT,
     StartedEarly,
+    files_only_observers,
     is_selected,
     photo,
     run_train,
     tiny_settings,
-    without_plots,
     write_image_pair,
 )
 
@@ -302,9 +302,10 @@ def test_a_page_that_falls_behind_gets_the_whole_state_again(live):
 
 
 def observers_of(settings, live, output) -> list:
-    """What `train.py --web` attaches (web.gatys_observers) but the loss plots, which no
-    test here looks at: a matplotlib child process per snapshot, about a second each."""
-    return without_plots(web.gatys_observers(settings, live, output))
+    """What `train.py --web` attaches (run.standard_observers, then the live view) but the
+    loss plots, which no test here looks at: a matplotlib child process per snapshot, about
+    a second each."""
+    return [*files_only_observers(settings, output), live.gatys_view()]
 
 
 def press(session, action: str) -> None:

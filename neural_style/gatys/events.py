@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+from neural_style.names import LOSS_NAMES
+
 if TYPE_CHECKING:
     from neural_style.gatys.plan import Group, PhotoJob, RunPlan
 
@@ -51,6 +53,12 @@ class Step(NamedTuple):
     notes: list[str]  # each photo's note (a divergence), "" for a plain step
     evaluations: list[int]  # each photo's loss evaluations so far (L-BFGS takes several)
     active: list[bool]  # which photos are still being optimised
+
+    def mean_losses(self) -> dict[str, float]:
+        """The mean of each loss part over the photos still going (all, if none is)."""
+        going = [losses for losses, on in zip(self.losses, self.active, strict=True) if on]
+        going = going or self.losses
+        return {name: float(np.mean([losses[name] for losses in going])) for name in LOSS_NAMES}
 
 
 class Images(NamedTuple):

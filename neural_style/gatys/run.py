@@ -34,9 +34,11 @@ def stylize(
     stream: TextIO | None = None,
     *,
     observers: Sequence[Observer] | None = None,
+    extra_observers: Sequence[Observer] = (),
 ) -> RunResult | BatchResult:
-    """Stylise CONTENT_IMAGE (one photo, or every photo of a folder or glob). `observers`
-    replace the standard ones (reporting.standard_observers) when given."""
+    """Stylise CONTENT_IMAGE (one photo, or every photo of a folder or glob, or a video).
+    `observers` replace the standard ones (standard_observers) when given;
+    `extra_observers` hear the run after them (a live view)."""
     stream = stream or sys.stdout
     claims = outputs.Claims(settings)
     try:
@@ -49,20 +51,41 @@ def stylize(
         plan = plan_run(inputs, on_gpu=device.on_gpu)
         pipeline = _pipeline(settings, plan, weights)
         del weights  # the networks hold their own copies, in their precisions
-        from neural_style.gatys import reporting
         from neural_style.gatys.runner import Runner
 
-        chosen = observers
-        if chosen is None and plan.video is not None:
-            from neural_style.gatys.video_report import video_observers
-
-            chosen = video_observers(settings, stream)
-        elif chosen is None:
-            chosen = reporting.standard_observers(settings, stream)
-        outcomes = Runner(plan, pipeline, chosen).run()
+        if observers is None:
+            observers = standard_observers(settings, stream, video=plan.video is not None)
+        outcomes = Runner(plan, pipeline, [*observers, *extra_observers]).run()
     finally:
         claims.release()
     return _result(plan, outcomes, stream)
+
+
+def standard_observers(
+    settings: Settings, stream: TextIO, *, video: bool = False
+) -> list[Observer]:
+    """What `python train.py` attaches, in the order they must hear the events: the files
+    first, then what reports them."""
+    from neural_style.gatys.observers.terminal import TerminalReport
+
+    if video:
+        from neural_style.gatys.observers.video import FrameWriter, VideoReport
+
+        return [
+            FrameWriter(settings),
+            VideoReport(settings, stream),
+            TerminalReport(settings, stream),
+        ]
+    from neural_style.gatys.observers.files import CheckpointWriter, ImageWriter, RunRecords
+    from neural_style.gatys.observers.plots import LossPlots
+
+    return [
+        ImageWriter(settings),
+        CheckpointWriter(settings),
+        RunRecords(settings),
+        LossPlots(stream),
+        TerminalReport(settings, stream),
+    ]
 
 
 def _pipeline(settings: Settings, plan: RunPlan, weights):

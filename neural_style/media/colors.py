@@ -71,6 +71,14 @@ def preserve_colors(stylised: np.ndarray, content: np.ndarray) -> np.ndarray:
     return np.clip(ycbcr_to_rgb(combined), 0.0, 255.0)
 
 
+def as_written(image: np.ndarray, content: np.ndarray, preserve: str) -> np.ndarray:
+    """What is written of an optimised image: the image itself, or with PRESERVE_COLORS
+    `preserve` "luminance" its brightness on the photo's colours (preserve_colors)."""
+    if preserve == "luminance":
+        return preserve_colors(image, content)
+    return image
+
+
 def match_color_histogram(style: np.ndarray, content: np.ndarray) -> np.ndarray:
     """Recolours `style` so its RGB pixels have the content's mean and 3x3 covariance.
 

@@ -8,7 +8,7 @@ images, the losses, the progress and the settings, and pushes Stop (as Ctrl-C: t
 image and a checkpoint are kept) and Snapshot now. It is one more observer of the run:
 
     with web.serving(web_settings, "photo", settings_dict) as live:   # binds, prints the URL
-        stylize(settings, observers=[*files_and_terminal, live.gatys_view()])
+        stylize(settings, extra_observers=[live.gatys_view()])
 
 state.py holds what the page sees, observer.py fills it from the run's events, server.py
 serves it (aiohttp, an optional extra: python -m pip install -e '.[web]').
@@ -112,23 +112,6 @@ def serving(
         session.close(error)
         raise
     session.close(None)
-
-
-def gatys_observers(settings: Any, live: LiveSession, stream: TextIO | None = None) -> list:
-    """What `python train.py --web` attaches: the run's usual observers (files first,
-    then the terminal), then the live view, which so shows what they have written."""
-    stream = stream or sys.stdout
-    from neural_style.gatys.video_plan import is_video
-
-    if is_video(settings.content_image):
-        from neural_style.gatys.video_report import video_observers
-
-        chosen = video_observers(settings, stream)
-    else:
-        from neural_style.gatys.reporting import standard_observers
-
-        chosen = standard_observers(settings, stream)
-    return [*chosen, live.gatys_view()]
 
 
 def _url_host(host: str) -> str:

@@ -16,7 +16,6 @@ import time
 from neural_style import stopping
 from neural_style.gatys import events
 from neural_style.gatys.events import FrameDone, GroupStarted, Images, Observer, Step
-from neural_style.names import LOSS_NAMES
 from neural_style.web.state import LiveState
 
 # The page's words for what the run does with its images.
@@ -111,9 +110,7 @@ class LiveView(Observer):
         self._last_preview = -math.inf  # the new photo's first image at once
 
     def step(self, event: Step) -> None:
-        going = [losses for losses, on in zip(event.losses, event.active, strict=True) if on]
-        going = going or event.losses
-        losses = {name: sum(item[name] for item in going) / len(going) for name in LOSS_NAMES}
+        losses = event.mean_losses()
         seconds, eta = self._progress.update(event.seconds, event.total_steps - event.step)
         self.state.step(
             {

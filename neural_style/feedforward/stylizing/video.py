@@ -30,8 +30,8 @@ from neural_style.errors import UserError
 from neural_style.feedforward.model import MIN_SIDE
 from neural_style.feedforward.stylizing.fit import MemoryFit, fit_image, wxh
 from neural_style.feedforward.stylizing.stylizer import Stylizer
-from neural_style.gatys.reporting import format_duration
 from neural_style.media import video_io, video_write
+from neural_style.progress import format_duration
 from neural_style.settings.network import NetworkSettings
 
 # Seconds between two progress lines.

@@ -24,7 +24,7 @@ from neural_style.feedforward.training.run_files import (
 )
 from neural_style.feedforward.training.run_folder import OutputFolder
 from neural_style.feedforward.training.trainer import Trainer
-from neural_style.gatys.reporting import write_settings_record
+from neural_style.progress import write_settings_record
 
 # Phrases of the file system's errors in TensorFlow's messages, and their errno.
 _TF_WRITE_ERRORS = (

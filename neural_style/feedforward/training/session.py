@@ -24,8 +24,8 @@ from neural_style.feedforward.training.run_inputs import Photos, RunInputs, tota
 from neural_style.feedforward.training.saving import Saver
 from neural_style.feedforward.training.trainer import StepResult, Trainer
 from neural_style.feedforward.training.writers import LazyLossLog, write_sample, write_skipped
-from neural_style.gatys.reporting import ProgressLine, is_due
 from neural_style.names import LOSS_NAMES, TEMPORAL_LOSS_NAMES
+from neural_style.progress import ProgressLine, is_due
 from neural_style.settings.network import NetworkSettings
 
 

@@ -13,8 +13,8 @@ import numpy as np
 from neural_style import files
 from neural_style.feedforward.training.run_files import OUTPUT_SETTING, output_errors
 from neural_style.feedforward.training.trainer import StepResult
-from neural_style.gatys.reporting import LossLog
 from neural_style.media import images
+from neural_style.progress import LossLog
 
 
 class LazyLossLog:

@@ -19,10 +19,11 @@ from neural_style.gatys import checkpoint as checkpoints
 from neural_style.gatys import events
 from neural_style.gatys.events import FrameDone, Images, Observer, Step
 from neural_style.gatys.plan import RunPlan
-from neural_style.gatys.reporting import LossLog, format_duration, visible, write_settings_record
 from neural_style.gatys.video_plan import frame_path, frames_folder, video_path
 from neural_style.media import images, video_write
+from neural_style.media.colors import as_written
 from neural_style.names import TEMPORAL_LOSS_NAMES
+from neural_style.progress import LossLog, format_duration, write_settings_record
 from neural_style.settings.gatys import Settings
 
 
@@ -36,7 +37,9 @@ class FrameWriter(Observer):
         if event.kind != events.FINISHED:
             return
         for job, image, content in zip(event.jobs, event.images, event.contents, strict=True):
-            images.save_image(job.final_path, visible(self.settings, image, content))
+            images.save_image(
+                job.final_path, as_written(image, content, self.settings.preserve_colors)
+            )
 
 
 class VideoReport(Observer):
@@ -165,10 +168,3 @@ class VideoReport(Observer):
             atomic_write_text(path, json.dumps(report, indent=2) + "\n")
         except OSError as error:
             raise files.output_error(path, error, "OUTPUT_IMAGE") from None
-
-
-def video_observers(settings: Settings, stream: TextIO) -> list[Observer]:
-    """What `python train.py` attaches for a video, files first."""
-    from neural_style.gatys.reporting import TerminalReport
-
-    return [FrameWriter(settings), VideoReport(settings, stream), TerminalReport(settings, stream)]

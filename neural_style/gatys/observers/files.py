@@ -1,0 +1,89 @@
+"""The observers that write a run's files for each photo:
+
+- ImageWriter: snapshots `<prefix>-<step>.jpg` and final images `<prefix>.jpg` (or .png,
+  .tif: OUTPUT_FORMAT);
+- CheckpointWriter: `<prefix>-checkpoint.npz` beside every snapshot and final image;
+- RunRecords: `<prefix>-settings.json` and the losses log `<prefix>-losses.csv`.
+
+Every file is written atomically or line by line; a file that cannot be written is one
+UserError naming it.
+"""
+
+from __future__ import annotations
+
+from neural_style import files
+from neural_style.gatys import checkpoint as checkpoints
+from neural_style.gatys import events, outputs
+from neural_style.gatys.events import Images, Observer, Step
+from neural_style.gatys.plan import Group, RunPlan
+from neural_style.media.colors import as_written
+from neural_style.media.images import save_image
+from neural_style.progress import LossLog, write_settings_record
+from neural_style.settings.gatys import Settings
+
+
+class ImageWriter(Observer):
+    """Snapshots and final images, in OUTPUT_FORMAT (the format each job carries); a 16-bit
+    format gets the optimised floats, never an 8-bit copy of them."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    def images(self, event: Images) -> None:
+        for job, image, content in zip(event.jobs, event.images, event.contents, strict=True):
+            step = event.step if event.kind == events.SNAPSHOT else None
+            path = outputs.snapshot_path(job.prefix, step, job.output_format)
+            bits = outputs.image_bits(job.output_format)
+            save_image(path, as_written(image, content, self.settings.preserve_colors), bits=bits)
+
+
+class CheckpointWriter(Observer):
+    """`<prefix>-checkpoint.npz` with each snapshot and final image: the state after
+    exactly the step it names."""
+
+    def __init__(self, settings: Settings):
+        self.record = checkpoints.settings_record(settings)
+
+    def images(self, event: Images) -> None:
+        if event.kind == events.GAVE_UP:
+            return
+        for job, state in zip(event.jobs, event.states, strict=True):
+            path = checkpoints.checkpoint_path(job.prefix)
+            checkpoint = checkpoints.Checkpoint(
+                event.stage, event.step, state, self.record, job.photo.digest
+            )
+            try:
+                checkpoints.save_checkpoint(path, checkpoint)
+            except OSError as error:
+                raise files.output_error(path, error, "OUTPUT_IMAGE") from None
+
+
+class RunRecords(Observer):
+    """Each photo's settings record and losses log, first written at its first step: a run
+    stopped before it leaves an earlier run's record and log as they were."""
+
+    def __init__(self, settings: Settings):
+        self.record = checkpoints.settings_record(settings)
+        self.logs: dict[str, LossLog] = {}
+
+    def step(self, event: Step) -> None:
+        for job, losses, on in zip(event.group.jobs, event.losses, event.active, strict=True):
+            if not on:
+                continue
+            path = f"{job.prefix}-losses.csv"
+            try:
+                if job.prefix not in self.logs:
+                    write_settings_record(f"{job.prefix}-settings.json", self.record)
+                    keep = job.done if job.resumed else None
+                    self.logs[job.prefix] = LossLog(path, keep_until=keep)
+                self.logs[job.prefix].write(event.step, losses, event.seconds)
+            except OSError as error:
+                raise files.output_error(path, error, "OUTPUT_IMAGE") from None
+
+    def group_finished(self, group: Group) -> None:
+        self.run_finished(None)
+
+    def run_finished(self, plan: RunPlan | None) -> None:
+        for log in self.logs.values():
+            log.close()
+        self.logs.clear()
