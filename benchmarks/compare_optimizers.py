@@ -50,7 +50,9 @@ def seconds_to_reach(log_path: str, target: float, last_stage_from: int) -> floa
 
 def score(settings: Settings, prefix: str) -> float:
     """The total loss of a run's best image at the full size, with the full-size targets."""
-    from neural_style.optimize.lbfgs import LossFunction, compute_targets
+    from neural_style.losses.gatys import Targets
+    from neural_style.losses.targets import content_targets, style_targets
+    from neural_style.optimize.loss_functions import LossFunction
     from neural_style.vgg.network import VGG19
 
     content = images.load_image(settings.content_image, "CONTENT_IMAGE")
@@ -61,9 +63,11 @@ def score(settings: Settings, prefix: str) -> float:
     ]
     net = VGG19.from_mat(weights_file.resolve_weights_path(settings.vgg_model_path, io.StringIO()))
     weights = loss_weights(settings)
-    loss = LossFunction(
-        net, compute_targets(net, content, styles, [1.0] * len(styles), weights), weights
+    targets = Targets(
+        content_targets(net, content, weights),
+        style_targets(net, styles, [1.0] * len(styles), weights),
     )
+    loss = LossFunction(net, targets, weights)
     with np.load(f"{prefix}-checkpoint.npz") as saved:
         best = saved["state/best_image"]
     parts, _ = loss.value_and_gradient(images.resize_image(best, size)[None])

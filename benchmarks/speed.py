@@ -133,8 +133,9 @@ def _problem(job: dict):
 
     start_tensorflow(without_keras=True)  # as train.py starts it, malloc settings included
     from neural_style.losses.gatys import LossWeights, Targets
+    from neural_style.losses.targets import content_targets, style_targets
     from neural_style.media import images
-    from neural_style.optimize.lbfgs import LossFunction, content_targets, style_targets
+    from neural_style.optimize.loss_functions import LossFunction
     from neural_style.optimize.tiling import TiledLossFunction
     from neural_style.vgg.mat import read_vgg19_mat
     from neural_style.vgg.network import VGG19
@@ -172,11 +173,12 @@ def _problem(job: dict):
 
 def worker_step(job: dict) -> dict:
     """Seconds per Adam step at one size and precision, then the floor at that size."""
-    from neural_style.optimize.lbfgs import AdamOptimizer, initial_image
+    from neural_style.gatys.pipeline import initial_image
+    from neural_style.optimize.adam import BatchAdamOptimizer
 
     started = time.perf_counter()
     _, loss, content, _ = _problem(job)
-    optimizer = AdamOptimizer(loss, initial_image(content, 0.5, 0), learning_rate=5.0)
+    optimizer = BatchAdamOptimizer(loss, initial_image(content, 0.5, 0)[None], learning_rate=5.0)
     seconds = [result.seconds for result in optimizer.steps(job["warmup"] + job["steps"])]
     steady = seconds[job["warmup"] :]
     peak = _peak_rss()
@@ -206,12 +208,11 @@ def worker_quality(job: dict) -> dict:
     """Final losses of a float32 run and of mixed-precision runs from the same start for the
     same steps, each scored in float32, and their wall times. A mixed run takes its last
     `finish` fraction of the steps in float32 (FLOAT32_FINISH), for each finish given."""
-    from neural_style.optimize.lbfgs import (
-        AdamOptimizer,
-        LossFunction,
-        compute_targets,
-        initial_image,
-    )
+    from neural_style.gatys.pipeline import initial_image
+    from neural_style.losses.gatys import Targets
+    from neural_style.losses.targets import content_targets, style_targets
+    from neural_style.optimize.adam import BatchAdamOptimizer
+    from neural_style.optimize.loss_functions import LossFunction
     from neural_style.vgg.network import VGG19
 
     job32 = {**job, "precision": "float32"}
@@ -222,7 +223,11 @@ def worker_quality(job: dict) -> dict:
     }
 
     def loss_in(precision):
-        targets = compute_targets(nets[precision], content, [style], [1.0], loss_weights)
+        net = nets[precision]
+        targets = Targets(
+            content_targets(net, content, loss_weights),
+            style_targets(net, [style], [1.0], loss_weights),
+        )
         return LossFunction(nets[precision], targets, loss_weights)
 
     runs = [("float32", 0.0)] + [(job["precision"], finish) for finish in job["finishes"]]
@@ -230,8 +235,8 @@ def worker_quality(job: dict) -> dict:
     for precision, finish in runs:
         started = time.perf_counter()
         exact = round(job["steps"] * finish) if precision != "float32" else 0
-        optimizer = AdamOptimizer(
-            loss_in(precision), initial_image(content, 0.5, 0), learning_rate=5.0
+        optimizer = BatchAdamOptimizer(
+            loss_in(precision), initial_image(content, 0.5, 0)[None], learning_rate=5.0
         )
         for _ in optimizer.steps(job["steps"] - exact):
             pass

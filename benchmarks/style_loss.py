@@ -64,14 +64,11 @@ def measure(width: int, steps: int, repeats: int) -> dict:
     """Median s/step of each loss, and each loss's style part at the first step."""
     import numpy as np
 
+    from neural_style.gatys.pipeline import initial_image
     from neural_style.losses.gatys import Targets
-    from neural_style.optimize.lbfgs import (
-        AdamOptimizer,
-        LossFunction,
-        content_targets,
-        initial_image,
-        style_targets,
-    )
+    from neural_style.losses.targets import content_targets, style_targets
+    from neural_style.optimize.adam import BatchAdamOptimizer
+    from neural_style.optimize.loss_functions import LossFunction
 
     net, content, style, weights = _problem(width)
     start = initial_image(content, 0.5, 0)
@@ -84,7 +81,7 @@ def measure(width: int, steps: int, repeats: int) -> dict:
         loss = LossFunction(net, targets, weights[name])
         parts, _ = loss.value_and_gradient(start[None])
         initial[name] = float(parts["style"])
-        optimizers[name] = AdamOptimizer(loss, start, learning_rate=5.0)
+        optimizers[name] = BatchAdamOptimizer(loss, start[None], learning_rate=5.0)
         list(optimizers[name].steps(2))  # trace and warm up
     times: dict[str, list[float]] = {name: [] for name in LOSSES}
     for _ in range(repeats):

@@ -17,15 +17,17 @@ from neural_style import progress
 from neural_style.errors import UserError
 from neural_style.gatys import checkpoint as checkpoints
 from neural_style.gatys import plan, run
-from neural_style.gatys.pipeline import loss_weights
-from neural_style.losses.gatys import Targets, objective, objective_per_image
+from neural_style.gatys.pipeline import initial_image, loss_weights
+from neural_style.losses.gatys import Targets, objective_per_image
+from neural_style.losses.targets import content_targets, style_targets
 from neural_style.media import plots
 from neural_style.optimize import memory
-from neural_style.optimize.adam import BatchAdamOptimizer, BatchLossFunction
-from neural_style.optimize.lbfgs import content_targets, initial_image, style_targets
+from neural_style.optimize.adam import BatchAdamOptimizer
+from neural_style.optimize.loss_functions import BatchLossFunction
 from neural_style.settings import gatys as config
 from neural_style.settings.gatys import Settings
 from tests import toy_settings as user_settings
+from tests.single_image import objective
 from tests.support import FEW_LAYERS, photo, saved_checkpoint, tiny_settings, write_image
 
 PHOTO_NAMES = ("alpha", "bravo", "charlie")

@@ -136,13 +136,10 @@ def not_ours(path, *words, **options) -> str:
 
 def optimizer_after_steps(net, optimizer: str, size=REAL_STAGES[1], kind="single"):
     """A real optimiser of the tiny net on a size[0] x size[1] photo, two steps in."""
-    from neural_style.optimize.adam import BatchAdamOptimizer, BatchLossFunction
-    from neural_style.optimize.lbfgs import (
-        AdamOptimizer,
-        LbfgsOptimizer,
-        LossFunction,
-        compute_targets,
-    )
+    from neural_style.optimize.adam import BatchAdamOptimizer
+    from neural_style.optimize.lbfgs import LbfgsOptimizer
+    from neural_style.optimize.loss_functions import BatchLossFunction, LossFunction
+    from tests.single_image import AdamOptimizer, compute_targets
 
     # The first two blocks' layers: what is checked is the state, and each optimiser here
     # traces its own loss.

@@ -13,12 +13,15 @@ import pytest
 from neural_style.errors import UserError
 from neural_style.gatys import checkpoint as checkpoints
 from neural_style.gatys.pipeline import Pipeline, loss_weights
+from neural_style.losses.targets import style_targets
 from neural_style.media import colors
 from neural_style.media.images import load_image, resize_image
-from neural_style.optimize.lbfgs import LbfgsOptimizer, LossFunction, compute_targets, style_targets
+from neural_style.optimize.lbfgs import LbfgsOptimizer
+from neural_style.optimize.loss_functions import LossFunction
 from neural_style.settings import gatys as config
 from neural_style.settings.gatys import Settings
 from tests import toy_settings as user_settings
+from tests.single_image import compute_targets
 from tests.support import (
     FEW_LAYERS,
     photo,
@@ -264,12 +267,12 @@ def test_a_batch_names_outputs_after_inputs_and_reports_failures(
     monkeypatch.setattr(
         Pipeline, "style_grams", lambda self, *a: calls.append(a[0]) or real(self, *a)
     )
-    from neural_style.optimize import lbfgs as optimize
+    from neural_style.gatys import pipeline
 
     computed = []
-    real_targets = optimize.style_targets
+    real_targets = pipeline.style_targets
     monkeypatch.setattr(
-        optimize, "style_targets", lambda *a, **k: computed.append(1) or real_targets(*a, **k)
+        pipeline, "style_targets", lambda *a, **k: computed.append(1) or real_targets(*a, **k)
     )
     settings = settings_for(
         tmp_path, tiny_mat, image_pair, content_image=str(folder), train_steps=2, snapshot_every=0

@@ -11,10 +11,10 @@ from neural_style.losses.gatys import (
     Targets,
     content_loss,
     gram_matrix,
-    objective,
     style_loss,
     total_variation_loss,
 )
+from tests.single_image import objective
 
 
 def test_gram_matrix_by_hand():

@@ -17,14 +17,10 @@ from neural_style.errors import UserError
 from neural_style.gatys import run
 from neural_style.losses import guided, masks
 from neural_style.losses.gatys import Targets, gram_matrix
+from neural_style.losses.targets import content_targets, style_targets, weighted_moments
 from neural_style.media.images import load_image, load_mask
 from neural_style.optimize import memory, tiling
-from neural_style.optimize.lbfgs import (
-    LossFunction,
-    content_targets,
-    style_targets,
-    weighted_moments,
-)
+from neural_style.optimize.loss_functions import LossFunction
 from neural_style.vgg import tile_layout
 from tests.support import (
     default_loss_weights,

@@ -7,10 +7,11 @@ import pytest
 import tensorflow as tf
 
 from neural_style.gatys import pipeline
-from neural_style.optimize.lbfgs import LossFunction, compute_targets
+from neural_style.optimize.loss_functions import LossFunction
 from neural_style.runtime import resolve_precision
 from neural_style.vgg.mat import read_vgg19_mat
 from neural_style.vgg.network import VGG19
+from tests.single_image import compute_targets
 from tests.support import default_loss_weights, photo, saved_checkpoint, stylize_without_plots
 
 WEIGHTS = default_loss_weights(tv_weight=0.01)
@@ -101,8 +102,9 @@ def _finish_settings(tmp_path, tiny_mat, image_pair, **overrides):
 
 def test_the_last_quarter_of_a_mixed_run_is_float32(tmp_path, tiny_mat, image_pair):
     from neural_style.gatys import checkpoint
+    from neural_style.gatys.pipeline import initial_image
     from neural_style.media import images
-    from neural_style.optimize.lbfgs import AdamOptimizer, initial_image
+    from tests.single_image import AdamOptimizer
 
     settings = _finish_settings(tmp_path, tiny_mat, image_pair)
     result, printed = stylize_without_plots(settings)

@@ -16,13 +16,14 @@ import pytest
 from neural_style import progress
 from neural_style.errors import UserError
 from neural_style.gatys import run
-from neural_style.gatys.pipeline import loss_weights
+from neural_style.gatys.pipeline import initial_image, loss_weights
 from neural_style.media.images import load_image, resize_image
-from neural_style.optimize.lbfgs import AdamOptimizer, LossFunction, compute_targets, initial_image
+from neural_style.optimize.loss_functions import LossFunction
 from neural_style.settings.gatys import Settings
 from neural_style.vgg import synthetic, weights_file
 from neural_style.vgg.weights_file import DEFAULT_VGG_MODEL_PATH
 from tests import toy_settings as user_settings
+from tests.single_image import AdamOptimizer, compute_targets
 from tests.support import (
     FEW_LAYERS,
     TINY_OPTIONS,

@@ -9,14 +9,16 @@ import pytest
 import tensorflow as tf
 
 from neural_style.gatys import run
+from neural_style.gatys.pipeline import initial_image
 from neural_style.losses import tiled_targets
 from neural_style.losses.gatys import Targets
 from neural_style.media.images import load_image
 from neural_style.optimize import tiling
-from neural_style.optimize.lbfgs import AdamOptimizer, LossFunction, compute_targets, initial_image
+from neural_style.optimize.loss_functions import LossFunction
 from neural_style.vgg import tile_layout
 from neural_style.vgg.mat import read_vgg19_mat
 from neural_style.vgg.network import VGG19
+from tests.single_image import AdamOptimizer, compute_targets
 from tests.support import default_loss_weights, photo, tiny_settings
 
 WEIGHTS = default_loss_weights(tv_weight=0.01)

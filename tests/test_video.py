@@ -182,7 +182,8 @@ def _settings():
 
 def test_the_temporal_loss_gradient_matches_a_finite_difference(tiny_net):
     from neural_style.gatys.pipeline import TemporalLoss, TemporalTerm
-    from neural_style.optimize.lbfgs import LossFunction, compute_targets
+    from neural_style.optimize.loss_functions import LossFunction
+    from tests.single_image import compute_targets
     from tests.support import default_loss_weights, photo
 
     weights = default_loss_weights()

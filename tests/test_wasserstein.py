@@ -22,8 +22,9 @@ from neural_style.losses.gatys import (
     style_loss_per_image,
     total_variation_per_image,
 )
+from neural_style.losses.targets import content_targets, style_targets
 from neural_style.optimize import tiling
-from neural_style.optimize.lbfgs import LossFunction, content_targets, style_targets
+from neural_style.optimize.loss_functions import LossFunction
 from neural_style.vgg import tile_layout
 from tests.support import default_loss_weights, photo, stylize_without_plots, tiny_settings
 

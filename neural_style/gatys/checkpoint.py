@@ -70,7 +70,7 @@ SETTINGS_BEFORE_THEY_EXISTED = {
 
 # What every optimiser's state holds for one image: name -> (kind, dtype), where an
 # "image" is [H, W, 3] at the size of the checkpoint's stage and a "scalar" has shape ().
-# Must match batch_optimize.BatchAdamOptimizer.states() and optimize.LbfgsOptimizer.state()
+# Must match optimize.adam.BatchAdamOptimizer.states() and optimize.lbfgs.LbfgsOptimizer.state()
 # (tests/test_checkpoint.py builds both and compares).
 STATE_LAYOUT: dict[str, dict[str, tuple[str, str]]] = {
     "adam": {

@@ -17,10 +17,11 @@ import tensorflow as tf
 
 from neural_style.losses import masks
 from neural_style.losses.gatys import LossWeights, Targets
+from neural_style.losses.targets import content_targets, style_targets
 from neural_style.media import colors, images
-from neural_style.optimize import lbfgs as optimize
-from neural_style.optimize.adam import BatchAdamOptimizer, BatchLossFunction
-from neural_style.optimize.lbfgs import LbfgsBatchOfOne, LossFunction, initial_image
+from neural_style.optimize.adam import BatchAdamOptimizer
+from neural_style.optimize.lbfgs import LbfgsBatchOfOne
+from neural_style.optimize.loss_functions import BatchLossFunction, LossFunction
 from neural_style.optimize.tiling import TiledLossFunction
 from neural_style.settings.gatys import Settings
 from neural_style.vgg import tile_layout
@@ -101,7 +102,7 @@ class Pipeline:
         size = content.shape[:2]
         tile_side = tile_layout.core_side(size, layout.grid) if layout else 0
         return Targets(
-            content=optimize.content_targets(net, content, self.weights, layout=layout),
+            content=content_targets(net, content, self.weights, layout=layout),
             style_grams=self.style_grams(net, stage_index, size, content, tile_side),
             **self.guides(size),
         )
@@ -173,7 +174,7 @@ class Pipeline:
             max(round(size[1] * scale), images.MIN_SIDE),
         )
         resized = [images.resize_image(style, style_size) for style in styles]
-        return optimize.style_targets(
+        return style_targets(
             net,
             resized,
             self.blend,
@@ -224,6 +225,13 @@ class Pipeline:
             beta2=s.beta2,
             epsilon=s.epsilon,
         )
+
+
+def initial_image(base: np.ndarray, noise: float, seed: int) -> np.ndarray:
+    """`base` with a `noise` fraction of uniform 0..255 noise blended in."""
+    rng = np.random.default_rng(seed)
+    random_pixels = rng.uniform(0.0, 255.0, base.shape).astype(np.float32)
+    return ((1.0 - noise) * base + noise * random_pixels).astype(np.float32)
 
 
 def _constants(arrays: dict) -> dict[str, tf.Tensor]:

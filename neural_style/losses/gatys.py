@@ -147,16 +147,3 @@ def objective_per_image(
     tv = total_variation_per_image(images)
     total = weights.alpha * content + weights.beta * style + weights.tv_weight * tv
     return total, {"content": content, "style": style, "tv": tv, "total": total}
-
-
-def objective(
-    features: Mapping[str, tf.Tensor], images: tf.Tensor, targets: Targets, weights: LossWeights
-) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
-    """The total loss α·content + β·style + tv_weight·tv, and its named parts, each summed
-    over the batch: of one image, that image's (see objective_per_image).
-
-    `features` must hold every content and style layer, computed from `images`.
-    """
-    _, per_image = objective_per_image(features, images, targets, weights)
-    parts = {name: tf.reduce_sum(value) for name, value in per_image.items()}
-    return parts["total"], parts

@@ -6,8 +6,8 @@ the images' losses, so each image gets the gradient of its own loss), its own be
 and best loss, its own learning rate and divergence recovery, and its own Adam moments and
 step count. An image in a batch therefore ends where it would alone, up to float rounding.
 
-Like optimize.py, this module does no file I/O: `steps(n)` yields one BatchStepResult per
-step and the caller (batch_run.py) decides what to print and save.
+This module does no file I/O: `steps(n)` yields one BatchStepResult per step and the caller
+(gatys/runner.py) decides what to print and save.
 
 Shapes: images and Adam's moments are [B, H, W, 3] float32 RGB in 0..255; content targets
 [B, h, w, c]; style Grams [1, c, c] shared by the batch, or [B, c, c] one per image; each
@@ -19,13 +19,11 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
-from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
 
-from neural_style.losses.gatys import LossWeights, Targets, objective_per_image
-from neural_style.vgg.network import VGG19
+from neural_style.optimize.protocols import BatchStepResult, ImageLoss
 
 # A loss above this many times the best one so far counts as a divergence.
 DIVERGENCE_FACTOR = 10.0
@@ -42,44 +40,6 @@ STATE_NAMES = (
 )
 
 
-class BatchLossFunction:
-    """Each image's objective, and the gradient of their sum: [B] losses, [B, H, W, 3]."""
-
-    # A step is one tf.function call, which the optimiser can trace into its own.
-    traceable = True
-
-    def __init__(self, net: VGG19, targets: Targets, weights: LossWeights):
-        self.net = net
-        self.targets = targets
-        self.weights = weights
-        self.layers = sorted({name for name, _ in weights.content_layers + weights.style_layers})
-
-    def value_and_gradient(self, images: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
-        """The named loss parts of each image ([B] each), and the gradient of the sum of
-        the totals, which is each image's gradient of its own total."""
-        return self._value_and_gradient(images)
-
-    # A tf.function method holds its object weakly: value_and_gradient holds it for a call.
-    @tf.function(
-        input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)], autograph=False
-    )
-    def _value_and_gradient(self, images: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
-        with tf.GradientTape() as tape:
-            tape.watch(images)
-            totals, parts = objective_per_image(
-                self.net(images, self.layers), images, self.targets, self.weights
-            )
-        return parts, tape.gradient(totals, images)
-
-
-class BatchStepResult(NamedTuple):
-    step: int  # 1-based number of the step just taken
-    evaluations: list[int]  # loss evaluations so far, per image
-    losses: list[dict[str, float]]  # content, style, tv, total of each image
-    seconds: float  # wall time of the step, for the whole batch
-    notes: list[str]  # per image: what happened besides a plain step, e.g. a divergence
-
-
 def _per_pixel(values: tf.Tensor) -> tf.Tensor:
     """[B] -> [B, 1, 1, 1], to broadcast a per-image value over its pixels."""
     return tf.reshape(values, [-1, 1, 1, 1])
@@ -89,16 +49,16 @@ class BatchAdamOptimizer:
     """Adam (Kingma & Ba) on the pixels of B images at once, kept in [0, 255], with
     divergence recovery: a non-finite loss, or one above DIVERGENCE_FACTOR times the best,
     restores the best image, halves the learning rate and restarts the moment estimates.
-    Each is decided and applied per image. optimize.AdamOptimizer is a batch of one.
+    Each is decided and applied per image; a single photo is a batch of one.
 
-    The loss is a BatchLossFunction, or for a batch of one any loss with its interface
-    (optimize.LossFunction, tiling.TiledLossFunction). A loss whose `traceable` is False
+    The loss is a BatchLossFunction, or for a batch of one any ImageLoss
+    (loss_functions.LossFunction, tiling.TiledLossFunction). A loss whose `traceable` is False
     computes its gradient in several tf.function calls, and the update then runs in one of
     its own."""
 
     def __init__(
         self,
-        loss: BatchLossFunction,
+        loss: ImageLoss,
         start_images: np.ndarray,
         *,
         learning_rate: float,
@@ -117,10 +77,11 @@ class BatchAdamOptimizer:
         self.second_moment = tf.Variable(tf.zeros_like(self.image))
         self.iterations = tf.Variable(np.zeros(count, np.int64))
         self.evaluations = np.zeros(count, np.int64)
+        self.message = ""  # Adam takes every step asked of it
         self._step = tf.function(self._take_step, autograph=False)
         self._update = tf.function(self._update_rule, autograph=False)
 
-    def use_loss(self, loss: BatchLossFunction) -> None:
+    def use_loss(self, loss: ImageLoss) -> None:
         """Go on with another loss function (e.g. in another precision) from the current
         images and moments; each image's best is chosen afresh by the new loss."""
         self.loss = loss
