@@ -21,27 +21,19 @@ stopping.install_early()
 from absl import flags  # noqa: E402
 
 import settings  # noqa: E402
+from neural_style import web  # noqa: E402
 from neural_style.settings import cli_flags  # noqa: E402
 from neural_style.settings.gatys import Settings  # noqa: E402
-from neural_style.settings.web import WebSettings  # noqa: E402
 
 
 def stylize_from_flags(flag_values: flags.FlagValues) -> None:
     run_settings = Settings.from_flag_values(flag_values)
-    web_settings = WebSettings.from_flag_values(flag_values)
-    if not web_settings.web:
+    # With --web the live view binds its port first: a busy port is one line.
+    with web.opted_in(flag_values, "photo", run_settings) as live:
         # Imported only now, so that flag errors and --help never wait for TensorFlow.
         from neural_style.gatys.run import stylize
 
-        stylize(run_settings)
-        return
-    from neural_style import web
-
-    # The live view binds its port before anything else starts: a busy port is one line.
-    with web.serving(web_settings, "photo", run_settings) as live:
-        from neural_style.gatys.run import stylize
-
-        stylize(run_settings, extra_observers=[live.gatys_view()])
+        stylize(run_settings, extra_observers=live.observers, controls=live.controls)
 
 
 if __name__ == "__main__":

@@ -30,33 +30,23 @@ stopping.install_early()
 from absl import flags, logging  # noqa: E402
 
 import settings  # noqa: E402
+from neural_style import web  # noqa: E402
 from neural_style.settings import cli_flags  # noqa: E402
 from neural_style.settings.network import NetworkSettings  # noqa: E402
-from neural_style.settings.web import WebSettings  # noqa: E402
 
 
 def train_from_flags(flag_values: flags.FlagValues) -> None:
     run_settings = NetworkSettings.from_flag_values(flag_values)
-    web_settings = WebSettings.from_flag_values(flag_values)
-    if not web_settings.web:
-        _train(run_settings)
-        return
-    from neural_style import web
+    # With --web the live view binds its port before TensorFlow starts: a busy port is one line.
+    with web.opted_in(flag_values, "training", run_settings) as live:
+        # Imported only now, so that flag errors and --help never wait for TensorFlow.
+        from neural_style.runtime import import_tensorflow
 
-    # The live view binds its port before TensorFlow starts: a busy port is one line.
-    with web.serving(web_settings, "training", run_settings) as live:
-        _train(run_settings, [live.training_view(run_settings.network_batch_size)])
+        import_tensorflow()  # with its start-up noise hidden
+        logging.set_verbosity(logging.WARNING)  # tf.distribute's INFO lines bury the progress
+        from neural_style.feedforward.training.run import train_network
 
-
-def _train(run_settings: NetworkSettings, observers=()) -> None:
-    # Imported only now, so that flag errors and --help never wait for TensorFlow.
-    from neural_style.runtime import import_tensorflow
-
-    import_tensorflow()  # with its start-up noise hidden
-    logging.set_verbosity(logging.WARNING)  # tf.distribute's INFO lines bury the progress
-    from neural_style.feedforward.training.run import train_network
-
-    train_network(run_settings, observers=observers)
+        train_network(run_settings, observers=live.observers, controls=live.controls)
 
 
 if __name__ == "__main__":

@@ -4,17 +4,19 @@ losing its work.
 SIGINT, SIGTERM and SIGHUP all ask a run to stop. Outside a loop they end it at once, as
 `Stopped` (a KeyboardInterrupt), which is safe while nothing is worth saving yet. Inside
 `deferred()`, the block where an optimiser or a trainer holds work, a signal only records
-the request: the loop finishes the step it is in, so that the saved step and the saved
-optimiser state agree, saves, and raises `Stopped` itself (`raise_if_requested`). Further
-signals while it saves change nothing, so a second Ctrl-C cannot cut the save short.
+the request in the block's `Controls`: the loop finishes the step it is in, so that the
+saved step and the saved optimiser state agree, saves, and raises `Stopped` itself
+(`Controls.raise_if_stopped`). Further signals while it saves change nothing, so a second
+Ctrl-C cannot cut the save short. A live view's Stop and Snapshot buttons ask the same
+Controls.
 
 The exit status is the shell's: 128 + the signal's number (130, 143, 129).
 
-    with stopping.deferred():
+    with stopping.deferred(controls):
         for result in optimizer.steps(n):
             ...
-            if stopping.requested():
-                save(); stopping.raise_if_requested()
+            if controls.stop_requested:
+                save(); controls.raise_if_stopped()
 """
 
 from __future__ import annotations
@@ -48,37 +50,80 @@ def signal_name(signal_number: int) -> str:
         return f"signal {signal_number}"
 
 
+class Controls:
+    """What asks one run to stop, or to take a snapshot now: the stop signals (while the run
+    defers them, see `deferred`) and a live view's buttons. The run's loop is handed its
+    Controls and looks at them between steps; anyone may ask, from any thread."""
+
+    def __init__(self) -> None:
+        self._stop: int | None = None
+        self._snapshot = False
+        self._lock = threading.Lock()  # a click from another thread is never lost
+
+    def request_stop(self, signal_number: int = signal.SIGINT) -> bool:
+        """Ask the run to stop after the step in progress, as `signal_number` would; the
+        first request is the one kept. True if this was the first."""
+        with self._lock:
+            first = self._stop is None
+            if first:
+                self._stop = signal_number
+        return first
+
+    @property
+    def stop_requested(self) -> int | None:
+        """The signal whose stop was asked for (SIGINT for a button), or None."""
+        return self._stop
+
+    def raise_if_stopped(self) -> None:
+        """Raise Stopped if a stop was asked for."""
+        if self._stop is not None:
+            raise Stopped(self._stop)
+
+    def request_snapshot(self) -> None:
+        """Ask for a snapshot after the step in progress: the files SNAPSHOT_EVERY would
+        write, or a network's sample."""
+        with self._lock:
+            self._snapshot = True
+
+    def take_snapshot(self) -> bool:
+        """True once after request_snapshot (the loop takes it: one click, one snapshot)."""
+        if not self._snapshot:  # the common case, without the lock
+            return False
+        with self._lock:
+            asked, self._snapshot = self._snapshot, False
+        return asked
+
+
 class _State:
-    requested: int | None = None  # the first stop signal received, if any
-    snapshot: bool = False  # a snapshot was asked for (a live view's button)
-    deferring: int = 0  # how many deferred() blocks are open
+    active: list[Controls]  # the Controls of the deferred() blocks open, outermost first
     installed: bool = False
     # Until a command can catch Stopped (install_early), a signal ends the process at once.
     exit_at_once: bool = False
     stderr: int | None = None  # a copy of file descriptor 2 as the command started
 
+    def __init__(self) -> None:
+        self.active = []
+
 
 _state = _State()
-_snapshot_lock = threading.Lock()  # a click from another thread is never lost between steps
 
 
-def _on_signal(signal_number: int, frame) -> None:
+def _on_signal(signal_number: int, frame: object) -> None:
     del frame
-    if _state.requested is None:
-        _state.requested = signal_number
-        if _state.deferring:
+    if _state.active:
+        if request(signal_number):
             print(
                 f"\n{signal_name(signal_number)}: stopping after this step, then saving",
                 file=sys.stderr,
                 flush=True,
             )
-    if _state.exit_at_once and not _state.deferring:
+        return
+    if _state.exit_at_once:
         # A command outside its loop: nothing is half-written (files are atomic), and an
         # exception raised here could be turned into a traceback by the code it lands in.
         _say_on_the_terminal(stopped_line(signal_number))
         os._exit(128 + signal_number)
-    if not _state.deferring:
-        raise Stopped(signal_number)
+    raise Stopped(signal_number)
 
 
 def _say_on_the_terminal(line: str) -> None:
@@ -117,49 +162,32 @@ def install(*, exit_at_once: bool = False) -> None:
 
 
 @contextlib.contextmanager
-def deferred() -> Iterator[None]:
-    """Inside this block a stop signal only records the request (see the module doc)."""
+def deferred(controls: Controls | None = None) -> Iterator[Controls]:
+    """Inside this block a stop signal only asks `controls` (new ones if None) to stop, and
+    with them every block it is nested in; see the module doc."""
     install()
-    _state.deferring += 1
+    controls = controls if controls is not None else Controls()
+    _state.active.append(controls)
     try:
-        yield
+        yield controls
     finally:
-        _state.deferring -= 1
+        _state.active.remove(controls)
+
+
+def request(signal_number: int = signal.SIGINT) -> bool:
+    """Ask every run in progress (each open deferred() block) to stop, as a signal does;
+    True if the innermost had not been asked yet. Outside a run it does nothing."""
+    firsts = [controls.request_stop(signal_number) for controls in _state.active]
+    return bool(firsts) and firsts[-1]
 
 
 def requested() -> int | None:
-    """The stop signal received so far, or None."""
-    return _state.requested
+    """The stop asked of the innermost run in progress, or None."""
+    return _state.active[-1].stop_requested if _state.active else None
 
 
 def raise_if_requested() -> None:
-    """Raise Stopped if a stop was asked for."""
-    if _state.requested is not None:
-        raise Stopped(_state.requested)
-
-
-def request(signal_number: int = signal.SIGINT) -> None:
-    """Ask for a stop as a signal would (a button in a live view, a test)."""
-    _state.requested = signal_number if _state.requested is None else _state.requested
-
-
-def request_snapshot() -> None:
-    """Ask the loop for a snapshot after the step in progress (a live view's button): the
-    files SNAPSHOT_EVERY would write, or a network's sample."""
-    with _snapshot_lock:
-        _state.snapshot = True
-
-
-def take_snapshot_request() -> bool:
-    """True once after request_snapshot (the loop takes it, so one click is one snapshot)."""
-    if not _state.snapshot:  # the common case, without the lock
-        return False
-    with _snapshot_lock:
-        asked, _state.snapshot = _state.snapshot, False
-    return asked
-
-
-def reset() -> None:
-    """Forget the requests (a new run in the same process, e.g. in tests)."""
-    _state.requested = None
-    _state.snapshot = False
+    """Raise Stopped if the innermost run in progress was asked to stop (for code that
+    learns of a stop indirectly, as a child process that died of the same signal)."""
+    if _state.active:
+        _state.active[-1].raise_if_stopped()

@@ -17,6 +17,7 @@ from neural_style import progress
 from neural_style.errors import UserError
 from neural_style.gatys import checkpoint as checkpoints
 from neural_style.gatys import plan, run
+from neural_style.gatys.outputs import OutputNames
 from neural_style.gatys.pipeline import initial_image, loss_weights
 from neural_style.losses.gatys import Targets, objective_per_image
 from neural_style.losses.targets import content_targets, style_targets
@@ -76,7 +77,7 @@ def stylize_quietly(settings: Settings):
 
 
 def final_state(settings: Settings, name: str) -> dict:
-    path = checkpoints.checkpoint_path(f"{settings.output_image}-{name}")
+    path = OutputNames(f"{settings.output_image}-{name}").checkpoint
     return saved_checkpoint(path).optimizer_state
 
 

@@ -96,7 +96,8 @@ STAND_IN_RUN = textwrap.dedent(
     import runpy, sys, types
     from neural_style.errors import UserError
 
-    def stylize(settings):
+    def stylize(settings, *, extra_observers, controls):
+        assert extra_observers == [] and controls.stop_requested is None  # no live view
         outcome = {outcome!r}
         if outcome == "user_error":
             raise UserError("CONTENT_IMAGE (--content_image): cannot read x.jpg")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from neural_style.errors import UserError
-from neural_style.gatys import checkpoint as checkpoints
+from neural_style.gatys.outputs import OutputNames
 from neural_style.gatys.pipeline import Pipeline, loss_weights
 from neural_style.losses.targets import style_targets
 from neural_style.media import colors
@@ -87,7 +87,7 @@ def _read(path: str) -> bytes:
 
 
 def _final_state(prefix: str) -> dict:
-    return saved_checkpoint(checkpoints.checkpoint_path(prefix)).optimizer_state
+    return saved_checkpoint(OutputNames(prefix).checkpoint).optimizer_state
 
 
 def test_resuming_after_10_steps_equals_20_steps_straight(tmp_path, tiny_mat, image_pair):

@@ -230,12 +230,10 @@ def inputs_of(work) -> dict[str, str]:
 
 
 @pytest.fixture(autouse=True)
-def no_stop_pending():
-    """Every test starts and ends with no stop asked for, and leaves no train.py running
-    (a run waiting for a signal that a failed assertion never sent)."""
-    stopping.reset()
+def no_run_left_behind():
+    """Every test leaves no train.py running (a run waiting for a signal that a failed
+    assertion never sent)."""
     yield
-    stopping.reset()
     while STARTED:
         one = STARTED.pop()
         if one.process.poll() is None:
@@ -270,7 +268,6 @@ def stylize_until_stopped(settings, *extra: Observer) -> str:
         run.stylize(
             settings, stream, observers=files_only_observers(settings, stream) + list(extra)
         )
-    stopping.reset()
     return stream.getvalue()
 
 

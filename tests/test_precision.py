@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from neural_style.gatys import pipeline
+from neural_style.gatys.outputs import OutputNames
 from neural_style.optimize.loss_functions import LossFunction
 from neural_style.runtime import resolve_precision
 from neural_style.vgg.mat import read_vgg19_mat
@@ -101,7 +102,6 @@ def _finish_settings(tmp_path, tiny_mat, image_pair, **overrides):
 
 
 def test_the_last_quarter_of_a_mixed_run_is_float32(tmp_path, tiny_mat, image_pair):
-    from neural_style.gatys import checkpoint
     from neural_style.gatys.pipeline import initial_image
     from neural_style.media import images
     from tests.single_image import AdamOptimizer
@@ -128,7 +128,7 @@ def test_the_last_quarter_of_a_mixed_run_is_float32(tmp_path, tiny_mat, image_pa
     optimizer.use_loss(loss_in("float32"))
     last = list(optimizer.steps(2, first=7))[-1]
     assert result.losses["total"] == pytest.approx(last.losses["total"], rel=1e-5)
-    saved = saved_checkpoint(checkpoint.checkpoint_path(settings.output_image))
+    saved = saved_checkpoint(OutputNames(settings.output_image).checkpoint)
     np.testing.assert_allclose(saved.optimizer_state["best_image"], optimizer.best(), atol=1e-3)
 
 
@@ -136,7 +136,6 @@ def test_a_run_cut_in_its_float32_finish_resumes_to_the_same_image(
     tmp_path, tiny_mat, image_pair, monkeypatch
 ):
     from neural_style import progress
-    from neural_style.gatys import checkpoint
 
     straight = _finish_settings(tmp_path / "straight", tiny_mat, image_pair)
     stylize_without_plots(straight)
@@ -155,7 +154,7 @@ def test_a_run_cut_in_its_float32_finish_resumes_to_the_same_image(
     _, printed = stylize_without_plots(cut.__class__(**{**cut.__dict__, "resume": True}))
     assert "resuming from" in printed
     states = [
-        saved_checkpoint(checkpoint.checkpoint_path(s.output_image)).optimizer_state
+        saved_checkpoint(OutputNames(s.output_image).checkpoint).optimizer_state
         for s in (straight, cut)
     ]
     for name in ("image", "best_image", "first_moment", "second_moment"):

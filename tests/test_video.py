@@ -18,7 +18,7 @@ from neural_style.errors import UserError
 from neural_style.gatys import run
 from neural_style.gatys.events import Observer
 from neural_style.gatys.observers.terminal import TerminalReport
-from neural_style.gatys.video_plan import frame_path
+from neural_style.gatys.outputs import OutputNames
 from tests.support import FEW_LAYERS, ffmpeg, pattern_clip, streams, tiny_settings
 
 FRAMES = 5
@@ -39,13 +39,6 @@ def read_json(path: str):
 def read_bytes(path: str) -> bytes:
     with open(path, "rb") as file:
         return file.read()
-
-
-@pytest.fixture(autouse=True)
-def no_stop_left_over():
-    stopping.reset()
-    yield
-    stopping.reset()
 
 
 def video_settings(tmp_path, tiny_mat, image_pair, clip, **overrides):
@@ -127,16 +120,16 @@ def test_a_stop_keeps_finished_frames_and_resume_redoes_none(tmp_path, tiny_mat,
         run.stylize(settings, io.StringIO(), observers=observers)
     assert sorted(os.listdir(f"{prefix}-frames")) == ["frame-00001.png", "frame-00002.png"]
     assert not os.path.exists(f"{prefix}.mp4")
-    kept = {index: os.stat(frame_path(prefix, index)).st_mtime_ns for index in (0, 1)}
-    stopping.reset()
+    names = OutputNames(prefix)
+    kept = {index: os.stat(names.frame(index)).st_mtime_ns for index in (0, 1)}
     stream = io.StringIO()
     resumed = settings.__class__(**{**settings.__dict__, "resume": True})
     run.stylize(resumed, stream)
     assert "from frame 3 (resumed)" in stream.getvalue()
-    assert {index: os.stat(frame_path(prefix, index)).st_mtime_ns for index in (0, 1)} == kept
+    assert {index: os.stat(names.frame(index)).st_mtime_ns for index in (0, 1)} == kept
     for index in range(FRAMES):  # the same frames as the straight run's
-        assert read_bytes(frame_path(straight.output_image, index)) == read_bytes(
-            frame_path(prefix, index)
+        assert read_bytes(OutputNames(straight.output_image).frame(index)) == read_bytes(
+            names.frame(index)
         ), index
     assert streams(f"{prefix}.mp4") == ["Video", "Audio"]
 
@@ -181,8 +174,7 @@ def _settings():
 
 
 def test_the_temporal_loss_gradient_matches_a_finite_difference(tiny_net):
-    from neural_style.gatys.pipeline import TemporalLoss, TemporalTerm
-    from neural_style.optimize.loss_functions import LossFunction
+    from neural_style.optimize.loss_functions import LossFunction, TemporalLoss
     from tests.single_image import compute_targets
     from tests.support import default_loss_weights, photo
 
@@ -193,7 +185,7 @@ def test_the_temporal_loss_gradient_matches_a_finite_difference(tiny_net):
     mask = np.ones((32, 32), np.float32)
     mask[:, :10] = 0.0
     base = LossFunction(tiny_net, targets, weights)
-    loss = TemporalLoss(base, TemporalTerm(warped, mask, 10.0))
+    loss = TemporalLoss(base, warped, mask, 10.0)
     image = content[None].copy()
     parts, gradient = loss.value_and_gradient(image)
     base_parts, base_gradient = base.value_and_gradient(image)

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from neural_style import stopping, web
+from neural_style import web
 from neural_style.errors import UserError
 from neural_style.gatys import run
 from neural_style.settings.web import WebSettings
@@ -52,7 +52,6 @@ def live(tmp_path, tiny_mat, image_pair):
     yield session
     _let_closed_pages_go(session)
     session.server.shutdown()
-    stopping.reset()
 
 
 def _let_closed_pages_go(session, seconds: float = 5.0) -> None:
@@ -178,7 +177,7 @@ def test_every_page_stream_image_and_action_needs_the_token(live):
             )
             assert status == 403, (method, path, query)
             assert b"needs its token" in body
-    assert stopping.requested() is None and not stopping.take_snapshot_request()
+    assert live.controls.stop_requested is None and not live.controls.take_snapshot()
     status, headers, page = request(live, "/")
     assert status == 200 and headers["Content-Type"].startswith("text/html")
     assert b"EventSource" in page and b"<canvas" in page
@@ -192,14 +191,14 @@ def test_an_action_from_another_origin_is_refused(live):
         for action in ("/stop", "/snapshot"):
             status, _, body = request(live, action, method="POST", headers=headers)
             assert status == 403 and b"own page" in body, (headers, action)
-    assert stopping.requested() is None and not stopping.take_snapshot_request()
+    assert live.controls.stop_requested is None and not live.controls.take_snapshot()
     # A GET cannot act at all, with the token or not.
     assert request(live, "/stop")[0] == 405
-    assert stopping.requested() is None
+    assert live.controls.stop_requested is None
     status, _, _ = request(live, "/snapshot", method="POST", headers=own_origin(live))
-    assert status == 200 and stopping.take_snapshot_request()
+    assert status == 200 and live.controls.take_snapshot()
     status, _, _ = request(live, "/stop", method="POST", headers=own_origin(live))
-    assert status == 200 and stopping.requested() == signal.SIGINT
+    assert status == 200 and live.controls.stop_requested == signal.SIGINT
 
 
 def test_a_foreign_host_name_is_refused_on_a_loopback_address(live):
@@ -208,7 +207,7 @@ def test_a_foreign_host_name_is_refused_on_a_loopback_address(live):
     headers = {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"}
     assert request(live, "/", headers={"Host": f"evil.example:{port}"})[0] == 403
     assert request(live, "/stop", method="POST", headers=headers)[0] == 403
-    assert stopping.requested() is None
+    assert live.controls.stop_requested is None
     assert request(live, "/", headers={"Host": f"localhost:{port}"})[0] == 200
 
 
@@ -392,7 +391,9 @@ def test_snapshot_and_stop_from_the_page_end_a_real_run_as_ctrl_c_does(
     with pytest.raises(KeyboardInterrupt), serving as live:
         plan = [(reached(3), "snapshot"), (heard("note", "snapshot at step"), "stop")]
         page = watch_and_press(live, plan, seen)
-        run.stylize(settings, output, observers=observers_of(settings, live, output))
+        run.stylize(
+            settings, output, observers=observers_of(settings, live, output), controls=live.controls
+        )
     page.join(20)
     assert not page.is_alive()
     out = tmp_path / "out"
@@ -424,18 +425,21 @@ def test_a_stop_pressed_while_the_run_starts_is_not_forgotten(tmp_path, tiny_mat
     output = io.StringIO()
     serving = web.serving(web_settings(), "photo", settings, output)
     with pytest.raises(KeyboardInterrupt), serving as live:
-        press(live, "stop")  # before the run resets earlier requests
-        run.stylize(settings, output, observers=observers_of(settings, live, output))
+        press(live, "stop")  # before the run has started
+        run.stylize(
+            settings, output, observers=observers_of(settings, live, output), controls=live.controls
+        )
     assert "interrupted before the first step: nothing new to save" in output.getvalue()
     assert not os.path.exists(tmp_path / "out" / "result.jpg")
-    stopping.reset()
 
 
 def test_a_finished_run_tells_the_page_and_keeps_its_final_image(tmp_path, tiny_mat, image_pair):
     settings = tiny_settings(tmp_path, tiny_mat, image_pair, train_steps=4, **FEW_LAYERS)
     output = io.StringIO()
     with web.serving(web_settings(), "photo", settings, output) as live:
-        run.stylize(settings, output, observers=observers_of(settings, live, output))
+        run.stylize(
+            settings, output, observers=observers_of(settings, live, output), controls=live.controls
+        )
         state = live.state
     _, view = state.snapshot()
     assert view["status"]["status"] == "finished"
@@ -466,7 +470,9 @@ def test_a_batch_shows_each_photo_with_its_state(tmp_path, tiny_mat, image_pair)
     )
     output = io.StringIO()
     with web.serving(web_settings(), "photo", settings, output) as live:
-        run.stylize(settings, output, observers=observers_of(settings, live, output))
+        run.stylize(
+            settings, output, observers=observers_of(settings, live, output), controls=live.controls
+        )
         state = live.state
     _, view = state.snapshot()
     assert view["kind"] == "batch"
@@ -514,7 +520,7 @@ def test_network_training_reports_steps_samples_and_stops(tmp_path, tiny_mat):
         plan = [(reached(3), "snapshot"), (heard("image", "sample at step"), "stop")]
         page = watch_and_press(live, plan, seen)
         observer = live.training_view(settings.network_batch_size)
-        train_network(settings, stream=output, observers=[observer])
+        train_network(settings, stream=output, observers=[observer], controls=live.controls)
     page.join(20)
     run_folder = tmp_path / "run"
     samples = sorted(name for name in os.listdir(run_folder) if name.startswith("sample-"))
@@ -654,7 +660,7 @@ def test_the_page_ships_with_the_package():
 def test_the_loop_copies_images_only_for_observers_that_want_them():
     from types import SimpleNamespace
 
-    from neural_style.gatys.events import Observer
+    from neural_style.gatys.events import Observer, Observers
     from neural_style.gatys.runner import offer_preview
 
     class Optimizer:
@@ -679,10 +685,10 @@ def test_the_loop_copies_images_only_for_observers_that_want_them():
 
     members = [SimpleNamespace(failure=why, content=None) for why in ("", "unreadable")]
     for _ in range(1000):
-        offer_preview([Observer(), Observer()], Optimizer(), members)
+        offer_preview(Observers([Observer(), Observer()]), Optimizer(), members)
     assert Optimizer.copies == 0
     wanting = Wanting()
-    offer_preview([Observer(), wanting], Optimizer(), members)
+    offer_preview(Observers([Observer(), wanting]), Optimizer(), members)
     assert Optimizer.copies == 1 and len(wanting.pictures) == 1  # the failed photo is left out
     assert float(wanting.pictures[0].current.max()) == 0.0
 

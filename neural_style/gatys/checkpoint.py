@@ -108,10 +108,6 @@ class Checkpoint(NamedTuple):
     photo: str  # sha256 hex digest of the photo's bytes; "" in checkpoints older than it
 
 
-def checkpoint_path(prefix: str) -> str:
-    return f"{prefix}-checkpoint.npz"
-
-
 def settings_record(settings: Settings) -> dict:
     """The settings as JSON-friendly values (tuples become lists)."""
     return json.loads(json.dumps(dataclasses.asdict(settings)))

@@ -1,16 +1,16 @@
 """What the run loop announces, and the observer interface that hears it.
 
-The loop (runner.py) does no file I/O and prints nothing: it emits these events, and the
-observers the caller attaches decide what to show or write (reporting.py: the progress
-lines, the losses logs, snapshots, checkpoints, plots; later a live view or a video's
-frame writer). Events are plain data; the images in them are copies, which an observer
-may keep.
+The loop (runner.py) does no file I/O and prints nothing: it calls these methods with
+plain-data events, and the observers the composition root (run.py) attaches decide what
+to show or write (observers/: files, plots, the terminal, a video's frames; web/: the live
+view). The images in events are copies, which an observer may keep.
 
 Shapes: images [H, W, 3] float32 RGB in 0..255, one per photo of the group.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -130,3 +130,60 @@ class Observer:
 
     def run_finished(self, plan: RunPlan) -> None:
         """The run is over, however it ended (also after an error or a stop)."""
+
+
+class Observers(Observer):
+    """A run's observers heard as one, each in the order attached: what the loop calls.
+    Events are methods, so a misspelt one fails at once instead of reaching no one."""
+
+    def __init__(self, observers: Sequence[Observer]):
+        self.each = list(observers)
+        self._wanting: list[Observer] = []
+
+    def run_started(self, plan: RunPlan) -> None:
+        for observer in self.each:
+            observer.run_started(plan)
+
+    def group_started(self, event: GroupStarted) -> None:
+        for observer in self.each:
+            observer.group_started(event)
+
+    def note(self, text: str) -> None:
+        for observer in self.each:
+            observer.note(text)
+
+    def step(self, event: Step) -> None:
+        for observer in self.each:
+            observer.step(event)
+
+    def wants_preview(self) -> bool:
+        self._wanting = [observer for observer in self.each if observer.wants_preview()]
+        return bool(self._wanting)
+
+    def preview(self, pictures: list[Picture]) -> None:
+        for observer in self._wanting:
+            observer.preview(pictures)
+
+    def photo_failed(self, job: PhotoJob, why: str) -> None:
+        for observer in self.each:
+            observer.photo_failed(job, why)
+
+    def images(self, event: Images) -> None:
+        for observer in self.each:
+            observer.images(event)
+
+    def group_finished(self, group: Group) -> None:
+        for observer in self.each:
+            observer.group_finished(group)
+
+    def frame_done(self, event: FrameDone) -> None:
+        for observer in self.each:
+            observer.frame_done(event)
+
+    def video_done(self, frames: int) -> None:
+        for observer in self.each:
+            observer.video_done(frames)
+
+    def run_finished(self, plan: RunPlan) -> None:
+        for observer in self.each:
+            observer.run_finished(plan)

@@ -29,6 +29,7 @@ import fcntl
 import os
 import re
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from neural_style import files
 from neural_style.errors import UserError
@@ -46,20 +47,89 @@ IMAGE_FORMATS = {
 _IMAGE_SUFFIXES = tuple(dict.fromkeys(suffix for suffix, _ in IMAGE_FORMATS.values()))
 
 
+class OutputNames(NamedTuple):
+    """The name of every file a run writes under one prefix (see the module doc): the one
+    place their suffixes are spelled."""
+
+    prefix: str
+
+    # What follows the prefix, for the files that are not images.
+    LOSSES = "-losses.csv"
+    PLOT = "-losses.png"
+    RECORD = "-settings.json"
+    CHECKPOINT = "-checkpoint.npz"
+    VIDEO = ".mp4"
+    VIDEO_REPORT = "-video.json"
+    FRAMES = "-frames"
+
+    def image(self, output_format: str = "jpg") -> str:
+        """The final image: `<prefix>.jpg`, or the suffix OUTPUT_FORMAT gives."""
+        return self.prefix + image_suffix(output_format)
+
+    def snapshot(self, step: int | None, output_format: str = "jpg") -> str:
+        """`<prefix>-<step>.jpg`, in OUTPUT_FORMAT; the final image when `step` is None."""
+        if step is None:
+            return self.image(output_format)
+        return f"{self.prefix}-{step}{image_suffix(output_format)}"
+
+    @property
+    def losses(self) -> str:
+        return self.prefix + self.LOSSES
+
+    @property
+    def plot(self) -> str:
+        return self.prefix + self.PLOT
+
+    @property
+    def record(self) -> str:
+        return self.prefix + self.RECORD
+
+    @property
+    def checkpoint(self) -> str:
+        return self.prefix + self.CHECKPOINT
+
+    @property
+    def video(self) -> str:
+        return self.prefix + self.VIDEO
+
+    @property
+    def video_report(self) -> str:
+        return self.prefix + self.VIDEO_REPORT
+
+    @property
+    def frames(self) -> str:
+        """The folder of a video's finished frames."""
+        return self.prefix + self.FRAMES
+
+    def frame(self, index: int) -> str:
+        """The PNG of 0-based frame `index`."""
+        return os.path.join(self.frames, f"frame-{index + 1:05d}.png")
+
+    @property
+    def lock(self) -> str:
+        """The hidden file a run holds locked while it writes under the prefix."""
+        folder, name = os.path.split(os.path.abspath(self.prefix))
+        return os.path.join(folder, f".{name}.lock")
+
+    def made(self, output_format: str = "jpg") -> tuple[str, ...]:
+        """The files whose presence says that a run used the prefix (an earlier run in
+        another format is told by its losses log, which every run writes)."""
+        return (self.image(output_format), self.losses, self.checkpoint, self.video, self.frames)
+
+
 def _endings(suffixes: Sequence[str]) -> list[str]:
-    """What follows the prefix in the name of each output (see the module doc), as regular
-    expressions, for images with these suffixes."""
+    """What follows the prefix in the name of each output file, as regular expressions,
+    for images with these suffixes."""
     images = [re.escape(suffix) for suffix in suffixes]
-    return [
-        *images,
-        *(rf"-\d+{suffix}" for suffix in images),
-        r"-losses\.csv",
-        r"-losses\.png",
-        r"-settings\.json",
-        r"-checkpoint\.npz",
-        r"\.mp4",
-        r"-video\.json",
-    ]
+    others = (
+        OutputNames.LOSSES,
+        OutputNames.PLOT,
+        OutputNames.RECORD,
+        OutputNames.CHECKPOINT,
+        OutputNames.VIDEO,
+        OutputNames.VIDEO_REPORT,
+    )
+    return [*images, *(rf"-\d+{suffix}" for suffix in images), *map(re.escape, others)]
 
 
 # Each ending alone, of every format, as a name is recognised whichever format wrote it (a
@@ -78,31 +148,6 @@ def image_bits(output_format: str) -> int:
     return IMAGE_FORMATS[output_format][1]
 
 
-def final_path(prefix: str, output_format: str = "jpg") -> str:
-    """`<prefix>.jpg`, or the suffix OUTPUT_FORMAT gives."""
-    return prefix + image_suffix(output_format)
-
-
-def snapshot_path(prefix: str, step: int | None = None, output_format: str = "jpg") -> str:
-    """`<prefix>-<step>.jpg` for a snapshot, `<prefix>.jpg` for the final image (with the
-    suffix OUTPUT_FORMAT gives)."""
-    if step is None:
-        return final_path(prefix, output_format)
-    return f"{prefix}-{step}{image_suffix(output_format)}"
-
-
-def made_paths(prefix: str, output_format: str = "jpg") -> tuple[str, ...]:
-    """The files whose presence says that a run used `prefix` (an earlier run in another
-    format is told by its losses log, which every run writes)."""
-    return (
-        final_path(prefix, output_format),
-        f"{prefix}-losses.csv",
-        f"{prefix}-checkpoint.npz",
-        f"{prefix}.mp4",
-        f"{prefix}-frames",
-    )
-
-
 def is_output_of(path: str, output_image: str) -> bool:
     """Whether `path` is a file a run wrote under OUTPUT_IMAGE `output_image` (its own
     prefix, a renamed `_N` one, or a folder run's `<prefix>-<photo>`): in the prefix's
@@ -115,7 +160,7 @@ def is_output_of(path: str, output_image: str) -> bool:
     for ending in filter(None, (pattern.search(name) for pattern in _EACH_ENDING)):
         prefix = name[: ending.start()]
         if (prefix == stem or prefix.startswith((f"{stem}-", f"{stem}_"))) and os.path.exists(
-            os.path.join(folder, f"{prefix}-settings.json")
+            OutputNames(os.path.join(folder, prefix)).record
         ):
             return True
     return False
@@ -185,26 +230,27 @@ class Claims:
         number = 1
         while True:
             prefix = wanted if number == 1 else f"{wanted}_{number}"
-            unused = not any(os.path.exists(path) for path in made_paths(prefix, fmt))
+            unused = not any(os.path.exists(path) for path in OutputNames(prefix).made(fmt))
             clash = _clash(prefix, inputs, fmt)
             if keep_name and clash:
                 raise UserError(
-                    f"{final_path(prefix, fmt)}: this run's outputs would overwrite its input "
-                    f"({clash}); set OUTPUT_IMAGE (--output_image) to another prefix"
+                    f"{OutputNames(prefix).image(fmt)}: this run's outputs would overwrite its "
+                    f"input ({clash}); set OUTPUT_IMAGE (--output_image) to another prefix"
                 )
             if (keep_name or unused) and not clash and self._lock(prefix):
                 break
             if keep_name:
                 raise UserError(
-                    f"{final_path(prefix, fmt)}: another run is writing this prefix now; wait for "
-                    f"it, or set {describe('output_image')} to another prefix"
+                    f"{OutputNames(prefix).image(fmt)}: another run is writing this prefix now; "
+                    f"wait for it, or set {describe('output_image')} to another prefix"
                 )
             number += 1
         if prefix != wanted:
             # The file that shows the earlier run (its log, when it wrote another format).
-            found = [path for path in made_paths(wanted, fmt) if os.path.exists(path)]
+            earlier = OutputNames(wanted)
+            found = [path for path in earlier.made(fmt) if os.path.exists(path)]
             notes.append(
-                f"note: {(found or [final_path(wanted, fmt)])[0]} is from an earlier run or "
+                f"note: {(found or [earlier.image(fmt)])[0]} is from an earlier run or "
                 f"another one, so this run writes {prefix}.* instead; pass --overwrite to "
                 "replace it"
             )
@@ -215,10 +261,9 @@ class Claims:
         """Take `prefix`'s lock; False when another process holds it."""
         if prefix in self._locks:
             return False  # two photos of this run never share a prefix either
-        folder, name = os.path.split(os.path.abspath(prefix))
-        path = os.path.join(folder, f".{name}.lock")
+        path = OutputNames(prefix).lock
         try:
-            os.makedirs(folder, exist_ok=True)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
             descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as error:
             raise files.output_error(path, error, "OUTPUT_IMAGE") from None
@@ -237,8 +282,7 @@ class Claims:
     def release(self) -> None:
         """Give every prefix back, removing the lock files."""
         for prefix, descriptor in self._locks.items():
-            folder, name = os.path.split(os.path.abspath(prefix))
             with contextlib.suppress(OSError):
-                os.remove(os.path.join(folder, f".{name}.lock"))
+                os.remove(OutputNames(prefix).lock)
             os.close(descriptor)
         self._locks.clear()

@@ -15,13 +15,15 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
+from neural_style.gatys.video_plan import FrameLink
 from neural_style.losses import masks
 from neural_style.losses.gatys import LossWeights, Targets
 from neural_style.losses.targets import content_targets, style_targets
 from neural_style.media import colors, images
 from neural_style.optimize.adam import BatchAdamOptimizer
 from neural_style.optimize.lbfgs import LbfgsBatchOfOne
-from neural_style.optimize.loss_functions import BatchLossFunction, LossFunction
+from neural_style.optimize.loss_functions import BatchLossFunction, LossFunction, TemporalLoss
+from neural_style.optimize.protocols import ImageLoss
 from neural_style.optimize.tiling import TiledLossFunction
 from neural_style.settings.gatys import Settings
 from neural_style.vgg import tile_layout
@@ -184,11 +186,18 @@ class Pipeline:
             regions=self.masks.regions,
         )
 
-    def make_loss(self, net: VGG19, targets: Targets, layout, temporal=None):
-        """The loss of a stage: over whole images, or over the tiles of one image; with
-        `temporal` (a video frame's TemporalTerm), held to the previous frame too."""
-        if temporal is not None:
-            return TemporalLoss(LossFunction(net, targets, self.weights), temporal)
+    def make_loss(
+        self,
+        net: VGG19,
+        targets: Targets,
+        layout: tile_layout.TileLayout | None,
+        link: FrameLink | None = None,
+    ) -> ImageLoss:
+        """The loss of a stage: over whole images, or over the tiles of one image; for a
+        video frame with a temporal weight (its `link`), held to the previous frame too."""
+        if link is not None and link.weight > 0:
+            base = LossFunction(net, targets, self.weights)
+            return TemporalLoss(base, link.warped, link.mask, link.weight)
         if layout is not None:
             return TiledLossFunction(net, targets, self.weights, layout)
         if len(next(iter(targets.content.values()))) == 1:
@@ -236,33 +245,3 @@ def initial_image(base: np.ndarray, noise: float, seed: int) -> np.ndarray:
 
 def _constants(arrays: dict) -> dict[str, tf.Tensor]:
     return {name: tf.constant(array, tf.float32) for name, array in arrays.items()}
-
-
-class TemporalTerm(NamedTuple):
-    """What holds a video frame to the frame before it (Ruder et al. 2016)."""
-
-    warped: np.ndarray  # [H, W, 3] the previous result moved to this frame by the flow
-    mask: np.ndarray  # [H, W] 1 where the flow is reliable, 0 where disoccluded
-    weight: float  # TEMPORAL_WEIGHT
-
-
-class TemporalLoss:
-    """A single image's loss plus TEMPORAL_WEIGHT x the mask-weighted mean squared
-    difference between the image and the warped previous result, over the H*W*3 values."""
-
-    traceable = True
-
-    def __init__(self, base: LossFunction, term: TemporalTerm):
-        self.base = base
-        self.warped = tf.constant(term.warped[None], tf.float32)
-        self.mask = tf.constant(term.mask[None, :, :, None], tf.float32)
-        self.weight = float(term.weight)
-        self.count = float(np.prod(term.warped.shape))
-
-    def value_and_gradient(self, images: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
-        parts, gradient = self.base.value_and_gradient(images)
-        difference = images - self.warped
-        temporal = tf.reduce_sum(self.mask * tf.square(difference)) / self.count
-        parts = {**parts, "temporal": temporal, "total": parts["total"] + self.weight * temporal}
-        gradient = gradient + (2.0 * self.weight / self.count) * self.mask * difference
-        return parts, gradient

@@ -23,7 +23,7 @@ import numpy as np
 from neural_style.errors import UserError, setting_fix
 from neural_style.gatys import checkpoint as checkpoints
 from neural_style.gatys import outputs
-from neural_style.gatys.video_plan import VideoPlan, is_video, plan_video
+from neural_style.gatys.video_plan import FrameLink, VideoPlan, is_video, plan_video
 from neural_style.losses import masks
 from neural_style.media import images
 from neural_style.optimize import memory
@@ -66,9 +66,13 @@ class PhotoJob(NamedTuple):
     output_format: str = "jpg"  # OUTPUT_FORMAT: the format of its snapshots and final image
 
     @property
+    def names(self) -> outputs.OutputNames:
+        return outputs.OutputNames(self.prefix)
+
+    @property
     def final_path(self) -> str:
-        """`<prefix>.<suffix of OUTPUT_FORMAT>`, or the video frame `final` names."""
-        return self.final or outputs.final_path(self.prefix, self.output_format)
+        """`<prefix>.jpg`, or the suffix OUTPUT_FORMAT gives, or the video frame `final` names."""
+        return self.final or self.names.image(self.output_format)
 
     @property
     def total_steps(self) -> int:
@@ -85,6 +89,7 @@ class Group(NamedTuple):
 
     jobs: tuple[PhotoJob, ...]
     memory_plans: tuple[memory.MemoryPlan, ...]  # one per stage: whole, or in tiles
+    link: FrameLink | None = None  # a video frame's: its start and its temporal loss
 
     @property
     def stages(self) -> tuple[Stage, ...]:
@@ -121,7 +126,8 @@ class RunPlan(NamedTuple):
 
     @property
     def photo_count(self) -> int:
-        return len(self.paths)
+        """Photos in the run (a video's frames), for `[n/N]`."""
+        return self.video.frames if self.video is not None else len(self.paths)
 
 
 # --- the photos ------------------------------------------------------------------------------
@@ -186,7 +192,7 @@ def _read_photo(number: int, path: str, *, decode: bool) -> Photo:
 def _resume_point(settings: Settings, job: PhotoJob) -> checkpoints.Checkpoint:
     """The photo's checkpoint, read and checked against this run (a UserError if it
     cannot be resumed)."""
-    path = checkpoints.checkpoint_path(job.prefix)
+    path = job.names.checkpoint
     loaded = checkpoints.load_checkpoint(
         path, stage_sizes=[stage.size for stage in job.stages], optimizer=settings.optimizer
     )
@@ -211,7 +217,7 @@ def plan_job(
     images.check_encodable(job.final_path, job.stages[-1].size, "IMAGE_WIDTH")
     if not settings.resume:
         return job
-    path = checkpoints.checkpoint_path(prefix)
+    path = job.names.checkpoint
     if not os.path.lexists(path):
         notes.append(f"note: {path} not found: nothing to resume, so {photo.path} starts afresh")
         return job

@@ -1,27 +1,31 @@
 """`stylize(settings)`: a style-transfer run as `python train.py` does it.
 
-    settings -> plan (plan.py) -> networks (vgg.py) -> pipeline (pipeline.py)
-             -> the run loop (runner.py) -> observers (reporting.py)
+    settings -> plan (plan.py) -> networks (vgg/) -> pipeline (pipeline.py)
+             -> the run loop (runner.py; video_runner.py frame by frame) -> observers (observers/)
 
 CONTENT_IMAGE may name one photo, or a folder or glob of photos, which are stylised with
 one network and one set of style targets, BATCH_SIZE at a time where they fit together.
-Nothing below this module imports it.
+This is the composition root of a Gatys run: the one place its observers are chosen and
+its executor picked. Nothing in the package imports it.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import NamedTuple, TextIO
+from typing import TYPE_CHECKING, NamedTuple, TextIO
 
-from neural_style import runtime
+from neural_style import runtime, stopping
 from neural_style.errors import UserError
 from neural_style.gatys import outputs
-from neural_style.gatys.events import Observer, RunResult
+from neural_style.gatys.events import Observer, Observers, RunResult
 from neural_style.gatys.plan import RunPlan, plan_inputs, plan_run
 from neural_style.settings.gatys import Settings
 from neural_style.vgg import weights_file
-from neural_style.vgg.mat import read_vgg19_mat
+from neural_style.vgg.mat import VGGWeights, read_vgg19_mat
+
+if TYPE_CHECKING:
+    from neural_style.gatys.pipeline import Pipeline
 
 
 class BatchResult(NamedTuple):
@@ -35,10 +39,12 @@ def stylize(
     *,
     observers: Sequence[Observer] | None = None,
     extra_observers: Sequence[Observer] = (),
+    controls: stopping.Controls | None = None,
 ) -> RunResult | BatchResult:
     """Stylise CONTENT_IMAGE (one photo, or every photo of a folder or glob, or a video).
     `observers` replace the standard ones (standard_observers) when given;
-    `extra_observers` hear the run after them (a live view)."""
+    `extra_observers` hear the run after them (a live view); `controls` are what asks the
+    run to stop or snapshot besides the signals (a live view's buttons)."""
     stream = stream or sys.stdout
     claims = outputs.Claims(settings)
     try:
@@ -51,11 +57,9 @@ def stylize(
         plan = plan_run(inputs, on_gpu=device.on_gpu)
         pipeline = _pipeline(settings, plan, weights)
         del weights  # the networks hold their own copies, in their precisions
-        from neural_style.gatys.runner import Runner
-
         if observers is None:
             observers = standard_observers(settings, stream, video=plan.video is not None)
-        outcomes = Runner(plan, pipeline, [*observers, *extra_observers]).run()
+        outcomes = _execute(plan, pipeline, Observers([*observers, *extra_observers]), controls)
     finally:
         claims.release()
     return _result(plan, outcomes, stream)
@@ -88,7 +92,25 @@ def standard_observers(
     ]
 
 
-def _pipeline(settings: Settings, plan: RunPlan, weights):
+def _execute(
+    plan: RunPlan,
+    pipeline: Pipeline,
+    observers: Observers,
+    controls: stopping.Controls | None,
+) -> dict[str, RunResult | str]:
+    """The plan run by its executor: the run loop over its groups, or frame by frame for a
+    video; each photo's (or frame's) result or why it failed."""
+    from neural_style.gatys.runner import Runner
+
+    runner = Runner(plan, pipeline, observers, controls)
+    if plan.video is None:
+        return runner.run()
+    from neural_style.gatys.video_runner import VideoRun
+
+    return VideoRun(runner).run()
+
+
+def _pipeline(settings: Settings, plan: RunPlan, weights: VGGWeights) -> Pipeline:
     from neural_style.gatys.pipeline import Pipeline
     from neural_style.vgg.network import VGG19
 
@@ -103,9 +125,7 @@ def _result(plan: RunPlan, outcomes: dict, stream: TextIO) -> RunResult | BatchR
     """What stylize returns: the photo's result, or every photo's in a batch, with a
     summary line; a photo that failed alone is the run's error."""
     if plan.video is not None:
-        from neural_style.gatys.video_plan import video_path
-
-        return RunResult(video_path(plan.video.prefix), len(outcomes), {})
+        return RunResult(plan.video.names.video, len(outcomes), {})
     done = {job.photo.path: RunResult(job.final_path, job.done, {}) for job in plan.complete}
     done.update(
         {path: outcome for path, outcome in outcomes.items() if isinstance(outcome, RunResult)}

@@ -21,6 +21,7 @@ import numpy as np
 
 from neural_style.errors import UserError
 from neural_style.gatys import checkpoint as checkpoints
+from neural_style.gatys.outputs import OutputNames
 from neural_style.media import images, video_io
 from neural_style.settings.gatys import Settings
 from neural_style.settings.values import describe
@@ -33,27 +34,34 @@ class VideoPlan(NamedTuple):
     frames: int  # frames to stylise (VIDEO_MAX_FRAMES or the clip's), None-free estimate
     first: int  # 0-based index of the first frame this run stylises (resume: after the PNGs)
     previous: np.ndarray | None  # the last finished frame (resume), float32 [H, W, 3]
+    first_steps: int  # TRAIN_STEPS: the first frame's steps
+    later_steps: int  # FRAME_STEPS: each later frame's
 
-    def steps(self, index: int, settings: Settings) -> int:
+    @property
+    def names(self) -> OutputNames:
+        return OutputNames(self.prefix)
+
+    def steps(self, index: int) -> int:
         """Frame `index`'s steps: TRAIN_STEPS for the first, FRAME_STEPS after."""
-        return settings.train_steps if index == 0 else settings.frame_steps
+        return self.first_steps if index == 0 else self.later_steps
+
+    def steps_before(self, index: int) -> int:
+        """The clip's steps before frame `index` (the losses log counts over the clip)."""
+        return 0 if index == 0 else self.first_steps + (index - 1) * self.later_steps
+
+
+class FrameLink(NamedTuple):
+    """What ties a video frame to the result before it (Ruder, Dosovitskiy and Brox 2016):
+    where its optimisation starts and what holds it there."""
+
+    start: np.ndarray | None  # [H, W, 3] its start image; None: as INIT says
+    warped: np.ndarray  # [H, W, 3] the previous result moved to this frame by the flow
+    mask: np.ndarray  # [H, W] 1 where the flow is reliable, 0 where disoccluded
+    weight: float  # TEMPORAL_WEIGHT; 0: no temporal loss
 
 
 def is_video(path: str) -> bool:
     return path.lower().endswith(images.VIDEO_SUFFIXES) and os.path.isfile(path)
-
-
-def frames_folder(prefix: str) -> str:
-    return f"{prefix}-frames"
-
-
-def frame_path(prefix: str, index: int) -> str:
-    """The PNG of 0-based frame `index`."""
-    return os.path.join(frames_folder(prefix), f"frame-{index + 1:05d}.png")
-
-
-def video_path(prefix: str) -> str:
-    return f"{prefix}.mp4"
 
 
 def check_video_settings(settings: Settings) -> None:
@@ -72,7 +80,7 @@ def check_video_settings(settings: Settings) -> None:
 def finished_frames(prefix: str) -> int:
     """How many frames an earlier run finished: the PNGs frame-00001.png ... in order."""
     done = 0
-    while os.path.isfile(frame_path(prefix, done)):
+    while os.path.isfile(OutputNames(prefix).frame(done)):
         done += 1
     return done
 
@@ -82,7 +90,8 @@ def plan_video(settings: Settings, prefix: str) -> VideoPlan:
     check_video_settings(settings)
     info = video_io.probe(settings.content_image, "CONTENT_IMAGE")
     size = images.output_size(info.size, settings.image_width, settings.image_height)
-    images.check_encodable(frame_path(prefix, 0), size, "IMAGE_WIDTH")
+    names = OutputNames(prefix)
+    images.check_encodable(names.frame(0), size, "IMAGE_WIDTH")
     frames = info.frames or 0
     if settings.video_max_frames:
         frames = min(frames, settings.video_max_frames) if frames else settings.video_max_frames
@@ -91,21 +100,23 @@ def plan_video(settings: Settings, prefix: str) -> VideoPlan:
         _check_record(settings, prefix)
         first = finished_frames(prefix)
         if first:
-            previous = images.load_image(frame_path(prefix, first - 1), "OUTPUT_IMAGE")
+            previous = images.load_image(names.frame(first - 1), "OUTPUT_IMAGE")
             if previous.shape[:2] != size:
                 raise UserError(
-                    f"{frame_path(prefix, first - 1)}: the finished frames are "
+                    f"{names.frame(first - 1)}: the finished frames are "
                     f"{previous.shape[1]}x{previous.shape[0]}, this run's "
                     f"{size[1]}x{size[0]}; set IMAGE_WIDTH back, or start afresh without --resume"
                 )
-    return VideoPlan(info, prefix, size, frames, first, previous)
+    return VideoPlan(
+        info, prefix, size, frames, first, previous, settings.train_steps, settings.frame_steps
+    )
 
 
 def _check_record(settings: Settings, prefix: str) -> None:
     """A resumed video goes on with the settings its frames were made with."""
     import json
 
-    path = f"{prefix}-settings.json"
+    path = OutputNames(prefix).record
     try:
         with open(path, encoding="utf-8") as file:
             record = json.load(file)

@@ -4,6 +4,7 @@ and the gradient of their total, over whole images in one tf.function call.
 - BatchLossFunction: B images at once, each with its own loss ([B] parts), so that the
   gradient of their sum gives every image the gradient it would have alone;
 - LossFunction: one image, its parts as scalars (the graph single runs have always traced);
+- TemporalLoss: a video frame's LossFunction plus its temporal loss (losses/temporal.py);
 - tiling.TiledLossFunction computes LossFunction's value and gradient in tiles.
 
 Shapes: images [B, H, W, 3] float32 RGB in 0..255; gradients alike.
@@ -11,9 +12,12 @@ Shapes: images [B, H, W, 3] float32 RGB in 0..255; gradients alike.
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from neural_style.losses.gatys import LossWeights, Targets, objective_per_image
+from neural_style.losses.temporal import temporal_loss_and_gradient
+from neural_style.optimize.protocols import ImageLoss
 from neural_style.vgg.network import VGG19
 
 
@@ -58,3 +62,22 @@ class LossFunction(BatchLossFunction):
         scalars, and the gradient of the total with respect to them."""
         parts, gradient = super().value_and_gradient(images)
         return {name: tf.reduce_sum(value) for name, value in parts.items()}, gradient
+
+
+class TemporalLoss:
+    """One image's loss plus TEMPORAL_WEIGHT times its temporal loss: the mask-weighted
+    mean squared difference from `warped`, the previous result moved by the flow."""
+
+    traceable = True
+
+    def __init__(self, base: ImageLoss, warped: np.ndarray, mask: np.ndarray, weight: float):
+        self.base = base
+        self.warped = tf.constant(warped[None], tf.float32)
+        self.mask = tf.constant(mask[None, :, :, None], tf.float32)
+        self.weight = float(weight)
+
+    def value_and_gradient(self, images: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        parts, gradient = self.base.value_and_gradient(images)
+        temporal, pull = temporal_loss_and_gradient(images, self.warped, self.mask, self.weight)
+        parts = {**parts, "temporal": temporal, "total": parts["total"] + self.weight * temporal}
+        return parts, gradient + pull

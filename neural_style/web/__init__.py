@@ -7,8 +7,8 @@ The page (page.html, self-contained) shows the image as it forms, the content an
 images, the losses, the progress and the settings, and pushes Stop (as Ctrl-C: the best
 image and a checkpoint are kept) and Snapshot now. It is one more observer of the run:
 
-    with web.serving(web_settings, "photo", settings_dict) as live:   # binds, prints the URL
-        stylize(settings, extra_observers=[live.gatys_view()])
+    with web.opted_in(flag_values, "photo", settings) as live:   # binds, prints the URL
+        stylize(settings, extra_observers=live.observers, controls=live.controls)
 
 state.py holds what the page sees, observer.py fills it from the run's events, server.py
 serves it (aiohttp, an optional extra: python -m pip install -e '.[web]').
@@ -21,11 +21,16 @@ import dataclasses
 import secrets
 import sys
 from collections.abc import Iterator
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 
+from neural_style import stopping
 from neural_style.errors import UserError, one_line
 from neural_style.settings.values import describe
 from neural_style.settings.web import WebSettings
+
+if TYPE_CHECKING:
+    from neural_style.feedforward.training.session import TrainingObserver
+    from neural_style.gatys.events import Observer
 
 INSTALL = "python -m pip install -e '.[web]'"
 FLUSH_SECONDS = 3.0  # at the end, how long open pages get to receive the final state
@@ -42,9 +47,12 @@ def check_installed() -> None:
 
 
 class LiveSession:
-    """A served live view: its state, the page's actions, the server and its URL."""
+    """A served live view: its state, the run's controls its buttons ask, the server and
+    its URL."""
 
-    def __init__(self, web: WebSettings, kind: str, settings: dict[str, Any], *, preserve=False):
+    def __init__(
+        self, web: WebSettings, kind: str, settings: dict[str, Any], *, preserve: bool = False
+    ):
         check_installed()
         from neural_style.web.observer import Actions
         from neural_style.web.server import LiveServer, bind
@@ -53,23 +61,24 @@ class LiveSession:
         self.web = web
         listener = bind(web.web_host, web.web_port)
         self.state = LiveState(kind, settings, preserve_colors=preserve)
-        self.actions = Actions(self.state)
+        self.controls = stopping.Controls()
         self.token = secrets.token_urlsafe(18)
-        self.server = LiveServer(self.state, self.actions, self.token, listener)
+        actions = Actions(self.state, self.controls)
+        self.server = LiveServer(self.state, actions, self.token, listener)
         self.server.start()
         self.url = f"http://{_url_host(web.web_host)}:{self.server.port}/?token={self.token}"
 
-    def gatys_view(self):
-        """The observer of a Gatys run (events.Observer)."""
+    def gatys_view(self) -> Observer:
+        """The observer of a Gatys run (gatys/events.Observer)."""
         from neural_style.web.observer import LiveView
 
-        return LiveView(self.state, self.actions, self.web.web_every)
+        return LiveView(self.state, self.web.web_every)
 
-    def training_view(self, batch_size: int):
-        """The observer of network training (feedforward.session.TrainingObserver)."""
+    def training_view(self, batch_size: int) -> TrainingObserver:
+        """The observer of network training (feedforward.training.session.TrainingObserver)."""
         from neural_style.web.observer import LiveTraining
 
-        return LiveTraining(self.state, self.actions, batch_size)
+        return LiveTraining(self.state, batch_size)
 
     def close(self, error: BaseException | None) -> None:
         """Tell the pages how the run ended, give them a moment to get it, and stop."""
@@ -112,6 +121,31 @@ def serving(
         session.close(error)
         raise
     session.close(None)
+
+
+class RunHooks(NamedTuple):
+    """What a command hands its run for the live view: the observers to add, and the
+    controls its buttons ask (without a live view: none, and controls of the run's own)."""
+
+    observers: list[Any]
+    controls: stopping.Controls
+
+
+@contextlib.contextmanager
+def opted_in(flag_values: Any, kind: str, settings: Any) -> Iterator[RunHooks]:
+    """The commands' one opt-in: with WEB (--web), a live view served around the block
+    (see serving) for a run of `kind`, "photo" or "training"; without it nothing is served
+    and nothing more is imported."""
+    web = WebSettings.from_flag_values(flag_values)
+    if not web.web:
+        yield RunHooks([], stopping.Controls())
+        return
+    with serving(web, kind, settings) as live:
+        if kind == "training":
+            view = live.training_view(settings.network_batch_size)
+        else:
+            view = live.gatys_view()
+        yield RunHooks([view], live.controls)
 
 
 def _url_host(host: str) -> str:

@@ -29,28 +29,23 @@ _SAVED = {
 
 
 class Actions:
-    """What the page's buttons ask of the run, remembered so that a stop clicked while
-    the run starts survives the run's own reset of earlier requests (stopping.reset)."""
+    """What the page's buttons do: ask the run's `controls` (the same ones its loop heeds)
+    to stop or to snapshot, and tell the page. A stop clicked while the run starts is
+    kept in the controls until the loop looks."""
 
-    def __init__(self, state: LiveState):
+    def __init__(self, state: LiveState, controls: stopping.Controls):
         self.state = state
-        self.stop_clicked = False
+        self.controls = controls
 
     def stop(self) -> None:
-        self.stop_clicked = True
-        stopping.request()
+        self.controls.request_stop()
         # What Ctrl-C says, so that the terminal tells why the run stops.
         print("\nlive view: Stop pressed: stopping after this step, then saving", file=sys.stderr)
         self.state.set("status", {"status": "stopping", "text": "stopping after this step"})
 
     def snapshot(self) -> None:
-        stopping.request_snapshot()
+        self.controls.request_snapshot()
         self.state.note("snapshot asked for: taken after this step")
-
-    def renew(self) -> None:
-        """Ask again for a stop clicked before the run began (it has just reset)."""
-        if self.stop_clicked:
-            stopping.request()
 
 
 class Progress:
@@ -68,9 +63,8 @@ class Progress:
 class LiveView(Observer):
     """A Gatys run's events (and previews) into `state`."""
 
-    def __init__(self, state: LiveState, actions: Actions, every: float):
+    def __init__(self, state: LiveState, every: float):
         self.state = state
-        self.actions = actions
         self.every = every
         self._last_preview = -math.inf
         self._progress = Progress()
@@ -81,7 +75,6 @@ class LiveView(Observer):
     # --- the run ---
 
     def run_started(self, plan) -> None:
-        self.actions.renew()
         kind = "video" if plan.video is not None else "batch" if plan.is_batch else "photo"
         self.state.set("kind", kind)
         for index, style in enumerate(plan.styles):
@@ -226,15 +219,13 @@ def _differs(current, best) -> bool:
 class LiveTraining:
     """Network training's hooks (feedforward.session.TrainingObserver) into `state`."""
 
-    def __init__(self, state: LiveState, actions: Actions, batch_size: int):
+    def __init__(self, state: LiveState, batch_size: int):
         self.state = state
-        self.actions = actions
         self.batch_size = batch_size
         self._progress = Progress()
 
     def started(self, style, sample, first_step: int, wanted: int) -> None:
         del first_step, wanted
-        self.actions.renew()
         self.state.picture("style-0", "style", style)
         self.state.picture("content", "sample photo", sample)
         self.state.set("status", {"status": "running", "text": "training"})

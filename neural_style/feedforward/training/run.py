@@ -56,9 +56,11 @@ def train_network(
     settings: NetworkSettings,
     stream: TextIO | None = None,
     observers: Sequence[TrainingObserver] = (),
+    controls: stopping.Controls | None = None,
 ) -> TrainResult:
     """The whole training run, as `python train_network.py` does it (see the module doc);
-    `observers` (the chief's) hear each step and sample, e.g. a live view.
+    `observers` (the chief's) hear each step and sample, e.g. a live view, whose buttons
+    ask `controls` to stop or to sample now.
 
     Raises:
       UserError: one line for anything the user can fix (inputs, the output folder, a
@@ -66,7 +68,6 @@ def train_network(
       stopping.Stopped: the run was asked to stop (after saving, once it had trained).
     """
     stream = stream or sys.stdout
-    stopping.reset()  # a stop asked of an earlier run in this process is not this run's
     inputs = read_inputs(settings)
     # Before anything else of TensorFlow's: see choose_strategy.
     strategy = choose_strategy()
@@ -81,5 +82,5 @@ def train_network(
             first_step = saver.restore(stream)
             # The checkpoint holds the earlier run's rate; a resumed run may change it.
             trainer.optimizer.learning_rate.assign(settings.network_learning_rate)
-        session = TrainingSession(settings, trainer, saver, inputs, stream, observers)
+        session = TrainingSession(settings, trainer, saver, inputs, stream, observers, controls)
         return session.run(first_step)

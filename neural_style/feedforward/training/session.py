@@ -6,7 +6,7 @@ checkpoints, as saving is collective.
 
 Whoever else wants to hear the run (the live view) passes a TrainingObserver,
 `train_network(settings, observers=[observer])`; the chief tells it each step and each
-sample written. A snapshot asked for (stopping.request_snapshot) is a sample
+sample written. A snapshot asked for (Controls.request_snapshot) is a sample
 after the step in progress.
 """
 
@@ -62,8 +62,10 @@ class TrainingSession:
         inputs: RunInputs,
         stream: TextIO,
         observers: Sequence[TrainingObserver] = (),
+        controls: stopping.Controls | None = None,
     ):
         self.settings = settings
+        self.controls = controls if controls is not None else stopping.Controls()
         self.trainer = trainer
         self.saver = saver
         self.inputs = inputs
@@ -89,9 +91,9 @@ class TrainingSession:
         finally:
             log.close()
         # The final save is as safe from a stop as the steps: it completes, then the stop.
-        with stopping.deferred():
+        with stopping.deferred(self.controls):
             result = self._finish(last, first_step, photos)
-        stopping.raise_if_requested()
+        self.controls.raise_if_stopped()
         return result
 
     def _announce(self, first_step: int) -> None:
@@ -133,7 +135,7 @@ class TrainingSession:
 
         def sample(result: StepResult) -> None:
             # The request is taken first, so that one click is one sample.
-            if stopping.take_snapshot_request() or is_due(
+            if self.controls.take_snapshot() or is_due(
                 result.step, settings.network_sample_every, wanted
             ):
                 path = os.path.join(self.output, f"sample-{result.step}.jpg")
@@ -152,14 +154,14 @@ class TrainingSession:
         self, batches, first_step: int, writers: list[Callable[[StepResult], None]]
     ) -> StepResult | None:
         last = None
-        with stopping.deferred():
+        with stopping.deferred(self.controls):
             try:
                 for result in self.trainer.steps(batches, self.wanted):
                     _check_finite(result)
                     for write in writers:
                         write(result)
                     last = result
-                    stopping.raise_if_requested()
+                    self.controls.raise_if_stopped()
             except KeyboardInterrupt:
                 self._save_on_interrupt(first_step)
                 raise

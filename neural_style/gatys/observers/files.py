@@ -32,7 +32,7 @@ class ImageWriter(Observer):
     def images(self, event: Images) -> None:
         for job, image, content in zip(event.jobs, event.images, event.contents, strict=True):
             step = event.step if event.kind == events.SNAPSHOT else None
-            path = outputs.snapshot_path(job.prefix, step, job.output_format)
+            path = job.names.snapshot(step, job.output_format)
             bits = outputs.image_bits(job.output_format)
             save_image(path, as_written(image, content, self.settings.preserve_colors), bits=bits)
 
@@ -48,7 +48,7 @@ class CheckpointWriter(Observer):
         if event.kind == events.GAVE_UP:
             return
         for job, state in zip(event.jobs, event.states, strict=True):
-            path = checkpoints.checkpoint_path(job.prefix)
+            path = job.names.checkpoint
             checkpoint = checkpoints.Checkpoint(
                 event.stage, event.step, state, self.record, job.photo.digest
             )
@@ -70,10 +70,10 @@ class RunRecords(Observer):
         for job, losses, on in zip(event.group.jobs, event.losses, event.active, strict=True):
             if not on:
                 continue
-            path = f"{job.prefix}-losses.csv"
+            path = job.names.losses
             try:
                 if job.prefix not in self.logs:
-                    write_settings_record(f"{job.prefix}-settings.json", self.record)
+                    write_settings_record(job.names.record, self.record)
                     keep = job.done if job.resumed else None
                     self.logs[job.prefix] = LossLog(path, keep_until=keep)
                 self.logs[job.prefix].write(event.step, losses, event.seconds)

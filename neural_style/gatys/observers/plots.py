@@ -25,9 +25,7 @@ class LossPlots(Observer):
             return
         for job in event.jobs:
             self._finish()
-            self._drawing = plots.PlotProcess(
-                f"{job.prefix}-losses.csv", f"{job.prefix}-losses.png"
-            )
+            self._drawing = plots.PlotProcess(job.names.losses, job.names.plot)
             if event.kind == events.FINISHED:
                 self._finish()
 

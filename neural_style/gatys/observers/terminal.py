@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 from typing import TextIO
 
-from neural_style.gatys import checkpoint as checkpoints
 from neural_style.gatys import events
 from neural_style.gatys.events import GroupStarted, Images, Observer, Step
 from neural_style.gatys.plan import Group, PhotoJob, RunPlan
@@ -59,7 +58,7 @@ class TerminalReport(Observer):
         for job in group.jobs:
             if job.resumed:
                 self.say(
-                    f"resuming from {checkpoints.checkpoint_path(job.prefix)} at step {job.done}"
+                    f"resuming from {job.names.checkpoint} at step {job.done}"
                 )
         if not self.alone:
             height, width = group.stages[-1].size

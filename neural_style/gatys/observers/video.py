@@ -19,7 +19,6 @@ from neural_style.gatys import checkpoint as checkpoints
 from neural_style.gatys import events
 from neural_style.gatys.events import FrameDone, Images, Observer, Step
 from neural_style.gatys.plan import RunPlan
-from neural_style.gatys.video_plan import frame_path, frames_folder, video_path
 from neural_style.media import images, video_write
 from neural_style.media.colors import as_written
 from neural_style.names import TEMPORAL_LOSS_NAMES
@@ -69,28 +68,24 @@ class VideoReport(Observer):
             + (f", from frame {video.first + 1} (resumed)" if video.first else "")
         )
 
-    def _offset(self, index: int) -> int:
-        """Steps of the clip before frame `index`."""
-        s = self.settings
-        return 0 if index == 0 else s.train_steps + (index - 1) * s.frame_steps
-
     def step(self, event: Step) -> None:
         job = event.group.jobs[0]
         index = job.photo.number - 1
-        path = f"{self.plan.video.prefix}-losses.csv"
+        video = self.plan.video
+        path = video.names.losses
         try:
             if self.log is None:
-                prefix = self.plan.video.prefix
                 record = checkpoints.settings_record(self.settings)
-                write_settings_record(f"{prefix}-settings.json", record)
+                write_settings_record(video.names.record, record)
                 self.log = LossLog(
                     path,
-                    keep_until=self._offset(index),
+                    keep_until=video.steps_before(index),
                     extra=("frame",),
                     names=TEMPORAL_LOSS_NAMES,
                 )
             losses = event.losses[0]
-            self.log.write(self._offset(index) + event.step, losses, event.seconds, (index + 1,))
+            step = video.steps_before(index) + event.step
+            self.log.write(step, losses, event.seconds, (index + 1,))
         except OSError as error:
             raise files.output_error(path, error, "OUTPUT_IMAGE") from None
 
@@ -118,7 +113,7 @@ class VideoReport(Observer):
             index = event.jobs[0].photo.number - 1
             self.say(
                 f"\ninterrupted in frame {index + 1}: frames 1-{index} are kept in "
-                f"{frames_folder(self.plan.video.prefix)}; --resume continues at frame {index + 1}"
+                f"{self.plan.video.names.frames}; --resume continues at frame {index + 1}"
             )
 
     def run_finished(self, plan: RunPlan) -> None:
@@ -128,8 +123,8 @@ class VideoReport(Observer):
         if not self.complete:
             return
         video = plan.video
-        paths = [frame_path(video.prefix, index) for index in range(self.complete)]
-        target = video_path(video.prefix)
+        paths = [video.names.frame(index) for index in range(self.complete)]
+        target = video.names.video
         written = video_write.write_video_from_pngs(
             paths, target, fps=video.info.fps, audio_from=video.info, setting="OUTPUT_IMAGE"
         )
@@ -138,13 +133,13 @@ class VideoReport(Observer):
         self.say(f"saved {target}" + (" with the input's audio" if written.audio else ""))
 
     def _report_path(self) -> str:
-        return f"{self.plan.video.prefix}-video.json"
+        return self.plan.video.names.video_report
 
     def _earlier_errors(self, count: int) -> list[float]:
         if not count:
             return []
         try:
-            with open(f"{self.plan.video.prefix}-video.json", encoding="utf-8") as file:
+            with open(self._report_path(), encoding="utf-8") as file:
                 saved = json.load(file)["warping_error"]
         except (OSError, ValueError, KeyError, TypeError):
             saved = []
