@@ -57,9 +57,7 @@ class TerminalReport(Observer):
                 self._describe_tiles(stage.size, plan)
         for job in group.jobs:
             if job.resumed:
-                self.say(
-                    f"resuming from {job.names.checkpoint} at step {job.done}"
-                )
+                self.say(f"resuming from {job.names.checkpoint} at step {job.done}")
         if not self.alone:
             height, width = group.stages[-1].size
             self.say(
