@@ -5,9 +5,11 @@ image against the same runs of another checkout.
     PYTHONPATH=/path/to/other/checkout python benchmarks/same_result.py --output /tmp/before
     python benchmarks/same_result.py --compare /tmp/before /tmp/after
 
-The runs use only `neural_style.run.stylize(Settings)` and `Settings.from_module`, which
-every version of the package has, with float32 arithmetic and one seed, on a small
-synthetic VGG-19 (deterministic weights) so that they take about a minute in all:
+The runs use only `stylize(Settings)` and `Settings.from_module`, which every version of
+the package has (in `neural_style.gatys.run` and `neural_style.settings.gatys`, or before
+the layer folders in `neural_style.run` and `neural_style.config`), with float32
+arithmetic and one seed, on a small synthetic VGG-19 (deterministic weights) so that they
+take about a minute in all:
 one photo (Adam), a folder of two photos (BATCH_SIZE 2), L-BFGS, coarse-to-fine with
 histogram colours, and a run in tiles. --compare prints each final image's mean absolute
 difference in grey levels (0..255) and fails when one is 0.5 or more.
@@ -60,10 +62,22 @@ def _toy_settings_module():
     return module
 
 
+def _package_api() -> tuple:
+    """(stylize, Settings, write_synthetic_vgg19) of whichever layout the package on the
+    path has: in layer folders, or the flat modules of before them."""
+    try:
+        from neural_style.gatys.run import stylize
+        from neural_style.settings.gatys import Settings
+        from neural_style.vgg.synthetic import write_synthetic_vgg19
+    except ImportError:  # the flat layout
+        from neural_style.config import Settings
+        from neural_style.run import stylize
+        from neural_style.synthetic import write_synthetic_vgg19
+    return stylize, Settings, write_synthetic_vgg19
+
+
 def run_all(output: str) -> None:
-    from neural_style.gatys.run import stylize
-    from neural_style.settings.gatys import Settings
-    from neural_style.vgg.synthetic import write_synthetic_vgg19
+    stylize, Settings, write_synthetic_vgg19 = _package_api()
 
     os.makedirs(output, exist_ok=True)
     weights = os.path.join(output, "small-vgg.mat")

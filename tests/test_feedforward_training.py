@@ -26,6 +26,7 @@ import pytest
 from neural_style import stopping
 from neural_style.errors import UserError
 from neural_style.feedforward.training import data
+from neural_style.media import images
 from neural_style.settings.network import NetworkSettings
 from tests import toy_settings as settings
 from tests.support import (
@@ -139,7 +140,9 @@ def latest_checkpoint(output) -> str:
 
 
 def test_list_images_finds_jpeg_and_png_recursively(dataset):
-    names = [os.path.relpath(path, dataset) for path in data.list_images(dataset)]
+    names = [
+        os.path.relpath(path, dataset) for path in images.list_images(dataset, "NETWORK_DATASET")
+    ]
     assert names == [
         "broken.jpg",
         "empty.png",
@@ -156,13 +159,13 @@ def test_an_empty_or_missing_dataset_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "readme.txt").write_text("no photos here")
     with pytest.raises(UserError, match=r"no \.jpg, \.jpeg, \.png\b.* images .*NETWORK_DATASET"):
-        data.list_images(str(tmp_path / "empty"))
+        images.list_images(str(tmp_path / "empty"), "NETWORK_DATASET")
     with pytest.raises(UserError, match=r"no such folder; set NETWORK_DATASET"):
-        data.list_images(str(tmp_path / "missing"))
+        images.list_images(str(tmp_path / "missing"), "NETWORK_DATASET")
 
 
 def test_bad_files_are_skipped_and_counted(dataset):
-    paths = data.list_images(dataset)
+    paths = images.list_images(dataset, "NETWORK_DATASET")
     skipped = data.SkippedFiles(len(paths))
     batches = data.photo_batches(paths, image_size=32, batch_size=3, seed=0, skipped=skipped)
     # Three batches of three draw nine photos from eight files: every file at least once.

@@ -47,11 +47,11 @@ class ReflectionPadding2D(keras.layers.Layer):
         super().__init__(**kwargs)
         self.padding = int(padding)
 
-    def call(self, inputs):
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
         pad = self.padding
         return tf.pad(inputs, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
         batch, height, width, channels = input_shape
         grow = 2 * self.padding
         return (
@@ -74,17 +74,17 @@ class InstanceNormalization(keras.layers.Layer):
         super().__init__(**kwargs)
         self.epsilon = float(epsilon)
 
-    def build(self, input_shape):
+    def build(self, input_shape: tuple) -> None:
         channels = input_shape[-1]
         self.scale = self.add_weight(name="scale", shape=(channels,), initializer="ones")
         self.offset = self.add_weight(name="offset", shape=(channels,), initializer="zeros")
 
-    def call(self, inputs):
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
         mean, variance = tf.nn.moments(inputs, axes=[1, 2], keepdims=True)
         normalised = (inputs - mean) * tf.math.rsqrt(variance + self.epsilon)
         return normalised * self.scale + self.offset
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
         return input_shape
 
     def get_config(self):
@@ -96,12 +96,12 @@ class ResizeToMatch(keras.layers.Layer):
     """Nearest-neighbour resize of `[images, reference]`'s images to the reference's height
     and width; with a reference twice the size this is plain 2x upsampling."""
 
-    def call(self, inputs):
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
         images, reference = inputs
         size = tf.shape(reference)[1:3]
         return tf.image.resize(images, size, method="nearest")
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
         images_shape, reference_shape = input_shape
         return (images_shape[0], reference_shape[1], reference_shape[2], images_shape[3])
 

@@ -23,7 +23,8 @@ from neural_style.media import colors, images
 from neural_style.optimize.adam import BatchAdamOptimizer
 from neural_style.optimize.lbfgs import LbfgsBatchOfOne
 from neural_style.optimize.loss_functions import BatchLossFunction, LossFunction, TemporalLoss
-from neural_style.optimize.protocols import ImageLoss
+from neural_style.optimize.memory import MemoryPlan
+from neural_style.optimize.protocols import ImageLoss, Optimizer
 from neural_style.optimize.tiling import TiledLossFunction
 from neural_style.settings.gatys import Settings
 from neural_style.vgg import tile_layout
@@ -91,7 +92,7 @@ class Pipeline:
                 start += count
         return [phase for phase in phases[:-1] if phase.first <= phase.last] + phases[-1:]
 
-    def layout(self, size: tuple[int, int], plan) -> tile_layout.TileLayout | None:
+    def layout(self, size: tuple[int, int], plan: MemoryPlan) -> tile_layout.TileLayout | None:
         """Where the tiles of a step at `size` lie, or None for the whole image at once."""
         if not plan.tiled:
             return None
@@ -99,7 +100,13 @@ class Pipeline:
 
     # --- targets and losses ---
 
-    def targets(self, net: VGG19, stage_index: int, content: np.ndarray, layout=None) -> Targets:
+    def targets(
+        self,
+        net: VGG19,
+        stage_index: int,
+        content: np.ndarray,
+        layout: tile_layout.TileLayout | None = None,
+    ) -> Targets:
         """One photo's content features and the style Grams that `net` pulls it towards."""
         size = content.shape[:2]
         tile_side = tile_layout.core_side(size, layout.grid) if layout else 0
@@ -130,7 +137,11 @@ class Pipeline:
         return [name for name, _ in self.weights.style_layers]
 
     def batch_targets(
-        self, net: VGG19, stage_index: int, contents: Sequence[np.ndarray], layout
+        self,
+        net: VGG19,
+        stage_index: int,
+        contents: Sequence[np.ndarray],
+        layout: tile_layout.TileLayout | None,
     ) -> Targets:
         """Each photo's targets, computed alone as a single photo's are, stacked."""
         if len(contents) == 1:
@@ -221,7 +232,7 @@ class Pipeline:
             base = images.resize_image(images.load_image(init, "INIT"), size)
         return initial_image(base, self.settings.noise, self.settings.seed)
 
-    def make_optimizer(self, loss, starts: np.ndarray):
+    def make_optimizer(self, loss: ImageLoss, starts: np.ndarray) -> Optimizer:
         """L-BFGS (one image) or Adam (a batch of one or more) on `starts` [B, H, W, 3]."""
         s = self.settings
         if s.optimizer == "lbfgs":

@@ -23,6 +23,7 @@ import numpy as np
 
 from neural_style.errors import UserError, setting_fix
 from neural_style.media import images
+from neural_style.settings.gatys import Settings
 from neural_style.vgg.tile_layout import layer_stride
 
 # The path that means "no mask: the whole image".
@@ -52,7 +53,7 @@ class Masks(NamedTuple):
 NO_MASKS = Masks()
 
 
-def load_masks(settings, styles: Sequence[np.ndarray]) -> Masks:
+def load_masks(settings: Settings, styles: Sequence[np.ndarray]) -> Masks:
     """The masks the settings name, read and checked: each an image with something white
     in it, each STYLE_IMAGE_MASKS entry of its style image's shape.
 
@@ -76,7 +77,9 @@ def load_masks(settings, styles: Sequence[np.ndarray]) -> Masks:
     )
 
 
-def check_output_masks(settings, masks: Masks, size_hw: tuple[int, int], what: str) -> None:
+def check_output_masks(
+    settings: Settings, masks: Masks, size_hw: tuple[int, int], what: str
+) -> None:
     """STYLE_MASKS and CONTENT_MASK have the shape of `what` (a photo or video), whose
     size is `size_hw`: a mask is drawn over the photo, and resized with it."""
     for mask, path in zip(masks.style, settings.style_masks, strict=True):

@@ -79,7 +79,7 @@ def _mass(layout: TileLayout, name: str, guide) -> float:
 
 
 def tiled_gram_matrices(
-    net: VGG19, image: np.ndarray, layout: TileLayout, layers: list[str], guide=None
+    net: VGG19, image: np.ndarray, layout: TileLayout, layers: list[str], guide: dict | None = None
 ) -> dict[str, tf.Tensor]:
     """The whole image's Gram matrices at `layers`, {layer: [1, c, c]}, summed over tiles;
     of the region of `guide` (guided Grams, see guided.py) when one is given."""
@@ -91,7 +91,7 @@ def tiled_gram_matrices(
 
 
 def tiled_moments(
-    net: VGG19, image: np.ndarray, layout: TileLayout, layers: list[str], guide=None
+    net: VGG19, image: np.ndarray, layout: TileLayout, layers: list[str], guide: dict | None = None
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The whole image's feature mean [c] and covariance [c, c] at `layers`, from float64
     sums of w·x and w·xxᵀ over the tiles' cores (w = 1, or the guide's weights)."""

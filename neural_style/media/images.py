@@ -51,6 +51,33 @@ MAX_SIDE = {"JPEG": 65500, "WEBP": 16383, "GIF": 65535}
 MAX_PIXELS = {"TIFF": (2**32 - 2**20) // 6}
 
 
+def list_images(folder: str, setting: str) -> list[str]:
+    """Every JPEG and PNG file under `folder`, recursively, sorted.
+
+    Raises:
+      UserError: `folder` is missing, not a folder, or holds no such file; the message
+        names `setting`.
+    """
+    fix = setting_fix(setting, "FOLDER")
+    if not os.path.isdir(folder):
+        problem = "no such folder" if not os.path.exists(folder) else "is a file, not a folder"
+        raise UserError(f"{folder}: {problem}; {fix}")
+    paths = []
+    for root, folders, files in os.walk(folder):
+        folders.sort()
+        paths += [
+            os.path.join(root, name)
+            for name in sorted(files)
+            if name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith(".")
+        ]
+    if not paths:
+        raise UserError(
+            f"{folder}: no {', '.join(IMAGE_SUFFIXES)} images in this folder or below it; "
+            f"{fix} (a folder of photos such as COCO's train2014)"
+        )
+    return paths
+
+
 def load_image(path: str, setting: str) -> np.ndarray:
     """Reads the image at `path` as a float32 [H, W, 3] RGB array, values 0..255.
 

@@ -325,7 +325,7 @@ class TiledLossFunction:
             coefficients[name] = w.beta * weight / len(w.style_layers) * gradient
         return style / len(w.style_layers), coefficients
 
-    def value_and_gradient(self, images) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+    def value_and_gradient(self, images: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
         """The named loss parts (content, style, tv, total) at `images` [1, H, W, 3], and
         the gradient of the total with respect to them."""
         images = tf.convert_to_tensor(images, tf.float32)

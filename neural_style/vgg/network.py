@@ -7,11 +7,15 @@ Shapes: images and features are [B, H, W, C]; RGB pixels are in 0..255.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from neural_style.names import VGG19_LAYERS
 from neural_style.vgg.mat import VGGWeights, read_vgg19_mat
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 # PRECISION -> the dtype of the convs; Grams, losses, the image and Adam stay float32.
 COMPUTE_DTYPES = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
@@ -56,7 +60,7 @@ class VGG19:
     def from_mat(cls, path: str, pooling: str = "max", precision: str = "float32") -> VGG19:
         return cls(read_vgg19_mat(path), pooling=pooling, precision=precision)
 
-    def __call__(self, images, layers: Iterable[str]) -> dict:
+    def __call__(self, images: np.ndarray | tf.Tensor, layers: Iterable[str]) -> dict:
         import tensorflow as tf
 
         wanted = set(layers)
@@ -80,7 +84,7 @@ class VGG19:
                 features[name] = self._leave(current)
         return features
 
-    def features(self, images, layers: Iterable[str]) -> dict:
+    def features(self, images: np.ndarray | tf.Tensor, layers: Iterable[str]) -> dict:
         """What `net(images, layers)` returns, from a graph traced once per set of layers:
         eager convs are several times slower (no fused kernels, weights reordered on every
         call), which start-up feels in the targets."""
@@ -95,7 +99,7 @@ class VGG19:
             )
         return self._compiled[key](tf.convert_to_tensor(images, tf.float32))
 
-    def preprocess(self, images):
+    def preprocess(self, images: np.ndarray | tf.Tensor) -> tf.Tensor:
         """float32 RGB images in 0..255 -> the first conv's input, in the compute dtype."""
         import tensorflow as tf
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -69,12 +69,12 @@ def feature_positions(size: tuple[int, int], stride: int) -> int:
     return (size[0] // stride) * (size[1] // stride)
 
 
-def crop_of(array, box: tuple[int, int, int, int]):
+def crop_of(array: Any, box: tuple[int, int, int, int]) -> Any:
     """`array`[:, top:bottom, left:right, :] (numpy or TensorFlow)."""
     return array[:, box[0] : box[1], box[2] : box[3], :]
 
 
-def core_of(features, box, stride: int):
+def core_of(features: Any, box: Any, stride: int) -> Any:
     """The core's positions of a crop's features at a layer of `stride`, for the core's
     `box` in the crop's pixels (numpy or TensorFlow; a tensor `box` inside a graph)."""
     return features[:, box[0] // stride : box[1] // stride, box[2] // stride : box[3] // stride, :]

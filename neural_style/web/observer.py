@@ -12,11 +12,17 @@ import math
 import os
 import sys
 import time
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from neural_style import stopping
 from neural_style.gatys import events
 from neural_style.gatys.events import FrameDone, GroupStarted, Images, Observer, Step
 from neural_style.web.state import LiveState
+
+if TYPE_CHECKING:
+    from neural_style.gatys.plan import PhotoJob, RunPlan
 
 # The page's words for what the run does with its images.
 _SAVED = {
@@ -74,7 +80,7 @@ class LiveView(Observer):
 
     # --- the run ---
 
-    def run_started(self, plan) -> None:
+    def run_started(self, plan: RunPlan) -> None:
         kind = "video" if plan.video is not None else "batch" if plan.is_batch else "photo"
         self.state.set("kind", kind)
         for index, style in enumerate(plan.styles):
@@ -134,7 +140,7 @@ class LiveView(Observer):
         if event.kind == events.GAVE_UP:
             self._mark(event.jobs, "failed")
 
-    def photo_failed(self, job, why: str) -> None:
+    def photo_failed(self, job: PhotoJob, why: str) -> None:
         self._mark([job], "failed")
         self.state.note(f"{job.photo.path}: {why}")
 
@@ -224,7 +230,7 @@ class LiveTraining:
         self.batch_size = batch_size
         self._progress = Progress()
 
-    def started(self, style, sample, first_step: int, wanted: int) -> None:
+    def started(self, style: np.ndarray, sample: np.ndarray, first_step: int, wanted: int) -> None:
         del first_step, wanted
         self.state.picture("style-0", "style", style)
         self.state.picture("content", "sample photo", sample)

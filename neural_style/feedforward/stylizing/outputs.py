@@ -25,7 +25,6 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 from neural_style.errors import UserError, setting_fix
-from neural_style.feedforward.training import data
 from neural_style.media import images
 
 # Results written beside their inputs carry this after their stem.
@@ -49,7 +48,7 @@ def plan_outputs(source: str, output: str) -> OutputPlan:
     if not os.path.isdir(source):
         beside = _same_path(os.path.dirname(os.path.abspath(source)), output)
         return OutputPlan(_assign_names({source: os.path.basename(source)}, output, beside), [])
-    listed = data.list_images(source, setting="STYLIZE_INPUT")
+    listed = images.list_images(source, "STYLIZE_INPUT")
     output_inside = _inside(output, source) and not _same_path(output, source)
     inputs, left_out = {}, []
     for path in listed:

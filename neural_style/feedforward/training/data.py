@@ -1,11 +1,11 @@
 """Training photos as a tf.data pipeline: shuffled, decoded, cropped, batched, prefetched.
 
-    paths = list_images("images/photos")                 # every .jpg/.jpeg/.png below it
+    paths = images.list_images("images/photos", "NETWORK_DATASET")   # .jpg/.jpeg/.png below
     skipped = SkippedFiles(len(paths))
     batches = photo_batches(paths, image_size=256, batch_size=4, seed=0, skipped=skipped)
     # batches yields float32 [4, 256, 256, 3] RGB 0..255, forever (it repeats)
 
-Each photo is decoded by neural_style.images.load_image (any mode PIL reads, EXIF
+Each photo is decoded by media.images.load_image (any mode PIL reads, EXIF
 orientation applied), a random square of its shorter side is cut out and resized to
 `image_size`, all on parallel tf.data workers. A file that cannot be decoded, or whose
 shorter side is below `min_side(image_size)` (upscaling it would teach the network blur),
@@ -16,41 +16,13 @@ on tf.data's threads, whose errors TensorFlow would print as tracebacks.
 
 from __future__ import annotations
 
-import os
 import threading
 
 import numpy as np
 import tensorflow as tf
 
-from neural_style.errors import UserError, setting_fix
+from neural_style.errors import UserError
 from neural_style.media import images
-
-
-def list_images(folder: str, setting: str = "NETWORK_DATASET") -> list[str]:
-    """Every JPEG and PNG file under `folder`, recursively, sorted.
-
-    Raises:
-      UserError: `folder` is missing, not a folder, or holds no such file; the message
-        names `setting`.
-    """
-    fix = setting_fix(setting, "FOLDER")
-    if not os.path.isdir(folder):
-        problem = "no such folder" if not os.path.exists(folder) else "is a file, not a folder"
-        raise UserError(f"{folder}: {problem}; {fix}")
-    paths = []
-    for root, folders, files in os.walk(folder):
-        folders.sort()
-        paths += [
-            os.path.join(root, name)
-            for name in sorted(files)
-            if name.lower().endswith(images.IMAGE_SUFFIXES) and not name.startswith(".")
-        ]
-    if not paths:
-        raise UserError(
-            f"{folder}: no {', '.join(images.IMAGE_SUFFIXES)} images in this folder or below it; "
-            f"{fix} (a folder of photos such as COCO's train2014)"
-        )
-    return paths
 
 
 def min_side(image_size: int) -> int:

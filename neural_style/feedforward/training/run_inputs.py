@@ -29,7 +29,7 @@ class RunInputs(NamedTuple):
 def read_inputs(settings: NetworkSettings) -> RunInputs:
     """The dataset's file list, the style and sample images: every input error before
     TensorFlow starts."""
-    paths = data.list_images(settings.network_dataset)
+    paths = images.list_images(settings.network_dataset, "NETWORK_DATASET")
     style = load_style_image(settings)
     sample = images.load_image(settings.network_sample_image, "NETWORK_SAMPLE_IMAGE")
     return RunInputs(paths, style, file_sha256(settings.network_style_image), sample)

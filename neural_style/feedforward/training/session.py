@@ -17,6 +17,8 @@ import os
 from collections.abc import Callable, Sequence
 from typing import NamedTuple, TextIO
 
+import numpy as np
+
 from neural_style import stopping
 from neural_style.errors import UserError
 from neural_style.feedforward.training.run_files import LOG_NAME, SKIPPED_NAME
@@ -40,7 +42,7 @@ class TrainingObserver:
     """Hears a training run (on the chief); every method does nothing unless overridden.
     Images are [H, W, 3] float32 RGB in 0..255."""
 
-    def started(self, style, sample, first_step: int, wanted: int) -> None:
+    def started(self, style: np.ndarray, sample: np.ndarray, first_step: int, wanted: int) -> None:
         """The style image, the photo the samples stylise, and the steps to take."""
 
     def step(self, step: int, losses: dict[str, float], seconds: float, wanted: int) -> None:

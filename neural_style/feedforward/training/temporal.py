@@ -30,8 +30,12 @@ Shapes and conventions (those of neural_style.flow):
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import tensorflow as tf
+
+if TYPE_CHECKING:
+    import keras
 
 # The synthetic motion: at most this rotation, scale change and shift per training crop.
 # A few pixels, like consecutive frames of a video at the sizes the network is used at.
@@ -129,7 +133,7 @@ def temporal_loss_per_image(
 
 
 def synthetic_motion_loss(
-    model, photos: tf.Tensor, transforms: tf.Tensor
+    model: keras.Model, photos: tf.Tensor, transforms: tf.Tensor
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """The network's output on `photos` [B, S, S, 3] and the temporal loss of each photo
     [B], from one forward pass over the photos and their moved copies together (instance

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import keras
@@ -157,7 +157,7 @@ class Trainer:
         return every[replica * count : (replica + 1) * count]
 
     @tf.function
-    def distributed_step(self, photos) -> dict[str, tf.Tensor]:
+    def distributed_step(self, photos: tf.distribute.DistributedValues) -> dict[str, tf.Tensor]:
         """One step on a distributed batch; the losses are the global batch's means."""
         per_replica = self.strategy.run(self._replica_step, args=(photos,))
         self.step.assign_add(1)
@@ -166,7 +166,7 @@ class Trainer:
             for name, value in per_replica.items()
         }
 
-    def distribute_batch(self, batch: np.ndarray):
+    def distribute_batch(self, batch: np.ndarray) -> tf.distribute.DistributedValues:
         """Splits one global batch [B, H, W, 3] evenly over the replicas, in order."""
         share = len(batch) // self.strategy.num_replicas_in_sync
 
@@ -176,11 +176,15 @@ class Trainer:
 
         return self.strategy.experimental_distribute_values_from_function(replica_part)
 
-    def distribute_dataset(self, make_dataset):
+    def distribute_dataset(
+        self, make_dataset: Callable[[tf.distribute.InputContext], tf.data.Dataset]
+    ) -> tf.distribute.DistributedDataset:
         """`make_dataset(input_context)` -> a per-replica-batch dataset, one per worker."""
         return self.strategy.distribute_datasets_from_function(make_dataset)
 
-    def steps(self, batches, total_steps: int) -> Iterator[StepResult]:
+    def steps(
+        self, batches: tf.distribute.DistributedDataset, total_steps: int
+    ) -> Iterator[StepResult]:
         """Trains until `self.step` reaches `total_steps`, yielding a StepResult per step;
         stops early if `batches` ends (every photo of a worker's share was skipped)."""
         # The distributed iterator's C++ side logs two notes as it starts, on every run.
