@@ -338,56 +338,50 @@ def batch_limits(settings: Settings, fit: Memory, notes: list[str]) -> Callable[
 # --- the plan --------------------------------------------------------------------------------
 
 
+def plan_inputs(settings: Settings, claims: outputs.Claims) -> Inputs:
+    """What the run reads, read and checked in one pass down: the photos (or the video)
+    CONTENT_IMAGE names, the styles and their masks, the inputs no output may replace,
+    then each photo's job with its output prefix claimed in `claims` until the run
+    releases it (or the video's plan)."""
+    video = is_video(settings.content_image)
+    paths, is_batch = ([settings.content_image], False) if video else content_paths(settings)
+    styles = [images.load_image(path, "STYLE_IMAGE") for path in settings.style_image]
+    run_masks = masks.load_masks(settings, styles)
+    reads = outputs.input_paths(settings, paths)
+    notes: list[str] = []
+    if video:
+        prefix = claims.claim(settings.output_image, reads, notes)
+        video_plan = plan_video(settings, prefix)
+        where = f"the video {settings.content_image}"
+        masks.check_output_masks(settings, run_masks, video_plan.info.size, where)
+        return Inputs(settings, styles, False, paths, [], [], notes, video_plan, run_masks)
+    jobs, failures = _plan_photos(settings, paths, is_batch, (claims, reads), notes, run_masks)
+    return Inputs(settings, styles, is_batch, paths, jobs, failures, notes, masks=run_masks)
+
+
 def _plan_photos(
     settings: Settings,
     paths: list[str],
     is_batch: bool,
-    claims: outputs.Claims,
-    notes: list,
+    naming: tuple[outputs.Claims, dict[str, str]],
+    notes: list[str],
     run_masks: masks.Masks,
 ) -> tuple[list[PhotoJob], list[tuple[str, str]]]:
-    """Each photo's job, or why it cannot run (in a batch; a single photo raises)."""
-    names = outputs.batch_prefixes(settings.output_image, paths) if is_batch else {}
-    inputs = outputs.input_paths(settings, paths)
+    """Each photo's job, or why it cannot run (in a batch; a single photo raises).
+    `naming` is the run's claims and the inputs its outputs must not replace."""
+    claims, reads = naming
+    wanted = outputs.batch_prefixes(settings.output_image, paths) if is_batch else {}
     jobs, failures = [], []
     for number, path in enumerate(paths, 1):
         try:
             photo = _read_photo(number, path, decode=not is_batch)
-            wanted = names.get(path, settings.output_image)
-            prefix = claims.claim(wanted, inputs, notes)
+            prefix = claims.claim(wanted.get(path, settings.output_image), reads, notes)
             jobs.append(plan_job(settings, photo, prefix, notes, run_masks))
         except UserError as error:
             if not is_batch:
                 raise
             failures.append((path, str(error)))
     return jobs, failures
-
-
-def plan_inputs(settings: Settings, claims: outputs.Claims) -> Inputs:
-    """The photos and styles, read and checked, and each photo's job (its output prefix
-    claimed in `claims` until the run releases it)."""
-    if is_video(settings.content_image):
-        return _video_inputs(settings, claims)
-    paths, is_batch = content_paths(settings)
-    styles = [images.load_image(path, "STYLE_IMAGE") for path in settings.style_image]
-    run_masks = masks.load_masks(settings, styles)
-    notes: list[str] = []
-    jobs, failures = _plan_photos(settings, paths, is_batch, claims, notes, run_masks)
-    return Inputs(settings, styles, is_batch, paths, jobs, failures, notes, masks=run_masks)
-
-
-def _video_inputs(settings: Settings, claims: outputs.Claims) -> Inputs:
-    styles = [images.load_image(path, "STYLE_IMAGE") for path in settings.style_image]
-    run_masks = masks.load_masks(settings, styles)
-    notes: list[str] = []
-    inputs = outputs.input_paths(settings, [settings.content_image])
-    prefix = claims.claim(settings.output_image, inputs, notes)
-    video = plan_video(settings, prefix)
-    where = f"the video {settings.content_image}"
-    masks.check_output_masks(settings, run_masks, video.info.size, where)
-    return Inputs(
-        settings, styles, False, [settings.content_image], [], [], notes, video, run_masks
-    )
 
 
 def plan_run(inputs: Inputs, *, on_gpu: bool) -> RunPlan:
