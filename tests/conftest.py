@@ -1,5 +1,12 @@
 """Shared fixtures: tiny VGG-19 .mat files in the real layout, and small images (built by
-tests/support.py, which tests import directly)."""
+tests/support.py, which tests import directly); and the test tiers.
+
+The tiers: a plain `python -m pytest` runs the fast tier, which any user can run (no root,
+no browser, a few minutes on a laptop). Tests marked `slow` (long runs, subprocesses),
+`root` (they mount small file systems to fill a disk or make it read-only) or `browser`
+(Chromium) join it with `--full`, as CI runs them: `python -m pytest --full -n 2`. An
+explicit `-m EXPRESSION` chooses by marks instead.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,43 @@ import numpy as np
 import pytest
 
 from tests.support import photo, save_mat, tiny_variables, write_image
+
+# The marks of the tests that the fast tier leaves out.
+OUTSIDE_THE_FAST_TIER = ("slow", "root", "browser")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--full",
+        action="store_true",
+        help="run every tier: the slow, root and browser tests too (as CI does)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--full") or config.option.markexpr:
+        return
+    left_out = [item for item in items if _outside_the_fast_tier(item)]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if not _outside_the_fast_tier(item)]
+        config.stash[_LEFT_OUT] = len(left_out)
+
+
+def _outside_the_fast_tier(item: pytest.Item) -> bool:
+    return any(item.get_closest_marker(name) for name in OUTSIDE_THE_FAST_TIER)
+
+
+_LEFT_OUT = pytest.StashKey[int]()
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    left_out = config.stash.get(_LEFT_OUT, 0)
+    if left_out:
+        terminalreporter.write_line(
+            f"fast tier: {left_out} slow, root and browser tests were left out; "
+            "python -m pytest --full -n 2 runs every tier (docs/testing.md)"
+        )
 
 
 @pytest.fixture(scope="session")

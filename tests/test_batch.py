@@ -195,6 +195,7 @@ def test_states_are_a_single_runs_checkpoint_and_restore_per_image(tiny_net):
 # --- whole runs ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_three_photos_in_a_batch_end_as_each_would_alone(tmp_path, tiny_mat, image_pair, no_plots):
     folder = photo_folder(tmp_path)
     alone = folder_settings(tmp_path, tiny_mat, image_pair, folder, "alone", batch_size=1)
@@ -210,6 +211,7 @@ def test_three_photos_in_a_batch_end_as_each_would_alone(tmp_path, tiny_mat, ima
     assert_same_run(alone, together)
 
 
+@pytest.mark.slow
 def test_a_mixed_precision_batch_finishes_in_float32_as_each_photo_alone(
     tmp_path, tiny_mat, image_pair, no_plots
 ):
@@ -224,6 +226,7 @@ def test_a_mixed_precision_batch_finishes_in_float32_as_each_photo_alone(
     assert_same_run(alone, together, names=PHOTO_NAMES[:2], bfloat16=True)
 
 
+@pytest.mark.slow
 def test_coarse_to_fine_stages_and_histogram_colours_batch_as_each_alone(
     tmp_path, tiny_mat, image_pair, no_plots
 ):
@@ -240,6 +243,7 @@ def test_coarse_to_fine_stages_and_histogram_colours_batch_as_each_alone(
     assert_same_run(alone, together, names=PHOTO_NAMES[:2])  # each with its own Grams
 
 
+@pytest.mark.slow
 def test_a_photo_of_another_shape_runs_alone_and_each_keeps_its_files(
     tmp_path, tiny_mat, image_pair
 ):
@@ -346,6 +350,7 @@ def test_lbfgs_stylises_one_photo_at_a_time(tmp_path, tiny_mat, image_pair, no_p
 # --- resume and Ctrl-C ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_batch_resumes_each_photo_batched_or_alone(tmp_path, tiny_mat, image_pair, no_plots):
     folder = photo_folder(tmp_path, shapes=((40, 48), (40, 48)))
     cadence = dict(batch_size=2)  # each run ends with a checkpoint

@@ -11,7 +11,6 @@ import os
 import resource
 import shutil
 import struct
-import time
 import tracemalloc
 import warnings
 import zipfile
@@ -502,18 +501,17 @@ def bombs(tmp_path_factory) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("kind", ["honest", "lying"])
-def test_a_zip_bomb_is_refused_fast_and_small(bombs, kind):
+def test_a_zip_bomb_is_refused_without_inflating_it(bombs, kind):
+    """Refused from its headers: the memory it takes stays far below the 2 GB it claims
+    (what inflating it would take, however fast the machine)."""
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux
     tracemalloc.start()
-    started = time.perf_counter()
     try:
         message = not_ours(bombs[kind], "state/image.npy")
     finally:
-        seconds = time.perf_counter() - started
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
     grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before
-    assert seconds < 2.0, seconds
     assert peak < 20e6, peak
     assert grown < 100_000, grown
     if kind == "honest":

@@ -312,6 +312,7 @@ def image_names(folder, suffix: str) -> list[str]:
     return [n for n in output_names(folder) if n.endswith(suffix) and "-losses" not in n]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("output_format, suffix", [("png", ".png"), ("tiff16", ".tif")])
 def test_a_run_writes_its_format_with_the_profile_and_resumes(
     tmp_path, tiny_mat, image_pair, output_format, suffix
@@ -361,6 +362,7 @@ def png16_run(request, tiny_mat, tmp_path_factory):
     started.kill()
 
 
+@pytest.mark.slow
 def test_train_py_writes_png16_snapshots_and_resumes(png16_run):
     started, folder = png16_run
     first = started.finish(timeout=120)
@@ -383,6 +385,7 @@ def test_train_py_writes_png16_snapshots_and_resumes(png16_run):
         assert is_srgb(embedded_profile(out / name))
 
 
+@pytest.mark.slow
 def test_a_folder_run_in_png_never_reads_its_outputs_back(tmp_path, tiny_mat, image_pair):
     content, style = image_pair
     photos = tmp_path / "photos"
@@ -439,6 +442,7 @@ def test_a_tiff_too_large_for_32_bit_offsets_is_refused_before_the_run(tmp_path)
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.root
 @pytest.mark.parametrize("suffix", [".png", ".tif"])
 def test_a_16_bit_output_on_a_full_disk_is_one_line_and_keeps_the_earlier_file(tmp_path, suffix):
     rng = np.random.default_rng(0)

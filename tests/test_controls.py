@@ -171,6 +171,7 @@ def test_style_scale_takes_the_grams_of_a_resized_style(tmp_path, tiny_mat, imag
     )
 
 
+@pytest.mark.slow
 def test_preserved_colours_keep_the_photos_chrominance(tmp_path, tiny_mat, image_pair):
     settings = settings_for(
         tmp_path, tiny_mat, image_pair, preserve_colors="luminance", train_steps=6
@@ -300,6 +301,7 @@ def test_an_empty_folder_is_a_clear_error(tmp_path, tiny_mat, image_pair):
         stylize_quietly(settings)
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_a_later_stage_resumes_to_the_same_image(
     tmp_path, tiny_mat, image_pair, monkeypatch
 ):

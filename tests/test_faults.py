@@ -73,6 +73,7 @@ def _noise(side: int) -> np.ndarray:
 # --- save_image ---------------------------------------------------------------------------
 
 
+@pytest.mark.root
 def test_save_into_a_read_only_file_system(tmp_path):
     with tmpfs(tmp_path / "disk") as disk:
         path = str(disk / "out" / "result.png")
@@ -93,6 +94,7 @@ def test_save_into_a_read_only_file_system(tmp_path):
         np.testing.assert_array_equal(load_image(path, "CONTENT_IMAGE"), np.rint(IMAGE))
 
 
+@pytest.mark.root
 def test_save_onto_a_full_disk_keeps_the_earlier_file_and_leaves_no_temp(tmp_path):
     with tmpfs(tmp_path / "disk", size="200k") as disk:
         path = str(disk / "result.png")
@@ -128,6 +130,7 @@ def test_save_under_a_file_where_a_folder_should_be(tmp_path, depth):
     assert os.listdir(tmp_path) == ["out"]
 
 
+@pytest.mark.root
 def test_save_with_a_250_byte_name_works(tmp_path):
     with tmpfs(tmp_path / "disk") as disk:  # a file system whose limit is known: 255 bytes
         path = disk / ("r" * 246 + ".png")
@@ -201,6 +204,7 @@ def test_save_into_a_folder_without_write_permission(tmp_path):
 # --- the synthetic weights, the conv cache and the .mat ----------------------------------
 
 
+@pytest.mark.root
 def test_synthetic_weights_on_a_full_disk_name_the_folder_and_the_space(tmp_path, monkeypatch):
     with tmpfs(tmp_path / "disk", size="200k") as disk:
         (disk / "content.jpg").write_bytes(b"an input that must survive")
@@ -222,6 +226,7 @@ def test_synthetic_weights_on_a_full_disk_name_the_folder_and_the_space(tmp_path
         assert not os.path.exists(os.path.join(folder, weights_file.SYNTHETIC_WEIGHTS_NAME))
 
 
+@pytest.mark.root
 def test_the_conv_cache_beside_a_read_only_mat_is_only_a_note(tmp_path):
     with tmpfs(tmp_path / "disk") as disk:
         path = save_mat(disk / "vgg.mat", tiny_variables())
@@ -245,6 +250,7 @@ def test_the_conv_cache_beside_a_read_only_mat_is_only_a_note(tmp_path):
         assert snapshot(disk) == before
 
 
+@pytest.mark.root
 def test_the_conv_cache_on_a_full_disk_is_only_a_note(tmp_path):
     with tmpfs(tmp_path / "disk", size="200k") as disk:
         path = save_mat(disk / "vgg.mat", tiny_variables())
@@ -272,6 +278,7 @@ except UserError as error:
 """
 
 
+@pytest.mark.root
 def test_a_mat_only_its_owner_may_read_says_permissions_not_download(tmp_path):
     path = save_mat(tmp_path / "vgg.mat", tiny_variables())
     os.chmod(path, 0o000)
@@ -287,6 +294,7 @@ def test_a_mat_only_its_owner_may_read_says_permissions_not_download(tmp_path):
 # --- the loss plot ------------------------------------------------------------------------
 
 
+@pytest.mark.root
 def test_a_plot_into_a_read_only_folder_is_one_line(tmp_path):
     import matplotlib  # noqa: F401  (in the test extra: this test runs, never skips)
 

@@ -102,6 +102,7 @@ def loaded_elsewhere(request, tmp_path_factory):
     started.kill()
 
 
+@pytest.mark.slow
 def test_a_saved_network_loads_without_the_training_code(tiny_model, loaded_elsewhere):
     started, tmp_path, photo = loaded_elsewhere
     result = started.finish(timeout=120)
@@ -138,6 +139,7 @@ def _damaged(kind: str, good: bytes, path) -> None:
         keras.Model(features, keras.layers.Dense(2)(features)).save(path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("kind", "said"),
     [

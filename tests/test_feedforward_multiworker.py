@@ -12,6 +12,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from tests.support import REPO_ROOT, photo, write_image
 
@@ -111,6 +112,7 @@ def run_cluster(tiny_mat: str, tmp_path) -> list[subprocess.CompletedProcess]:
     ]
 
 
+@pytest.mark.slow
 def test_two_workers_train_together_each_on_its_share_and_only_the_chief_writes(tmp_path, tiny_mat):
     write_inputs(tmp_path)
     dataset = sorted(str(path) for path in (tmp_path / "photos").iterdir())

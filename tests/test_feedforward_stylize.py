@@ -39,6 +39,7 @@ from tests.support import (
 )
 
 
+@pytest.mark.slow
 def test_an_odd_sized_image_keeps_its_size_and_matches_the_network(network, tmp_path):
     source = write_image(tmp_path / "odd.png", photo(37, 51, seed=2))
     result = stylize_input(stylize_settings(network, source, tmp_path / "out"))
@@ -49,6 +50,7 @@ def test_an_odd_sized_image_keeps_its_size_and_matches_the_network(network, tmp_
     np.testing.assert_array_equal(written, np.clip(np.rint(expected), 0, 255))
 
 
+@pytest.mark.slow
 def test_a_folder_is_batched_by_size_and_skips_bad_files(network, tmp_path, capsys):
     folder = tmp_path / "album"
     (folder / "trip").mkdir(parents=True)
@@ -71,6 +73,7 @@ def test_a_folder_is_batched_by_size_and_skips_bad_files(network, tmp_path, caps
     np.testing.assert_allclose(written, np.clip(np.rint(alone), 0, 255), atol=1)
 
 
+@pytest.mark.slow
 def test_preserve_colors_keeps_the_inputs_chrominance(network, tmp_path):
     source = write_image(tmp_path / "colourful.png", photo(40, 40, seed=3))
     plain = stylize_input(stylize_settings(network, source, tmp_path / "plain"))
@@ -87,6 +90,7 @@ def test_preserve_colors_keeps_the_inputs_chrominance(network, tmp_path):
     assert np.mean(np.abs(with_colours[..., 0] - without[..., 0]) <= 3) > 0.95
 
 
+@pytest.mark.slow
 def test_a_video_keeps_its_frames_size_and_rate(network, tmp_path):
     source = str(tmp_path / "clip.mp4")
     with imageio.get_writer(source, fps=12, codec="libx264", macro_block_size=2) as writer:
@@ -105,6 +109,7 @@ def test_a_video_keeps_its_frames_size_and_rate(network, tmp_path):
     assert not [name for name in os.listdir(tmp_path / "out") if name.startswith(".")]
 
 
+@pytest.mark.slow
 def test_a_video_keeps_its_audio(network, tmp_path):
     ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
     source = str(tmp_path / "clip.mp4")
@@ -316,6 +321,7 @@ def count_frames(path: str) -> int:
     return frames
 
 
+@pytest.mark.slow
 def test_the_input_folder_as_output_folder_never_replaces_an_input(network, tmp_path, capsys):
     folder = tmp_path / "photos"
     (folder / "sub").mkdir(parents=True)
@@ -341,6 +347,7 @@ def test_the_input_folder_as_output_folder_never_replaces_an_input(network, tmp_
     assert "left out 4 earlier result(s) named *-stylized.*" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_single_image_or_video_into_its_own_folder_is_written_beside_it(network, tmp_path):
     image = write_image(tmp_path / "me.jpg", photo(40, 44, seed=5))
     clip = write_clip(tmp_path / "clip.mp4", frames=5)
@@ -362,6 +369,7 @@ def test_a_single_image_or_video_into_its_own_folder_is_written_beside_it(networ
     assert count_frames(str(tmp_path / "clip-stylized.mp4")) == 5
 
 
+@pytest.mark.slow
 def test_an_output_folder_inside_the_input_folder_is_never_read_back(network, tmp_path, capsys):
     folder = tmp_path / "album"
     folder.mkdir()
@@ -376,6 +384,7 @@ def test_an_output_folder_inside_the_input_folder_is_never_read_back(network, tm
     assert "left out 2 file(s) inside STYLIZE_OUTPUT" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_names_are_unique_within_a_run(network, tmp_path):
     folder = tmp_path / "mixed"
     folder.mkdir()
@@ -438,6 +447,7 @@ def test_the_estimate_errs_high_for_a_12_megapixel_photo():
     assert bytes_per_pixel(32, preserve_colors=True) > bytes_per_pixel(32) > bytes_per_pixel(8)
 
 
+@pytest.mark.slow
 def test_an_image_too_large_for_the_memory_is_shrunk_or_refused(
     network, tmp_path, monkeypatch, capsys
 ):
@@ -514,6 +524,7 @@ def test_a_batch_that_would_not_fit_is_split(network, tmp_path, monkeypatch, cap
 # --- Damaged videos ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_truncated_video_is_stylised_with_a_warning_giving_the_frame_counts(
     network, tmp_path, capsys
 ):
@@ -558,6 +569,7 @@ def fill(folder) -> None:
             filler.write(b"\0" * 4096)
 
 
+@pytest.mark.root
 def test_write_failures_name_stylize_output_and_leave_no_half_file(network, tmp_path):
     image = write_image(tmp_path / "me.png", photo(40, 44))
     clip = write_clip(tmp_path / "clip.mp4", frames=12)
@@ -706,6 +718,7 @@ def stylize_py_runs(stylize_py_started) -> dict[str, Run]:
     }
 
 
+@pytest.mark.slow
 def test_stylize_py_runs_end_to_end(stylize_py_runs):
     run = stylize_py_runs["image"]
     assert run.returncode == 0, run.stderr[-2000:]

@@ -154,6 +154,7 @@ def one_step(loss: PerceptualLoss, photos: np.ndarray, weight: float):
     return before, {name: float(value) for name, value in losses.items()}, ops
 
 
+@pytest.mark.slow
 def test_weight_zero_is_the_plain_step_and_a_weight_adds_the_temporal_part(perceptual):
     photos = np.stack([photo(SIZE, SIZE, seed=i) for i in range(2)])
     before, plain, ops = one_step(perceptual, photos, 0.0)
@@ -176,6 +177,7 @@ def test_weight_zero_is_the_plain_step_and_a_weight_adds_the_temporal_part(perce
     assert moving["total"] == pytest.approx(expected_total, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_training_with_the_temporal_loss_runs_and_reports_it(tmp_path, tiny_mat):
     from neural_style.feedforward.training.run import train_network
 
@@ -253,6 +255,7 @@ def mean_warping_error(stylised: list[np.ndarray], originals: list[np.ndarray]) 
     return float(np.nanmean(errors))
 
 
+@pytest.mark.slow
 def test_blend_zero_writes_the_very_video_of_the_network_alone(network, tmp_path):
     source = pan_clip(tmp_path / "pan.mp4")
     original = Path(source).read_bytes()
@@ -271,6 +274,7 @@ def test_blend_zero_writes_the_very_video_of_the_network_alone(network, tmp_path
     assert Path(source).read_bytes() == original
 
 
+@pytest.mark.slow
 def test_a_blend_lowers_the_warping_error_of_a_pan(network, tmp_path):
     source = pan_clip(tmp_path / "pan.mp4")
     originals = decoded(source)
@@ -343,6 +347,7 @@ def without_opencv(request, tmp_path_factory):
     started.kill()
 
 
+@pytest.mark.slow
 def test_without_opencv_blend_zero_works_and_a_blend_is_one_line(without_opencv):
     started, tmp_path = without_opencv
     result = started.finish(timeout=120)

@@ -183,6 +183,7 @@ def test_bad_files_are_skipped_and_counted(dataset):
     assert skipped.summary().startswith("3 of 8 files skipped")
 
 
+@pytest.mark.slow
 def test_a_dataset_of_only_bad_files_ends_with_one_line_on_stderr(tmp_path, tiny_mat, style_image):
     folder = tmp_path / "bad"
     folder.mkdir()
@@ -217,6 +218,7 @@ def test_a_dataset_of_only_bad_files_ends_with_one_line_on_stderr(tmp_path, tiny
 # The training loop ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_short_run_lowers_the_loss_and_leaves_its_files(
     tmp_path, tiny_mat, dataset, style_image, capsys
 ):
@@ -310,6 +312,7 @@ def assert_resuming_towards_another_network_is_refused(
         assert contents(output) == earlier, named
 
 
+@pytest.mark.slow
 def test_a_new_run_never_replaces_an_earlier_one(tmp_path, tiny_mat, dataset, style_image):
     earlier_outputs = {
         "network.keras": b"an earlier network",
@@ -467,6 +470,7 @@ def assert_stopped_and_saved(run: TrainingProcess, output: Path, signal_number: 
     return step
 
 
+@pytest.mark.slow
 def test_sigterm_sighup_and_ctrl_c_save_the_network_and_resume_continues(
     tmp_path, tiny_mat, dataset, style_image
 ):
@@ -533,6 +537,7 @@ class _Interrupting:
         pass
 
 
+@pytest.mark.slow
 def test_a_stop_while_starting_leaves_nothing_and_ctrl_c_in_the_loop_saves(
     tmp_path, tiny_mat, dataset, style_image
 ):
@@ -562,6 +567,7 @@ def test_a_stop_while_starting_leaves_nothing_and_ctrl_c_in_the_loop_saves(
 # Write faults: a read-only or full output folder -----------------------------------------
 
 
+@pytest.mark.root
 def test_a_read_only_output_folder_is_one_line(tmp_path, tiny_mat, dataset, style_image):
     with tmpfs(tmp_path / "ro", "1m") as folder:
         (folder / "network.keras").write_bytes(b"an earlier network")
@@ -584,6 +590,7 @@ def test_a_read_only_output_folder_is_one_line(tmp_path, tiny_mat, dataset, styl
             assert contents(folder) == earlier
 
 
+@pytest.mark.root
 def test_a_full_disk_is_one_line_and_keeps_the_earlier_network(
     tmp_path, tiny_mat, dataset, style_image
 ):
@@ -642,6 +649,7 @@ def distributed_step(request, tiny_mat, tmp_path_factory):
     started.kill()
 
 
+@pytest.mark.slow
 def test_the_distributed_step_matches_one_device(distributed_step):
     result = distributed_step.finish(timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]

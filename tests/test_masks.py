@@ -139,6 +139,7 @@ def _distances(net, image, files, layers) -> dict:
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("style_loss", ["gram", "w2"])
 def test_each_half_ends_nearer_its_own_style_at_every_layer(
     tmp_path, tiny_mat, tiny_net, two_styles, style_loss
@@ -161,6 +162,7 @@ def test_each_half_ends_nearer_its_own_style_at_every_layer(
         assert all(d[0][1] < d[0][0] and d[1][0] < d[1][1] for d in distances.values())
 
 
+@pytest.mark.slow
 def test_all_white_masks_are_the_run_without_masks(tmp_path, tiny_mat, two_styles):
     white = _mask_file(tmp_path / "white.png", np.ones((24, 32)))  # any size of that shape
     style = two_styles["styles"][:1]
@@ -190,6 +192,7 @@ def _half_content_errors(net, image, photo_pixels, left, layers) -> dict:
     return errors
 
 
+@pytest.mark.slow
 def test_the_content_mask_holds_the_photo_where_it_is_white(
     tmp_path, tiny_mat, tiny_net, two_styles
 ):
@@ -240,6 +243,7 @@ def test_a_style_image_mask_takes_the_style_of_its_region_only(tiny_net):
 # --- exact in tiles -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("style_loss", ["gram", "w2"])
 def test_guided_losses_in_tiles_equal_the_whole_image(tiny_net, style_loss):
     weights = default_loss_weights(tv_weight=0.01)._replace(
@@ -309,6 +313,7 @@ def _assert_halves_follow_their_styles(net, image, files, layers):
         assert left_red < left_blue and right_blue < right_red, name
 
 
+@pytest.mark.slow
 def test_masks_with_coarse_to_fine_lbfgs_and_16_bits(tmp_path, tiny_mat, tiny_net, two_styles):
     whole = _mask_file(tmp_path / "style-region.png", np.ones((48, 48)))
     settings = _settings(
@@ -331,6 +336,7 @@ def test_masks_with_coarse_to_fine_lbfgs_and_16_bits(tmp_path, tiny_mat, tiny_ne
     _assert_halves_follow_their_styles(tiny_net, image, two_styles, [n for n, _ in STYLE_LAYERS])
 
 
+@pytest.mark.slow
 def test_a_batch_shares_the_masks_and_a_photo_of_another_shape_fails_alone(
     tmp_path, tiny_mat, two_styles
 ):
@@ -352,6 +358,7 @@ def test_a_batch_shares_the_masks_and_a_photo_of_another_shape_fails_alone(
     assert np.abs(in_batch - alone).max() <= 2.0  # the batch's photo as it is alone
 
 
+@pytest.mark.slow
 def test_a_video_is_stylised_by_region_frame_by_frame(tmp_path, tiny_mat, tiny_net, two_styles):
     clip = pattern_clip(tmp_path / "clip.mp4", frames=3, size="64x48")
     settings = _settings(

@@ -101,6 +101,7 @@ def _finish_settings(tmp_path, tiny_mat, image_pair, **overrides):
     return tiny_settings(tmp_path, tiny_mat, image_pair, **{**values, **overrides})
 
 
+@pytest.mark.slow
 def test_the_last_quarter_of_a_mixed_run_is_float32(tmp_path, tiny_mat, image_pair):
     from neural_style.gatys.pipeline import initial_image
     from neural_style.media import images
@@ -132,6 +133,7 @@ def test_the_last_quarter_of_a_mixed_run_is_float32(tmp_path, tiny_mat, image_pa
     np.testing.assert_allclose(saved.optimizer_state["best_image"], optimizer.best(), atol=1e-3)
 
 
+@pytest.mark.slow
 def test_a_run_cut_in_its_float32_finish_resumes_to_the_same_image(
     tmp_path, tiny_mat, image_pair, monkeypatch
 ):

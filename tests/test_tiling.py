@@ -64,6 +64,7 @@ def test_the_cores_cover_the_image_once_on_the_grid():
     assert layout.overhead > 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("grid", [(2, 2), (3, 4)])
 def test_tiled_loss_and_gradient_equal_the_whole_image(problem, grid):
     net, targets, _, _, images = problem
@@ -101,6 +102,7 @@ def test_tiled_targets_equal_the_whole_images(problem):
         assert _relative_error(grams[name], targets.style_grams[name]) < 1e-4
 
 
+@pytest.mark.slow
 def test_adam_on_tiles_takes_the_same_steps_as_on_the_whole_image(problem):
     net, targets, content, _, _ = problem
     layout = tile_layout.tile_layout(SIZE, (2, 2), tile_layout.tile_margin(LAYERS))
@@ -131,6 +133,7 @@ def _final_image_and_losses(settings, stream) -> tuple[np.ndarray, dict]:
     return load_image(result.output_path, "result"), result.losses
 
 
+@pytest.mark.slow
 def test_a_run_in_tiles_writes_the_image_a_run_in_one_piece_writes(tmp_path, tiny_mat, image_pair):
     common = dict(image_width=200, train_steps=3, snapshot_every=0, init="noise")
     whole_stream, tiled_stream = io.StringIO(), io.StringIO()

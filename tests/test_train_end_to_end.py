@@ -84,6 +84,7 @@ BAD_RUNS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(BAD_RUNS))
 def test_bad_input_gives_one_error_line_and_keeps_earlier_output(tmp_path, tiny_mat, case):
     content = write_image(tmp_path / "content.jpg", photo(40, 48))
@@ -128,6 +129,7 @@ def cmyk_run(request, tiny_mat, tmp_path_factory):
     started.kill()
 
 
+@pytest.mark.slow
 def test_a_tiny_run_with_cmyk_and_16_bit_inputs(cmyk_run):
     started, tmp_path = cmyk_run
     with Image.open(tmp_path / "style.png") as style:

@@ -56,6 +56,7 @@ def video_settings(tmp_path, tiny_mat, image_pair, clip, **overrides):
     return tiny_settings(tmp_path, tiny_mat, image_pair, **values)
 
 
+@pytest.mark.slow
 def test_a_clip_is_stylised_frame_by_frame_with_its_audio_kept(tmp_path, tiny_mat, image_pair):
     clip = make_clip(tmp_path / "clip.mp4")
     settings = video_settings(tmp_path, tiny_mat, image_pair, clip)
@@ -82,6 +83,7 @@ def test_a_clip_is_stylised_frame_by_frame_with_its_audio_kept(tmp_path, tiny_ma
     assert clip not in os.listdir(tmp_path / "out")  # the input is untouched
 
 
+@pytest.mark.slow
 def test_the_warped_start_and_temporal_loss_steady_the_frames(tmp_path, tiny_mat, image_pair):
     clip = make_clip(tmp_path / "clip.mp4", frames=4, audio=False)
     errors = {}
@@ -107,6 +109,7 @@ class StopInFrame(Observer):
             stopping.request()
 
 
+@pytest.mark.slow
 def test_a_stop_keeps_finished_frames_and_resume_redoes_none(tmp_path, tiny_mat, image_pair):
     clip = make_clip(tmp_path / "clip.mp4")
     straight = video_settings(
@@ -229,6 +232,7 @@ def test_bad_video_inputs_are_one_line_and_lose_nothing(tmp_path, tiny_mat, imag
     assert not out.exists() or os.listdir(out) == []  # nothing was written (nor left locked)
 
 
+@pytest.mark.slow
 def test_a_resume_after_every_frame_is_done_still_assembles_the_clip(
     tmp_path, tiny_mat, image_pair
 ):

@@ -285,6 +285,7 @@ def test_a_shorter_audio_track_never_cuts_the_frames(tmp_path):
     assert duration(target) == pytest.approx(1.2, abs=0.05)
 
 
+@pytest.mark.slow
 def test_a_clip_without_audio_is_written_without_an_audio_stream(tmp_path):
     source = pattern_clip(tmp_path / "silent.mp4", frames=8)
     made = colours(8)
@@ -395,6 +396,7 @@ def noise(count: int, seed: int = 0) -> list[np.ndarray]:
     return [rng.integers(0, 256, (96, 128, 3), dtype=np.uint8) for _ in range(count)]
 
 
+@pytest.mark.root
 def test_a_read_only_or_full_disk_is_one_line_and_keeps_the_earlier_file(tmp_path):
     audio = pattern_clip(tmp_path / "in.mp4", frames=4, audio_seconds=1)
     inputs = snapshot(tmp_path)
@@ -425,6 +427,7 @@ def test_a_read_only_or_full_disk_is_one_line_and_keeps_the_earlier_file(tmp_pat
     assert snapshot(tmp_path) == inputs
 
 
+@pytest.mark.root
 def test_a_disk_without_room_for_the_audio_copy_keeps_the_video_alone(tmp_path):
     audio = pattern_clip(tmp_path / "in.mp4", frames=4, audio_seconds=1)
     frames = noise(6, seed=1)

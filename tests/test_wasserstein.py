@@ -194,6 +194,7 @@ def _style_losses(path) -> list[float]:
 RUN_STYLE_LAYERS = (("relu1_1", 1.0), ("relu3_1", 1.0))
 
 
+@pytest.mark.slow
 def test_a_w2_run_lowers_the_style_loss(tmp_path, tiny_mat, image_pair):
     settings = tiny_settings(
         tmp_path,
@@ -213,6 +214,7 @@ def test_a_w2_run_lowers_the_style_loss(tmp_path, tiny_mat, image_pair):
     assert {path: Path(path).read_bytes() for path in image_pair} == inputs
 
 
+@pytest.mark.slow
 def test_w2_runs_coarse_to_fine_and_with_lbfgs(tmp_path, tiny_mat, image_pair):
     # One style layer: each stage traces its own graph, and the run above has two layers.
     settings = tiny_settings(
@@ -238,6 +240,7 @@ def test_a_bad_style_loss_is_one_line(tmp_path, tiny_mat, image_pair):
     assert "'wasserstein'" in message
 
 
+@pytest.mark.slow
 def test_w2_in_tiles_equals_the_whole_image(tiny_net):
     # The shallowest and the deepest style layer: each layer traces its own square root
     # (all five took 15 s here), and what is summed over tiles is the same for each.
@@ -266,6 +269,7 @@ def test_w2_in_tiles_equals_the_whole_image(tiny_net):
     assert error < 1e-3 * np.abs(gradient.numpy()).max()
 
 
+@pytest.mark.slow
 def test_a_w2_run_in_tiles_lowers_the_style_loss(tmp_path, tiny_mat, image_pair):
     settings = tiny_settings(
         tmp_path,

@@ -284,8 +284,14 @@ def test_a_page_that_falls_behind_gets_the_whole_state_again(live):
 
         # Hold the server's loop while more than its backlog happens, so that it must
         # fall behind, as a page on a slow link would.
-        live.server._loop.call_soon_threadsafe(released.wait, 30)
-        time.sleep(0.2)
+        held = threading.Event()
+
+        def hold() -> None:
+            held.set()
+            released.wait(30)
+
+        live.server._loop.call_soon_threadsafe(hold)
+        assert held.wait(30)
         for step in range(1, state_module.BACKLOG + 50):
             live.state.step(progress(step))
         released.set()
@@ -372,6 +378,7 @@ def watch_and_press(session, plan: list, seen: list) -> threading.Thread:
     return thread
 
 
+@pytest.mark.slow
 def test_snapshot_and_stop_from_the_page_end_a_real_run_as_ctrl_c_does(
     tmp_path, tiny_mat, image_pair
 ):
@@ -483,6 +490,7 @@ def test_a_batch_shows_each_photo_with_its_state(tmp_path, tiny_mat, image_pair)
     assert state.encoded("photo-4") is None
 
 
+@pytest.mark.slow
 def test_network_training_reports_steps_samples_and_stops(tmp_path, tiny_mat):
     from neural_style.feedforward.training.run import train_network
     from neural_style.settings.network import NetworkSettings
@@ -603,6 +611,7 @@ def whole_runs(request, tiny_mat, tmp_path_factory) -> dict:
         process.kill()
 
 
+@pytest.mark.slow
 def test_web_port_0_serves_on_a_free_port_and_the_run_finishes(whole_runs):
     process, folder = whole_runs["test_web_port_0_serves_on_a_free_port_and_the_run_finishes"]
     result = process.finish(timeout=120)
@@ -625,6 +634,7 @@ def test_another_host_is_announced_with_one_warning(tmp_path, tiny_mat, image_pa
     assert lines[1].startswith("live view: http://") and len(lines) == 2
 
 
+@pytest.mark.slow
 def test_without_the_web_extra_web_is_a_one_line_note(tmp_path, tiny_mat, image_pair, whole_runs):
     arguments = command_arguments(tmp_path, tiny_mat, image_pair, "--web")
     result = subprocess.run(

@@ -23,6 +23,9 @@ import pytest
 
 from tests.support import FEW_LAYER_FLAGS, REPO_ROOT, photo, write_image
 
+# Chromium and its driver: outside the fast tier (conftest.py), run by CI with --full.
+pytestmark = pytest.mark.browser
+
 CHROMEDRIVER = "/usr/bin/chromedriver"
 SCREENSHOT = os.path.join(REPO_ROOT, "docs", "live-view.png")
 INSTALL = "apt-get install -y chromium chromium-driver"
@@ -138,8 +141,8 @@ def test_watch_and_stop_a_run_in_a_real_browser(tmp_path, tiny_mat):
         plot = driver.find_element("id", "plot")
         points = int(plot.get_attribute("data-points"))
         wait_for(lambda: int(plot.get_attribute("data-points")) > points, 30, "more points")
-        if screenshot:
-            time.sleep(8)  # a picture of the run well under way
+        if screenshot:  # a picture of the run well under way
+            wait_for(lambda: int(plot.get_attribute("data-points")) >= 60, 120, "60 points")
             driver.save_screenshot(SCREENSHOT)
         driver.find_element("id", "stop").click()
         assert run.process.wait(60) == 130
