@@ -10,7 +10,7 @@ settings in settings.py (NETWORK_MODEL, STYLIZE_*), flags override.
 Outputs go to the STYLIZE_OUTPUT folder under each input's name, and never replace an
 input: into the input's own folder they are written as `<name>-stylized.<ext>`, and such
 files, like STYLIZE_OUTPUT inside an input folder, are never read as inputs (see
-neural_style/feedforward/outputs.py). An input too large for the free memory is shrunk to
+neural_style/feedforward/stylizing/outputs.py). An input too large for the free memory is shrunk to
 fit, with a note, unless STYLIZE_MAX_SIZE asks for a size, which is then refused in one line.
 
 A bad setting prints one `error: ...` line and exits with status 2; a wrong STYLIZE_INPUT,

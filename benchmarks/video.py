@@ -6,7 +6,7 @@
     python benchmarks/video.py --frame_steps 25,50 --temporal_weights 100,1000,10000
     python benchmarks/video.py --quick         # toy clip, toy VGG, toy steps (about a minute)
 
-The modes, each a `neural_style.run.stylize` of the clip with the shipped settings
+The modes, each a `neural_style.gatys.run.stylize` of the clip with the shipped settings
 (tests/toy_settings.py) otherwise:
 - independent: every frame from its own content (FRAME_INIT content, TEMPORAL_WEIGHT 0);
 - warped: a later frame starts from the previous result moved by the optical flow
@@ -24,7 +24,7 @@ Two clips: the real one (--clip, Big Buck Bunny by default) and a synthetic pan,
 content.jpg seen through a window that moves --pan_pixels to the right each frame, written
 as PNGs and encoded with neural_style.video_write. The pan's true flow is known (backward
 flow +pan_pixels in x everywhere the source is in the frame), so the benchmark also reports
-the median end-point error of DIS (neural_style.flow.flows, FLOW_PRESET) on its first two
+the median end-point error of DIS (neural_style.media.flow.flows, FLOW_PRESET) on its first two
 frames. Prints markdown tables and writes benchmarks/results/video.json with the per-frame
 numbers; `--quick` makes its own 64x48 testsrc2 clip with ffmpeg and a tiny synthetic VGG.
 """

@@ -17,7 +17,7 @@ STYLIZE_MAX_SIZE --width, once without the flow blend and once per STYLIZE_VIDEO
 - (b) blend: weight 0, STYLIZE_VIDEO_BLEND b;
 - (a)+(b): both.
 For each, from the .mp4 stylize.py wrote (decoded as a user sees it): the mean warping
-error over frames 2..N (neural_style.flow.warping_error, Lai et al. 2018, with DIS flow and
+error over frames 2..N (neural_style.media.flow.warping_error, Lai et al. 2018, with DIS flow and
 Ruder et al.'s mask of the original frames, as benchmarks/video.py measures the optimiser),
 the mean style and content loss of the frames (the training loss's, PerceptualLoss, with
 the networks' loss layers and style) and the seconds per frame of stylize_input (decoding,

@@ -1,7 +1,8 @@
 """`python train.py` flag handling: every bad flag gives one `error:` line and status 2.
 
-These runs never reach neural_style.run: a stand-in `tensorflow` package that refuses to
-import is put first on the path, so any TensorFlow import would show up as a traceback.
+These runs never reach neural_style.gatys.run: a stand-in `tensorflow` package that
+refuses to import is put first on the path, so any TensorFlow import would show up as a
+traceback.
 """
 
 import os
@@ -89,7 +90,7 @@ def test_help_shows_the_settings_as_train_py_flags(no_tensorflow_path):
     assert "--style_loss_layers" in result.stdout
 
 
-# main() around a stand-in neural_style.run -------------------------------------------
+# main() around a stand-in neural_style.gatys.run ------------------------------------
 
 STAND_IN_RUN = textwrap.dedent(
     """

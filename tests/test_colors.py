@@ -1,4 +1,4 @@
-"""Tests for neural_style.colors: the BT.601 YCbCr pair, colour preservation and the
+"""Tests for neural_style.media.colors: the BT.601 YCbCr pair, colour preservation and the
 linear colour transfer."""
 
 import numpy as np

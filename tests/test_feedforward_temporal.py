@@ -2,10 +2,10 @@
 (NETWORK_TEMPORAL_WEIGHT, neural_style/feedforward/temporal.py) and the flow blend of
 stylising a video (STYLIZE_VIDEO_BLEND, neural_style/feedforward/video.py).
 
-The warp's flow is checked against a known shift and against neural_style.flow.warp; the
+The warp's flow is checked against a known shift and against media.flow.warp; the
 loss on networks that do and do not commute with the motion, with its gradient; the
 training step with the weight at 0 against the plain perceptual loss; the blend on a real
-H.264 pan made here, measured with neural_style.flow's warping error.
+H.264 pan made here, measured with media.flow's warping error.
 """
 
 import csv

@@ -1,4 +1,4 @@
-"""Optical flow, warping, the reliability mask and the warping error (neural_style.flow), on
+"""Optical flow, warping, the reliability mask and the warping error (neural_style.media.flow), on
 synthetic clips whose true motion the tests know: a pan and a square moving over a still
 background."""
 

@@ -1,4 +1,4 @@
-"""Tests for neural_style.images: every PIL mode loads as RGB 0..255, every bad file gives
+"""Tests for neural_style.media.images: every PIL mode loads as RGB 0..255, every bad file gives
 a one-line UserError naming the setting, and sizes, resizing and saving behave."""
 
 import io

@@ -1,1 +1,10 @@
-"""losses"""
+"""The losses and what they compare against.
+
+    gatys.py          content, style (Gram) and total-variation losses, their weighted sum
+    wasserstein.py    STYLE_LOSS w2: the 2-Wasserstein distance of Gaussian fits
+    masks.py          STYLE_MASKS, STYLE_IMAGE_MASKS, CONTENT_MASK loaded and brought to
+                      each layer's grid; guided.py: the losses by region
+    temporal.py       a video frame's temporal loss
+    targets.py        the content features and style statistics a run pulls towards;
+                      tiled_targets.py: the same computed in tiles
+"""

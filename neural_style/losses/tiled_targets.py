@@ -1,5 +1,5 @@
 """The targets of images too large for one pass, computed tile by tile and exactly the
-whole image's (see tiling.py for why a tile's core features are the whole image's): the
+whole image's (see optimize/tiling.py for why a tile's core features are the whole image's): the
 content features, and the style image's Gram matrices or w2 moments, guided by a mask's
 region (STYLE_IMAGE_MASKS) when one is given.
 

@@ -86,7 +86,7 @@ def style_loss_per_image(features: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
 
 def loss_of_moments(mean: tf.Tensor, covariance: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
     """style_loss_per_image from the features' means [B, c] and covariances [B, c, c]
-    (tiling.py sums them over tiles)."""
+    (optimize/tiling.py sums them over tiles)."""
     style_mean, style_root = target[:, 0, :], target[:, 1:, :]
     channels = tf.shape(covariance)[1]
     identity = tf.eye(channels, dtype=covariance.dtype)

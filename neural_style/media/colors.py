@@ -8,7 +8,7 @@ Two ways to stop the style image's palette taking over the result (Gatys et al.,
     match_color_histogram(style, content)  before the run: recolour the style image so its
                                            RGB mean and covariance match the content's
 
-Shapes and values: every image is float32 [H, W, 3], RGB, 0..255, as neural_style.images
+Shapes and values: every image is float32 [H, W, 3], RGB, 0..255, as images.py
 loads them; YCbCr images have the same shape, with Y, Cb and Cr on the same 0..255 scale.
 numpy only, no TensorFlow.
 """

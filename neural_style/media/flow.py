@@ -4,7 +4,7 @@ whose flow can be trusted. Flow comes from OpenCV's DIS (dense inverse search), 
 model file and downloads nothing. Numpy and OpenCV only: importing this never loads TensorFlow.
 
 Shapes and conventions:
-    frame  [H, W, 3] float32 RGB in 0..255, as neural_style.images loads it ([H, W] grey also
+    frame  [H, W, 3] float32 RGB in 0..255, as media/images.py loads it ([H, W] grey also
            accepted by optical_flow)
     flow   [H, W, 2] float32, (dx, dy) in pixels, x to the right and y down; a flow belongs to
            the frame whose pixel grid it is laid on, and points into the other frame

@@ -94,7 +94,7 @@ def _activation_bytes(
 ) -> float:
     """What a step's network pass keeps alive at its peak, at `size_hw` (height, width).
     With STYLE_MASKS' `regions` above 1, each loss layer also keeps a mask-weighted float32
-    copy of its features per region (see guided.py)."""
+    copy of its features per region (see losses/guided.py)."""
     height, width = size_hw
     item = ITEM_BYTES.get(precision, 4)
     layers = set(layers)

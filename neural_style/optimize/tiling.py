@@ -15,7 +15,7 @@ only on the pixels within VGG-19's receptive field of it, so:
   loss couples all positions only through G, so with G from pass 1 held fixed the share is
   linear in FᵀF over the core; the gradients of the crops are added at their places.
 
-Masks (STYLE_MASKS, CONTENT_MASK; see guided.py) keep this exact: a region's guided Gram
+Masks (STYLE_MASKS, CONTENT_MASK; see losses/guided.py) keep this exact: a region's guided Gram
 is a sum of w·xxᵀ over positions, so pass 1 sums it per region with each core's slice of the
 guide, and the guide weighs each position's share in pass 2. The targets of images too
 large for one pass are tiled_targets.py's.
@@ -131,7 +131,7 @@ class TiledLossFunction:
     `targets.content` holds the whole content image's features, e.g. from
     tiled_targets.tiled_features. Each tile is its own tf.function call, so the gradient is
     assembled outside TensorFlow's graph: `traceable` is False and the optimiser applies it
-    in a call of its own. With masks (guided.py) the sums of pass 1 are weighted by each
+    in a call of its own. With masks (losses/guided.py) the sums of pass 1 are weighted by each
     region's guide, and the carriers of pass 2 alike.
     """
 

@@ -35,7 +35,7 @@ PRESERVE_COLORS_CHOICES = ("off", "luminance", "histogram")
 INIT_CHOICES = ("content", "style", "noise")  # or the path of an image
 FRAME_INIT_CHOICES = ("warped", "content")
 FLOW_PRESET_CHOICES = ("ultrafast", "fast", "medium")
-# The file formats of the snapshots and final images (outputs.py names their suffixes).
+# The file formats of the snapshots and final images (gatys/outputs.py names their suffixes).
 OUTPUT_FORMAT_CHOICES = ("jpg", "png", "png16", "tiff16")
 # The style loss: Gram matrices (Gatys et al.) or the Wasserstein distance of Gaussian fits.
 STYLE_LOSS_CHOICES = ("gram", "w2")

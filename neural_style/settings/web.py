@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from neural_style.errors import UserError
-from neural_style.settings import values as setting_values
+from neural_style.settings import values
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -32,12 +32,12 @@ class WebSettings:
     @classmethod
     def from_module(cls, module: types.ModuleType, **overrides: Any) -> WebSettings:
         """Every field's UPPER_CASE constant from `module`, `overrides` applied, checked."""
-        return validate(cls(**setting_values.module_values(cls, module, overrides)))
+        return validate(cls(**values.module_values(cls, module, overrides)))
 
     @classmethod
     def from_flag_values(cls, flag_values: Any) -> WebSettings:
-        """The checked WebSettings from parsed flags (see setting_values.flag_field_values)."""
-        return validate(cls(**setting_values.flag_field_values(cls, flag_values)))
+        """The checked WebSettings from parsed flags (see values.flag_field_values)."""
+        return validate(cls(**values.flag_field_values(cls, flag_values)))
 
     @property
     def loopback(self) -> bool:
@@ -51,8 +51,8 @@ def validate(settings: WebSettings) -> WebSettings:
     Raises:
       UserError: one line naming the first bad setting and how to fix it.
     """
-    checked = setting_values.checked_types(settings)
-    describe = setting_values.describe
+    checked = values.checked_types(settings)
+    describe = values.describe
     if not 0 <= checked.web_port <= 65535:
         raise UserError(
             f"{describe('web_port')} must be a port from 0 to 65535 (0 = any free port), "

@@ -1,6 +1,6 @@
-"""Where the tiles of an image too large for one step lie (see tiling.py, which runs them).
+"""Where the tiles of an image too large for one step lie (optimize/tiling.py runs them).
 
-No TensorFlow here, so that memory.py can plan tiles before TensorFlow starts.
+No TensorFlow here, so that optimize/memory.py can plan tiles before TensorFlow starts.
 
     layout = tile_layout((3072, 4096), grid=(2, 3), margin=tile_margin(layers))
     layout.tiles[0].core, layout.tiles[0].crop, layout.overhead

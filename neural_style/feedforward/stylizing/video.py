@@ -3,7 +3,7 @@ input's frame rate and with its audio, through the ffmpeg that imageio-ffmpeg sh
 `video` extra); neural_style.video_io reads the files and video_write writes them.
 
 With STYLIZE_VIDEO_BLEND = b above 0, each frame's output is blended with the previous
-output moved onto it by the optical flow of the original frames (neural_style.flow: DIS,
+output moved onto it by the optical flow of the original frames (media/flow.py: DIS,
 and Ruder et al.'s reliability mask m): out_t = (1 - b m) net(frame_t) + b m warp(out_t-1).
 Disoccluded pixels and the first frame are the network's own. The flow needs OpenCV (the
 `video` extra); with b = 0 no flow is computed and the output is the network's alone.
@@ -36,7 +36,7 @@ from neural_style.settings.network import NetworkSettings
 
 # Seconds between two progress lines.
 PROGRESS_SECONDS = 2.0
-# DIS preset of the blend's optical flow (neural_style.flow.FLOW_PRESETS): the optimiser's
+# DIS preset of the blend's optical flow (media.flow.FLOW_PRESETS): the optimiser's
 # default; both flows, the mask and the warp take about 50 ms a frame at 256x144 on 2 cores.
 BLEND_FLOW_PRESET = "medium"
 

@@ -1,6 +1,6 @@
 """The perceptual loss the feed-forward network trains against (Johnson et al.): VGG-19
 from the .mat file, frozen, with the optimiser's loss functions
-(neural_style.losses.objective_per_image).
+(losses/gatys.py: objective_per_image).
 
 Shapes: photos and stylised images are [B, S, S, 3] float32 RGB in 0..255; the style
 image is [H, W, 3].

@@ -10,20 +10,20 @@ on the crop, moved. The temporal loss is the squared difference of the two,
 in the network's 0..255 units: the same units as the total-variation loss (a mean squared
 difference of neighbouring pixels), so NETWORK_TEMPORAL_WEIGHT compares with
 NETWORK_TV_WEIGHT directly; divided by 255^2 it is the warping error (Lai et al. 2018,
-neural_style.flow.warping_error) of the synthetic motion. A pixel is reliable when the
+media.flow.warping_error) of the synthetic motion. A pixel is reliable when the
 point it is sampled from lies inside the crop: what moves in from outside has no match.
 
 Everything is TensorFlow and runs inside the distributed replica step. The warp is
 tf.raw_ops.ImageProjectiveTransformV3 (bilinear), whose gradient reaches both the images
 and, through them, the network.
 
-Shapes and conventions (those of neural_style.flow):
+Shapes and conventions (those of media/flow.py):
     images      [B, H, W, C] float32
     transforms  [B, 8] float32, ImageProjectiveTransformV3's: the output pixel (x, y) is
                 sampled from the input at ((a0 x + a1 y + a2) / k, (b0 x + b1 y + b2) / k),
                 k = c0 x + c1 y + 1 (here c0 = c1 = 0: affine)
     flow        [B, H, W, 2] (dx, dy) in pixels: warp(image)(x) = image(x + flow(x)), as
-                neural_style.flow.warp samples it
+                media.flow.warp samples it
     mask        [B, H, W, 1] float32 in {0, 1}
 """
 
@@ -93,7 +93,7 @@ def warp_images(images: tf.Tensor, transforms: tf.Tensor) -> tf.Tensor:
 
 def transform_flow(transforms: tf.Tensor, height: int, width: int) -> tf.Tensor:
     """The exact flow [B, H, W, 2] of `transforms`: warp_images(image)(x) samples image at
-    x + flow(x), as neural_style.flow.warp(image, flow) does."""
+    x + flow(x), as media.flow.warp(image, flow) does."""
     grid_y, grid_x = tf.meshgrid(
         tf.range(height, dtype=tf.float32), tf.range(width, dtype=tf.float32), indexing="ij"
     )
