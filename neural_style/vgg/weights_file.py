@@ -18,8 +18,10 @@ from neural_style.errors import UserError
 DEFAULT_VGG_MODEL_PATH = "weights/imagenet-vgg-verydeep-19.mat"
 SYNTHETIC_WEIGHTS_NAME = "synthetic-vgg-verydeep-19-v1.mat"
 SYNTHETIC_WEIGHTS_PATH = os.path.join("weights", SYNTHETIC_WEIGHTS_NAME)
-# Bytes the synthetic stand-in takes on disk: the .mat (575 MB) and its conv cache (80 MB),
-# with room for the temporary copy each is written through.
+# The synthetic stand-in's .mat file, in bytes (the real file's shapes, fc layers included).
+SYNTHETIC_MAT_BYTES = 574_850_640
+# Free space the stand-in asks for: the .mat (575 MB) and its conv cache (80 MB), with room
+# for the temporary copy each is written through.
 SYNTHETIC_WEIGHTS_BYTES = 700 * 1024**2
 REAL_WEIGHTS_URL = "https://www.vlfeat.org/matconvnet/models/imagenet-vgg-verydeep-19.mat"
 GET_REAL_WEIGHTS = (
@@ -64,7 +66,10 @@ def _write_synthetic_weights(path: str, stream: TextIO) -> None:
             f"{needed:.0f} MB there; free some space, or {GET_REAL_WEIGHTS}"
         )
     print(
-        f"writing the synthetic weights to {path} (once, {needed:.0f} MB)", file=stream, flush=True
+        f"writing the synthetic weights to {path} (once: {SYNTHETIC_MAT_BYTES / 1e6:.0f} MB, "
+        "then its 80 MB conv cache)",
+        file=stream,
+        flush=True,
     )
     try:
         write_synthetic_vgg19(path)
