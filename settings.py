@@ -5,9 +5,10 @@ Layer lists are (layer name, weight) pairs; on the command line they are written
 `--style_loss_layers=relu1_1:0.2,relu2_1:0.2`. `python train.py --helpfull` lists every flag.
 """
 
-# Photo whose content is kept (any format PIL reads); a folder or a glob stylises each image.
+# Photo whose content is kept (any format PIL reads); a folder or a glob stylises each image,
+# a video (.mp4, .mov, .avi, .mkv, .webm, .m4v) each frame.
 CONTENT_IMAGE = "images/content.jpg"
-# Photos of a folder or glob optimised together as one batch (Adam; 1 = one at a time).
+# Photos of a folder or glob optimised together as one batch (Adam only; 1 = one at a time).
 BATCH_SIZE = 2
 # Artwork whose style is painted onto the photo; a list of paths blends several styles.
 STYLE_IMAGE = "images/style.jpg"
@@ -58,6 +59,7 @@ STYLE_BLEND_WEIGHTS = []
 # Size of the style image relative to the output (above 1 = bigger brush strokes).
 STYLE_SCALE = 1.0
 # Masks placing the styles, one per STYLE_IMAGE (white: that style here; grey blends; [] = none).
+# Drawn over the photo at any size of it; "whole" is all white. Not with STYLE_BLEND_WEIGHTS.
 STYLE_MASKS = []
 # Region of each style image whose style is taken, one mask per image ("whole": all of it).
 STYLE_IMAGE_MASKS = []
@@ -69,7 +71,7 @@ PRESERVE_COLORS = "off"
 COARSE_TO_FINE = []
 # Steps at each coarse-to-fine stage (empty = TRAIN_STEPS at every stage).
 COARSE_TO_FINE_STEPS = []
-# Number of optimisation steps.
+# Number of optimisation steps (L-BFGS: iterations); with RESUME, the total to reach.
 TRAIN_STEPS = 250
 # Write a snapshot every this many steps (0 = only the final image).
 SNAPSHOT_EVERY = 50
@@ -77,7 +79,8 @@ SNAPSHOT_EVERY = 50
 PRINT_EVERY = 10
 # Pooling between VGG blocks: "max" as trained, or "avg" (the paper prefers avg).
 POOLING = "max"
-# Conv arithmetic: auto (bfloat16 where the CPU has it), float32, mixed_bfloat16, mixed_float16.
+# Conv arithmetic: auto, float32, mixed_bfloat16, or mixed_float16 (GPUs only). auto is
+# mixed_bfloat16 for Adam on CPUs with AVX512-BF16 or AMX, else float32 (L-BFGS, GPUs).
 PRECISION = "auto"
 # Fraction of each stage's last steps run in float32 when PRECISION is mixed (0 = none).
 FLOAT32_FINISH = 0.0
@@ -105,13 +108,13 @@ FLOW_PRESET = "medium"
 
 # --- Live view in the browser (python -m pip install -e '.[web]') ---
 
-# Serve a live view of the run at a local URL, printed when the run starts.
+# Serve a live view of the run at a local URL, printed when the run starts (the web extra).
 WEB = False
 # Port of the live view (0 = any free port).
 WEB_PORT = 8765
 # Address the live view listens on; anything but 127.0.0.1 lets other machines connect.
 WEB_HOST = "127.0.0.1"
-# Seconds between two images sent to the live view.
+# Seconds between two images sent to the live view, at least (the losses go at every step).
 WEB_EVERY = 1.0
 
 # --- Feed-forward network (train_network.py, stylize.py) ---
@@ -127,9 +130,10 @@ NETWORK_STYLE_IMAGE = "images/style.jpg"
 NETWORK_STYLE_SIZE = 512
 # Folder for the trained network, its settings, checkpoints, samples and losses log.
 NETWORK_OUTPUT_DIR = "output/network"
-# Side of the square crops the network trains on, pixels.
+# Side of the square crops the network trains on, pixels (at least 32).
 NETWORK_IMAGE_SIZE = 256
-# Training images per step, split across all GPUs and workers (the global batch).
+# Training images per step, split across all GPUs and workers (the global batch): a multiple
+# of their number.
 NETWORK_BATCH_SIZE = 4
 # Number of training steps (the paper: 40000 at batch 4, two passes over COCO).
 NETWORK_STEPS = 40000
@@ -149,7 +153,7 @@ NETWORK_CONTENT_WEIGHT = 1.0
 NETWORK_STYLE_WEIGHT = 500.0
 # Weight of the total-variation loss, which smooths the output (0 = off).
 NETWORK_TV_WEIGHT = 0.001
-# Save a checkpoint every this many steps (0 = only at the end).
+# Save a checkpoint every this many steps, the last 3 kept (0 = only at the end).
 NETWORK_CHECKPOINT_EVERY = 1000
 # Stylise NETWORK_SAMPLE_IMAGE with the current network every this many steps (0 = at the end).
 NETWORK_SAMPLE_EVERY = 500
@@ -157,11 +161,12 @@ NETWORK_SAMPLE_EVERY = 500
 NETWORK_SAMPLE_IMAGE = "images/content.jpg"
 # Print a progress line every this many steps.
 NETWORK_PRINT_EVERY = 10
-# Continue training from the latest checkpoint in NETWORK_OUTPUT_DIR.
+# Continue training from the latest checkpoint in NETWORK_OUTPUT_DIR. A changed style image,
+# loss weight or layer, crop or style size, width or pooling is refused; rate and steps may change.
 NETWORK_RESUME = False
 # Weight of the training loss against video flicker, in 0..255 pixel units like TV (0 = off).
 NETWORK_TEMPORAL_WEIGHT = 100.0
-# Random seed for the initial weights and the order of the photos.
+# Random seed for the initial weights, the order of the photos and their crops.
 NETWORK_SEED = 0
 # Trained network (.keras) that stylize.py applies.
 NETWORK_MODEL = "output/network/network.keras"
@@ -177,5 +182,5 @@ STYLIZE_MAX_SIZE = 0
 STYLIZE_PRESERVE_COLORS = False
 # Video: 0..1 of the previous output, moved by optical flow, blended into each frame (0 = off).
 STYLIZE_VIDEO_BLEND = 0.0
-# Let a new training run replace an earlier network in NETWORK_OUTPUT_DIR.
+# Let a new training run replace an earlier network in NETWORK_OUTPUT_DIR (else it is refused).
 NETWORK_OVERWRITE = False

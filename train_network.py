@@ -11,7 +11,7 @@ Every setting in settings.py is also a flag of the same name in lower case:
 
 The network, its settings, checkpoints, samples and losses go to NETWORK_OUTPUT_DIR; apply
 the network with `python stylize.py`. It trains on every visible GPU (MirroredStrategy),
-or on a cluster when TF_CONFIG describes one (see README.md).
+or on a cluster when TF_CONFIG describes one (see docs/network.md).
 
 A bad setting prints one `error: ...` line and exits with status 2. Ctrl-C, SIGTERM and
 SIGHUP (`kill`, `docker stop`, a closed terminal) end the step in progress, save the

@@ -2,8 +2,8 @@
 the system chromedriver, during a real `python train.py --web` run.
 
     apt-get install -y chromium chromium-driver      # once; .ci/run does it in CI
-    python -m pytest tests/test_web_browser.py
-    NEURAL_STYLE_SCREENSHOT=1 python -m pytest tests/test_web_browser.py   # + docs/live-view.png
+    python -m pytest -m browser                      # the browser tier (see conftest.py)
+    NEURAL_STYLE_SCREENSHOT=1 python -m pytest -m browser   # and rewrite docs/live-view.png
 
 The test fails (never skips) when the browser or its driver is missing.
 """
@@ -100,13 +100,13 @@ def test_watch_and_stop_a_run_in_a_real_browser(tmp_path, tiny_mat):
     width = 512 if screenshot else 96
     content = write_image(tmp_path / "content.jpg", photo(width * 3 // 4, width, seed=1))
     style = write_image(tmp_path / "style.png", photo(64, 64, seed=8)[::-1, ::-1])
-    if screenshot:  # the repository's own pictures look better in the README
+    if screenshot:  # the repository's own pictures look better in the docs
         content = shutil.copy(os.path.join(REPO_ROOT, "images", "content.jpg"), tmp_path)
         style = shutil.copy(os.path.join(REPO_ROOT, "images", "style.jpg"), tmp_path)
     before = {path: pathlib.Path(path).read_bytes() for path in (content, style)}
     output = tmp_path / "out" / "result"
     # The page is tested, not the painting: the first two blocks' layers, a quicker trace
-    # (the screenshot for the README keeps the paper's).
+    # (the screenshot for the docs keeps the paper's).
     layers = () if screenshot else FEW_LAYER_FLAGS
     run = Run(  # before the browser, so that the two start up together
         f"--content_image={content}",

@@ -53,7 +53,7 @@ class NetworkSettings:
     network_sample_image: str  # path of the photo stylised for the samples
     network_print_every: int  # steps between progress lines
     network_resume: bool  # continue from the output folder's latest checkpoint
-    network_temporal_weight: float  # weight of the temporal loss (0..1 units, see temporal.py)
+    network_temporal_weight: float  # weight of the temporal loss, on pixels in 0..255; 0 = off
     network_overwrite: bool  # let a new run replace an earlier run's files in the folder
     network_seed: int  # seed for the initial weights and the data order
     network_model: str  # path of the trained .keras network that stylize.py applies
