@@ -7,4 +7,6 @@
     events.py     what the loop announces, and the Observer interface
     observers/    what is written and said (files, plots, the terminal, a video)
     run.py        the composition root: stylize(settings) ties the above together
+
+Each module's own docstring says more.
 """

@@ -7,4 +7,6 @@
     temporal.py       a video frame's temporal loss
     targets.py        the content features and style statistics a run pulls towards;
                       tiled_targets.py: the same computed in tiles
+
+Each module's own docstring says more.
 """

@@ -6,4 +6,6 @@
     adam.py            Adam over a batch, each image as if alone, with divergence recovery
     lbfgs.py           scipy's L-BFGS-B on one image
     memory.py          the memory a step needs, and the tiles that make it fit
+
+Each module's own docstring says more.
 """

@@ -6,4 +6,6 @@
     synthetic.py     the stand-in: the real file's structure, deterministic random weights
     network.py       VGG19: constant conv and pool layers in TensorFlow, in a precision
     tile_layout.py   where the tiles of a large image lie (the network's receptive field)
+
+Each module's own docstring says more.
 """

@@ -4,4 +4,6 @@
                    (never over an input); what fits in memory
     stylizer.py    the compiled network; video.py: a video in, a video out
     run.py         stylize_input(): the pieces above, tied together
+
+Each module's own docstring says more.
 """

@@ -7,4 +7,6 @@
     trainer.py     the distribution strategy and the distributed step
     session.py     the loop; saving.py, writers.py: checkpoints and the network; logs
     run.py         train_network(): the pieces above, tied together
+
+Each module's own docstring says more.
 """
