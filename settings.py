@@ -5,8 +5,7 @@ Layer lists are (layer name, weight) pairs; on the command line they are written
 `--style_loss_layers=relu1_1:0.2,relu2_1:0.2`. `python train.py --helpfull` lists every flag.
 """
 
-# Photo whose content is kept (any format PIL reads); a folder or a glob stylises each image,
-# a video (.mp4, .mov, .avi, .mkv, .webm, .m4v) each frame.
+# Photo whose content is kept (any PIL format); a folder or glob: each photo; a video: each frame.
 CONTENT_IMAGE = "images/content.jpg"
 # Photos of a folder or glob optimised together as one batch (Adam only; 1 = one at a time).
 BATCH_SIZE = 2
@@ -58,8 +57,7 @@ EPSILON = 1e-8
 STYLE_BLEND_WEIGHTS = []
 # Size of the style image relative to the output (above 1 = bigger brush strokes).
 STYLE_SCALE = 1.0
-# Masks placing the styles, one per STYLE_IMAGE (white: that style here; grey blends; [] = none).
-# Drawn over the photo at any size of it; "whole" is all white. Not with STYLE_BLEND_WEIGHTS.
+# Masks over the photo placing the styles, one per STYLE_IMAGE (white: here; "whole"; [] = none).
 STYLE_MASKS = []
 # Region of each style image whose style is taken, one mask per image ("whole": all of it).
 STYLE_IMAGE_MASKS = []
@@ -79,8 +77,7 @@ SNAPSHOT_EVERY = 50
 PRINT_EVERY = 10
 # Pooling between VGG blocks: "max" as trained, or "avg" (the paper prefers avg).
 POOLING = "max"
-# Conv arithmetic: auto, float32, mixed_bfloat16, or mixed_float16 (GPUs only). auto is
-# mixed_bfloat16 for Adam on CPUs with AVX512-BF16 or AMX, else float32 (L-BFGS, GPUs).
+# Conv arithmetic: auto (bfloat16 for Adam on bf16 CPUs), float32, mixed_bfloat16, mixed_float16.
 PRECISION = "auto"
 # Fraction of each stage's last steps run in float32 when PRECISION is mixed (0 = none).
 FLOAT32_FINISH = 0.0
@@ -132,8 +129,7 @@ NETWORK_STYLE_SIZE = 512
 NETWORK_OUTPUT_DIR = "output/network"
 # Side of the square crops the network trains on, pixels (at least 32).
 NETWORK_IMAGE_SIZE = 256
-# Training images per step, split across all GPUs and workers (the global batch): a multiple
-# of their number.
+# Training images per step over all GPUs and workers (the global batch; a multiple of their number).
 NETWORK_BATCH_SIZE = 4
 # Number of training steps (the paper: 40000 at batch 4, two passes over COCO).
 NETWORK_STEPS = 40000
@@ -161,8 +157,7 @@ NETWORK_SAMPLE_EVERY = 500
 NETWORK_SAMPLE_IMAGE = "images/content.jpg"
 # Print a progress line every this many steps.
 NETWORK_PRINT_EVERY = 10
-# Continue training from the latest checkpoint in NETWORK_OUTPUT_DIR. A changed style image,
-# loss weight or layer, crop or style size, width or pooling is refused; rate and steps may change.
+# Continue training from NETWORK_OUTPUT_DIR's latest checkpoint (rate and steps may change).
 NETWORK_RESUME = False
 # Weight of the training loss against video flicker, in 0..255 pixel units like TV (0 = off).
 NETWORK_TEMPORAL_WEIGHT = 100.0
