@@ -49,7 +49,7 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     if left_out:
         terminalreporter.write_line(
             f"fast tier: {left_out} slow, root and browser tests were left out; "
-            "python -m pytest --full -n 2 runs every tier (docs/testing.md)"
+            "python -m pytest --full -n 2 --dist loadfile runs every tier (docs/testing.md)"
         )
 
 
