@@ -236,6 +236,25 @@ def stylize_settings(network: str, source, output, **overrides):
     return NetworkSettings.from_module(toy_settings, **{**values, **overrides})
 
 
+# --- in-process runs ----------------------------------------------------------------------------
+
+
+def stop_after(step: int):
+    """An observer that asks the run for a stop, as a Ctrl-C heard by the loop would, once
+    step `step` has been taken: the run saves that step and raises stopping.Stopped."""
+    import signal
+
+    from neural_style import stopping
+    from neural_style.gatys.events import Observer
+
+    class StopAfter(Observer):
+        def step(self, event) -> None:
+            if event.step == step:
+                stopping.request(signal.SIGINT)
+
+    return StopAfter()
+
+
 # --- in-process runs without the loss plot ----------------------------------------------------
 
 

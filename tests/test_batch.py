@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from neural_style import progress
 from neural_style.errors import UserError
 from neural_style.gatys import checkpoint as checkpoints
 from neural_style.gatys import plan, run
@@ -29,7 +28,14 @@ from neural_style.settings import gatys as config
 from neural_style.settings.gatys import Settings
 from tests import toy_settings as user_settings
 from tests.single_image import objective
-from tests.support import FEW_LAYERS, photo, saved_checkpoint, tiny_settings, write_image
+from tests.support import (
+    FEW_LAYERS,
+    photo,
+    saved_checkpoint,
+    stop_after,
+    tiny_settings,
+    write_image,
+)
 
 PHOTO_NAMES = ("alpha", "bravo", "charlie")
 
@@ -369,24 +375,14 @@ def test_a_batch_resumes_each_photo_batched_or_alone(tmp_path, tiny_mat, image_p
     assert_same_run(straight, together, names=PHOTO_NAMES[:2])
 
 
-def test_ctrl_c_saves_every_photo_of_the_batch(
-    tmp_path, tiny_mat, image_pair, no_plots, monkeypatch
-):
+def test_ctrl_c_saves_every_photo_of_the_batch(tmp_path, tiny_mat, image_pair, no_plots):
     folder = photo_folder(tmp_path, shapes=((40, 48), (40, 48)))
     settings = folder_settings(
         tmp_path, tiny_mat, image_pair, folder, "out", batch_size=2, train_steps=50
     )
-    real_update = progress.ProgressLine.update
-
-    def interrupt_at_step_3(self, step, losses, **details):
-        real_update(self, step, losses, **details)
-        if step == 3:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(progress.ProgressLine, "update", interrupt_at_step_3)
     stream = io.StringIO()
     with pytest.raises(KeyboardInterrupt):
-        run.stylize(settings, stream)
+        run.stylize(settings, stream, extra_observers=[stop_after(3)])
     assert "interrupted at step 3" in stream.getvalue()
     for name in PHOTO_NAMES[:2]:
         assert os.path.exists(f"{settings.output_image}-{name}.jpg")

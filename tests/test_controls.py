@@ -26,6 +26,7 @@ from tests.support import (
     FEW_LAYERS,
     photo,
     saved_checkpoint,
+    stop_after,
     stylize_without_plots,
     tiny_settings,
     write_image,
@@ -302,26 +303,13 @@ def test_an_empty_folder_is_a_clear_error(tmp_path, tiny_mat, image_pair):
 
 
 @pytest.mark.slow
-def test_ctrl_c_in_a_later_stage_resumes_to_the_same_image(
-    tmp_path, tiny_mat, image_pair, monkeypatch
-):
-    from neural_style import progress
-
+def test_ctrl_c_in_a_later_stage_resumes_to_the_same_image(tmp_path, tiny_mat, image_pair):
     stages = dict(coarse_to_fine=[40, 64], coarse_to_fine_steps=[3, 3], snapshot_every=0)
     straight = settings_for(tmp_path / "straight", tiny_mat, image_pair, **stages)
     stylize_quietly(straight)
     interrupted = settings_for(tmp_path / "cut", tiny_mat, image_pair, **stages)
-    real_update = progress.ProgressLine.update
-
-    def interrupt_at_step_4(self, step, losses, **details):
-        real_update(self, step, losses, **details)
-        if step == 4:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(progress.ProgressLine, "update", interrupt_at_step_4)
     with pytest.raises(KeyboardInterrupt):
-        stylize_quietly(interrupted)
-    monkeypatch.setattr(progress.ProgressLine, "update", real_update)
+        stylize_without_plots(interrupted, stop_after(4))
     assert saved_checkpoint(f"{interrupted.output_image}-checkpoint.npz").stage == 1
     resumed, printed = stylize_quietly(
         interrupted.__class__(**{**interrupted.__dict__, "resume": True})

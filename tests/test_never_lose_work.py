@@ -51,6 +51,7 @@ from tests.support import (
     is_selected,
     photo,
     saved_checkpoint,
+    stop_after,
     tiny_settings,
     tmpfs,
     write_image,
@@ -254,17 +255,6 @@ def no_run_left_behind():
         if one.process.poll() is None:
             one.process.kill()
             one.finish()
-
-
-class StopAfter(Observer):
-    """Asks for a stop, as Ctrl-C would, once step `step` has been taken."""
-
-    def __init__(self, step: int):
-        self.at = step
-
-    def step(self, event) -> None:
-        if event.step == self.at:
-            stopping.request(signal.SIGINT)
 
 
 def stylize(settings, *extra: Observer):
@@ -814,7 +804,7 @@ def cut_and_resume(folder, tiny_mat, straight, optimizer: str, *observers, monke
 @pytest.mark.parametrize("step", [1, 4, 5, 7])
 def test_adam_resumes_exactly_after_each_step(tmp_path, tiny_mat, straight, step):
     printed, cut, result, again, settings = cut_and_resume(
-        tmp_path, tiny_mat, straight, "adam", StopAfter(step)
+        tmp_path, tiny_mat, straight, "adam", stop_after(step)
     )
     assert f"interrupted at step {step}: saved" in printed
     assert cut.step == step and cut.stage == (0 if step <= 4 else 1)
@@ -864,7 +854,7 @@ def test_adam_resumes_when_stopped_before_the_first_step(tmp_path, tiny_mat, str
 @pytest.mark.parametrize("step", [2, 5])
 def test_lbfgs_resumes_and_finishes_with_the_right_step_count(tmp_path, tiny_mat, straight, step):
     printed, cut, result, again, settings = cut_and_resume(
-        tmp_path, tiny_mat, straight, "lbfgs", StopAfter(step)
+        tmp_path, tiny_mat, straight, "lbfgs", stop_after(step)
     )
     assert f"interrupted at step {step}: saved" in printed and cut.step == step
     assert f"at step {step}" in again and result.steps == 8
@@ -897,7 +887,7 @@ def test_a_batch_stopped_at_step_3_resumes_to_the_straight_batch(tmp_path, tiny_
 
     stylize(batch_settings("straight"))
     cut = batch_settings("cut")
-    printed = stylize_until_stopped(cut, StopAfter(3))
+    printed = stylize_until_stopped(cut, stop_after(3))
     assert "interrupted at step 3: saved" in printed and "their checkpoints" in printed
     _, again = stylize(resumed(cut))
     assert "stylised 2 of 2 photos" in again and again.count("at step 3") == 2
@@ -923,7 +913,7 @@ def test_a_photo_a_stopped_batch_never_reached_is_stylised_on_resume(tmp_path, t
         batch_size=2,
         train_steps=4,
     )
-    stylize_until_stopped(cut, StopAfter(2))
+    stylize_until_stopped(cut, stop_after(2))
     assert not os.path.exists(tmp_path / "cut" / "r-p3-checkpoint.npz")  # never started
     result, again = stylize(resumed(cut))
     assert "stylised 3 of 3 photos" in again, again
@@ -956,7 +946,7 @@ def test_resume_follows_the_photo_not_its_path_nor_the_output_folder(tmp_path, t
         output_image=str(tmp_path / "first" / "out"),
         train_steps=4,
     )
-    stylize_until_stopped(settings, StopAfter(2))
+    stylize_until_stopped(settings, stop_after(2))
     shutil.copytree(tmp_path / "first", tmp_path / "other")
     shutil.copytree(tmp_path / "first", tmp_path / "third")
 

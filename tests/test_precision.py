@@ -13,7 +13,13 @@ from neural_style.runtime import resolve_precision
 from neural_style.vgg.mat import read_vgg19_mat
 from neural_style.vgg.network import VGG19
 from tests.single_image import compute_targets
-from tests.support import default_loss_weights, photo, saved_checkpoint, stylize_without_plots
+from tests.support import (
+    default_loss_weights,
+    photo,
+    saved_checkpoint,
+    stop_after,
+    stylize_without_plots,
+)
 
 WEIGHTS = default_loss_weights(tv_weight=0.01)
 
@@ -134,25 +140,12 @@ def test_the_last_quarter_of_a_mixed_run_is_float32(tmp_path, tiny_mat, image_pa
 
 
 @pytest.mark.slow
-def test_a_run_cut_in_its_float32_finish_resumes_to_the_same_image(
-    tmp_path, tiny_mat, image_pair, monkeypatch
-):
-    from neural_style import progress
-
+def test_a_run_cut_in_its_float32_finish_resumes_to_the_same_image(tmp_path, tiny_mat, image_pair):
     straight = _finish_settings(tmp_path / "straight", tiny_mat, image_pair)
     stylize_without_plots(straight)
     cut = _finish_settings(tmp_path / "cut", tiny_mat, image_pair)
-    real_update = progress.ProgressLine.update
-
-    def interrupt_at_step_7(self, step, losses, **details):
-        real_update(self, step, losses, **details)
-        if step == 7:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(progress.ProgressLine, "update", interrupt_at_step_7)
     with pytest.raises(KeyboardInterrupt):
-        stylize_without_plots(cut)
-    monkeypatch.setattr(progress.ProgressLine, "update", real_update)
+        stylize_without_plots(cut, stop_after(7))
     _, printed = stylize_without_plots(cut.__class__(**{**cut.__dict__, "resume": True}))
     assert "resuming from" in printed
     states = [

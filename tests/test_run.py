@@ -13,7 +13,6 @@ import sys
 import numpy as np
 import pytest
 
-from neural_style import progress
 from neural_style.errors import UserError
 from neural_style.gatys import run
 from neural_style.gatys.pipeline import initial_image, loss_weights
@@ -29,6 +28,7 @@ from tests.support import (
     TINY_OPTIONS,
     files_only_observers,
     photo,
+    stop_after,
     stylize_without_plots,
     tiny_settings,
 )
@@ -116,19 +116,12 @@ def test_snapshot_every_zero_writes_only_the_final_image(tmp_path, tiny_mat, ima
     assert os.path.exists(tmp_path / "out" / "result.jpg")
 
 
-def test_ctrl_c_saves_the_current_image(tmp_path, tiny_mat, image_pair, monkeypatch):
-    real_update = progress.ProgressLine.update
-
-    def interrupt_at_step_3(self, step, losses, **details):
-        if step == 3:
-            raise KeyboardInterrupt
-        real_update(self, step, losses, **details)
-
-    monkeypatch.setattr(progress.ProgressLine, "update", interrupt_at_step_3)
+def test_ctrl_c_saves_the_current_image(tmp_path, tiny_mat, image_pair):
     settings = tiny_settings(tmp_path, tiny_mat, image_pair, train_steps=50, **FEW_LAYERS)
     printed = io.StringIO()
     with pytest.raises(KeyboardInterrupt):
-        run.stylize(settings, printed, observers=files_only_observers(settings, printed))
+        observers = [*files_only_observers(settings, printed), stop_after(3)]
+        run.stylize(settings, printed, observers=observers)
     assert os.path.exists(tmp_path / "out" / "result.jpg")
     assert "interrupted at step 3" in printed.getvalue()
     assert not [name for name in os.listdir(tmp_path / "out") if name.endswith(".tmp")]
