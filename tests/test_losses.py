@@ -6,14 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from neural_style.losses.gatys import (
-    LossWeights,
-    Targets,
-    content_loss,
-    gram_matrix,
-    style_loss,
-    total_variation_loss,
-)
+from neural_style.losses.gatys import LossWeights, Targets, content_loss, total_variation_loss
+from neural_style.losses.style.gram import gram_matrix, style_loss
 from tests.single_image import objective
 
 

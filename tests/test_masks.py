@@ -15,9 +15,11 @@ from PIL import Image
 
 from neural_style.errors import UserError
 from neural_style.gatys import run
-from neural_style.losses import guided, masks
-from neural_style.losses.gatys import Targets, gram_matrix
-from neural_style.losses.targets import content_targets, style_targets, weighted_moments
+from neural_style.losses import masks, weighted
+from neural_style.losses.gatys import Targets
+from neural_style.losses.style.gram import gram_matrix
+from neural_style.losses.targets import content_targets, style_targets
+from neural_style.losses.weighted import weighted_moments
 from neural_style.media.images import load_image, load_mask
 from neural_style.optimize import memory, tiling
 from neural_style.optimize.loss_functions import LossFunction
@@ -92,18 +94,18 @@ def test_a_binary_guide_gives_its_region_the_gram_of_its_own_image():
     guides = np.zeros((2, 6, 8), np.float32)
     guides[0, :, :3] = 1  # left 3 columns
     guides[1, 2:, :] = 1  # bottom 4 rows
-    grams = guided.guided_grams(features, tf.constant(guides)).numpy()
+    grams = weighted.guided_grams(features, tf.constant(guides)).numpy()
     np.testing.assert_allclose(grams[:, 0], gram_matrix(features[:, :, :3]).numpy(), rtol=1e-5)
     np.testing.assert_allclose(grams[:, 1], gram_matrix(features[:, 2:, :]).numpy(), rtol=1e-5)
     # The loss weighs each region by the fraction it covers: 3/8 and 4/6 of the positions.
-    np.testing.assert_allclose(guided.region_fractions(tf.constant(guides)), [3 / 8, 4 / 6])
+    np.testing.assert_allclose(weighted.region_fractions(tf.constant(guides)), [3 / 8, 4 / 6])
 
 
 def test_guided_moments_are_the_weighted_mean_and_covariance():
     rng = np.random.default_rng(1)
     features = rng.normal(size=(1, 5, 7, 4))
     weights = rng.uniform(0, 1, size=(5, 7))
-    mean, covariance = guided.guided_moments(
+    mean, covariance = weighted.guided_moments(
         tf.constant(features, tf.float32), tf.constant(weights[None], tf.float32)
     )
     expected_mean, expected_covariance = weighted_moments(features.reshape(-1, 4), weights.ravel())
@@ -133,7 +135,7 @@ def _distances(net, image, files, layers) -> dict:
     features = net.features(image[None], layers)
     found = {}
     for name in layers:
-        grams = guided.guided_grams(features[name], halves[name])[0].numpy()
+        grams = weighted.guided_grams(features[name], halves[name])[0].numpy()
         styles = [gram_matrix(each[name])[0].numpy() for each in style_features]
         found[name] = [[float(np.sum((half - style) ** 2)) for style in styles] for half in grams]
     return found

@@ -12,6 +12,7 @@ from neural_style.gatys import run
 from neural_style.gatys.pipeline import initial_image
 from neural_style.losses import tiled_targets
 from neural_style.losses.gatys import Targets
+from neural_style.losses.style import style_statistic
 from neural_style.media.images import load_image
 from neural_style.optimize import tiling
 from neural_style.optimize.loss_functions import LossFunction
@@ -94,7 +95,7 @@ def test_tiled_targets_equal_the_whole_images(problem):
     content_layers = [name for name, _ in WEIGHTS.content_layers]
     style_layers = [name for name, _ in WEIGHTS.style_layers]
     features = tiled_targets.tiled_features(net, content, layout, content_layers)
-    grams = tiled_targets.tiled_gram_matrices(net, style, layout, style_layers)
+    grams = tiled_targets.tiled_measures(style_statistic("gram"), net, style, layout, style_layers)
     for name in content_layers:
         assert features[name].shape == tuple(targets.content[name].shape)
         assert _relative_error(features[name], targets.content[name]) < 1e-5

@@ -13,15 +13,14 @@ import tensorflow as tf
 
 from neural_style.errors import UserError
 from neural_style.gatys.pipeline import loss_weights
-from neural_style.losses import wasserstein
 from neural_style.losses.gatys import (
     LossWeights,
     Targets,
     content_loss_per_image,
-    gram_matrix,
-    style_loss_per_image,
     total_variation_per_image,
 )
+from neural_style.losses.style import w2 as wasserstein
+from neural_style.losses.style.gram import gram_matrix, style_loss_per_image
 from neural_style.losses.targets import content_targets, style_targets
 from neural_style.optimize import tiling
 from neural_style.optimize.loss_functions import LossFunction
@@ -70,13 +69,26 @@ def test_the_loss_matches_scipy_in_float64():
     np.testing.assert_allclose(values, expected, rtol=1e-4)
 
 
-def test_newton_schulz_matches_sqrtm():
+def test_the_trace_of_the_root_and_its_gradient_are_exact():
+    """tr(A^½) and ½ A^-½ against scipy in float64, also for repeated eigenvalues (whose
+    eigenvectors are arbitrary) and for a product of rank-deficient covariances."""
     rng = np.random.default_rng(3)
     a = rng.normal(size=(7, 7))
-    matrix = a @ a.T + 0.01 * np.eye(7)  # condition number about 1e4
-    root = wasserstein.newton_schulz_sqrt(tf.constant(matrix[None], tf.float32))[0].numpy()
-    expected = scipy.linalg.sqrtm(matrix).real
-    assert np.abs(root - expected).max() / np.abs(expected).max() < 1e-4
+    deficient = rng.normal(size=(7, 2))  # rank 2, as deep layers of small images
+    matrices = [
+        a @ a.T + 0.01 * np.eye(7),  # condition number about 1e4
+        np.eye(7) * 3.0,  # one eigenvalue, seven times
+        deficient @ deficient.T + EPS * np.eye(7),
+    ]
+    for matrix in matrices:
+        variable = tf.constant(matrix[None], tf.float64)
+        with tf.GradientTape() as tape:
+            tape.watch(variable)
+            value = wasserstein.trace_of_root(variable)
+        gradient = tape.gradient(value, variable)[0].numpy()
+        root = scipy.linalg.sqrtm(matrix).real
+        assert float(value[0]) == pytest.approx(np.trace(root), rel=1e-10)
+        np.testing.assert_allclose(gradient, 0.5 * np.linalg.inv(root), rtol=1e-8, atol=1e-12)
 
 
 def test_the_gradient_matches_central_differences():

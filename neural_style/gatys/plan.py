@@ -25,10 +25,12 @@ from neural_style.gatys import checkpoint as checkpoints
 from neural_style.gatys import outputs
 from neural_style.gatys.video_plan import FrameLink, VideoPlan, is_video, plan_video
 from neural_style.losses import masks
+from neural_style.losses.style import feature_copies, is_tileable
 from neural_style.media import images
 from neural_style.optimize import memory
 from neural_style.runtime import resolve_precision
 from neural_style.settings.gatys import Settings
+from neural_style.settings.values import describe
 from neural_style.vgg import tile_layout
 
 
@@ -238,26 +240,45 @@ class Memory(NamedTuple):
 
     def plan(self, size: tuple[int, int], batch: int = 1) -> memory.MemoryPlan:
         """Whole or in tiles (one image only); a UserError naming the largest size that fits
-        when not even tiles do."""
+        when not even tiles do, or when the style loss is not computed in tiles."""
         if self.on_gpu:
             tile_size = self.settings.tile_size
             grid = tile_layout.grid_for_core(size, tile_size) if tile_size else (1, 1)
-            return memory.MemoryPlan(0, 0, grid)
-        return memory.plan_step(
-            size,
-            self.precision,
-            tile_size=self.settings.tile_size,
-            layers=self.layers,
-            content_layers=self.content_layers,
-            batch=batch,
-            regions=max(len(self.settings.style_masks), 1),
-        )
+            planned = memory.MemoryPlan(0, 0, grid)
+        else:
+            planned = memory.plan_step(
+                size,
+                self.precision,
+                tile_size=self.settings.tile_size,
+                layers=self.layers,
+                content_layers=self.content_layers,
+                batch=batch,
+                regions=max(len(self.settings.style_masks), 1),
+                copies=feature_copies(self.settings.style_loss),
+            )
+        if planned.tiled and not is_tileable(self.settings.style_loss):
+            raise UserError(_untileable(self.settings, size))
+        return planned
 
     def fits_whole(self, size: tuple[int, int], batch: int) -> bool:
         try:
             return not self.plan(size, batch).tiled
         except UserError:
             return False
+
+
+def _untileable(settings: Settings, size: tuple[int, int]) -> str:
+    why = (
+        f"TILE_SIZE {settings.tile_size} asks for tiles"
+        if settings.tile_size
+        else "it is too large for one step in the free memory"
+    )
+    return (
+        f"{describe('style_loss')} {settings.style_loss} is not computed in tiles, and a "
+        f"{size[1]}x{size[0]} image would need them ({why}); use a smaller IMAGE_WIDTH "
+        f"(--image_width){', TILE_SIZE 0' if settings.tile_size else ''}, or STYLE_LOSS "
+        "gram or w2"
+    )
 
 
 def _memory(settings: Settings, precision: str, on_gpu: bool) -> Memory:

@@ -1,17 +1,13 @@
 """The losses of Gatys et al., "A Neural Algorithm of Artistic Style", and their weighted sum.
 
-Shapes: features are [B, h, w, c]; Gram matrices are [B, c, c]; images are [B, H, W, 3].
-With M = h*w positions and N = c channels:
-- gram_matrix(F) = FᵀF / M;
+Shapes: features are [B, h, w, c]; images are [B, H, W, 3]. With M = h*w positions and
+N = c channels:
 - content_loss = sum((F - P)²) / (2·M·N);
-- style_loss = sum((G - A)²) / (4·N²), with G and A Gram matrices as above. This is the
-  paper's sum((G - A)²) / (4·N²·M²) for unnormalised Grams, and it stays right when the
-  style image has another size than the output, because both Grams are per position;
+- the style loss at a layer is STYLE_LOSS's (style/): Gram matrices as the paper has it
+  (style/gram.py), or a Gaussian fit (w2) or the whole distribution (sw) of the features;
 - total_variation_loss = mean squared difference of vertical neighbours + that of
   horizontal neighbours.
-With STYLE_LOSS "w2" the style loss is wasserstein.style_loss_per_image instead, against
-targets that pack each layer's mean and covariance root where the Gram would be. With
-masks (STYLE_MASKS, CONTENT_MASK) the layers' losses are guided.py's instead.
+With masks (STYLE_MASKS, CONTENT_MASK) the layers' losses are guided.py's instead.
 
 Each loss is first taken per image (`*_per_image`, [B]) so that images of a batch never
 mix: `objective_per_image` gives every image the loss it would have alone, and the scalar
@@ -25,16 +21,9 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from neural_style.losses import guided, wasserstein
+from neural_style.losses import guided
+from neural_style.losses.style import StyleStatistic, style_statistic
 from neural_style.settings.values import LayerWeights
-
-
-def gram_matrix(features: tf.Tensor) -> tf.Tensor:
-    """[B, h, w, c] features -> [B, c, c] Gram matrices, divided by the h*w positions."""
-    shape = tf.shape(features)
-    flat = tf.reshape(features, [shape[0], shape[1] * shape[2], shape[3]])
-    positions = tf.cast(shape[1] * shape[2], features.dtype)
-    return tf.matmul(flat, flat, transpose_a=True) / positions
 
 
 def content_loss_per_image(features: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
@@ -43,14 +32,6 @@ def content_loss_per_image(features: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
     shape = tf.shape(features)
     size = tf.cast(shape[1] * shape[2] * shape[3], features.dtype)
     return tf.reduce_sum(tf.square(features - target), axis=[1, 2, 3]) / (2.0 * size)
-
-
-def style_loss_per_image(features: tf.Tensor, target_gram: tf.Tensor) -> tf.Tensor:
-    """sum((G - A)²) / (4·N²) of each image: [B], between its features' Gram matrix G and
-    the target A ([B, c, c], or [1, c, c] shared by the batch)."""
-    channels = tf.cast(tf.shape(features)[3], features.dtype)
-    difference = gram_matrix(features) - target_gram
-    return tf.reduce_sum(tf.square(difference), axis=[1, 2]) / (4.0 * channels * channels)
 
 
 def total_variation_per_image(images: tf.Tensor) -> tf.Tensor:
@@ -68,11 +49,6 @@ def content_loss(features: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(content_loss_per_image(features, target))
 
 
-def style_loss(features: tf.Tensor, target_gram: tf.Tensor) -> tf.Tensor:
-    """The style loss summed over the batch (of one image, that image's)."""
-    return tf.reduce_sum(style_loss_per_image(features, target_gram))
-
-
 def total_variation_loss(images: tf.Tensor) -> tf.Tensor:
     """The total-variation loss averaged over the batch (of one image, that image's)."""
     return tf.reduce_mean(total_variation_per_image(images))
@@ -82,9 +58,8 @@ class Targets(NamedTuple):
     """What the image is pulled towards, computed once before optimising."""
 
     content: dict[str, tf.Tensor]  # layer -> the content image's features [1, h, w, c]
-    # layer -> the style's Gram matrix [1, c, c]; for "w2" its packed mean and covariance
-    # root [1, c + 1, c] (see wasserstein.py). With STYLE_MASKS, one per region (style):
-    # [1, R, c, c] or [1, R, c + 1, c] (see guided.py)
+    # layer -> the style's target: its Gram matrix [1, c, c], or the STYLE_LOSS's own
+    # (style/). With STYLE_MASKS, one per region (style): [1, R, ...] (see guided.py)
     style_grams: dict[str, tf.Tensor]
     # STYLE_MASKS: layer -> the regions' guides [R, h, w]; None = no regions
     style_guides: dict[str, tf.Tensor] | None = None
@@ -98,7 +73,7 @@ class LossWeights(NamedTuple):
     alpha: float
     beta: float
     tv_weight: float
-    style_loss: str = "gram"  # STYLE_LOSS: "gram" or "w2"
+    style_loss: str = "gram"  # STYLE_LOSS: a name of style.REGISTRY
 
 
 def _layer_average(per_layer: Mapping[str, tf.Tensor], layers: LayerWeights) -> tf.Tensor:
@@ -112,24 +87,36 @@ def _content_layer_loss(features, target, targets: Targets, name: str) -> tf.Ten
     return guided.content_loss_per_image(features, target, targets.content_guides[name])
 
 
-def _style_layer_loss(features, target, targets: Targets, name: str, kind: str) -> tf.Tensor:
+def _style_layer_loss(
+    features: tf.Tensor,
+    target: tf.Tensor,
+    targets: Targets,
+    name: str,
+    statistic: StyleStatistic,
+    step: tf.Tensor,
+) -> tf.Tensor:
     if targets.style_guides is not None:
         guides = targets.style_guides[name]
-        return guided.style_loss_per_image(features, guides, target, w2=kind == "w2")
-    if kind == "w2":
-        return wasserstein.style_loss_per_image(features, target)
-    return style_loss_per_image(features, target)
+        return guided.style_loss_per_image(statistic, features, guides, target, step)
+    return statistic.loss(features, target, step)
 
 
 def objective_per_image(
-    features: Mapping[str, tf.Tensor], images: tf.Tensor, targets: Targets, weights: LossWeights
+    features: Mapping[str, tf.Tensor],
+    images: tf.Tensor,
+    targets: Targets,
+    weights: LossWeights,
+    step: tf.Tensor | int = 0,
 ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
     """Each image's total loss α·content + β·style + tv_weight·tv, and its named parts: all
     [B]. No image's loss depends on another's, so the gradient of their sum gives every
     image the gradient it would have alone.
 
-    `features` must hold every content and style layer, computed from `images`.
+    `features` must hold every content and style layer, computed from `images`; `step` is
+    the step being taken (see style/: only a statistic that varies with it reads it).
     """
+    statistic = style_statistic(weights.style_loss)
+    step = tf.convert_to_tensor(step, tf.int64)
     content = _layer_average(
         {
             name: _content_layer_loss(features[name], target, targets, name)
@@ -139,8 +126,8 @@ def objective_per_image(
     )
     style = _layer_average(
         {
-            name: _style_layer_loss(features[name], gram, targets, name, weights.style_loss)
-            for name, gram in targets.style_grams.items()
+            name: _style_layer_loss(features[name], target, targets, name, statistic, step)
+            for name, target in targets.style_grams.items()
         },
         weights.style_layers,
     )

@@ -1,7 +1,7 @@
 """The targets of images too large for one pass, computed tile by tile and exactly the
 whole image's (see optimize/tiling.py for why a tile's core features are the whole image's): the
-content features, and the style image's Gram matrices or w2 moments, guided by a mask's
-region (STYLE_IMAGE_MASKS) when one is given.
+content features, and the style image's statistic (the STYLE_LOSS's, summed over the
+tiles' cores), guided by a mask's region (STYLE_IMAGE_MASKS) when one is given.
 
 Shapes: images [H, W, 3] float32 in 0..255; a guide {layer: [1, h, w]} over the whole
 image's features at that layer (masks.layer_guides of one mask).
@@ -9,11 +9,16 @@ image's features at that layer (masks.layer_guides of one mask).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import tensorflow as tf
 
-from neural_style.losses import guided
+from neural_style.losses.weighted import MIN_MASS
 from neural_style.vgg.network import VGG19
+
+if TYPE_CHECKING:
+    from neural_style.losses.style import StyleStatistic
 from neural_style.vgg.tile_layout import (
     TileLayout,
     core_of,
@@ -75,35 +80,22 @@ def _weighted_cores(net, image, layout, layers, guide):
 def _mass(layout: TileLayout, name: str, guide) -> float:
     if guide is None:
         return float(feature_positions(layout.size, layer_stride(name)))
-    return max(float(np.sum(guide[name], dtype=np.float64)), guided.MIN_MASS)
+    return max(float(np.sum(guide[name], dtype=np.float64)), MIN_MASS)
 
 
-def tiled_gram_matrices(
-    net: VGG19, image: np.ndarray, layout: TileLayout, layers: list[str], guide: dict | None = None
-) -> dict[str, tf.Tensor]:
-    """The whole image's Gram matrices at `layers`, {layer: [1, c, c]}, summed over tiles;
-    of the region of `guide` (guided Grams, see guided.py) when one is given."""
-    sums: dict[str, tf.Tensor] = {}
+def tiled_measures(
+    statistic: StyleStatistic,
+    net: VGG19,
+    image: np.ndarray,
+    layout: TileLayout,
+    layers: list[str],
+    guide: dict | None = None,
+) -> dict:
+    """The whole image's statistic at `layers`, {layer: ...}, from the sums of the tiles'
+    cores; of the region of `guide` (see weighted.py) when one is given."""
+    sums: dict = {}
     for name, flat, weights in _weighted_cores(net, image, layout, layers, guide):
-        weighted = flat if weights is None else flat * weights
-        sums[name] = sums.get(name, 0.0) + tf.matmul(weighted, flat, transpose_a=True)
-    return {name: (total / _mass(layout, name, guide))[None] for name, total in sums.items()}
-
-
-def tiled_moments(
-    net: VGG19, image: np.ndarray, layout: TileLayout, layers: list[str], guide: dict | None = None
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The whole image's feature mean [c] and covariance [c, c] at `layers`, from float64
-    sums of w·x and w·xxᵀ over the tiles' cores (w = 1, or the guide's weights)."""
-    sums: dict[str, list] = {}
-    for name, flat, weights in _weighted_cores(net, image, layout, layers, guide):
-        flat = np.asarray(flat, np.float64)
-        w = np.ones((len(flat), 1)) if weights is None else np.asarray(weights, np.float64)
-        first, second = sums.setdefault(name, [0.0, 0.0])
-        sums[name] = [first + (w * flat).sum(axis=0), second + (w * flat).T @ flat]
-    moments = {}
-    for name, (first, second) in sums.items():
-        mass = _mass(layout, name, guide)
-        mean = first / mass
-        moments[name] = (mean, second / mass - np.outer(mean, mean))
-    return moments
+        sums[name] = sums.get(name, 0.0) + statistic.partial_sums(flat, weights)
+    return {
+        name: statistic.from_sums(total, _mass(layout, name, guide)) for name, total in sums.items()
+    }

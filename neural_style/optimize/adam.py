@@ -93,14 +93,15 @@ class BatchAdamOptimizer:
         """How many images the batch holds."""
         return len(self.evaluations)
 
-    def _run_step(self) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+    def _run_step(self, step: int) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        number = tf.constant(step, tf.int64)  # a tensor, so that no step traces anew
         if not self.loss.traceable:
-            parts, gradient = self.loss.value_and_gradient(self.image)
+            parts, gradient = self.loss.value_and_gradient(self.image, number)
             return parts, self._update(parts["total"], gradient)
-        return self._step()
+        return self._step(number)
 
-    def _take_step(self) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
-        parts, gradient = self.loss.value_and_gradient(self.image)
+    def _take_step(self, step: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        parts, gradient = self.loss.value_and_gradient(self.image, step)
         return parts, self._update_rule(parts["total"], gradient)
 
     def _update_rule(self, totals: tf.Tensor, gradient: tf.Tensor) -> tf.Tensor:
@@ -137,7 +138,7 @@ class BatchAdamOptimizer:
         """Take `count` steps, numbered from `first`, yielding after each."""
         for step in range(first, first + count):
             started = time.perf_counter()
-            parts, diverged = self._run_step()
+            parts, diverged = self._run_step(step)
             self.evaluations += 1
             values = {name: np.reshape(value.numpy(), -1) for name, value in parts.items()}
             losses = [

@@ -59,6 +59,7 @@ class LbfgsOptimizer:
         self.best_loss = math.inf
         self.evaluations = 0
         self.message = ""
+        self._iteration = 1  # the iteration being taken: the step its evaluations are at
 
     def use_loss(self, loss: ImageLoss) -> None:
         """Go on with another loss function from the current image; the best image is
@@ -68,7 +69,7 @@ class LbfgsOptimizer:
 
     def _evaluate(self, x: np.ndarray) -> tuple[float, np.ndarray, dict[str, float]]:
         images = tf.constant(x.reshape(self.shape), dtype=tf.float32)
-        parts, gradient = self.loss.value_and_gradient(images)
+        parts, gradient = self.loss.value_and_gradient(images, self._iteration)
         self.evaluations += 1
         losses = _floats(parts)
         total = losses["total"]
@@ -86,6 +87,7 @@ class LbfgsOptimizer:
 
         latest = {}
         iteration = [first - 1]
+        self._iteration = first
         started = [time.perf_counter()]
 
         def function(x):
@@ -94,6 +96,7 @@ class LbfgsOptimizer:
 
         def callback(intermediate_result):
             iteration[0] += 1
+            self._iteration = iteration[0] + 1
             self.image = intermediate_result.x.reshape(self.shape)[0].astype(np.float32)
             now = time.perf_counter()
             results.put(

@@ -33,20 +33,28 @@ class BatchLossFunction:
         self.weights = weights
         self.layers = sorted({name for name, _ in weights.content_layers + weights.style_layers})
 
-    def value_and_gradient(self, images: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+    def value_and_gradient(
+        self, images: tf.Tensor, step: tf.Tensor | int = 0
+    ) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
         """The named loss parts of each image ([B] each), and the gradient of the sum of
-        the totals, which is each image's gradient of its own total."""
-        return self._value_and_gradient(images)
+        the totals, which is each image's gradient of its own total, at step `step`."""
+        return self._value_and_gradient(images, tf.convert_to_tensor(step, tf.int64))
 
     # A tf.function method holds its object weakly: value_and_gradient holds it for a call.
     @tf.function(
-        input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)], autograph=False
+        input_signature=[
+            tf.TensorSpec([None, None, None, 3], tf.float32),
+            tf.TensorSpec([], tf.int64),
+        ],
+        autograph=False,
     )
-    def _value_and_gradient(self, images: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+    def _value_and_gradient(
+        self, images: tf.Tensor, step: tf.Tensor
+    ) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
         with tf.GradientTape() as tape:
             tape.watch(images)
             totals, parts = objective_per_image(
-                self.net(images, self.layers), images, self.targets, self.weights
+                self.net(images, self.layers), images, self.targets, self.weights, step
             )
         return parts, tape.gradient(totals, images)
 
@@ -57,10 +65,12 @@ class LossFunction(BatchLossFunction):
     tiles). The network runs in its own precision (see VGG19); its features, the Grams,
     the losses and the gradient are float32."""
 
-    def value_and_gradient(self, images: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+    def value_and_gradient(
+        self, images: tf.Tensor, step: tf.Tensor | int = 0
+    ) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
         """The named loss parts (content, style, tv, total) at `images` [1, H, W, 3], as
         scalars, and the gradient of the total with respect to them."""
-        parts, gradient = super().value_and_gradient(images)
+        parts, gradient = super().value_and_gradient(images, step)
         return {name: tf.reduce_sum(value) for name, value in parts.items()}, gradient
 
 
@@ -76,8 +86,10 @@ class TemporalLoss:
         self.mask = tf.constant(mask[None, :, :, None], tf.float32)
         self.weight = float(weight)
 
-    def value_and_gradient(self, images: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
-        parts, gradient = self.base.value_and_gradient(images)
+    def value_and_gradient(
+        self, images: tf.Tensor, step: tf.Tensor | int = 0
+    ) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        parts, gradient = self.base.value_and_gradient(images, step)
         temporal, pull = temporal_loss_and_gradient(images, self.warped, self.mask, self.weight)
         parts = {**parts, "temporal": temporal, "total": parts["total"] + self.weight * temporal}
         return parts, gradient + pull

@@ -91,10 +91,12 @@ def _activation_bytes(
     layers: Iterable[str],
     widths: Sequence[int],
     regions: int = 1,
+    copies: int = 0,
 ) -> float:
     """What a step's network pass keeps alive at its peak, at `size_hw` (height, width).
     With STYLE_MASKS' `regions` above 1, each loss layer also keeps a mask-weighted float32
-    copy of its features per region (see losses/guided.py)."""
+    copy of its features per region (see losses/guided.py); a style loss that works on
+    per-position values keeps `copies` more float32 copies of each (losses/style/)."""
     height, width = size_hw
     item = ITEM_BYTES.get(precision, 4)
     layers = set(layers)
@@ -106,7 +108,8 @@ def _activation_bytes(
             continue
         total += ACTIVATION_FACTOR * elements * item
         if name in layers:
-            total += TAP_FACTOR * elements * 4 * (1 + regions if regions > 1 else 1)
+            taps = (1 + regions if regions > 1 else 1) + copies
+            total += TAP_FACTOR * elements * 4 * taps
     return total
 
 
@@ -122,11 +125,12 @@ def step_bytes(
     widths: Sequence[int] = REAL_WIDTHS,
     batch: int = 1,
     regions: int = 1,
+    copies: int = 0,
 ) -> int:
     """Estimated peak resident memory of a run's step at `size_hw` (height, width), for
     `batch` images optimised together: the activations and image state scale with it."""
     activations = _activation_bytes(
-        size_hw, precision, layers=layers, widths=widths, regions=regions
+        size_hw, precision, layers=layers, widths=widths, regions=regions, copies=copies
     )
     return int(BASE_BYTES + batch * (activations + _image_state_bytes(size_hw)))
 
@@ -256,10 +260,13 @@ def plan_step(
     widths: Sequence[int] = REAL_WIDTHS,
     batch: int = 1,
     regions: int = 1,
+    copies: int = 0,
 ) -> MemoryPlan:
     """How a step at `size_hw` fits: whole, or in tiles (the largest that fit, or cores of
     `tile_size` pixels a side when that is set), with at most STEP_PIXELS in one piece;
     else a UserError that says how much it needs and suggests the largest size that fits.
+    `copies` are the style loss's own copies of each loss layer's features in a whole step
+    (a loss with them is not computed in tiles).
 
     A `batch` of several images is planned whole or not at all (a UserError)."""
     layers, content_layers = tuple(layers), tuple(content_layers)
@@ -276,7 +283,13 @@ def plan_step(
             "use smaller tiles, or 0 to choose them by the memory"
         )
     plain = step_bytes(
-        size_hw, precision, layers=layers, widths=widths, batch=batch, regions=regions
+        size_hw,
+        precision,
+        layers=layers,
+        widths=widths,
+        batch=batch,
+        regions=regions,
+        copies=copies,
     )
     if plain <= budget and size_hw[0] * size_hw[1] <= STEP_PIXELS:
         return MemoryPlan(plain, available)
@@ -292,6 +305,13 @@ def plan_step(
         grid, estimate, crop_pixels = _tile_plan(size_hw, precision, core, **shapes)
         if estimate <= budget and crop_pixels <= STEP_PIXELS:
             return MemoryPlan(estimate, available, grid)
+    raise _does_not_fit(size_hw, precision, available, budget, shapes)
+
+
+def _does_not_fit(
+    size_hw: tuple[int, int], precision: str, available: int, budget: int, shapes: dict
+) -> UserError:
+    """The one line for a step that fits neither whole nor in tiles."""
     height, width = size_hw
     least = least_bytes(size_hw, precision, **shapes)
     largest = largest_size(size_hw, precision, budget, **shapes)
@@ -300,7 +320,7 @@ def plan_step(
     else:
         fit = f"the largest that fits is {largest[1]}x{largest[0]} (--image_width={largest[1]})"
     other = "" if precision != "float32" else "; PRECISION (--precision) mixed_bfloat16 needs less"
-    raise UserError(
+    return UserError(
         f"IMAGE_WIDTH (--image_width): a {width}x{height} image needs about "
         f"{least / GIB:.1f} GiB of memory at PRECISION {precision}, even in tiles, but "
         f"{available / GIB:.1f} GiB is available; {fit}{other}"

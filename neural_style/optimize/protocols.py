@@ -22,7 +22,10 @@ class ImageLoss(Protocol):
     # into its own step; False when it is assembled outside a graph (tiles).
     traceable: bool
 
-    def value_and_gradient(self, images: Any) -> tuple[dict[str, Any], Any]: ...
+    def value_and_gradient(self, images: Any, step: Any = 0) -> tuple[dict[str, Any], Any]:
+        """Each image's named loss parts and the gradient of their totals, at the step
+        being taken (1-based over the run; see losses/style/: a loss may vary with it)."""
+        ...
 
 
 class BatchStepResult(NamedTuple):

@@ -15,15 +15,13 @@ only on the pixels within VGG-19's receptive field of it, so:
   loss couples all positions only through G, so with G from pass 1 held fixed the share is
   linear in FᵀF over the core; the gradients of the crops are added at their places.
 
-Masks (STYLE_MASKS, CONTENT_MASK; see losses/guided.py) keep this exact: a region's guided Gram
-is a sum of w·xxᵀ over positions, so pass 1 sums it per region with each core's slice of the
-guide, and the guide weighs each position's share in pass 2. The targets of images too
-large for one pass are tiled_targets.py's.
-
-STYLE_LOSS "w2" is exact the same way: its mean and covariance come from the sums of x and
-of xxᵀ over the positions, so pass 1 sums both (packed [c + 1, c] like its targets), and
-pass 2 carries the gradient of the loss with respect to those sums, which is again linear
-in each core's share.
+What is summed and carried is the STYLE_LOSS's (losses/style/: `tile_sums`,
+`loss_of_sums`, `carrier`): any statistic that is a sum over positions is exact this way
+(Gram matrices; w2's sums of x and xxᵀ), and a run whose loss is not (sw) is refused tiles
+by its plan. Masks (STYLE_MASKS, CONTENT_MASK; see losses/guided.py) keep this exact: a
+region's statistic is a weighted sum over positions, so pass 1 sums it per region with
+each core's slice of the guide, and the guide weighs each position's share in pass 2. The
+targets of images too large for one pass are losses/tiled_targets.py's.
 
 This costs a forward pass more than a plain step, plus the margins' work (see
 `TileLayout.overhead`). Shapes: images [1, H, W, 3] float32 in 0..255, as LossFunction.
@@ -34,8 +32,9 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from neural_style.losses import guided, wasserstein
 from neural_style.losses.gatys import LossWeights, Targets, total_variation_loss
+from neural_style.losses.style import LayerShares, style_statistic
+from neural_style.losses.weighted import MIN_MASS
 from neural_style.vgg.network import VGG19
 from neural_style.vgg.tile_layout import (
     Tile,
@@ -45,65 +44,6 @@ from neural_style.vgg.tile_layout import (
     feature_positions,
     layer_stride,
 )
-
-
-@tf.custom_gradient
-def _style_gradient_carrier(features: tf.Tensor, coefficients: tf.Tensor):
-    """Zero, with the gradient of sum(K ∘ FᵀF) for symmetric K = `coefficients`: 2·F·K.
-
-    Only the gradient is wanted (the loss's value comes from pass 1), so no FᵀF is formed.
-    """
-    flat = tf.reshape(features, [-1, tf.shape(features)[3]])
-
-    def gradient(upstream):
-        product = 2.0 * upstream * tf.matmul(flat, coefficients)
-        return tf.reshape(product, tf.shape(features)), None
-
-    return tf.constant(0.0), gradient
-
-
-@tf.custom_gradient
-def _w2_gradient_carrier(features: tf.Tensor, coefficients: tf.Tensor):
-    """Zero, with the gradient of k·Σx + sum(K ∘ FᵀF) for `coefficients` packed as
-    [k; K] ([c + 1, c], K symmetric): k + 2·F·K at every position."""
-    flat = tf.reshape(features, [-1, tf.shape(features)[3]])
-
-    def gradient(upstream):
-        product = upstream * (coefficients[0][None] + 2.0 * tf.matmul(flat, coefficients[1:]))
-        return tf.reshape(product, tf.shape(features)), None
-
-    return tf.constant(0.0), gradient
-
-
-@tf.custom_gradient
-def _guided_gradient_carrier(features: tf.Tensor, guides: tf.Tensor, coefficients: tf.Tensor):
-    """Zero, with the gradient of sum_r sum_p w_rp (k_r·f_p + f_pᵀ K_r f_p) for guides w
-    [R, h, w] and `coefficients` packed [k_r; K_r] ([R, c + 1, c], K_r symmetric):
-    sum_r w_rp (k_r + 2·K_r f_p) at every position p."""
-    flat = tf.reshape(features, [-1, tf.shape(features)[3]])
-
-    def gradient(upstream):
-        weights = tf.reshape(guides, [tf.shape(guides)[0], -1, 1])
-        per_region = coefficients[:, :1, :] + 2.0 * tf.matmul(flat[None], coefficients[:, 1:, :])
-        product = upstream * tf.reduce_sum(weights * per_region, axis=0)
-        return tf.reshape(product, tf.shape(features)), None, None
-
-    return tf.constant(0.0), gradient
-
-
-def _w2_layer(sums, targets, masses, fractions) -> tuple[tf.Tensor, tf.Tensor]:
-    """A w2 layer's loss from its regions' packed sums [Σwx; Σwxxᵀ] ([R, c + 1, c]): the
-    sum of each region's loss times its fraction, and the loss's gradient with respect to
-    the sums, packed alike with its K parts made symmetric."""
-    with tf.GradientTape() as tape:
-        tape.watch(sums)
-        mean = sums[:, 0] / masses[:, None]
-        covariance = sums[:, 1:] / masses[:, None, None] - mean[:, :, None] * mean[:, None, :]
-        value = tf.reduce_sum(fractions * wasserstein.loss_of_moments(mean, covariance, targets))
-    gradient = tape.gradient(value, sums)
-    square = gradient[:, 1:]
-    symmetric = 0.5 * (square + tf.linalg.matrix_transpose(square))
-    return value, tf.concat([gradient[:, :1], symmetric], 1)
 
 
 def _guide_slices(guides: dict, tile: Tile, strides: dict) -> dict[str, tf.Tensor]:
@@ -122,7 +62,7 @@ def _region_shares(guides, name: str, positions: int) -> tuple[np.ndarray, np.nd
         return np.array([positions], np.float32), np.ones(1, np.float32)
     masses = np.sum(guides[name], axis=(1, 2), dtype=np.float64)
     fractions = (masses / positions).astype(np.float32)
-    return np.maximum(masses, guided.MIN_MASS).astype(np.float32), fractions
+    return np.maximum(masses, MIN_MASS).astype(np.float32), fractions
 
 
 class TiledLossFunction:
@@ -141,7 +81,7 @@ class TiledLossFunction:
         self.net = net
         self.weights = weights
         self.layout = layout
-        self.w2 = weights.style_loss == "w2"
+        self.statistic = style_statistic(weights.style_loss)
         self.regions = targets.style_guides is not None
         self.content_layers = [name for name, _ in weights.content_layers]
         self.style_layers = [name for name, _ in weights.style_layers]
@@ -211,10 +151,7 @@ class TiledLossFunction:
         )
 
     def _coefficient_shape(self, name: str) -> tuple[int, ...]:
-        """[R, c, c] for plain Grams; [R, c + 1, c] for w2, and for guided Grams (their k
-        row is zero) so that one guided carrier serves both."""
-        regions, rows, channels = self.style_targets[name].shape
-        return (regions, channels + 1 if self.w2 or self.regions else rows, channels)
+        return self.statistic.coefficient_shape(self.style_targets[name].shape, self.regions)
 
     # --- one tile ---
 
@@ -230,22 +167,15 @@ class TiledLossFunction:
         return tf.reduce_sum(squared)
 
     def _tile_statistics(self, crop, box, content, guides):
-        """Pass 1: the core's sums of w·FᵀF per style layer and region ([R, c, c]; w2: with
-        Σw·x on top, [R, c + 1, c]; w = 1 without regions) and of w·(F - P)² per content
-        layer."""
+        """Pass 1: the core's sums per style layer and region (the statistic's tile_sums,
+        [R, ...]) and of w·(F - P)² per content layer."""
         core = self._core_features(crop, box)
         sums = {}
         for name in self.style_layers:
             flat = tf.reshape(core[name], [-1, tf.shape(core[name])[3]])
             guide = guides.get(f"style/{name}")
-            if guide is None:  # one region of weight 1: the plain FᵀF
-                weighted = flat[None]
-                sums[name] = tf.matmul(flat, flat, transpose_a=True)[None]
-            else:
-                weighted = flat[None] * tf.reshape(guide, [tf.shape(guide)[0], -1, 1])
-                sums[name] = tf.matmul(weighted, flat[None], transpose_a=True)
-            if self.w2:
-                sums[name] = tf.concat([tf.reduce_sum(weighted, 1, keepdims=True), sums[name]], 1)
+            weights = None if guide is None else tf.reshape(guide, [tf.shape(guide)[0], -1, 1])
+            sums[name] = self.statistic.tile_sums(flat, weights)
         squared_errors = {
             name: self._squared_error(core, content, guides, name) for name in self.content_layers
         }
@@ -262,13 +192,8 @@ class TiledLossFunction:
                 squared = self._squared_error(core, content, guides, name)
                 share += scale * squared / self._content_normaliser(name)
             for name in self.style_layers:
-                if self.regions:
-                    guide = guides[f"style/{name}"]
-                    share += _guided_gradient_carrier(core[name], guide, coefficients[name])
-                elif self.w2:
-                    share += _w2_gradient_carrier(core[name], coefficients[name][0])
-                else:
-                    share += _style_gradient_carrier(core[name], coefficients[name][0])
+                guide = guides[f"style/{name}"] if self.regions else None
+                share += self.statistic.carrier(core[name], guide, coefficients[name])
         return tape.gradient(share, crop)
 
     def _tv_value_and_gradient(self, images):
@@ -292,42 +217,34 @@ class TiledLossFunction:
             for name in self.content_layers
         }
 
-    def _gram_style(self, sums: dict) -> tuple[tf.Tensor, dict]:
-        """The style loss from the summed w·FᵀF, and each layer's K for pass 2."""
+    def _style(self, sums: dict) -> tuple[tf.Tensor, dict]:
+        """The style loss from the whole image's sums, and each layer's coefficients for
+        pass 2."""
         w = self.weights
         style, coefficients = 0.0, {}
         for name, weight in w.style_layers:
             masses, fractions = self.shares[name]
-            channels = float(self.style_targets[name].shape[-1])
-            difference = sums[name] / masses[:, None, None] - self.style_targets[name]
-            if self.regions:
-                squares = tf.reduce_sum(tf.square(difference), axis=[1, 2])
-                style += weight * tf.reduce_sum(fractions * squares) / (4.0 * channels**2)
-            else:
-                style += weight * tf.reduce_sum(tf.square(difference)) / (4.0 * channels**2)
-            # d(total)/dG_r · dG_r/d(w·FᵀF): the K_r of sum_r sum(K_r ∘ w·FᵀF) whose gradient
-            # is the style's; its fraction_r / mass_r is 1 / M for every region.
-            positions = self._positions(name)
-            scale = w.beta * weight / len(w.style_layers) / (2.0 * channels**2 * positions)
-            coefficients[name] = scale * difference
-            if self.regions:
-                zero = tf.zeros_like(coefficients[name][:, :1, :])
-                coefficients[name] = tf.concat([zero, coefficients[name]], 1)
+            shares = LayerShares(
+                masses,
+                fractions,
+                self._positions(name),
+                self.regions,
+                weight,
+                w.beta * weight / len(w.style_layers),
+            )
+            value, coefficients[name] = self.statistic.loss_of_sums(
+                sums[name], self.style_targets[name], shares
+            )
+            style += value
         return style / len(w.style_layers), coefficients
 
-    def _w2_style(self, sums: dict) -> tuple[tf.Tensor, dict]:
-        """The w2 style loss from the packed sums, and each layer's [k; K] for pass 2."""
-        w = self.weights
-        style, coefficients = 0.0, {}
-        for name, weight in w.style_layers:
-            value, gradient = _w2_layer(sums[name], self.style_targets[name], *self.shares[name])
-            style += weight * value
-            coefficients[name] = w.beta * weight / len(w.style_layers) * gradient
-        return style / len(w.style_layers), coefficients
-
-    def value_and_gradient(self, images: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+    def value_and_gradient(
+        self, images: tf.Tensor, step: tf.Tensor | int = 0
+    ) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
         """The named loss parts (content, style, tv, total) at `images` [1, H, W, 3], and
-        the gradient of the total with respect to them."""
+        the gradient of the total with respect to them. `step` is not read: a loss in tiles
+        is a tileable statistic's, which does not vary with the step."""
+        del step
         images = tf.convert_to_tensor(images, tf.float32)
         w = self.weights
         crops = [crop_of(images, tile.crop) for tile in self.layout.tiles]
@@ -343,7 +260,7 @@ class TiledLossFunction:
             weight * squared_errors[name] / self._content_normaliser(name)
             for name, weight in w.content_layers
         ) / len(w.content_layers)
-        style, coefficients = self._w2_style(sums) if self.w2 else self._gram_style(sums)
+        style, coefficients = self._style(sums)
         tv, tv_gradient = self._tv(images)
         gradient = (w.tv_weight * tv_gradient).numpy()
         tiles = zip(self.layout.tiles, crops, self._tile_inputs, strict=True)

@@ -37,7 +37,8 @@ FRAME_INIT_CHOICES = ("warped", "content")
 FLOW_PRESET_CHOICES = ("ultrafast", "fast", "medium")
 # The file formats of the snapshots and final images (gatys/outputs.py names their suffixes).
 OUTPUT_FORMAT_CHOICES = ("jpg", "png", "png16", "tiff16")
-# The style loss: Gram matrices (Gatys et al.) or the Wasserstein distance of Gaussian fits.
+# The style losses (losses/style/: one class each, in its REGISTRY): Gram matrices (Gatys et
+# al.), the Wasserstein distance of Gaussian fits.
 STYLE_LOSS_CHOICES = ("gram", "w2")
 MIN_TILE_SIZE = 64  # pixels a side; smaller tiles would be mostly margin
 

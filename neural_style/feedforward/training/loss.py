@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from neural_style.losses import gatys as losses
+from neural_style.losses.style.gram import gram_matrix
 from neural_style.settings.network import NetworkSettings
 from neural_style.vgg.network import VGG19
 
@@ -30,8 +31,7 @@ class PerceptualLoss:
         self.style_layers = [name for name, _ in weights.style_layers]
         style_features = vgg(style_image[np.newaxis], self.style_layers)
         self.style_grams = {
-            name: tf.constant(losses.gram_matrix(style_features[name]))
-            for name in self.style_layers
+            name: tf.constant(gram_matrix(style_features[name])) for name in self.style_layers
         }
 
     def __call__(
