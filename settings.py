@@ -31,7 +31,7 @@ STYLE_LOSS_LAYERS = [
     ("relu4_1", 0.2),
     ("relu5_1", 0.2),
 ]
-# Style loss: "gram" matches Gram matrices; "w2" matches each layer's mean and covariance.
+# Style loss: "gram" (Gram matrices), "w2" (each layer's mean and covariance), "sw" (all of it).
 STYLE_LOSS = "gram"
 # Weight of the content loss (the paper's alpha).
 ALPHA = 1.0

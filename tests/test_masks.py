@@ -142,7 +142,7 @@ def _distances(net, image, files, layers) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("style_loss", ["gram", "w2"])
+@pytest.mark.parametrize("style_loss", ["gram", "w2", "sw"])
 def test_each_half_ends_nearer_its_own_style_at_every_layer(
     tmp_path, tiny_mat, tiny_net, two_styles, style_loss
 ):
@@ -246,7 +246,7 @@ def test_a_style_image_mask_takes_the_style_of_its_region_only(tiny_net):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("style_loss", ["gram", "w2"])
+@pytest.mark.parametrize("style_loss", ["gram", "w2"])  # sw is not computed in tiles
 def test_guided_losses_in_tiles_equal_the_whole_image(tiny_net, style_loss):
     weights = default_loss_weights(tv_weight=0.01)._replace(
         style_layers=STYLE_LAYERS[:2] if style_loss == "w2" else STYLE_LAYERS,

@@ -34,6 +34,17 @@ def test_the_estimate_is_near_what_was_measured():
         assert gib <= estimate <= 1.3 * gib, (size, precision)
 
 
+def test_a_style_loss_with_copies_of_the_features_is_planned_larger():
+    # Measured (/usr/bin/time -v python train.py --style_loss=sw --image_width=1024
+    # --train_steps=3 --precision=float32) on the 2-core CPU: 3.67 GiB peak.
+    from neural_style.losses.style import feature_copies
+
+    copies = feature_copies("sw")
+    estimate = memory.step_bytes((768, 1024), "float32", copies=copies) / GIB
+    assert 3.67 <= estimate <= 1.3 * 3.67
+    assert feature_copies("gram") == feature_copies("w2") == 0
+
+
 def test_a_size_that_fits_is_planned_whole():
     plan = memory.plan_step((384, 512), "float32", available=8 * GIB)
     assert not plan.tiled

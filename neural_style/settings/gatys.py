@@ -38,8 +38,8 @@ FLOW_PRESET_CHOICES = ("ultrafast", "fast", "medium")
 # The file formats of the snapshots and final images (gatys/outputs.py names their suffixes).
 OUTPUT_FORMAT_CHOICES = ("jpg", "png", "png16", "tiff16")
 # The style losses (losses/style/: one class each, in its REGISTRY): Gram matrices (Gatys et
-# al.), the Wasserstein distance of Gaussian fits.
-STYLE_LOSS_CHOICES = ("gram", "w2")
+# al.), the Wasserstein distance of Gaussian fits, the sliced Wasserstein distance.
+STYLE_LOSS_CHOICES = ("gram", "w2", "sw")
 MIN_TILE_SIZE = 64  # pixels a side; smaller tiles would be mostly margin
 
 
@@ -57,7 +57,7 @@ class Settings:
     image_height: int  # pixels; 0 = keep the content image's aspect ratio
     content_loss_layers: LayerWeights  # (layer, unitless weight) pairs
     style_loss_layers: LayerWeights  # (layer, unitless weight) pairs
-    style_loss: str  # "gram" (match Gram matrices) or "w2" (means and covariances)
+    style_loss: str  # "gram" (Gram matrices), "w2" (means, covariances) or "sw" (all)
     alpha: float  # unitless weight of the content loss
     beta: float  # unitless weight of the style loss
     tv_weight: float  # unitless weight of the total-variation loss; 0 = off

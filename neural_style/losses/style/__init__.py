@@ -61,9 +61,18 @@ def _w2() -> StyleStatistic:
     return Wasserstein()
 
 
+def _sw() -> StyleStatistic:
+    from neural_style.losses.style.sliced import SlicedWasserstein
+
+    return SlicedWasserstein()
+
+
 REGISTRY: dict[str, Entry] = {
     "gram": Entry(tileable=True, copies=0, make=_gram),
     "w2": Entry(tileable=True, copies=0, make=_w2),
+    # Its projections, sorted with their order, and the quantiles they are pulled to: a step
+    # at 1024x768 in float32 peaked at 3.67 GiB against gram's 2.76 (the estimate: 4.33).
+    "sw": Entry(tileable=False, copies=3, make=_sw),
 }
 
 _made: dict[str, StyleStatistic] = {}
