@@ -7,7 +7,7 @@ layer and those above it in this list (tests/test_structure.py holds the rule):
     settings/    the typed settings of each command, read from settings.py and flags
     media/       images, colour, video files, optical flow, plots (no TensorFlow)
     vgg/         VGG-19: the .mat reader, the network, the weights file, tile geometry
-    losses/      the losses of Gatys et al., w2, masks, the temporal loss, the targets
+    losses/      the losses of Gatys et al., the style losses (gram, w2, sw), masks, targets
     optimize/    Adam and L-BFGS over a batch of images, the tiled loss, the memory plan
     gatys/       a Gatys run: plan -> pipeline -> the run loop -> observers (run.py)
     feedforward/ the trained network of Johnson et al.: training/ and stylizing/
