@@ -29,7 +29,7 @@ from neural_style.losses.style import feature_copies, is_tileable
 from neural_style.media import images
 from neural_style.optimize import memory
 from neural_style.runtime import resolve_precision
-from neural_style.settings.gatys import Settings
+from neural_style.settings.gatys import INIT_CHOICES, Settings
 from neural_style.settings.values import describe
 from neural_style.vgg import tile_layout
 
@@ -380,6 +380,8 @@ def plan_inputs(settings: Settings, claims: outputs.Claims) -> Inputs:
     paths, is_batch = ([settings.content_image], False) if video else content_paths(settings)
     styles = [images.load_image(path, "STYLE_IMAGE") for path in settings.style_image]
     run_masks = masks.load_masks(settings, styles)
+    if settings.init not in INIT_CHOICES:  # read when a photo starts: found bad now
+        images.probe_size(settings.init, "INIT")
     identities = resume_rules.input_identities(settings)
     reads = outputs.input_paths(settings, paths)
     notes: list[str] = []
