@@ -3,7 +3,8 @@
 - ImageWriter: snapshots `<prefix>-<step>.jpg` and final images `<prefix>.jpg` (or .png,
   .tif: OUTPUT_FORMAT);
 - CheckpointWriter: `<prefix>-checkpoint.npz` beside every snapshot and final image;
-- RunRecords: `<prefix>-settings.json` and the losses log `<prefix>-losses.csv`.
+- RunRecords: `<prefix>-settings.json` (the settings and the identities of the files read,
+  as the checkpoint records them) and the losses log `<prefix>-losses.csv`.
 
 Every file is written atomically or line by line; a file that cannot be written is one
 UserError naming it.
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from neural_style import files
 from neural_style.gatys import checkpoint as checkpoints
-from neural_style.gatys import events, outputs
+from neural_style.gatys import events, outputs, resume_rules
 from neural_style.gatys.events import Images, Observer, Step
 from neural_style.gatys.plan import Group, RunPlan
 from neural_style.media.colors import as_written
@@ -42,7 +43,11 @@ class CheckpointWriter(Observer):
     exactly the step it names."""
 
     def __init__(self, settings: Settings):
-        self.record = checkpoints.settings_record(settings)
+        self.settings = settings
+        self.record = resume_rules.run_record(settings, None)
+
+    def run_started(self, plan: RunPlan) -> None:
+        self.record = resume_rules.run_record(self.settings, plan.identities)
 
     def images(self, event: Images) -> None:
         if event.kind == events.GAVE_UP:
@@ -63,8 +68,12 @@ class RunRecords(Observer):
     stopped before it leaves an earlier run's record and log as they were."""
 
     def __init__(self, settings: Settings):
-        self.record = checkpoints.settings_record(settings)
+        self.settings = settings
+        self.record = resume_rules.run_record(settings, None)
         self.logs: dict[str, LossLog] = {}
+
+    def run_started(self, plan: RunPlan) -> None:
+        self.record = resume_rules.run_record(self.settings, plan.identities)
 
     def step(self, event: Step) -> None:
         for job, losses, on in zip(event.group.jobs, event.losses, event.active, strict=True):
