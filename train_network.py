@@ -29,7 +29,6 @@ stopping.install_early()
 
 from absl import flags, logging  # noqa: E402
 
-import settings  # noqa: E402
 from neural_style import web  # noqa: E402
 from neural_style.settings import cli_flags  # noqa: E402
 from neural_style.settings.network import NetworkSettings  # noqa: E402
@@ -50,4 +49,4 @@ def train_from_flags(flag_values: flags.FlagValues) -> None:
 
 
 if __name__ == "__main__":
-    cli_flags.run_command(settings, train_from_flags)
+    cli_flags.run_command(cli_flags.settings_beside(__file__), train_from_flags)

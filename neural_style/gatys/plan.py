@@ -360,12 +360,29 @@ def batch_limits(settings: Settings, fit: Memory, notes: list[str]) -> Callable[
             if limits[key] < wanted:
                 height, width = sizes[-1]
                 notes.append(
-                    f"note: {wanted} photos at {width}x{height} do not fit in memory together, "
+                    _cut_by_tile_size(settings, fit, sizes)
+                    or f"note: {wanted} photos at {width}x{height} do not fit in memory together, "
                     f"so they are stylised {limits[key]} at a time"
                 )
         return limits[key]
 
     return limit_of
+
+
+def _cut_by_tile_size(settings: Settings, fit: Memory, sizes: Sequence[tuple[int, int]]) -> str:
+    """The note for photos that TILE_SIZE cuts into tiles, which go alone; "" if it cuts none."""
+    try:
+        tiled = [size for size in sizes if fit.plan(size).tiled]
+    except UserError:
+        return ""
+    if not (settings.tile_size and tiled):
+        return ""
+    height, width = tiled[-1]
+    return (
+        f"note: TILE_SIZE {settings.tile_size} cuts {width}x{height} photos into tiles, and "
+        f"photos in tiles are stylised one at a time, not BATCH_SIZE {settings.batch_size} "
+        "together; TILE_SIZE 0 (--tile_size=0) tiles only what memory needs"
+    )
 
 
 # --- the plan --------------------------------------------------------------------------------
@@ -467,7 +484,15 @@ def plan_run(inputs: Inputs, *, on_gpu: bool) -> RunPlan:
 
 def _check_whole_frames(fit: Memory, size: tuple[int, int]) -> None:
     """Video frames are stepped whole: the temporal loss is not computed in tiles."""
-    if fit.plan(size).tiled:
+    tiled = fit.plan(size).tiled
+    if tiled and fit.settings.tile_size:
+        raise UserError(
+            f"{describe('tile_size')} {fit.settings.tile_size} would cut these "
+            f"{size[1]}x{size[0]} video frames into tiles, but a video's frames are stepped "
+            "whole (its temporal loss is not computed in tiles); set TILE_SIZE 0 "
+            "(--tile_size=0) for a video"
+        )
+    if tiled:
         raise UserError(
             f"IMAGE_WIDTH (--image_width): {size[1]}x{size[0]} video frames do not fit in memory "
             "in one piece (a video's temporal loss is not computed in tiles); use a smaller width"

@@ -4,13 +4,18 @@
   .tif: OUTPUT_FORMAT);
 - CheckpointWriter: `<prefix>-checkpoint.npz` beside every snapshot and final image;
 - RunRecords: `<prefix>-settings.json` (the settings and the identities of the files read,
-  as the checkpoint records them) and the losses log `<prefix>-losses.csv`.
+  as the checkpoint records them) and the losses log `<prefix>-losses.csv`;
+- EarlierOutputs: with OVERWRITE, an earlier run's files under a prefix removed just
+  before this run first writes there.
 
 Every file is written atomically or line by line; a file that cannot be written is one
 UserError naming it.
 """
 
 from __future__ import annotations
+
+import os
+from typing import TextIO
 
 from neural_style import files
 from neural_style.gatys import checkpoint as checkpoints
@@ -96,3 +101,29 @@ class RunRecords(Observer):
         for log in self.logs.values():
             log.close()
         self.logs.clear()
+
+
+class EarlierOutputs(Observer):
+    """With OVERWRITE, each prefix's earlier outputs, in every format, removed at the
+    prefix's first step, before any file of this run is written there, and said in a note
+    (see outputs.Claims.replace_earlier). A run stopped before its first step keeps them.
+    Attach it before every writer."""
+
+    SHOWN = 3  # file names a note lists
+
+    def __init__(self, claims: outputs.Claims, stream: TextIO):
+        self.claims = claims
+        self.stream = stream
+
+    def step(self, event: Step) -> None:
+        for job, on in zip(event.group.jobs, event.active, strict=True):
+            removed = self.claims.replace_earlier(job.prefix) if on else []
+            if removed:
+                shown = ", ".join(os.path.basename(path) for path in removed[: self.SHOWN])
+                more = ", ..." if len(removed) > self.SHOWN else ""
+                print(
+                    f"note: --overwrite: removed the {len(removed)} file(s) an earlier run "
+                    f"wrote under {job.prefix} ({shown}{more})",
+                    file=self.stream,
+                    flush=True,
+                )
