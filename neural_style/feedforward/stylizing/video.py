@@ -60,7 +60,12 @@ def stylize_video(
         batches = _frame_batches(frames, size_hw, fit.batch(size_hw), source)
         stylised = _stylised_frames(batches, stylizer, info.frames, stream, blend)
         written = video_write.write_video(
-            stylised, target, fps=info.fps, audio_from=info, setting="STYLIZE_OUTPUT"
+            stylised,
+            target,
+            fps=info.fps,
+            timing=info.timing,
+            audio_from=info,
+            setting="STYLIZE_OUTPUT",
         )
     seconds = time.perf_counter() - started
     print(_video_progress(written.frames, written.frames, seconds), file=stream)

@@ -125,7 +125,12 @@ class VideoReport(Observer):
         paths = [video.names.frame(index) for index in range(self.complete)]
         target = video.names.video
         written = video_write.write_video_from_pngs(
-            paths, target, fps=video.info.fps, audio_from=video.info, setting="OUTPUT_IMAGE"
+            paths,
+            target,
+            fps=video.info.fps,
+            timing=video.info.timing,
+            audio_from=video.info,
+            setting="OUTPUT_IMAGE",
         )
         if written.warning:
             self.say(written.warning)
