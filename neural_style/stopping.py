@@ -123,9 +123,11 @@ def _on_signal(signal_number: int, frame: object) -> None:
     del frame
     if _state.active:
         if request(signal_number):
-            print(
-                f"\n{signal_name(signal_number)}: {_state.notices[-1]}", file=sys.stderr, flush=True
-            )
+            notice = f"\n{signal_name(signal_number)}: {_state.notices[-1]}"
+            if _state.stderr is not None:  # a command: also while fd 2 is silenced
+                _say_on_the_terminal(notice)
+            else:
+                print(notice, file=sys.stderr, flush=True)
         return
     if _state.exit_at_once:
         # A command outside its loop: nothing is half-written (files are atomic), and an
