@@ -521,6 +521,72 @@ def test_a_batch_that_would_not_fit_is_split(network, tmp_path, monkeypatch, cap
         )
 
 
+def test_running_out_of_memory_is_one_line_saying_what_to_set(tmp_path):
+    from neural_style.feedforward.stylizing.fit import DoesNotFit, MemoryFit
+
+    settings = stylize_settings("unused.keras", tmp_path, tmp_path / "out", stylize_batch_size=3)
+    fit = MemoryFit(settings, width=32, stream=sys.stdout)
+    with pytest.raises(DoesNotFit) as refused, fit.memory_guard("big.jpg", (3000, 4000), 3):
+        np.empty((2**30, 2**30), np.float32)  # a real MemoryError: 4 EiB
+    message = str(refused.value)
+    assert message.startswith(
+        "big.jpg: stylising it at 4000x3000 (3 at once) ran out of the memory this process may use"
+    )
+    assert message.endswith(
+        "; set STYLIZE_BATCH_SIZE to 1 (--stylize_batch_size=1), or set STYLIZE_MAX_SIZE in "
+        "settings.py or pass --stylize_max_size=PIXELS below 4000 (e.g. --stylize_max_size=2000)"
+    )
+    assert "\n" not in message
+
+
+def _limit_address_space(limit: int):
+    def limit_it() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    return limit_it
+
+
+@pytest.mark.slow
+def test_a_12_megapixel_photo_beyond_ulimit_v_is_one_line_and_writes_nothing(tmp_path):
+    from PIL import Image
+
+    from neural_style.feedforward.model import build_transformer
+
+    network = str(tmp_path / "network.keras")
+    build_transformer(width=32, seed=1).save(network)  # the paper's width
+    rows, columns = np.mgrid[0:3000, 0:4000]
+    gradient = np.stack([columns * 255 // 4000, rows * 255 // 3000, (rows + columns) % 256], -1)
+    Image.fromarray(gradient.astype(np.uint8)).save(tmp_path / "big.jpg", quality=90)
+    (tmp_path / "out").mkdir()
+    write_image(tmp_path / "out" / "earlier.png", photo(40, 40))  # an earlier result
+    before = snapshot(tmp_path)
+    # 8 GiB of address space: TensorFlow starts, and the photo at its own size does not fit
+    # (about 13 GiB). Before, a 114-line traceback from TensorFlow's allocator.
+    result = subprocess.run(
+        [
+            *(sys.executable, os.path.join(REPO_ROOT, "stylize.py")),
+            f"--network_model={network}",
+            f"--stylize_input={tmp_path / 'big.jpg'}",
+            f"--stylize_output={tmp_path / 'out'}",
+            "--stylize_max_size=4000",
+        ],
+        cwd=REPO_ROOT,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+        preexec_fn=_limit_address_space(8 * 2**30),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines[:20]
+    assert str(tmp_path / "big.jpg") in lines[0] and "--stylize_max_size=" in lines[0]
+    assert snapshot(tmp_path) == before  # nothing written, the earlier result kept
+
+
 # --- Damaged videos ----------------------------------------------------------------------
 
 
@@ -731,12 +797,27 @@ def test_a_signal_stops_the_run_with_one_line_and_its_status(stylize_py_runs, na
     run = stylize_py_runs[name]
     errors = [line for line in run.stderr.splitlines() if line.strip()]
     assert run.returncode == 128 + STOP_SIGNALS[name], errors
-    # stopping.py's notice that the signal was heard, then the one line of the exit.
+    # stopping.py's notice that the signal was heard, saying what the stop keeps (before,
+    # "then saving", although a video keeps nothing), what was kept, and the exit's line.
     signal_name = STOP_SIGNALS[name].name
     assert errors[-1] == f"interrupted ({signal_name})", errors
-    assert set(errors[:-1]) <= {f"{signal_name}: stopping after this step, then saving"}, errors
+    assert errors[-2] == KEPT[name](run), errors
+    assert set(errors[:-2]) <= {f"{signal_name}: {NOTICES[name]}"}, errors
     now = snapshot(run.folder)
     assert {key: now.get(key) for key in run.inputs} == run.inputs
+
+
+NOTICES = {
+    "folder": "stopping once the images in hand are written; every finished image is kept",
+    "video": "stopping after the frames in hand; the unfinished video is not kept",
+}
+KEPT = {
+    "folder": lambda run: (
+        f"stopped: kept the {len(os.listdir(run.folder / 'out'))} finished file(s) in "
+        f"{run.folder / 'out'}"
+    ),
+    "video": lambda run: "stopped: no video was written (an unfinished one is never kept)",
+}
 
 
 def test_a_signal_keeps_every_finished_image_of_a_folder(stylize_py_runs):

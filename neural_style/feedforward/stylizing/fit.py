@@ -12,7 +12,9 @@ Sizes are (height, width) pairs, `size_hw`; messages give them as WIDTHxHEIGHT.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from typing import TextIO
 
 import numpy as np
@@ -144,8 +146,9 @@ class MemoryFit:
           UserError: the file cannot be read as an image.
           DoesNotFit: as `target_size`.
         """
-        image = images.load_image(path, "STYLIZE_INPUT")
-        return fit_image(image, self.target_size(image.shape[:2], path))
+        with self.memory_guard(path, _header_size(path) or (0, 0)):
+            image = images.load_image(path, "STYLIZE_INPUT")
+            return fit_image(image, self.target_size(image.shape[:2], path))
 
     def _note_once(self, key: tuple, note: str) -> None:
         """Prints `note` the first time `key` comes up: a size or batch that does not fit
@@ -167,6 +170,44 @@ class MemoryFit:
             size_hw = _header_size(path)
             if size_hw is not None and min(size_hw) >= images.MIN_SIDE:
                 self.target_size(size_hw, path)
+
+    @contextlib.contextmanager
+    def memory_guard(self, name: str, size_hw: tuple[int, int], batch: int = 1) -> Iterator[None]:
+        """Turns running out of memory inside the block (MemoryError; the Stylizer turns
+        TensorFlow's ResourceExhaustedError into one), as `batch` images of `size_hw` from
+        `name` are stylised, into one UserError saying how to make them fit. The estimate
+        of this module can miss a limit it does not see, or other programs' growth.
+
+        Raises:
+          DoesNotFit: the block ran out of memory.
+        """
+        try:
+            yield
+        except MemoryError:
+            raise DoesNotFit(self._out_of_memory(name, size_hw, batch)) from None
+
+    def _out_of_memory(self, name: str, size_hw: tuple[int, int], batch: int) -> str:
+        many = f" ({batch} at once)" if batch > 1 else ""
+        smaller = max(images.MIN_SIDE, max(size_hw) // 2)
+        fix = f"{setting_fix('STYLIZE_MAX_SIZE', 'PIXELS')} below {max(size_hw)}"
+        if batch > 1:
+            fix = f"set STYLIZE_BATCH_SIZE to 1 (--stylize_batch_size=1), or {fix}"
+        return (
+            f"{name}: stylising it at {wxh(size_hw)}{many} ran out of the memory this process "
+            f"may use{_address_space_note()}; {fix} (e.g. --stylize_max_size={smaller})"
+        )
+
+
+def _address_space_note() -> str:
+    """`, which ulimit -v limits to 4.0 GiB`, when the process's address space is limited."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return ""
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if limit == resource.RLIM_INFINITY:
+        return ""
+    return f", which ulimit -v limits to {_gib(limit)} of address space"
 
 
 def _header_size(path: str) -> tuple[int, int] | None:
