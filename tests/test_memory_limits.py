@@ -229,3 +229,51 @@ def test_train_py_under_ulimit_v_refuses_an_image_too_large_in_one_line(
     assert lines[0].startswith("error: IMAGE_WIDTH (--image_width): a 12000x")
     assert "left under the address-space limit (ulimit -v) of" in lines[0]
     assert not output.parent.exists() or not any(output.parent.iterdir())
+
+
+def test_an_address_space_limit_too_small_for_tensorflow_is_refused_before_it_starts():
+    from neural_style import runtime
+
+    need = runtime.tensorflow_start_bytes()
+    assert need >= runtime.TENSORFLOW_START_BYTES
+    runtime.check_address_space(resource.RLIM_INFINITY)
+    runtime.check_address_space(need)
+    with pytest.raises(UserError) as refused:
+        runtime.check_address_space(need - (1 << 20))
+    message = str(refused.value)
+    assert "\n" not in message
+    assert message.startswith("the address-space limit (ulimit -v) of ")
+    assert f"at least ulimit -v {need // 1024}" in message
+
+
+@pytest.mark.slow
+def test_train_py_under_a_ulimit_v_tensorflow_cannot_start_in_is_one_line(
+    tmp_path, tiny_mat, image_pair
+):
+    """Below what TensorFlow needs to start, it would crash with a segmentation fault or
+    an ImportError traceback; the run says so before it loads, and writes nothing."""
+    content, style = image_pair
+    output = tmp_path / "out" / "result"
+    command = [
+        sys.executable,
+        os.path.join(REPO_ROOT, "train.py"),
+        f"--content_image={content}",
+        f"--style_image={style}",
+        f"--output_image={output}",
+        f"--vgg_model_path={tiny_mat}",
+        "--train_steps=2",
+    ]
+    done = subprocess.run(
+        command,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        preexec_fn=_limit_address_space(3 << 29),  # 1.5 GiB
+    )
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: the address-space limit (ulimit -v) of 1.5 GiB is below")
+    assert not output.parent.exists() or not any(output.parent.iterdir())
