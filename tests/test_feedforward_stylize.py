@@ -441,6 +441,34 @@ def budget_for(pixels: int, width: int = 2) -> int:
     return math.ceil(bytes_per_pixel(width) * pixels / memory.USABLE_FRACTION) + 1
 
 
+def free_memory_for(pixels: int, source: str = "") -> object:
+    """A memory budget (optimize.memory.MemoryBudget) for `pixels` pixels (budget_for), set
+    by the free memory or by `source`."""
+    from neural_style.optimize import memory
+
+    return memory.MemoryBudget(
+        budget_for(pixels), source or memory.FREE_MEMORY, memory.FREE_MEMORY_FIX
+    )
+
+
+def test_under_an_address_space_limit_a_pixel_counts_more(tmp_path, monkeypatch):
+    from neural_style.feedforward.stylizing.fit import ADDRESS_SPACE_PER_BYTE, MemoryFit
+    from neural_style.optimize import memory
+
+    settings = stylize_settings("unused.keras", tmp_path, tmp_path / "out")
+    pixels = 1000 * 750
+    monkeypatch.setattr(memory, "memory_budget", lambda: free_memory_for(pixels))
+    free = MemoryFit(settings, width=2, stream=sys.stdout)
+    assert free.target_size((750, 1000), "a.jpg") == (750, 1000)
+    limited = f"{memory.ADDRESS_SPACE_SOURCE} of 4.0 GiB"
+    monkeypatch.setattr(memory, "memory_budget", lambda: free_memory_for(pixels, limited))
+    fit = MemoryFit(settings, width=2, stream=sys.stdout)
+    assert fit.estimate((750, 1000)) == ADDRESS_SPACE_PER_BYTE * free.estimate((750, 1000))
+    height, width = fit.target_size((750, 1000), "a.jpg")
+    assert height * width <= pixels / ADDRESS_SPACE_PER_BYTE
+    assert width > 1000 / ADDRESS_SPACE_PER_BYTE**0.5 - 2  # as large as the room allows
+
+
 def test_the_estimate_errs_high_for_a_12_megapixel_photo():
     # Measured: a 4000x3000 photo took about 11.5 GB at the paper's width 32.
     assert 11.5e9 < bytes_per_pixel(32) * 4000 * 3000 < 14.5e9
@@ -456,7 +484,7 @@ def test_an_image_too_large_for_the_memory_is_shrunk_or_refused(
     source = write_image(tmp_path / "big.png", photo(64, 96, seed=3))
     original = Path(source).read_bytes()
     # Memory for 72x48 pixels only.
-    monkeypatch.setattr(memory, "available_bytes", lambda: budget_for(72 * 48))
+    monkeypatch.setattr(memory, "memory_budget", lambda: free_memory_for(72 * 48))
     shrunk = stylize_input(stylize_settings(network, source, tmp_path / "auto"))
     assert load_image(shrunk.outputs[0], "X").shape == (48, 72, 3)
     notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
@@ -474,7 +502,7 @@ def test_an_image_too_large_for_the_memory_is_shrunk_or_refused(
         stylize_settings(network, source, tmp_path / "asked", stylize_max_size=72)
     )
     assert load_image(fitted.outputs[0], "X").shape == (48, 72, 3)
-    monkeypatch.setattr(memory, "available_bytes", lambda: budget_for(20 * 20))
+    monkeypatch.setattr(memory, "memory_budget", lambda: free_memory_for(20 * 20))
     with pytest.raises(UserError, match=r"no size fits: close other programs"):
         stylize_input(stylize_settings(network, source, tmp_path / "none"))
     assert Path(source).read_bytes() == original
@@ -492,7 +520,7 @@ def test_a_folder_that_would_not_fit_is_refused_before_anything_is_written(
     (tmp_path / "out").mkdir()
     write_image(tmp_path / "out" / "a_small.png", photo(40, 40, seed=9))  # an earlier result
     earlier = snapshot(tmp_path / "out")
-    monkeypatch.setattr(memory, "available_bytes", lambda: budget_for(72 * 48))
+    monkeypatch.setattr(memory, "memory_budget", lambda: free_memory_for(72 * 48))
     with pytest.raises(UserError, match=r"b_large.png at 96x64 needs about .* fits is 72 pix"):
         stylize_input(stylize_settings(network, folder, tmp_path / "out", stylize_max_size=100))
     assert snapshot(tmp_path / "out") == earlier
@@ -505,7 +533,7 @@ def test_a_batch_that_would_not_fit_is_split(network, tmp_path, monkeypatch, cap
     folder.mkdir()
     for index in range(5):
         write_image(folder / f"p{index}.png", photo(40, 48, seed=index))
-    monkeypatch.setattr(memory, "available_bytes", lambda: budget_for(int(40 * 48 * 2.5)))
+    monkeypatch.setattr(memory, "memory_budget", lambda: free_memory_for(int(40 * 48 * 2.5)))
     result = stylize_input(
         stylize_settings(network, folder, tmp_path / "out", stylize_batch_size=4),
         stream=sys.stdout,

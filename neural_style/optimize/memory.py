@@ -76,6 +76,7 @@ NO_CGROUP_LIMIT = 1 << 60
 # VGG-19), and with the synthetic VGG-19 649 against 1011 MiB at 256 px, 1458 against 1435
 # at 512 px, 2711 against 3129 at 1024 px. This covers the worst of those with room.
 ADDRESS_SPACE_RESERVE = 256 * 1024**2
+ADDRESS_SPACE_SOURCE = "the address-space limit (ulimit -v)"  # how a budget names it
 FREE_MEMORY = "the free memory"
 FREE_MEMORY_FIX = "close other programs or use a larger machine"
 LIMIT_FIX = "raise that limit (docker run --memory, systemd MemoryMax)"
@@ -304,7 +305,7 @@ def address_space_budget(proc: str = PROC, limit: int | None = None) -> MemoryBu
                     break
     except (OSError, ValueError, IndexError):
         pass
-    source = f"the address-space limit (ulimit -v) of {limit / GIB:.1f} GiB"
+    source = f"{ADDRESS_SPACE_SOURCE} of {limit / GIB:.1f} GiB"
     return MemoryBudget(limit - in_use - ADDRESS_SPACE_RESERVE, source, ADDRESS_SPACE_FIX)
 
 

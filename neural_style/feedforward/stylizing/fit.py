@@ -43,6 +43,12 @@ FEATURE_MAPS = 7
 # Makes the estimate err high: 10% above the largest measurement at width 32, 13% with
 # colours kept, 25% at width 16.
 SAFETY_FACTOR = 1.15
+# Address space a pixel maps for each byte of the estimate, where the budget is an
+# address-space limit (ulimit -v): TensorFlow maps more than it touches. Measured with a
+# 4000x3000 photo, width 32: under 6 GiB (3.6 GiB left once the network was loaded)
+# 1600x1200 ran and 1800x1350 crashed; under 4 GiB (1.6 GiB left) 1000x750 ran and
+# 1354x1016 ran out. That is 1.6 to 2.0 kB a pixel against the estimate's 1.2 kB.
+ADDRESS_SPACE_PER_BYTE = 2.0
 
 
 class DoesNotFit(UserError):
@@ -63,9 +69,16 @@ class MemoryFit:
     (measured once, at the start), with a note or a refusal where they do not."""
 
     def __init__(self, settings: NetworkSettings, width: int, stream: TextIO):
-        self.available = memory.available_bytes()
+        budget = memory.memory_budget()
+        self.available = budget.bytes
         self.budget = int(self.available * memory.USABLE_FRACTION)
         self.per_pixel = bytes_per_pixel(width, settings.stylize_preserve_colors)
+        self.of_what = "memory"  # what the estimates count, and where the room is
+        self.room = f"{_gib(self.available)} is available"
+        if budget.source.startswith(memory.ADDRESS_SPACE_SOURCE):
+            self.per_pixel *= ADDRESS_SPACE_PER_BYTE
+            self.of_what = "address space"
+            self.room = f"{_gib(self.available)} is left under {budget.source}"
         self.max_size = settings.stylize_max_size
         self.batch_size = settings.stylize_batch_size
         self.stream = stream
@@ -105,7 +118,7 @@ class MemoryFit:
         self._note_once(
             ("shrink", wanted),
             f"note: {name}: {wxh(wanted)} needs about {_gib(self.estimate(wanted))} of "
-            f"memory, {_gib(self.available)} is available; stylising it (and any other "
+            f"{self.of_what}, {self.room}; stylising it (and any other "
             f"input of that size) at {wxh(smaller)}; to choose the size, "
             f"{setting_fix('STYLIZE_MAX_SIZE', 'PIXELS')}",
         )
@@ -114,7 +127,7 @@ class MemoryFit:
     def _refusal(self, size_hw: tuple[int, int], name: str, side: int) -> str:
         needs = (
             f"STYLIZE_MAX_SIZE (--stylize_max_size): {name} at {wxh(size_hw)} needs about "
-            f"{_gib(self.estimate(size_hw))} of memory, but {_gib(self.available)} is available"
+            f"{_gib(self.estimate(size_hw))} of {self.of_what}, but {self.room}"
         )
         if not side:
             return f"{needs}; no size fits: close other programs or use a larger machine"
