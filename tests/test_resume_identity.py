@@ -479,6 +479,22 @@ def test_a_video_resume_refuses_fewer_frames_than_are_finished(work):
     assert plan(resumed(settings, video_max_frames=FINISHED)).video.first == FINISHED
 
 
+@pytest.mark.parametrize("damage", ["missing", "damaged"])
+def test_finished_frames_without_their_record_are_refused(work, damage):
+    settings = video_work(work)
+    first = first_video(settings)
+    path = Path(first.video.names.record)
+    if damage == "missing":
+        path.unlink()
+    else:
+        path.write_text('{"image_width": ')
+    kept = digests(work.dir / "out")
+    message = refusal(resumed(settings))
+    assert message.startswith(f"{path}: the record of the {FINISHED} finished frame(s) is")
+    assert "start afresh" in message
+    assert digests(work.dir / "out") == kept
+
+
 def test_a_video_record_from_before_identities_resumes_with_a_note(work):
     settings = video_work(work)
     first = first_video(settings)

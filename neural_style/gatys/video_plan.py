@@ -106,10 +106,10 @@ def plan_video(
         frames = min(frames, settings.video_max_frames) if frames else settings.video_max_frames
     first, previous = 0, None
     if settings.resume:
-        note = _check_record(settings, prefix, identities)
+        first = finished_frames(prefix)
+        note = _check_record(settings, prefix, identities, first)
         if note and notes is not None:
             notes.append(note)
-        first = finished_frames(prefix)
         _check_not_fewer(settings, names, first)
         if first:
             previous = images.load_image(names.frame(first - 1), "OUTPUT_IMAGE")
@@ -132,10 +132,10 @@ def plan_video(
     )
 
 
-def _check_record(settings: Settings, prefix: str, identities: dict) -> str:
-    """A resumed video goes on with the clip, inputs and settings its frames were made
-    with (a UserError naming the first that changed); a note if the record is too old to
-    know its files."""
+def _check_record(settings: Settings, prefix: str, identities: dict, finished: int) -> str:
+    """A resumed video goes on with the clip, inputs and settings its `finished` frames
+    were made with (a UserError naming the first that changed, or saying that their record
+    is gone); a note if the record is too old to know its files."""
     import json
 
     path = OutputNames(prefix).record
@@ -143,9 +143,14 @@ def _check_record(settings: Settings, prefix: str, identities: dict) -> str:
         with open(path, encoding="utf-8") as file:
             record = json.load(file)
     except (OSError, ValueError):
-        return ""  # nothing finished yet (or no record): the frames, if any, decide
+        record = None
     if not isinstance(record, dict):
-        return ""
+        if not finished:
+            return ""  # nothing finished yet: nothing to check
+        raise UserError(
+            f"{path}: the record of the {finished} finished frame(s) is missing or damaged, "
+            f"so this resume cannot tell what they were made with; {resume_rules.RESUME_FIX}"
+        )
     return resume_rules.check_record(record, settings, identities, path, video=True)
 
 
