@@ -2,7 +2,8 @@
 RGBA, LA, palette with a transparent entry, 16-bit, fewer than 8 bits), for STYLE_MASKS,
 STYLE_IMAGE_MASKS and CONTENT_MASK alike. Each mask is a tiny PNG of 2x1 pixels: the left
 one white and opaque, the right one transparent, and in the colour that makes a wrong
-reading visible (white, where it would otherwise count as 1)."""
+reading visible (white, where it would otherwise count as 1). A photo's transparent colour
+is white in the depths PIL misreads (2- and 4-bit grey, 16-bit RGB)."""
 
 from __future__ import annotations
 
@@ -164,3 +165,59 @@ def test_every_mask_setting_reads_transparency_as_black(tmp_path, tiny_mat, imag
     loaded = masks.load_masks(settings, [np.zeros((48, 48, 3), np.float32)])
     for mask in (loaded.style[0], loaded.style_image[0], loaded.content):
         assert np.all(mask[:, :24] == 1) and np.all(mask[:, 24:] == 0)
+
+
+# --- Photos: a transparent colour is composited over white in every bit depth ------------
+
+
+def _raw_png_of(path, rows: list[bytes], *, depth: int, colour_type: int, trns: bytes) -> str:
+    """A PNG of len(rows) rows, each given as its packed bytes, with a tRNS chunk."""
+    width = 32
+    header = struct.pack(">IIBBBBB", width, len(rows), depth, colour_type, 0, 0, 0)
+    data = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"tRNS", trns)
+    raw = b"".join(b"\x00" + row for row in rows)
+    data += _chunk(b"IDAT", zlib.compress(raw)) + _chunk(b"IEND", b"")
+    path.write_bytes(data)
+    return str(path)
+
+
+def _photo_grey2(path) -> tuple[str, list[float], list[float]]:
+    # 32 pixels a row, 4 a byte: the left half 1 (dark grey, 85), the right 2 (transparent).
+    row = bytes([0b01010101] * 4 + [0b10101010] * 4)
+    return (
+        _raw_png_of(path, [row] * 32, depth=2, colour_type=0, trns=struct.pack(">H", 2)),
+        [85.0] * 3,
+        [255.0] * 3,
+    )
+
+
+def _photo_grey4(path) -> tuple[str, list[float], list[float]]:
+    row = bytes([0x33] * 8 + [0xEE] * 8)  # 3 (51) on the left, 14 (transparent) on the right
+    trns = struct.pack(">H", 14)
+    return _raw_png_of(path, [row] * 32, depth=4, colour_type=0, trns=trns), [51.0] * 3, [255.0] * 3
+
+
+def _photo_rgb16(path) -> tuple[str, list[float], list[float]]:
+    left = struct.pack(">3H", 10000, 20000, 30000) * 16
+    right = struct.pack(">3H", 60000, 60000, 60000) * 16
+    trns = struct.pack(">3H", 60000, 60000, 60000)
+    path = _raw_png_of(path, [left + right] * 32, depth=16, colour_type=2, trns=trns)
+    return path, [10000 >> 8, 20000 >> 8, 30000 >> 8], [255.0] * 3
+
+
+PHOTOS = {
+    "2-bit grey": _photo_grey2,
+    "4-bit grey": _photo_grey4,
+    "16-bit RGB": _photo_rgb16,
+}
+
+
+@pytest.mark.parametrize("mode", sorted(PHOTOS))
+def test_a_photos_transparent_colour_is_white_in_every_bit_depth(tmp_path, mode):
+    from neural_style.media.images import load_image
+
+    path, opaque, transparent = PHOTOS[mode](tmp_path / "photo.png")
+    image = load_image(path, "CONTENT_IMAGE")
+    assert image.shape == (32, 32, 3)
+    np.testing.assert_array_equal(image[:, :16], np.broadcast_to(opaque, (32, 16, 3)))
+    np.testing.assert_array_equal(image[:, 16:], np.broadcast_to(transparent, (32, 16, 3)))

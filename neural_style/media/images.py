@@ -98,7 +98,7 @@ def load_image(path: str, setting: str) -> np.ndarray:
     fix = _path_fix(setting)
     _check_file(path, fix)
     image = color_profiles.to_srgb(_decode(path, fix), path)
-    array = _to_rgb(image)
+    array = _to_rgb_over_white(image, path)
     if array is None:
         problem = f"unsupported image mode {image.mode}"
         raise _file_error(path, problem, f"convert it to 8-bit RGB or {fix}")
@@ -380,6 +380,18 @@ def _check_finite(path: str, image: Image.Image, fix: str) -> None:
     if bad:
         problem = f"the image has {bad} NaN/infinite pixels"
         raise _file_error(path, problem, f"re-export it with finite values, or {fix}")
+
+
+def _to_rgb_over_white(image: Image.Image, path: str) -> np.ndarray | None:
+    """_to_rgb, with a transparent colour (a PNG's tRNS) of grey or RGB read in the file's
+    own bit depth (_keyed_out) and made white: PIL matches it against pixels it has already
+    scaled, and misses it at 1, 2, 4 and 16 bits."""
+    if image.mode not in ("1", "L", "RGB") or "transparency" not in image.info:
+        return _to_rgb(image)
+    array = _to_rgb(_without_key(image))
+    if array is not None:
+        array[_keyed_out(image, path)] = 255.0
+    return array
 
 
 def _to_rgb(image: Image.Image) -> np.ndarray | None:
