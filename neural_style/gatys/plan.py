@@ -283,7 +283,7 @@ def _untileable(settings: Settings, size: tuple[int, int]) -> str:
     why = (
         f"TILE_SIZE {settings.tile_size} asks for tiles"
         if settings.tile_size
-        else "it is too large for one step in the free memory"
+        else f"it is too large for one step in {memory.memory_budget().source}"
     )
     return (
         f"{describe('style_loss')} {settings.style_loss} is not computed in tiles, and a "
