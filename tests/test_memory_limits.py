@@ -196,10 +196,9 @@ def _limit_address_space(limit: int):
     return preexec
 
 
-@pytest.mark.slow
-def test_train_py_under_ulimit_v_refuses_an_image_too_large_in_one_line(
-    tmp_path, tiny_mat, image_pair
-):
+def _train_py_under(limit: int, tmp_path, tiny_mat, image_pair, *flags: str):
+    """A real train.py under an address-space limit of `limit` bytes: the finished process
+    and the output prefix it was given."""
     content, style = image_pair
     output = tmp_path / "out" / "result"
     command = [
@@ -209,9 +208,8 @@ def test_train_py_under_ulimit_v_refuses_an_image_too_large_in_one_line(
         f"--style_image={style}",
         f"--output_image={output}",
         f"--vgg_model_path={tiny_mat}",
-        "--image_width=12000",
         "--train_steps=2",
-        "--precision=float32",
+        *flags,
     ]
     done = subprocess.run(
         command,
@@ -221,8 +219,17 @@ def test_train_py_under_ulimit_v_refuses_an_image_too_large_in_one_line(
         text=True,
         timeout=300,
         check=False,
-        preexec_fn=_limit_address_space(ULIMIT_V),
+        preexec_fn=_limit_address_space(limit),
     )
+    return done, output
+
+
+@pytest.mark.slow
+def test_train_py_under_ulimit_v_refuses_an_image_too_large_in_one_line(
+    tmp_path, tiny_mat, image_pair
+):
+    flags = ("--image_width=12000", "--precision=float32")
+    done, output = _train_py_under(ULIMIT_V, tmp_path, tiny_mat, image_pair, *flags)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
@@ -252,26 +259,7 @@ def test_train_py_under_a_ulimit_v_tensorflow_cannot_start_in_is_one_line(
 ):
     """Below what TensorFlow needs to start, it would crash with a segmentation fault or
     an ImportError traceback; the run says so before it loads, and writes nothing."""
-    content, style = image_pair
-    output = tmp_path / "out" / "result"
-    command = [
-        sys.executable,
-        os.path.join(REPO_ROOT, "train.py"),
-        f"--content_image={content}",
-        f"--style_image={style}",
-        f"--output_image={output}",
-        f"--vgg_model_path={tiny_mat}",
-        "--train_steps=2",
-    ]
-    done = subprocess.run(
-        command,
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        preexec_fn=_limit_address_space(3 << 29),  # 1.5 GiB
-    )
+    done, output = _train_py_under(3 << 29, tmp_path, tiny_mat, image_pair)  # 1.5 GiB
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr

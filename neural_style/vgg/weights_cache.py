@@ -73,10 +73,7 @@ def load_cached(mat_path: str) -> tuple[RawConvs, np.ndarray] | None:
         return None
     try:
         with open(path, "rb") as file:
-            if file.read(len(MAGIC)) != MAGIC:
-                return None
-            length = int.from_bytes(file.read(8), "little")
-            header = json.loads(file.read(length))
+            header, length = _read_header(file)
             if header["key"] != mat_key(mat_path):
                 return None
             sizes = [(int(np.prod(shape)), biases) for _, shape, biases in header["layers"]]
@@ -102,16 +99,25 @@ def cached_digest(mat_path: str) -> str | None:
     this very file (same size, modification time, first and last MiB)."""
     try:
         with open(cache_path(mat_path), "rb") as file:
-            if file.read(len(MAGIC)) != MAGIC:
-                return None
-            length = int.from_bytes(file.read(8), "little")
-            header = json.loads(file.read(length))
+            header, _ = _read_header(file)
         if header["key"] != mat_key(mat_path):
             return None
         digest = header["sha256"]
     except Exception:  # no cache, or a foreign or damaged one: the caller reads the .mat
         return None
     return digest if isinstance(digest, str) and len(digest) == 64 else None
+
+
+def _read_header(file: BinaryIO) -> tuple[dict, int]:
+    """The cache's JSON header and its length in bytes, read from the start of `file`.
+
+    Raises:
+      ValueError: the file is no cache of this format (its magic differs).
+    """
+    if file.read(len(MAGIC)) != MAGIC:
+        raise ValueError("not a conv cache of this format")
+    length = int.from_bytes(file.read(8), "little")
+    return json.loads(file.read(length)), length
 
 
 def _data_offset(header_length: int) -> int:
