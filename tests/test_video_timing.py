@@ -17,14 +17,13 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from neural_style import stopping
-from neural_style.gatys.events import Observer
 from neural_style.media import video_io, video_timing, video_write
 from tests.support import (
     FEW_LAYERS,
     ffmpeg,
     ffmpeg_exe,
     pattern_clip,
+    stop_in_frame,
     stylize_settings,
     tiny_settings,
     write_image,
@@ -216,17 +215,6 @@ def test_stylize_keeps_a_variable_rate_clips_times_and_audio(network, tmp_path):
     assert audio_end(output) == pytest.approx(audio_end(source), abs=0.025)
 
 
-class StopInFrame(Observer):
-    """Asks for a stop, as a Ctrl-C would, at the first step of frame `frame` (1-based)."""
-
-    def __init__(self, frame: int):
-        self.frame = frame
-
-    def step(self, event) -> None:
-        if event.group.jobs[0].photo.number == self.frame and event.step == 1:
-            stopping.request()
-
-
 @pytest.mark.slow
 def test_train_keeps_a_variable_rate_clips_times_across_a_resume(tmp_path, tiny_mat, image_pair):
     from neural_style.gatys import run
@@ -241,7 +229,7 @@ def test_train_keeps_a_variable_rate_clips_times_across_a_resume(tmp_path, tiny_
         **{"train_steps": 3, "frame_steps": 2, "flow_preset": "ultrafast", "image_width": 48},
         **{"snapshot_every": 0, "temporal_weight": 50.0, **FEW_LAYERS},
     )
-    observers = [*run.standard_observers(settings, io.StringIO(), video=True), StopInFrame(4)]
+    observers = [*run.standard_observers(settings, io.StringIO(), video=True), stop_in_frame(4)]
     with pytest.raises(KeyboardInterrupt):
         run.stylize(settings, io.StringIO(), observers=observers)
     assert not os.path.exists(f"{settings.output_image}.mp4")
