@@ -26,7 +26,6 @@ stopping.install_early()
 
 from absl import flags  # noqa: E402
 
-import settings  # noqa: E402
 from neural_style.feedforward.stylizing.checks import check_paths  # noqa: E402
 from neural_style.settings import cli_flags  # noqa: E402
 from neural_style.settings.network import NetworkSettings  # noqa: E402
@@ -47,4 +46,4 @@ def stylize_from_flags(flag_values: flags.FlagValues) -> None:
 
 
 if __name__ == "__main__":
-    cli_flags.run_command(settings, stylize_from_flags)
+    cli_flags.run_command(cli_flags.settings_beside(__file__), stylize_from_flags)

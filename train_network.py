@@ -11,7 +11,9 @@ Every setting in settings.py is also a flag of the same name in lower case:
 
 The network, its settings, checkpoints, samples and losses go to NETWORK_OUTPUT_DIR; apply
 the network with `python stylize.py`. It trains on every visible GPU (MirroredStrategy),
-or on a cluster when TF_CONFIG describes one (see docs/network.md).
+or on a cluster when TF_CONFIG describes one (see docs/network.md); a malformed TF_CONFIG
+is one line before TensorFlow starts. While a worker waits for the cluster's other tasks,
+Ctrl-C and SIGTERM end it at once (nothing is written yet).
 
 A bad setting prints one `error: ...` line and exits with status 2. Ctrl-C, SIGTERM and
 SIGHUP (`kill`, `docker stop`, a closed terminal) end the step in progress, save the
@@ -29,14 +31,15 @@ stopping.install_early()
 
 from absl import flags, logging  # noqa: E402
 
-import settings  # noqa: E402
 from neural_style import web  # noqa: E402
+from neural_style.feedforward.training.cluster import read_cluster  # noqa: E402
 from neural_style.settings import cli_flags  # noqa: E402
 from neural_style.settings.network import NetworkSettings  # noqa: E402
 
 
 def train_from_flags(flag_values: flags.FlagValues) -> None:
     run_settings = NetworkSettings.from_flag_values(flag_values)
+    read_cluster()  # a mistake in TF_CONFIG is one line before TensorFlow starts
     # With --web the live view binds its port before TensorFlow starts: a busy port is one line.
     with web.opted_in(flag_values, "training", run_settings) as live:
         # Imported only now, so that flag errors and --help never wait for TensorFlow.
@@ -50,4 +53,4 @@ def train_from_flags(flag_values: flags.FlagValues) -> None:
 
 
 if __name__ == "__main__":
-    cli_flags.run_command(settings, train_from_flags)
+    cli_flags.run_command(cli_flags.settings_beside(__file__), train_from_flags)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import resource
 import sys
 from typing import NamedTuple
 
@@ -23,6 +24,10 @@ M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD_BYTES = 1 << 20
 # CPU flags of a bfloat16 unit; where one is found, PRECISION "auto" means mixed_bfloat16.
 BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+# The address space TensorFlow maps as it starts, its thread pools' stacks aside: under
+# `ulimit -v` it crashed at 1.6 GiB and started at 1.8 GiB on 2 cores (TensorFlow 2.21),
+# and a run's plan needs more; below this a run is refused before TensorFlow loads.
+TENSORFLOW_START_BYTES = 2 << 30
 
 
 class Device(NamedTuple):
@@ -81,13 +86,43 @@ def _return_freed_memory_promptly() -> None:
 
 
 def import_tensorflow(*, without_keras: bool = False):
-    """Import TensorFlow quietly (`without_keras`: see _keras_held_back) and return it."""
+    """Import TensorFlow quietly (`without_keras`: see _keras_held_back) and return it.
+
+    Raises:
+      UserError: the address-space limit (`ulimit -v`) is too small for TensorFlow to
+        start, which it would answer with a crash rather than an error.
+    """
+    check_address_space()
     _return_freed_memory_promptly()
     held_back = _keras_held_back() if without_keras else contextlib.nullcontext()
     with native_stderr_silenced(), held_back:
         import tensorflow as tf
 
     return tf
+
+
+def tensorflow_start_bytes() -> int:
+    """The address space TensorFlow needs to start here: TENSORFLOW_START_BYTES, and a
+    stack for each thread of its two pools (a thread per logical CPU each)."""
+    stack = resource.getrlimit(resource.RLIMIT_STACK)[0]
+    if stack == resource.RLIM_INFINITY or stack <= 0:
+        stack = 8 << 20
+    return TENSORFLOW_START_BYTES + 2 * (os.cpu_count() or 1) * stack
+
+
+def check_address_space(limit: int | None = None) -> None:
+    """Refuse, in one line, an address-space limit (RLIMIT_AS; `limit` bytes, else this
+    process's soft limit) below what TensorFlow needs to start."""
+    if limit is None:
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    need = tensorflow_start_bytes()
+    if limit == resource.RLIM_INFINITY or limit >= need:
+        return
+    raise UserError(
+        f"the address-space limit (ulimit -v) of {limit / 2**30:.1f} GiB is below the "
+        f"{need / 2**30:.1f} GiB TensorFlow needs to start on this machine; raise it "
+        f"(ulimit -v unlimited, or at least ulimit -v {need // 1024}) and run again"
+    )
 
 
 def start_tensorflow(*, without_keras: bool = False) -> Device:

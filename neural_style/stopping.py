@@ -26,7 +26,10 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TextIO, TypeVar
+
+T = TypeVar("T")
 
 # The signals that ask a run to stop; SIGHUP is missing on Windows.
 STOP_SIGNALS = tuple(
@@ -94,15 +97,23 @@ class Controls:
         return asked
 
 
+# What a signal inside a deferred() block says it will do, unless the block says otherwise.
+SAVING_NOTICE = "stopping after this step, then saving"
+
+
 class _State:
     active: list[Controls]  # the Controls of the deferred() blocks open, outermost first
+    notices: list[str]  # what each of those blocks says a stop will do (see `deferred`)
     installed: bool = False
     # Until a command can catch Stopped (install_early), a signal ends the process at once.
     exit_at_once: bool = False
     stderr: int | None = None  # a copy of file descriptor 2 as the command started
+    # While `interruptible` waits: what for, and what a stop keeps (said as it exits).
+    waiting: tuple[str, str] | None = None
 
     def __init__(self) -> None:
         self.active = []
+        self.notices = []
 
 
 _state = _State()
@@ -112,18 +123,27 @@ def _on_signal(signal_number: int, frame: object) -> None:
     del frame
     if _state.active:
         if request(signal_number):
-            print(
-                f"\n{signal_name(signal_number)}: stopping after this step, then saving",
-                file=sys.stderr,
-                flush=True,
-            )
+            notice = f"\n{signal_name(signal_number)}: {_state.notices[-1]}"
+            if _state.stderr is not None:  # a command: also while fd 2 is silenced
+                _say_on_the_terminal(notice)
+            else:
+                print(notice, file=sys.stderr, flush=True)
         return
     if _state.exit_at_once:
         # A command outside its loop: nothing is half-written (files are atomic), and an
         # exception raised here could be turned into a traceback by the code it lands in.
-        _say_on_the_terminal(stopped_line(signal_number))
+        _say_on_the_terminal(_exit_line(signal_number))
         os._exit(128 + signal_number)
     raise Stopped(signal_number)
+
+
+def _exit_line(signal_number: int) -> str:
+    """The line a signal ends the command with; while `interruptible` waits, it says for
+    what, and what is kept."""
+    if _state.waiting is None:
+        return stopped_line(signal_number)
+    waiting_for, kept = _state.waiting
+    return f"{stopped_line(signal_number)} while waiting for {waiting_for}; {kept}"
 
 
 def _say_on_the_terminal(line: str) -> None:
@@ -162,16 +182,22 @@ def install(*, exit_at_once: bool = False) -> None:
 
 
 @contextlib.contextmanager
-def deferred(controls: Controls | None = None) -> Iterator[Controls]:
+def deferred(controls: Controls | None = None, notice: str | None = None) -> Iterator[Controls]:
     """Inside this block a stop signal only asks `controls` (new ones if None) to stop, and
-    with them every block it is nested in; see the module doc."""
+    with them every block it is nested in; see the module doc. The signal is acknowledged
+    on stderr as `SIGTERM: <notice>`, which says what the stop will keep: by default the
+    enclosing block's notice, else SAVING_NOTICE."""
     install()
     controls = controls if controls is not None else Controls()
+    if notice is None:
+        notice = _state.notices[-1] if _state.notices else SAVING_NOTICE
     _state.active.append(controls)
+    _state.notices.append(notice)
     try:
         yield controls
     finally:
-        _state.active.remove(controls)
+        index = _state.active.index(controls)
+        del _state.active[index], _state.notices[index]
 
 
 def request(signal_number: int = signal.SIGINT) -> bool:
@@ -191,3 +217,78 @@ def raise_if_requested() -> None:
     learns of a stop indirectly, as a child process that died of the same signal)."""
     if _state.active:
         _state.active[-1].raise_if_stopped()
+
+
+def interruptible(
+    work: Callable[[], T], *, waiting_for: str, kept: str, stream: TextIO | None = None
+) -> T:
+    """`work()`, a call into native code that may wait long (for another machine, say),
+    made such that a stop signal ends the command while it waits, with
+    `interrupted (SIGTERM) while waiting for <waiting_for>; <kept>` (or raises Stopped
+    when the command cannot exit at once, see `install`). With `stream`, `waiting for
+    <waiting_for>` is said there once a signal would be heard so.
+
+    Python runs its signal handlers in the main thread, between its own steps, which a
+    wait inside C++ never reaches; and native code may take a signal's handler for itself
+    (TensorFlow's coordination service takes SIGTERM, and then never ends the process).
+    So `work` runs in a thread with the stop signals blocked, as are the threads it starts,
+    while the main thread takes the signals itself (sigtimedwait); once `work` returns,
+    the handlers Python knows of are put back. Where Python cannot do this (Windows, or not in
+    the main thread), `work()` is simply called."""
+    if not hasattr(signal, "sigtimedwait") or (
+        threading.current_thread() is not threading.main_thread()
+    ):
+        return work()
+    outcome: dict[str, object] = {}
+    finished = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as error:  # handed to the main thread
+            outcome["error"] = error
+        finally:
+            finished.set()
+
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    _state.waiting = (waiting_for, kept)
+    try:
+        threading.Thread(target=run, name="interruptible", daemon=True).start()
+        if stream is not None:
+            print(f"waiting for {waiting_for}", file=stream, flush=True)
+        while not finished.is_set():
+            heard = signal.sigtimedwait(STOP_SIGNALS, _POLL_SECONDS)
+            if heard is not None:
+                _stop_while_waiting(heard.si_signo)
+            # A thread started before this call may still take a signal: with Python's
+            # handler, which the main thread runs after sigtimedwait, not native code's.
+            _reinstall()
+    finally:
+        _reinstall()
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        _state.waiting = None
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    return outcome["value"]  # type: ignore[return-value]
+
+
+# How often `interruptible` looks whether its work has finished, seconds.
+_POLL_SECONDS = 0.05
+
+
+def _stop_while_waiting(signal_number: int) -> None:
+    """Ends the command (or raises Stopped) for a signal heard by `interruptible`."""
+    if _state.exit_at_once:
+        _say_on_the_terminal(_exit_line(signal_number))
+        os._exit(128 + signal_number)
+    print(_exit_line(signal_number), file=sys.stderr, flush=True)
+    raise Stopped(signal_number)
+
+
+def _reinstall() -> None:
+    """The stop signals' handlers as Python believes them to be (this module's, once
+    installed), where native code may have replaced them behind Python's back."""
+    for number in STOP_SIGNALS:
+        handler = signal.getsignal(number)
+        if handler is not None:  # None: a handler that Python did not install
+            signal.signal(number, handler)

@@ -255,6 +255,20 @@ def stop_after(step: int):
     return StopAfter()
 
 
+def stop_in_frame(frame: int):
+    """An observer that asks a video run for a stop, as a Ctrl-C would, at the first step of
+    frame `frame` (1-based): the frames before it are finished, that one is not."""
+    from neural_style import stopping
+    from neural_style.gatys.events import Observer
+
+    class StopInFrame(Observer):
+        def step(self, event) -> None:
+            if event.group.jobs[0].photo.number == frame and event.step == 1:
+                stopping.request()
+
+    return StopInFrame()
+
+
 # --- in-process runs without the loss plot ----------------------------------------------------
 
 

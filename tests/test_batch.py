@@ -14,8 +14,7 @@ import pytest
 import tensorflow as tf
 
 from neural_style.errors import UserError
-from neural_style.gatys import checkpoint as checkpoints
-from neural_style.gatys import plan, run
+from neural_style.gatys import plan, resume_rules, run
 from neural_style.gatys.outputs import OutputNames
 from neural_style.gatys.pipeline import initial_image, loss_weights
 from neural_style.losses.gatys import Targets, objective_per_image
@@ -416,4 +415,4 @@ def test_batch_size_is_a_flag_and_may_change_on_resume():
     values(["train.py", "--batch_size=3"])
     assert config.Settings.from_flag_values(values).batch_size == 3
     assert "batch" in values["batch_size"].help
-    assert "batch_size" in checkpoints.RESUMABLE_CHANGES
+    assert resume_rules.RULES["batch_size"] == (resume_rules.FREE, resume_rules.FREE)

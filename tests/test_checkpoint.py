@@ -21,6 +21,7 @@ import pytest
 
 from neural_style.errors import UserError
 from neural_style.gatys import checkpoint as checkpoints
+from neural_style.gatys import resume_rules
 from neural_style.settings.gatys import Settings
 from tests import toy_settings
 from tests.support import FEW_LAYERS, default_loss_weights, photo, write_image
@@ -183,7 +184,7 @@ def test_state_layout_is_what_the_optimisers_hold(tiny_net):
 
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
 def test_a_real_state_round_trips_and_restores(tmp_path, tiny_net, optimizer):
-    settings = checkpoints.settings_record(settings_for(tmp_path, optimizer=optimizer))
+    settings = resume_rules.settings_record(settings_for(tmp_path, optimizer=optimizer))
     content = write_image(tmp_path / "content.png", photo(40, 50))
     source = optimizer_after_steps(tiny_net, optimizer)
     state = {name: np.array(value) for name, value in source.state().items()}
@@ -563,7 +564,7 @@ def made(tmp_path):
     settings = settings_for(tmp_path)
     path = save(
         tmp_path / "out" / "result-checkpoint.npz",
-        settings=checkpoints.settings_record(settings),
+        settings=resume_rules.settings_record(settings),
         photo_digest=checkpoints.photo_digest(settings.content_image),
     )
     return settings, path, checkpoints.load_checkpoint(path, stage_sizes=STAGES, optimizer="adam")
@@ -615,7 +616,7 @@ def test_a_moved_output_folder_resumes(tmp_path, made):
     now = settings_for(tmp_path, output_image=str(tmp_path / "moved" / "result"))
     digest_now = checkpoints.photo_digest(settings.content_image)
     checkpoints.check_resumable(loaded, now, path, digest_now)
-    assert {"content_image", "output_image"} <= checkpoints.RESUMABLE_CHANGES
+    assert resume_rules.RULES["output_image"].photo == resume_rules.FREE
 
 
 def test_a_changed_beta_is_refused_by_name(tmp_path, made):

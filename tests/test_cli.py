@@ -6,6 +6,7 @@ traceback.
 """
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -137,3 +138,53 @@ def test_ctrl_c_exits_130_without_a_traceback(no_tensorflow_path):
     assert result.returncode == 130, result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert result.stderr.strip() == "interrupted"
+
+
+# settings.py itself -------------------------------------------------------------------
+
+# A broken settings.py: its text (None: no file at all) and what its one line must say.
+BROKEN_SETTINGS = {
+    "syntax": ("ALPHA = 1.0\nBETA = (\n", "settings.py line 2: '(' was never closed"),
+    "indentation": ("ALPHA = 1.0\n  BETA = 2.0\n", "settings.py line 2: unexpected indent"),
+    "division": ("ALPHA = 1.0\nBETA = 1 / 0\n", "settings.py line 2: ZeroDivisionError"),
+    "name": ("ALPHA = 1.0\n\nBETA = ALPHA * GAMA\n", "line 3: NameError: name 'GAMA' is not"),
+    "missing": (None, "settings.py: not found in"),
+}
+
+
+@pytest.mark.parametrize(
+    ("script", "case"),
+    [
+        *(("train.py", case) for case in BROKEN_SETTINGS),
+        ("train_network.py", "syntax"),
+        ("train_network.py", "missing"),
+        ("stylize.py", "division"),
+        ("stylize.py", "missing"),
+    ],
+)
+def test_a_broken_or_missing_settings_py_is_one_error_line(
+    tmp_path, no_tensorflow_path, script, case
+):
+    """The user's checkout, its settings.py broken or gone: one line naming the file, the
+    line at fault and the fix. The package comes from this repository, whose own
+    settings.py must never stand in for the missing one."""
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    shutil.copy(os.path.join(REPO_ROOT, script), checkout / script)
+    source, said = BROKEN_SETTINGS[case]
+    if source is not None:
+        (checkout / "settings.py").write_text(source)
+    result = subprocess.run(
+        [sys.executable, str(checkout / script)],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([no_tensorflow_path, REPO_ROOT])},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    line = assert_one_error_line(result, said, "git checkout settings.py")
+    assert result.stdout == ""
+    if case == "missing":
+        assert str(checkout) in line
+    else:
+        assert "fix that line" in line

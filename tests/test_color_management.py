@@ -373,6 +373,7 @@ def test_train_py_writes_png16_snapshots_and_resumes(png16_run):
     # --resume runs in test_never_lose_work.py): no second TensorFlow start-up.
     with open(out / "deep-settings.json", encoding="utf-8") as file:
         recorded = json.load(file)
+    recorded.pop("inputs")  # the identities of the files read, beside the settings
     resumed = Settings.from_module(toy_settings, **{**recorded, "train_steps": 3, "resume": True})
     _, printed = stylize_without_plots(resumed)
     assert "resuming from" in printed

@@ -168,6 +168,62 @@ def test_a_file_that_is_not_a_network_is_reported_as_what_it_is(tiny_model, tmp_
     assert load_network(str(good)).count_params() == tiny_model.count_params()
 
 
+# --- Networks this tool could not have made: refused before any photo -------------------
+
+
+def _foreign(kind: str):
+    """A Keras model, saved by someone else, that loads and maps [B, H, W, 3] to [B, H, W, 3]
+    on paper, but not as this tool's network does."""
+    import keras
+
+    if kind == "fixed size":
+        photos = keras.Input((256, 256, 3))
+        return keras.Model(photos, keras.layers.Conv2D(3, 3, padding="same")(photos))
+    photos = keras.Input((None, None, 3))
+    if kind == "half size":
+        return keras.Model(photos, keras.layers.Conv2D(3, 3, strides=2, padding="same")(photos))
+    if kind == "fails on odd sizes":
+        half = keras.layers.MaxPooling2D(2)(photos)
+        return keras.Model(photos, keras.layers.Add()([keras.layers.UpSampling2D(2)(half), photos]))
+    if kind == "output -1..1":
+        return keras.Model(photos, keras.layers.Activation("tanh")(photos / 127.5 - 1.0))
+    if kind == "output 0..1":
+        return keras.Model(photos, keras.layers.Activation("sigmoid")(photos / 127.5 - 1.0))
+    raise ValueError(kind)
+
+
+@pytest.mark.parametrize(
+    ("kind", "said"),
+    [
+        (
+            "fixed size",
+            "takes only 256x256 images (its input is fixed at (None, 256, 256, 3)), while a "
+            "network of train_network.py takes any size",
+        ),
+        ("half size", "returns (1, 7, 6, 3) for a [1, 13, 11, 3] image, not the same size"),
+        ("fails on odd sizes", "fails on a 11x13 image ("),
+        ("output -1..1", "its output is not pixels in 0..255 (a photo gave values from -"),
+        ("output 0..1", "its output is not pixels in 0..255 (a photo gave values from 0."),
+    ],
+)
+def test_a_network_this_tool_could_not_have_made_is_refused(tmp_path, kind, said):
+    path = tmp_path / "theirs.keras"
+    _foreign(kind).save(str(path))
+    with pytest.raises(NetworkFileError) as raised:
+        load_network(str(path))
+    message = str(raised.value)
+    assert message.startswith(said), message
+    assert "\n" not in message and len(message) < 300
+
+
+def test_the_probe_accepts_every_network_of_this_tool(tmp_path):
+    # The checks above must never refuse a network train_network.py makes, at any width.
+    for width in (1, 4):
+        path = tmp_path / f"width{width}.keras"
+        build_transformer(width=width, seed=width).save(str(path))
+        assert load_network(str(path)).count_params() > 0
+
+
 def _in_a_thread_without_root_permissions(function):
     """Runs `function` in a thread whose effective capabilities lack CAP_DAC_OVERRIDE and
     CAP_DAC_READ_SEARCH, so file modes bind although the tests run as root. Capabilities

@@ -441,6 +441,34 @@ def budget_for(pixels: int, width: int = 2) -> int:
     return math.ceil(bytes_per_pixel(width) * pixels / memory.USABLE_FRACTION) + 1
 
 
+def free_memory_for(pixels: int, source: str = "") -> object:
+    """A memory budget (optimize.memory.MemoryBudget) for `pixels` pixels (budget_for), set
+    by the free memory or by `source`."""
+    from neural_style.optimize import memory
+
+    return memory.MemoryBudget(
+        budget_for(pixels), source or memory.FREE_MEMORY, memory.FREE_MEMORY_FIX
+    )
+
+
+def test_under_an_address_space_limit_a_pixel_counts_more(tmp_path, monkeypatch):
+    from neural_style.feedforward.stylizing.fit import ADDRESS_SPACE_PER_BYTE, MemoryFit
+    from neural_style.optimize import memory
+
+    settings = stylize_settings("unused.keras", tmp_path, tmp_path / "out")
+    pixels = 1000 * 750
+    monkeypatch.setattr(memory, "memory_budget", lambda: free_memory_for(pixels))
+    free = MemoryFit(settings, width=2, stream=sys.stdout)
+    assert free.target_size((750, 1000), "a.jpg") == (750, 1000)
+    limited = f"{memory.ADDRESS_SPACE_SOURCE} of 4.0 GiB"
+    monkeypatch.setattr(memory, "memory_budget", lambda: free_memory_for(pixels, limited))
+    fit = MemoryFit(settings, width=2, stream=sys.stdout)
+    assert fit.estimate((750, 1000)) == ADDRESS_SPACE_PER_BYTE * free.estimate((750, 1000))
+    height, width = fit.target_size((750, 1000), "a.jpg")
+    assert height * width <= pixels / ADDRESS_SPACE_PER_BYTE
+    assert width > 1000 / ADDRESS_SPACE_PER_BYTE**0.5 - 2  # as large as the room allows
+
+
 def test_the_estimate_errs_high_for_a_12_megapixel_photo():
     # Measured: a 4000x3000 photo took about 11.5 GB at the paper's width 32.
     assert 11.5e9 < bytes_per_pixel(32) * 4000 * 3000 < 14.5e9
@@ -456,7 +484,7 @@ def test_an_image_too_large_for_the_memory_is_shrunk_or_refused(
     source = write_image(tmp_path / "big.png", photo(64, 96, seed=3))
     original = Path(source).read_bytes()
     # Memory for 72x48 pixels only.
-    monkeypatch.setattr(memory, "available_bytes", lambda: budget_for(72 * 48))
+    monkeypatch.setattr(memory, "memory_budget", lambda: free_memory_for(72 * 48))
     shrunk = stylize_input(stylize_settings(network, source, tmp_path / "auto"))
     assert load_image(shrunk.outputs[0], "X").shape == (48, 72, 3)
     notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
@@ -474,7 +502,7 @@ def test_an_image_too_large_for_the_memory_is_shrunk_or_refused(
         stylize_settings(network, source, tmp_path / "asked", stylize_max_size=72)
     )
     assert load_image(fitted.outputs[0], "X").shape == (48, 72, 3)
-    monkeypatch.setattr(memory, "available_bytes", lambda: budget_for(20 * 20))
+    monkeypatch.setattr(memory, "memory_budget", lambda: free_memory_for(20 * 20))
     with pytest.raises(UserError, match=r"no size fits: close other programs"):
         stylize_input(stylize_settings(network, source, tmp_path / "none"))
     assert Path(source).read_bytes() == original
@@ -492,7 +520,7 @@ def test_a_folder_that_would_not_fit_is_refused_before_anything_is_written(
     (tmp_path / "out").mkdir()
     write_image(tmp_path / "out" / "a_small.png", photo(40, 40, seed=9))  # an earlier result
     earlier = snapshot(tmp_path / "out")
-    monkeypatch.setattr(memory, "available_bytes", lambda: budget_for(72 * 48))
+    monkeypatch.setattr(memory, "memory_budget", lambda: free_memory_for(72 * 48))
     with pytest.raises(UserError, match=r"b_large.png at 96x64 needs about .* fits is 72 pix"):
         stylize_input(stylize_settings(network, folder, tmp_path / "out", stylize_max_size=100))
     assert snapshot(tmp_path / "out") == earlier
@@ -505,7 +533,7 @@ def test_a_batch_that_would_not_fit_is_split(network, tmp_path, monkeypatch, cap
     folder.mkdir()
     for index in range(5):
         write_image(folder / f"p{index}.png", photo(40, 48, seed=index))
-    monkeypatch.setattr(memory, "available_bytes", lambda: budget_for(int(40 * 48 * 2.5)))
+    monkeypatch.setattr(memory, "memory_budget", lambda: free_memory_for(int(40 * 48 * 2.5)))
     result = stylize_input(
         stylize_settings(network, folder, tmp_path / "out", stylize_batch_size=4),
         stream=sys.stdout,
@@ -519,6 +547,72 @@ def test_a_batch_that_would_not_fit_is_split(network, tmp_path, monkeypatch, cap
             alone(network, str(folder / f"p{index}.png")),
             atol=1,
         )
+
+
+def test_running_out_of_memory_is_one_line_saying_what_to_set(tmp_path):
+    from neural_style.feedforward.stylizing.fit import DoesNotFit, MemoryFit
+
+    settings = stylize_settings("unused.keras", tmp_path, tmp_path / "out", stylize_batch_size=3)
+    fit = MemoryFit(settings, width=32, stream=sys.stdout)
+    with pytest.raises(DoesNotFit) as refused, fit.memory_guard("big.jpg", (3000, 4000), 3):
+        np.empty((2**30, 2**30), np.float32)  # a real MemoryError: 4 EiB
+    message = str(refused.value)
+    assert message.startswith(
+        "big.jpg: stylising it at 4000x3000 (3 at once) ran out of the memory this process may use"
+    )
+    assert message.endswith(
+        "; set STYLIZE_BATCH_SIZE to 1 (--stylize_batch_size=1), or set STYLIZE_MAX_SIZE in "
+        "settings.py or pass --stylize_max_size=PIXELS below 4000 (e.g. --stylize_max_size=2000)"
+    )
+    assert "\n" not in message
+
+
+def _limit_address_space(limit: int):
+    def limit_it() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    return limit_it
+
+
+@pytest.mark.slow
+def test_a_12_megapixel_photo_beyond_ulimit_v_is_one_line_and_writes_nothing(tmp_path):
+    from PIL import Image
+
+    from neural_style.feedforward.model import build_transformer
+
+    network = str(tmp_path / "network.keras")
+    build_transformer(width=32, seed=1).save(network)  # the paper's width
+    rows, columns = np.mgrid[0:3000, 0:4000]
+    gradient = np.stack([columns * 255 // 4000, rows * 255 // 3000, (rows + columns) % 256], -1)
+    Image.fromarray(gradient.astype(np.uint8)).save(tmp_path / "big.jpg", quality=90)
+    (tmp_path / "out").mkdir()
+    write_image(tmp_path / "out" / "earlier.png", photo(40, 40))  # an earlier result
+    before = snapshot(tmp_path)
+    # 8 GiB of address space: TensorFlow starts, and the photo at its own size does not fit
+    # (about 13 GiB). Before, a 114-line traceback from TensorFlow's allocator.
+    result = subprocess.run(
+        [
+            *(sys.executable, os.path.join(REPO_ROOT, "stylize.py")),
+            f"--network_model={network}",
+            f"--stylize_input={tmp_path / 'big.jpg'}",
+            f"--stylize_output={tmp_path / 'out'}",
+            "--stylize_max_size=4000",
+        ],
+        cwd=REPO_ROOT,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+        preexec_fn=_limit_address_space(8 * 2**30),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines[:20]
+    assert str(tmp_path / "big.jpg") in lines[0] and "--stylize_max_size=" in lines[0]
+    assert snapshot(tmp_path) == before  # nothing written, the earlier result kept
 
 
 # --- Damaged videos ----------------------------------------------------------------------
@@ -731,12 +825,27 @@ def test_a_signal_stops_the_run_with_one_line_and_its_status(stylize_py_runs, na
     run = stylize_py_runs[name]
     errors = [line for line in run.stderr.splitlines() if line.strip()]
     assert run.returncode == 128 + STOP_SIGNALS[name], errors
-    # stopping.py's notice that the signal was heard, then the one line of the exit.
+    # stopping.py's notice that the signal was heard, saying what the stop keeps (before,
+    # "then saving", although a video keeps nothing), what was kept, and the exit's line.
     signal_name = STOP_SIGNALS[name].name
     assert errors[-1] == f"interrupted ({signal_name})", errors
-    assert set(errors[:-1]) <= {f"{signal_name}: stopping after this step, then saving"}, errors
+    assert errors[-2] == KEPT[name](run), errors
+    assert set(errors[:-2]) <= {f"{signal_name}: {NOTICES[name]}"}, errors
     now = snapshot(run.folder)
     assert {key: now.get(key) for key in run.inputs} == run.inputs
+
+
+NOTICES = {
+    "folder": "stopping once the images in hand are written; every finished image is kept",
+    "video": "stopping after the frames in hand; the unfinished video is not kept",
+}
+KEPT = {
+    "folder": lambda run: (
+        f"stopped: kept the {len(os.listdir(run.folder / 'out'))} finished file(s) in "
+        f"{run.folder / 'out'}"
+    ),
+    "video": lambda run: "stopped: no video was written (an unfinished one is never kept)",
+}
 
 
 def test_a_signal_keeps_every_finished_image_of_a_folder(stylize_py_runs):

@@ -364,6 +364,52 @@ def test_resume_without_a_checkpoint_is_a_user_error(tmp_path, tiny_mat, dataset
         train_quietly(run_settings)
 
 
+def _cut_short(path: Path, keep: float = 0.5) -> None:
+    """`path` truncated to `keep` of its bytes, as an interrupted copy leaves it."""
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+@pytest.mark.slow
+def test_a_damaged_checkpoint_is_one_line_and_keeps_the_run(
+    tmp_path, tiny_mat, dataset, style_image
+):
+    train_quietly(
+        tiny_settings(
+            tmp_path, tiny_mat, dataset, style_image, network_steps=2, network_checkpoint_every=1
+        )
+    )
+    output = tmp_path / "run"
+    checkpoints = output / "checkpoints"
+    intact = contents(output)
+    # Each file of the newest checkpoint, cut short as an interrupted copy leaves it: the
+    # message names it (before: a traceback for the first, "does not fit the network" or
+    # "has no checkpoint" for the others).
+    damages = {
+        "checkpoint": ("checkpoint", 0.0),
+        "checkpoint, cut mid-line": ("checkpoint", 0.3),
+        "index": ("ckpt-2.index", 0.5),
+        "data": ("ckpt-2.data-00000-of-00001", 0.5),
+    }
+    for what, (name, keep) in damages.items():
+        _cut_short(checkpoints / name, keep)
+        damaged = contents(output)
+        resumed = tiny_settings(
+            tmp_path, tiny_mat, dataset, style_image, network_steps=4, network_resume=True
+        )
+        with pytest.raises(UserError) as refused:
+            train_quietly(resumed)
+        message = str(refused.value)
+        assert "\n" not in message, what
+        assert message.startswith(str(checkpoints / name.split(".data")[0].split(".index")[0])), (
+            what,
+            message,
+        )
+        assert "damaged or cut short" in message and "NETWORK_OUTPUT_DIR" in message, message
+        assert contents(output) == damaged, what  # nothing written, nothing removed
+        (checkpoints / name).write_bytes(intact[f"checkpoints/{name}"])
+
+
 # Stopping: signals, Ctrl-C, two runs at once -------------------------------------------
 
 

@@ -13,13 +13,12 @@ import os
 import numpy as np
 import pytest
 
-from neural_style import stopping
 from neural_style.errors import UserError
 from neural_style.gatys import run
 from neural_style.gatys.events import Observer
 from neural_style.gatys.observers.terminal import TerminalReport
 from neural_style.gatys.outputs import OutputNames
-from tests.support import FEW_LAYERS, ffmpeg, pattern_clip, streams, tiny_settings
+from tests.support import FEW_LAYERS, ffmpeg, pattern_clip, stop_in_frame, streams, tiny_settings
 
 FRAMES = 5
 
@@ -100,15 +99,6 @@ def test_the_warped_start_and_temporal_loss_steady_the_frames(tmp_path, tiny_mat
     assert errors["temporal"] < errors["independent"]
 
 
-class StopInFrame(Observer):
-    def __init__(self, frame: int):
-        self.frame = frame
-
-    def step(self, event) -> None:
-        if event.group.jobs[0].photo.number == self.frame and event.step == 1:
-            stopping.request()
-
-
 @pytest.mark.slow
 def test_a_stop_keeps_finished_frames_and_resume_redoes_none(tmp_path, tiny_mat, image_pair):
     clip = make_clip(tmp_path / "clip.mp4")
@@ -118,7 +108,7 @@ def test_a_stop_keeps_finished_frames_and_resume_redoes_none(tmp_path, tiny_mat,
     run.stylize(straight, io.StringIO())
     settings = video_settings(tmp_path, tiny_mat, image_pair, clip)
     prefix = settings.output_image
-    observers = [*run.standard_observers(settings, io.StringIO(), video=True), StopInFrame(3)]
+    observers = [*run.standard_observers(settings, io.StringIO(), video=True), stop_in_frame(3)]
     with pytest.raises(KeyboardInterrupt):
         run.stylize(settings, io.StringIO(), observers=observers)
     assert sorted(os.listdir(f"{prefix}-frames")) == ["frame-00001.png", "frame-00002.png"]

@@ -4,9 +4,11 @@ as `python train.py --web`. The browser itself is in test_web_browser.py."""
 
 from __future__ import annotations
 
+import errno
 import http.client
 import io
 import json
+import logging
 import os
 import pathlib
 import re
@@ -24,7 +26,8 @@ from PIL import Image
 from neural_style import web
 from neural_style.errors import UserError
 from neural_style.gatys import run
-from neural_style.settings.web import WebSettings
+from neural_style.settings.web import WebSettings, is_loopback
+from neural_style.web import server
 from tests import toy_settings
 from tests.support import (
     FEW_LAYER_FLAGS,
@@ -70,10 +73,12 @@ def _as_dict(settings) -> dict:
     return dataclasses.asdict(settings)
 
 
-def request(session, path: str, *, method: str = "GET", token=True, headers=None):
-    """(status, headers, body) of one request to the session's server."""
+def request(
+    session, path: str, *, method: str = "GET", token=True, headers=None, address="127.0.0.1"
+):
+    """(status, headers, body) of one request to the session's server at `address`."""
     port = session.server.port
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection = http.client.HTTPConnection(address, port, timeout=10)
     if token:
         path += ("&" if "?" in path else "?") + f"token={session.token}"
     connection.request(method, path, headers=headers or {})
@@ -232,6 +237,106 @@ def test_only_the_runs_own_images_are_served_and_they_decode(live, tmp_path):
     ):
         assert request(live, path)[0] == 404, path
     assert secret.read_text() == "not for the web"
+
+
+@pytest.mark.parametrize(
+    ("host", "local"),
+    [
+        ("127.0.0.1", True),
+        ("127.0.0.2", True),
+        ("127.255.255.254", True),
+        ("localhost", True),
+        ("LOCALHOST", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("::ffff:127.0.0.3", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("10.0.0.1", False),
+        ("128.0.0.1", False),
+        ("127.0.0.1.evil.example", False),
+        ("localhost.evil.example", False),
+        ("evil.example", False),
+    ],
+)
+def test_every_loopback_address_is_this_machine_only(host, local):
+    assert is_loopback(host) is local
+    assert web_settings(web_host=host).loopback is local
+
+
+@pytest.mark.parametrize(
+    ("header", "name"),
+    [
+        ("127.0.0.2:8765", "127.0.0.2"),
+        ("localhost", "localhost"),
+        ("[::1]:8765", "::1"),
+        ("[::1", "[::1"),
+        ("evil.example:80", "evil.example"),
+    ],
+)
+def test_the_host_header_is_read_without_its_port(header, name):
+    assert server.host_name(header) == name
+
+
+def test_another_loopback_address_keeps_the_host_check_and_warns_of_nothing(
+    tmp_path, tiny_mat, image_pair
+):
+    """--web_host=127.0.0.2 is this machine only: no warning, and a foreign Host (DNS
+    rebinding) is refused there as on 127.0.0.1."""
+    output = io.StringIO()
+    settings = tiny_settings(tmp_path, tiny_mat, image_pair)
+    with web.serving(web_settings(web_host="127.0.0.2"), "photo", settings, output) as live:
+        port = live.server.port
+
+        def status(host: str, method: str = "GET", path: str = "/") -> int:
+            headers = {"Host": f"{host}:{port}", "Origin": f"http://{host}:{port}"}
+            return request(live, path, method=method, headers=headers, address="127.0.0.2")[0]
+
+        assert status("evil.example") == 403
+        assert status("evil.example", "POST", "/stop") == 403
+        assert live.controls.stop_requested is None
+        assert status("127.0.0.2") == 200 and status("localhost") == 200
+    lines = output.getvalue().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"live view: http://127.0.0.2:{port}/?token=")
+
+
+class _RefusedBind(socket.socket):
+    """A socket whose bind is refused, as Linux refuses a normal user a port below 1024."""
+
+    def bind(self, address) -> None:
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+
+
+@pytest.mark.parametrize(
+    ("port", "why"),
+    [
+        (80, "port 80 is below 1024, and only a privileged user (root, or a program given "),
+        (8765, "this user may not listen on 127.0.0.1 port 8765 (permission denied)"),
+    ],
+)
+def test_permission_denied_on_a_port_is_blamed_on_web_port(monkeypatch, port, why):
+    monkeypatch.setattr(server.socket, "socket", _RefusedBind)
+    with pytest.raises(UserError) as caught:
+        server.bind("127.0.0.1", port)
+    message = str(caught.value)
+    assert message.startswith(f"WEB_PORT (--web_port): {why}")
+    assert "set WEB_PORT in settings.py or pass --web_port=PORT" in message
+    assert "WEB_HOST" not in message and "\n" not in message
+
+
+def test_a_malformed_image_version_is_400_without_a_traceback(live, caplog):
+    """`v` is the image's version, which the page sends as a whole number; anything else,
+    even what str.isdigit() takes ("²") or int() cannot read (5000 digits), is a 400."""
+    live.state.picture("current", "step 3", photo(20, 24))
+    with caplog.at_level(logging.WARNING):
+        for bad in ("abc", "%C2%B2", "9" * 5000, "", "-1", "1.5", "%20"):
+            status, headers, body = request(live, f"/image/current?v={bad}")
+            assert status == 400, bad
+            assert body.startswith(b"bad request: v must be the image's version"), body
+            assert headers["X-Content-Type-Options"] == "nosniff"
+        assert request(live, "/image/current?v=3")[0] == 200
+        assert request(live, "/image/current")[0] == 200
+    assert [record.getMessage() for record in caplog.records] == []
 
 
 # --- the event stream ----------------------------------------------------------------------

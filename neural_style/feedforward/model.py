@@ -181,7 +181,9 @@ def load_network(path: str) -> keras.Model:
       NetworkFileError: what the file is instead, in a few words: "no such network file", "is a
         folder, not a .keras file", "permission denied", "the file is empty", "not a zip
         archive: ...", "a truncated or damaged zip archive: ...", Keras's own reason for a
-        .keras file it refuses, or "not an image-to-image network: ...".
+        .keras file it refuses, "not an image-to-image network: ...", or, for a network
+        that train_network.py could not have made, "takes only ...", "fails on ...",
+        "returns ... for ..." or "its output is not pixels ...".
     """
     _check_archive(path)
     try:
@@ -190,6 +192,8 @@ def load_network(path: str) -> keras.Model:
         reason = " ".join(str(error).split())[:200] or type(error).__name__
         raise NetworkFileError(f"not a network this tool can load ({reason})") from None
     _check_image_to_image(model)
+    _check_any_size(model)
+    _check_probe(model)
     return model
 
 
@@ -231,4 +235,51 @@ def _check_image_to_image(model: keras.Model) -> None:
         raise NetworkFileError(
             f"not an image-to-image network: it maps {shapes[: len(model.inputs)]} to "
             f"{shapes[len(model.inputs) :]}, not [B, H, W, 3] RGB images to the same"
+        )
+
+
+# The photo-like image a loaded network is tried on (`_check_probe`): odd sides, as a
+# network of this module keeps any size, and small, so that the try is cheap.
+PROBE_SIZE_HW = (13, 11)
+
+
+def _check_any_size(model: keras.Model) -> None:
+    """This module's network takes and returns any height and width; a network saved with
+    a fixed input size (`keras.Input((256, 256, 3))`) would stylise the photo at a size it
+    was not made for, or fail deep inside TensorFlow."""
+    for role, tensor in (("input", model.inputs[0]), ("output", model.outputs[0])):
+        height, width = tuple(tensor.shape)[1:3]
+        if height is not None or width is not None:
+            size = f"{width or 'any'}x{height or 'any'}"
+            raise NetworkFileError(
+                f"takes only {size} images (its {role} is fixed at {tuple(tensor.shape)}), "
+                "while a network of train_network.py takes any size: not a network this "
+                "tool made"
+            )
+
+
+def _check_probe(model: keras.Model) -> None:
+    """Tries the network on a small photo-like image: a network of this module returns an
+    image of the same size in 0..255. One that fails, changes the size or returns values
+    of another range (-1..1, 0..1) was made for another contract, and would otherwise give
+    a silently wrong picture."""
+    height, width = PROBE_SIZE_HW
+    photo = tf.random.stateless_uniform((1, height, width, 3), seed=(1, 2), maxval=255.0)
+    try:
+        output = model(photo, training=False)
+    except Exception as error:  # whatever the foreign network's layers raise
+        reason = " ".join(str(error).split())[:160] or type(error).__name__
+        raise NetworkFileError(f"fails on a {width}x{height} image ({reason})") from None
+    shape = tuple(output.shape)
+    if shape != (1, height, width, 3):
+        raise NetworkFileError(
+            f"returns {shape} for a [1, {height}, {width}, 3] image, not the same size: "
+            "not a network this tool made"
+        )
+    low, high = float(tf.reduce_min(output)), float(tf.reduce_max(output))
+    outside = not (low >= -1.0 and high <= 256.0)  # also NaN
+    if outside or max(abs(low), abs(high)) <= 1.0:
+        raise NetworkFileError(
+            f"its output is not pixels in 0..255 (a photo gave values from {low:.3g} to "
+            f"{high:.3g}): not a network this tool made"
         )

@@ -3,11 +3,14 @@
 A checkpoint holds the optimiser's whole state for one image (the image, the best image,
 Adam's moments or L-BFGS's bookkeeping), the stage and step reached, the settings of the
 run and the identity of its photo, so that `--resume` continues an interrupted run exactly
-where it stopped. The file is a zip of .npy members, as numpy.savez writes it:
+where it stopped (resume_rules.py says which changes a resume takes). The file is a zip of
+.npy members, as numpy.savez writes it:
 
     stage.npy           int64 ()        index of the coarse-to-fine stage (0 without one)
     step.npy            int64 ()        steps taken over all stages
-    settings.npy        unicode ()      the run's settings, a JSON object
+    settings.npy        unicode ()      the run's record, a JSON object: its settings, and
+                                        the identities of its input files under "inputs"
+                                        (older files lack them; see resume_rules.py)
     photo.npy           unicode ()      sha256 hex digest of the photo's bytes (older files lack it)
     state/<name>.npy    see STATE_LAYOUT: images [H, W, 3] at the stage's size, and scalars
 
@@ -18,7 +21,6 @@ read, so a bad file costs neither memory nor time and is always one UserError.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -30,43 +32,9 @@ import numpy as np
 
 from neural_style.errors import UserError, one_line, setting_fix
 from neural_style.files import atomic_write, sha256_of
-from neural_style.gatys import npz
+from neural_style.gatys import npz, resume_rules
+from neural_style.gatys.resume_rules import RESUME_FIX
 from neural_style.settings.gatys import Settings, describe
-
-# Settings a resumed run may change: how long it runs, what it prints and how many photos
-# it optimises together, nothing that shapes the image.
-RESUMABLE_CHANGES = frozenset(
-    {
-        "train_steps",
-        "snapshot_every",
-        "print_every",
-        "resume",
-        "overwrite",
-        "tile_size",
-        "batch_size",
-        "output_format",  # how the images are written, not what they are
-        # Paths say where the photo and the outputs live, not what is made: a moved output
-        # folder, or the same photo under another name, still resumes. The photo itself is
-        # compared by its digest instead (see check_resumable).
-        "content_image",
-        "output_image",
-        # A photo's run does not use the video settings.
-        "temporal_weight",
-        "frame_steps",
-        "frame_init",
-        "video_max_frames",
-        "flow_preset",
-    }
-)
-
-# Settings that shape the image but came after checkpoints were first written, with the
-# value every run had before: an older checkpoint, which lacks them, was made with these.
-SETTINGS_BEFORE_THEY_EXISTED = {
-    "style_loss": "gram",
-    "style_masks": [],
-    "style_image_masks": [],
-    "content_mask": "",
-}
 
 # What every optimiser's state holds for one image: name -> (kind, dtype), where an
 # "image" is [H, W, 3] at the size of the checkpoint's stage and a "scalar" has shape ().
@@ -95,22 +63,13 @@ STATE_LAYOUT: dict[str, dict[str, tuple[str, str]]] = {
 MAX_SETTINGS_CHARACTERS = 1_000_000
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 
-RESUME_FIX = (
-    "run without --resume (RESUME = False) to start afresh, or set OUTPUT_IMAGE to another prefix"
-)
-
 
 class Checkpoint(NamedTuple):
     stage: int  # index of the coarse-to-fine stage (0 without coarse-to-fine)
     step: int  # steps taken over all stages
     optimizer_state: dict[str, np.ndarray]  # one image's state, as STATE_LAYOUT says
-    settings: dict  # the settings of the run, as JSON-friendly values
+    settings: dict  # the run's record (resume_rules.run_record): settings and input identities
     photo: str  # sha256 hex digest of the photo's bytes; "" in checkpoints older than it
-
-
-def settings_record(settings: Settings) -> dict:
-    """The settings as JSON-friendly values (tuples become lists)."""
-    return json.loads(json.dumps(dataclasses.asdict(settings)))
 
 
 def photo_digest(path: str) -> str:
@@ -320,11 +279,15 @@ def check_resumable(
     photo: str,
     *,
     photo_path: str | None = None,
-) -> None:
+    inputs: dict | None = None,
+) -> str:
     """Refuse to resume from `checkpoint` (read from `path`) another photo than the one it
     was made from (`photo` is the digest of the photo now, see photo_digest; named in the
-    message as `photo_path`, by default CONTENT_IMAGE), or with changed settings that
-    shape the image, naming them. A checkpoint older than photo digests resumes any photo.
+    message as `photo_path`, by default CONTENT_IMAGE), other input files (`inputs`, this
+    run's resume_rules.input_identities), changed settings that shape the image, or fewer
+    steps than it has taken, in one line naming the first of them. A checkpoint older than
+    photo digests resumes any photo. Returns a note when the checkpoint is older than input
+    identities (its files are then checked by path), else "".
     """
     if checkpoint.photo and checkpoint.photo != photo:
         named = photo_path or settings.content_image
@@ -332,16 +295,12 @@ def check_resumable(
             f"{path}: the photo {named} is not the one this checkpoint was made from (it was "
             f"replaced or edited); put the original back, or {RESUME_FIX}"
         )
-    now = settings_record(settings)
-    changed = sorted(
-        name
-        for name, value in now.items()
-        if name not in RESUMABLE_CHANGES
-        and checkpoint.settings.get(name, SETTINGS_BEFORE_THEY_EXISTED.get(name)) != value
-    )
-    if changed:
-        listed = ", ".join(describe(name) for name in changed)
-        raise UserError(
-            f"{path}: cannot resume with changed {listed}; set them back as the checkpoint "
-            "has them, or start afresh without --resume"
+    note = resume_rules.check_record(checkpoint.settings, settings, inputs or {}, path, video=False)
+    steps = resume_rules.rule_of("train_steps", settings, video=False)
+    if steps == resume_rules.AT_LEAST and settings.train_steps < checkpoint.step:
+        raise resume_rules.ResumeRefused(
+            f"{path}: {describe('train_steps')} {settings.train_steps} is fewer than the "
+            f"{checkpoint.step} steps this checkpoint has taken, and a resume cannot take steps "
+            f"back; set it to at least {checkpoint.step}, or {RESUME_FIX}"
         )
+    return note

@@ -15,6 +15,11 @@ The rules:
   OVERWRITE: such a prefix is refused in one line;
 - an earlier run's files are kept: a new run takes the first free `<prefix>_2`,
   `<prefix>_3`... unless OVERWRITE or RESUME says to use the prefix itself;
+- OVERWRITE replaces the earlier run's whole set, in every OUTPUT_FORMAT: at the prefix's
+  first step (after every check, so a refused or at once stopped run loses nothing), its
+  earlier files go (earlier_outputs: never an input, never another prefix's file);
+- OUTPUT_IMAGE may end in an image suffix, `res.png`: that is the prefix `res` with
+  the format the suffix names (named_format), not the prefix of `res.png.jpg`;
 - two runs at the same time never share a prefix: a run claims each prefix with an
   exclusive lock (`.<name>.lock` beside the outputs) held while it lives;
 - within a run names are unique: photos whose names differ only in their suffix
@@ -25,9 +30,11 @@ The rules:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import os
 import re
+import stat
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -45,6 +52,11 @@ IMAGE_FORMATS = {
     "tiff16": (".tif", 16),
 }
 _IMAGE_SUFFIXES = tuple(dict.fromkeys(suffix for suffix, _ in IMAGE_FORMATS.values()))
+# The suffixes OUTPUT_IMAGE may end in (any case), and the OUTPUT_FORMAT each names when
+# OUTPUT_FORMAT writes another suffix.
+SUFFIX_FORMATS = {".jpg": "jpg", ".jpeg": "jpg", ".png": "png", ".tif": "tiff16", ".tiff": "tiff16"}
+# A video's finished frames, in its frames folder (OutputNames.frame).
+_FRAME = re.compile(r"frame-\d{5,}\.png")
 
 
 class OutputNames(NamedTuple):
@@ -166,6 +178,90 @@ def is_output_of(path: str, output_image: str) -> bool:
     return False
 
 
+def named_format(settings: Settings) -> tuple[Settings, str]:
+    """The settings with an OUTPUT_IMAGE that ends in an image suffix (`res.png`) read as
+    a user means it: the prefix `res`, in the format the suffix names (png16 and tiff16
+    are kept for .png and .tif); and the note that says so when the format or the
+    suffix changes. Any other OUTPUT_IMAGE is kept as it is."""
+    stem, suffix = os.path.splitext(settings.output_image)
+    implied = SUFFIX_FORMATS.get(suffix.lower())
+    if implied is None or not os.path.basename(stem):
+        return settings, ""
+    asked = settings.output_format
+    kept = image_suffix(asked) == image_suffix(implied)
+    output_format = asked if kept else implied
+    named = dataclasses.replace(settings, output_image=stem, output_format=output_format)
+    written = image_suffix(output_format)
+    if kept and written == suffix:
+        return named, ""
+    instead = "" if kept else f", not OUTPUT_FORMAT {asked}"
+    return named, (
+        f"note: OUTPUT_IMAGE {settings.output_image} is read as the prefix {stem} in "
+        f"OUTPUT_FORMAT {output_format}{instead}: the result is {stem}{written}, the "
+        f"snapshots {stem}-<step>{written}"
+    )
+
+
+def earlier_outputs(prefix: str, inputs: dict[str, str]) -> list[str]:
+    """The files an earlier run wrote under `prefix`, in every OUTPUT_FORMAT: what OVERWRITE
+    replaces. Only when the prefix's settings record or losses log shows that a run used
+    it (every run writes both at its first step); only regular files named as the module
+    doc lists, and the frame PNGs of its frames folder; never an input, nor a name that is
+    as well another prefix's output when that prefix has a record of its own
+    (`out-50.jpg`, the final image of `out-50` as much as a snapshot of `out`)."""
+    names = OutputNames(prefix)
+    if not any(os.path.lexists(path) for path in (names.record, names.losses)):
+        return []
+    folder, stem = os.path.split(os.path.abspath(prefix))
+    own = re.compile("|".join(_endings(_IMAGE_SUFFIXES)))
+    found = [
+        os.path.join(folder, name)
+        for name in _listing(folder)
+        if name.startswith(stem)
+        and own.fullmatch(name[len(stem) :])
+        and not _another_prefix_has(folder, name, stem)
+    ]
+    if _is_folder(names.frames):
+        frames = [name for name in _listing(names.frames) if _FRAME.fullmatch(name)]
+        found += [os.path.join(names.frames, name) for name in frames]
+    protected = set(inputs)
+    return sorted(
+        path
+        for path in found
+        if _is_file(path)
+        and os.path.abspath(path) not in protected
+        and os.path.realpath(path) not in protected
+    )
+
+
+def _listing(folder: str) -> list[str]:
+    try:
+        return sorted(os.listdir(folder))
+    except OSError:
+        return []
+
+
+def _another_prefix_has(folder: str, name: str, stem: str) -> bool:
+    """Whether `name` is as well an output of a longer prefix that has its own record."""
+    for ending in filter(None, (pattern.search(name) for pattern in _EACH_ENDING)):
+        other = name[: ending.start()]
+        if other != stem and os.path.lexists(OutputNames(os.path.join(folder, other)).record):
+            return True
+    return False
+
+
+def _is_file(path: str) -> bool:
+    with contextlib.suppress(OSError):
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    return False
+
+
+def _is_folder(path: str) -> bool:
+    with contextlib.suppress(OSError):
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    return False
+
+
 def batch_prefixes(output_image: str, photos: Sequence[str]) -> dict[str, str]:
     """Each photo's prefix in a folder run: `<OUTPUT_IMAGE>-<stem>`, with the suffix kept
     where two photos share a stem, and a number where even that is shared. Names are
@@ -216,6 +312,8 @@ class Claims:
     def __init__(self, settings: Settings):
         self.settings = settings
         self._locks: dict[str, int] = {}
+        self._inputs: dict[str, str] = {}  # every input named to `claim`
+        self._replaced: set[str] = set()
 
     def claim(self, wanted: str, inputs: dict[str, str], notes: list[str]) -> str:
         """The prefix to write `wanted`'s outputs under: `wanted` itself when resuming,
@@ -225,6 +323,7 @@ class Claims:
           UserError: an output would overwrite an input, or (resuming or overwriting)
             another run holds the prefix now.
         """
+        self._inputs.update(inputs)
         keep_name = self.settings.resume or self.settings.overwrite
         fmt = self.settings.output_format
         number = 1
@@ -256,6 +355,39 @@ class Claims:
             )
         files.remove_stale_temps(prefix)
         return prefix
+
+    def replace_earlier(self, prefix: str) -> list[str]:
+        """With OVERWRITE (and no RESUME), remove the earlier outputs of the claimed
+        `prefix` (earlier_outputs), once: call it just before the run's first write there.
+        Returns the files removed; the frames folder goes too once it is empty.
+
+        Raises:
+          UserError: an earlier file cannot be removed (the new run would mix with it).
+        """
+        settings = self.settings
+        if not settings.overwrite or settings.resume or prefix in self._replaced:
+            return []
+        if prefix not in self._locks:
+            raise ValueError(f"{prefix} is not claimed by this run")
+        self._replaced.add(prefix)
+        removed = []
+        for path in earlier_outputs(prefix, self._inputs):
+            try:
+                os.remove(path)
+            except FileNotFoundError:
+                continue
+            except OSError as error:
+                raise UserError(
+                    f"{path}: cannot remove this earlier output that --overwrite replaces "
+                    f"({files.write_cause(path, error)}); remove it by hand, or set "
+                    f"{describe('output_image')} to another prefix"
+                ) from None
+            removed.append(path)
+        frames = OutputNames(prefix).frames
+        if any(os.path.dirname(path) == os.path.abspath(frames) for path in removed):
+            with contextlib.suppress(OSError):
+                os.rmdir(frames)  # only when empty: nothing of anyone else's goes
+        return removed
 
     def _lock(self, prefix: str) -> bool:
         """Take `prefix`'s lock; False when another process holds it."""

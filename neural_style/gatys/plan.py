@@ -22,14 +22,14 @@ import numpy as np
 
 from neural_style.errors import UserError, setting_fix
 from neural_style.gatys import checkpoint as checkpoints
-from neural_style.gatys import outputs
+from neural_style.gatys import outputs, resume_rules
 from neural_style.gatys.video_plan import FrameLink, VideoPlan, is_video, plan_video
 from neural_style.losses import masks
 from neural_style.losses.style import feature_copies, is_tileable
 from neural_style.media import images
 from neural_style.optimize import memory
 from neural_style.runtime import resolve_precision
-from neural_style.settings.gatys import Settings
+from neural_style.settings.gatys import INIT_CHOICES, Settings
 from neural_style.settings.values import describe
 from neural_style.vgg import tile_layout
 
@@ -111,6 +111,9 @@ class Inputs(NamedTuple):
     notes: list[str]  # what the plan decided that the user should know
     video: VideoPlan | None = None  # CONTENT_IMAGE is a video: its frames run in order
     masks: masks.Masks = masks.NO_MASKS  # STYLE_MASKS, STYLE_IMAGE_MASKS, CONTENT_MASK
+    # The identities of the files read but the photos (a video's clip included), which
+    # the run records for a later resume (resume_rules.input_identities).
+    identities: dict | None = None
 
 
 class RunPlan(NamedTuple):
@@ -125,6 +128,7 @@ class RunPlan(NamedTuple):
     notes: list[str]
     video: VideoPlan | None = None
     masks: masks.Masks = masks.NO_MASKS
+    identities: dict | None = None  # as Inputs.identities
 
     @property
     def photo_count(self) -> int:
@@ -191,14 +195,20 @@ def _read_photo(number: int, path: str, *, decode: bool) -> Photo:
     return Photo(number, path, size, checkpoints.photo_digest(path), pixels)
 
 
-def _resume_point(settings: Settings, job: PhotoJob) -> checkpoints.Checkpoint:
-    """The photo's checkpoint, read and checked against this run (a UserError if it
-    cannot be resumed)."""
+def _resume_point(
+    settings: Settings, job: PhotoJob, identities: dict | None, notes: list[str]
+) -> checkpoints.Checkpoint:
+    """The photo's checkpoint, read and checked against this run and the identities of its
+    files (a UserError if it cannot be resumed); a note, once, if its files cannot be."""
     path = job.names.checkpoint
     loaded = checkpoints.load_checkpoint(
         path, stage_sizes=[stage.size for stage in job.stages], optimizer=settings.optimizer
     )
-    checkpoints.check_resumable(loaded, settings, path, job.photo.digest, photo_path=job.photo.path)
+    note = checkpoints.check_resumable(
+        loaded, settings, path, job.photo.digest, photo_path=job.photo.path, inputs=identities
+    )
+    if note and note not in notes:
+        notes.append(note)
     return loaded
 
 
@@ -208,10 +218,12 @@ def plan_job(
     prefix: str,
     notes: list[str],
     run_masks: masks.Masks = masks.NO_MASKS,
+    identities: dict | None = None,
 ) -> PhotoJob:
     """A photo's stages and resume point. With RESUME, a photo without a checkpoint (a run
     stopped before its first step, or a photo of a folder the run had not reached) starts
-    afresh, with a note saying so. The output masks must be of the photo's shape (in a
+    afresh, with a note saying so; a checkpoint is checked against this run's settings and
+    the `identities` of its files. The output masks must be of the photo's shape (in a
     batch, every photo's: the same masks guide them all)."""
     masks.check_output_masks(settings, run_masks, photo.size, f"the photo {photo.path}")
     stages = plan_stages(settings, photo.size)
@@ -223,7 +235,7 @@ def plan_job(
     if not os.path.lexists(path):
         notes.append(f"note: {path} not found: nothing to resume, so {photo.path} starts afresh")
         return job
-    return job._replace(resumed=_resume_point(settings, job))
+    return job._replace(resumed=_resume_point(settings, job, identities, notes))
 
 
 # --- batches ---------------------------------------------------------------------------------
@@ -271,7 +283,7 @@ def _untileable(settings: Settings, size: tuple[int, int]) -> str:
     why = (
         f"TILE_SIZE {settings.tile_size} asks for tiles"
         if settings.tile_size
-        else "it is too large for one step in the free memory"
+        else f"it is too large for one step in {memory.memory_budget().source}"
     )
     return (
         f"{describe('style_loss')} {settings.style_loss} is not computed in tiles, and a "
@@ -348,12 +360,29 @@ def batch_limits(settings: Settings, fit: Memory, notes: list[str]) -> Callable[
             if limits[key] < wanted:
                 height, width = sizes[-1]
                 notes.append(
-                    f"note: {wanted} photos at {width}x{height} do not fit in memory together, "
+                    _cut_by_tile_size(settings, fit, sizes)
+                    or f"note: {wanted} photos at {width}x{height} do not fit in memory together, "
                     f"so they are stylised {limits[key]} at a time"
                 )
         return limits[key]
 
     return limit_of
+
+
+def _cut_by_tile_size(settings: Settings, fit: Memory, sizes: Sequence[tuple[int, int]]) -> str:
+    """The note for photos that TILE_SIZE cuts into tiles, which go alone; "" if it cuts none."""
+    try:
+        tiled = [size for size in sizes if fit.plan(size).tiled]
+    except UserError:
+        return ""
+    if not (settings.tile_size and tiled):
+        return ""
+    height, width = tiled[-1]
+    return (
+        f"note: TILE_SIZE {settings.tile_size} cuts {width}x{height} photos into tiles, and "
+        f"photos in tiles are stylised one at a time, not BATCH_SIZE {settings.batch_size} "
+        "together; TILE_SIZE 0 (--tile_size=0) tiles only what memory needs"
+    )
 
 
 # --- the plan --------------------------------------------------------------------------------
@@ -368,36 +397,46 @@ def plan_inputs(settings: Settings, claims: outputs.Claims) -> Inputs:
     paths, is_batch = ([settings.content_image], False) if video else content_paths(settings)
     styles = [images.load_image(path, "STYLE_IMAGE") for path in settings.style_image]
     run_masks = masks.load_masks(settings, styles)
+    if settings.init not in INIT_CHOICES:  # read when a photo starts: found bad now
+        images.probe_size(settings.init, "INIT")
+    identities = resume_rules.input_identities(settings)
     reads = outputs.input_paths(settings, paths)
     notes: list[str] = []
     if video:
         prefix = claims.claim(settings.output_image, reads, notes)
-        video_plan = plan_video(settings, prefix)
+        video_plan = plan_video(settings, prefix, identities, notes)
         where = f"the video {settings.content_image}"
         masks.check_output_masks(settings, run_masks, video_plan.info.size, where)
-        return Inputs(settings, styles, False, paths, [], [], notes, video_plan, run_masks)
-    jobs, failures = _plan_photos(settings, paths, is_batch, (claims, reads), notes, run_masks)
-    return Inputs(settings, styles, is_batch, paths, jobs, failures, notes, masks=run_masks)
+        found = video_plan.identities
+        return Inputs(settings, styles, False, paths, [], [], notes, video_plan, run_masks, found)
+    jobs, failures = _plan_photos(
+        settings, paths, is_batch, (claims, reads, identities), notes, run_masks
+    )
+    planned = Inputs(settings, styles, is_batch, paths, jobs, failures, notes, masks=run_masks)
+    return planned._replace(identities=identities)
 
 
 def _plan_photos(
     settings: Settings,
     paths: list[str],
     is_batch: bool,
-    naming: tuple[outputs.Claims, dict[str, str]],
+    naming: tuple[outputs.Claims, dict[str, str], dict],
     notes: list[str],
     run_masks: masks.Masks,
 ) -> tuple[list[PhotoJob], list[tuple[str, str]]]:
     """Each photo's job, or why it cannot run (in a batch; a single photo raises).
-    `naming` is the run's claims and the inputs its outputs must not replace."""
-    claims, reads = naming
+    `naming` is the run's claims, the inputs its outputs must not replace and their
+    identities."""
+    claims, reads, identities = naming
     wanted = outputs.batch_prefixes(settings.output_image, paths) if is_batch else {}
     jobs, failures = [], []
     for number, path in enumerate(paths, 1):
         try:
             photo = _read_photo(number, path, decode=not is_batch)
             prefix = claims.claim(wanted.get(path, settings.output_image), reads, notes)
-            jobs.append(plan_job(settings, photo, prefix, notes, run_masks))
+            jobs.append(plan_job(settings, photo, prefix, notes, run_masks, identities))
+        except resume_rules.ResumeRefused:
+            raise  # the whole run's settings or shared files, not this photo
         except UserError as error:
             if not is_batch:
                 raise
@@ -439,12 +478,21 @@ def plan_run(inputs: Inputs, *, on_gpu: bool) -> RunPlan:
         notes,
         inputs.video,
         inputs.masks,
+        inputs.identities,
     )
 
 
 def _check_whole_frames(fit: Memory, size: tuple[int, int]) -> None:
     """Video frames are stepped whole: the temporal loss is not computed in tiles."""
-    if fit.plan(size).tiled:
+    tiled = fit.plan(size).tiled
+    if tiled and fit.settings.tile_size:
+        raise UserError(
+            f"{describe('tile_size')} {fit.settings.tile_size} would cut these "
+            f"{size[1]}x{size[0]} video frames into tiles, but a video's frames are stepped "
+            "whole (its temporal loss is not computed in tiles); set TILE_SIZE 0 "
+            "(--tile_size=0) for a video"
+        )
+    if tiled:
         raise UserError(
             f"IMAGE_WIDTH (--image_width): {size[1]}x{size[0]} video frames do not fit in memory "
             "in one piece (a video's temporal loss is not computed in tiles); use a smaller width"

@@ -46,6 +46,9 @@ def stylize(
     `extra_observers` hear the run after them (a live view); `controls` are what asks the
     run to stop or snapshot besides the signals (a live view's buttons)."""
     stream = stream or sys.stdout
+    settings, named = outputs.named_format(settings)
+    if named:
+        print(named, file=stream, flush=True)
     claims = outputs.Claims(settings)
     try:
         inputs = plan_inputs(settings, claims)  # a bad input fails before anything heavy
@@ -59,7 +62,12 @@ def stylize(
         del weights  # the networks hold their own copies, in their precisions
         if observers is None:
             observers = standard_observers(settings, stream, video=plan.video is not None)
-        outcomes = _execute(plan, pipeline, Observers([*observers, *extra_observers]), controls)
+        from neural_style.gatys.observers.files import EarlierOutputs
+
+        # The earlier files OVERWRITE replaces go first, at each prefix's first step.
+        replacing = EarlierOutputs(claims, stream)
+        hearing = Observers([replacing, *observers, *extra_observers])
+        outcomes = _execute(plan, pipeline, hearing, controls)
     finally:
         claims.release()
     return _result(plan, outcomes, stream)

@@ -9,7 +9,9 @@ files go, and where a resumed run picks up.
 
 A video is a sequence of single-photo runs (runner.py): frame t starts from frame t-1's
 result moved by the optical flow and is held to it by a temporal loss (video_runner.py).
-Resuming continues at the first frame without a PNG and redoes none.
+Resuming continues at the first frame without a PNG and redoes none, once the settings
+record shows the same clip, inputs and settings (resume_rules.py), and never with fewer
+frames than are finished.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from neural_style.errors import UserError
-from neural_style.gatys import checkpoint as checkpoints
+from neural_style.gatys import resume_rules
 from neural_style.gatys.outputs import OutputNames
 from neural_style.media import images, video_io
 from neural_style.settings.gatys import Settings
@@ -36,6 +38,7 @@ class VideoPlan(NamedTuple):
     previous: np.ndarray | None  # the last finished frame (resume), float32 [H, W, 3]
     first_steps: int  # TRAIN_STEPS: the first frame's steps
     later_steps: int  # FRAME_STEPS: each later frame's
+    identities: dict | None = None  # the run's input identities, its clip's included
 
     @property
     def names(self) -> OutputNames:
@@ -85,10 +88,16 @@ def finished_frames(prefix: str) -> int:
     return done
 
 
-def plan_video(settings: Settings, prefix: str) -> VideoPlan:
-    """The clip probed and checked, and where this run starts."""
+def plan_video(
+    settings: Settings, prefix: str, identities: dict | None = None, notes: list[str] | None = None
+) -> VideoPlan:
+    """The clip probed and checked, and where this run starts. With RESUME, the record of
+    the finished frames is checked against this run's settings and `identities` (the files
+    it reads, see resume_rules.input_identities; the clip's is added here), and a note
+    goes to `notes` when the record is too old to know its files."""
     check_video_settings(settings)
     info = video_io.probe(settings.content_image, "CONTENT_IMAGE")
+    identities = {**(identities or {}), "content_image": [resume_rules.clip_identity(info)]}
     size = images.output_size(info.size, settings.image_width, settings.image_height)
     names = OutputNames(prefix)
     images.check_encodable(names.frame(0), size, "IMAGE_WIDTH")
@@ -97,8 +106,11 @@ def plan_video(settings: Settings, prefix: str) -> VideoPlan:
         frames = min(frames, settings.video_max_frames) if frames else settings.video_max_frames
     first, previous = 0, None
     if settings.resume:
-        _check_record(settings, prefix)
         first = finished_frames(prefix)
+        note = _check_record(settings, prefix, identities, first)
+        if note and notes is not None:
+            notes.append(note)
+        _check_not_fewer(settings, names, first)
         if first:
             previous = images.load_image(names.frame(first - 1), "OUTPUT_IMAGE")
             if previous.shape[:2] != size:
@@ -108,12 +120,22 @@ def plan_video(settings: Settings, prefix: str) -> VideoPlan:
                     f"{size[1]}x{size[0]}; set IMAGE_WIDTH back, or start afresh without --resume"
                 )
     return VideoPlan(
-        info, prefix, size, frames, first, previous, settings.train_steps, settings.frame_steps
+        info,
+        prefix,
+        size,
+        frames,
+        first,
+        previous,
+        settings.train_steps,
+        settings.frame_steps,
+        identities,
     )
 
 
-def _check_record(settings: Settings, prefix: str) -> None:
-    """A resumed video goes on with the settings its frames were made with."""
+def _check_record(settings: Settings, prefix: str, identities: dict, finished: int) -> str:
+    """A resumed video goes on with the clip, inputs and settings its `finished` frames
+    were made with (a UserError naming the first that changed, or saying that their record
+    is gone); a note if the record is too old to know its files."""
     import json
 
     path = OutputNames(prefix).record
@@ -121,8 +143,24 @@ def _check_record(settings: Settings, prefix: str) -> None:
         with open(path, encoding="utf-8") as file:
             record = json.load(file)
     except (OSError, ValueError):
-        return  # nothing finished yet (or no record): the frames, if any, decide
+        record = None
     if not isinstance(record, dict):
-        return
-    saved = checkpoints.Checkpoint(0, 0, {}, record, "")
-    checkpoints.check_resumable(saved, settings, path, "")
+        if not finished:
+            return ""  # nothing finished yet: nothing to check
+        raise UserError(
+            f"{path}: the record of the {finished} finished frame(s) is missing or damaged, "
+            f"so this resume cannot tell what they were made with; {resume_rules.RESUME_FIX}"
+        )
+    return resume_rules.check_record(record, settings, identities, path, video=True)
+
+
+def _check_not_fewer(settings: Settings, names: OutputNames, finished: int) -> None:
+    """VIDEO_MAX_FRAMES may grow on a resume, never below the frames already finished:
+    the video would be made again without them."""
+    wanted = settings.video_max_frames
+    if wanted and wanted < finished:
+        raise UserError(
+            f"{names.frames}: {finished} frames are finished, and {describe('video_max_frames')}"
+            f" {wanted} asks for fewer; a resume cannot unmake frames: set it to 0 (every "
+            f"frame) or at least {finished}, or {resume_rules.RESUME_FIX}"
+        )

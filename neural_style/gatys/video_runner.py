@@ -20,6 +20,7 @@ import numpy as np
 from neural_style.errors import UserError
 from neural_style.gatys import events
 from neural_style.gatys.plan import Group, Photo, PhotoJob, RunPlan, Stage
+from neural_style.gatys.resume_rules import RESUME_FIX
 from neural_style.gatys.runner import Runner
 from neural_style.gatys.video_plan import FrameLink, VideoPlan
 from neural_style.media import flow, images, video_io
@@ -53,6 +54,12 @@ class VideoRun:
                 self.previous_content = content
             if frames.warning():
                 self.runner.observers.note(frames.warning())
+            if count < self.video.first:  # a shorter clip than the finished frames' record knew
+                raise UserError(
+                    f"{self.video.info.path}: {count} frames, fewer than the {self.video.first} "
+                    f"finished in {self.video.names.frames}; put the original clip back, or "
+                    f"{RESUME_FIX}"
+                )
             self.runner.observers.video_done(count)
         return self.runner.outcomes
 

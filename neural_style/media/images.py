@@ -98,7 +98,7 @@ def load_image(path: str, setting: str) -> np.ndarray:
     fix = _path_fix(setting)
     _check_file(path, fix)
     image = color_profiles.to_srgb(_decode(path, fix), path)
-    array = _to_rgb(image)
+    array = _to_rgb_over_white(image, path)
     if array is None:
         problem = f"unsupported image mode {image.mode}"
         raise _file_error(path, problem, f"convert it to 8-bit RGB or {fix}")
@@ -112,9 +112,10 @@ def load_image(path: str, setting: str) -> np.ndarray:
 
 def load_mask(path: str, setting: str) -> np.ndarray:
     """Reads the grey image at `path` as a float32 [H, W] mask, 0 (black) .. 1 (white):
-    the mean of its colour channels, and where it has transparency, times its opacity
-    (a stroke painted on a transparent layer marks just the stroke). Any size is taken;
-    the mask is resized to the image it guides.
+    the mean of its colour channels times its opacity, so that a transparent pixel counts
+    as black in every mode (an alpha channel, a palette's or a PNG's transparent colour, 16
+    bits or fewer than 8), and a stroke painted on a transparent layer marks just the
+    stroke. Any size is taken; the mask is resized to the image it guides.
 
     Raises:
         UserError: the file is missing, unreadable, not an image, truncated or in an
@@ -123,17 +124,68 @@ def load_mask(path: str, setting: str) -> np.ndarray:
     fix = _path_fix(setting)
     _check_file(path, fix)
     image = _decode(path, fix)
-    if image.mode in _ALPHA_MODES or (image.mode in _PLAIN_MODES and _has_transparency(image)):
-        if image.mode == "La":
-            image = image.convert("LA")
+    if image.mode == "La":  # PIL cannot convert premultiplied grey straight to RGBA.
+        image = image.convert("LA")
+    if image.mode in _ALPHA_MODES or image.mode == "P":
         rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255.0
         return (rgba[..., :3].mean(axis=-1) * rgba[..., 3]).astype(np.float32)
-    array = _to_rgb(image)
-    if array is None:
+    if image.mode in _SIXTEEN_BIT_MODES:
+        grey = np.clip(np.asarray(image, dtype=np.float64), 0, 65535) / 65535
+    elif image.mode in _PLAIN_MODES or image.mode == "F":
+        array = _to_rgb(_without_key(image))
+        _check_finite(path, image, fix)
+        grey = array.mean(axis=-1) / 255.0
+    else:
         problem = f"unsupported image mode {image.mode}"
         raise _file_error(path, problem, f"save the mask as 8-bit grey or RGB, or {fix}")
-    _check_finite(path, image, fix)
-    return (array.mean(axis=-1) / 255.0).astype(np.float32)
+    grey[_keyed_out(image, path)] = 0.0
+    return grey.astype(np.float32)
+
+
+def _without_key(image: Image.Image) -> Image.Image:
+    """`image` without its transparent colour, which _keyed_out reads instead."""
+    if "transparency" not in image.info:
+        return image
+    plain = image.copy()
+    plain.info.pop("transparency", None)
+    return plain
+
+
+def _keyed_out(image: Image.Image, path: str) -> np.ndarray:
+    """Where a mode without alpha has its transparent colour (a PNG's tRNS): [H, W] bool.
+
+    PIL gives that colour in the file's own bit depth while it scales the pixels: grey of
+    1, 2 or 4 bits to 0..255, and 16-bit colour to its high bytes, so the colour is scaled
+    alike here (16-bit colour is then matched to 8 bits, the precision the mask is read
+    at). 16-bit grey is matched exactly."""
+    key = image.info.get("transparency")
+    if key is None or image.mode not in ("1", "L", "RGB", *_SIXTEEN_BIT_MODES):
+        return np.zeros((image.height, image.width), bool)
+    depth = _png_bit_depth(path)
+    if image.mode == "RGB":
+        if not (isinstance(key, tuple) and len(key) == 3):
+            return np.zeros((image.height, image.width), bool)
+        key = tuple(value >> 8 for value in key) if depth == 16 else key
+        return np.all(np.asarray(image) == np.asarray(key), axis=-1)
+    if not isinstance(key, int):
+        return np.zeros((image.height, image.width), bool)
+    if image.mode == "1":
+        return np.asarray(image.convert("L")) == key
+    if image.mode == "L" and depth in (1, 2, 4):
+        key *= 255 // (2**depth - 1)
+    return np.asarray(image) == key
+
+
+def _png_bit_depth(path: str) -> int | None:
+    """The bit depth in a PNG file's header; None for another format."""
+    try:
+        with open(path, "rb") as png:
+            header = png.read(25)
+    except OSError:
+        return None
+    if len(header) < 25 or header[:8] != b"\x89PNG\r\n\x1a\n" or header[12:16] != b"IHDR":
+        return None
+    return header[24]
 
 
 def resize_mask(mask: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
@@ -328,6 +380,18 @@ def _check_finite(path: str, image: Image.Image, fix: str) -> None:
     if bad:
         problem = f"the image has {bad} NaN/infinite pixels"
         raise _file_error(path, problem, f"re-export it with finite values, or {fix}")
+
+
+def _to_rgb_over_white(image: Image.Image, path: str) -> np.ndarray | None:
+    """_to_rgb, with a transparent colour (a PNG's tRNS) of grey or RGB read in the file's
+    own bit depth (_keyed_out) and made white: PIL matches it against pixels it has already
+    scaled, and misses it at 1, 2, 4 and 16 bits."""
+    if image.mode not in ("1", "L", "RGB") or "transparency" not in image.info:
+        return _to_rgb(image)
+    array = _to_rgb(_without_key(image))
+    if array is not None:
+        array[_keyed_out(image, path)] = 255.0
+    return array
 
 
 def _to_rgb(image: Image.Image) -> np.ndarray | None:

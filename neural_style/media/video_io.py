@@ -9,9 +9,11 @@ over every frame) and train.py (a video as CONTENT_IMAGE) share; video_write.py 
     warning = frames.warning()                 # a truncated file: what it gave, or None
 
 Reading: every frame in order, as the file stores them (a variable frame rate is neither
-padded nor thinned), at the size the player shows (rotation applied, odd sides kept). A
-file that is missing, empty, not a video or without a video stream is one `UserError`
-line naming it and its setting; a damaged one gives the frames it has and a warning.
+padded nor thinned), at the size the player shows (rotation applied, odd sides kept). The
+probe also times every frame (`info.timing`, video_timing.py), so that video_write keeps
+a variable rate as it was. A file that is missing, empty, not a video or without a video
+stream is one `UserError` line naming it and its setting; a damaged one gives the frames
+it has and a warning.
 ffmpeg runs in its own process group: Ctrl-C reaches Python, which ends ffmpeg itself.
 """
 
@@ -30,6 +32,7 @@ import numpy as np
 
 from neural_style import stopping
 from neural_style.errors import UserError, one_line, setting_fix
+from neural_style.media.video_timing import Timing, frame_rate_of, parse_timing, timing_arguments
 
 # The frame rate assumed when a file does not state one.
 DEFAULT_FPS = 25.0
@@ -63,6 +66,7 @@ class VideoInfo(NamedTuple):
     frames: int | None  # frames expected: duration * fps, None when the file does not say
     has_audio: bool  # whether it has an audio track
     duration: float | None  # seconds, None when the file does not say
+    timing: Timing | None = None  # when each frame is shown; None if ffmpeg could not say
 
 
 def probe(path: str, setting: str) -> VideoInfo:
@@ -99,7 +103,28 @@ def probe(path: str, setting: str) -> VideoInfo:
     if not (isinstance(duration, (int, float)) and math.isfinite(duration) and duration > 0):
         duration = None
     frames = max(1, round(duration * fps)) if duration else None
-    return VideoInfo(path, fps, (height, width), frames, "audio_codec" in meta, duration)
+    timing, whole = read_timing(path, fps)
+    if timing is not None and timing.variable:
+        # ffmpeg's stated rate of a variable-rate clip is a guess: the times are not.
+        fps = frame_rate_of(timing)
+    if timing is not None and (whole or timing.variable):
+        # A file ffmpeg decoded without a complaint has the frames it gave, although its
+        # header may say more (a longer audio track, or an average rate times the length).
+        decoded = len(timing.starts)
+        frames = decoded if whole or not duration else max(decoded, round(duration * fps))
+    has_audio = "audio_codec" in meta
+    return VideoInfo(path, fps, (height, width), frames, has_audio, duration, timing)
+
+
+def read_timing(path: str, fps: float) -> tuple[Timing | None, bool]:
+    """When each frame of the video at `path` (stated at `fps` frames per second) is shown,
+    from one pass of ffmpeg over its frames, and whether ffmpeg decoded it without an error.
+    The timing is None if ffmpeg gives no usable times (the frames are then written at
+    `fps`); a damaged file gives those of the frames ffmpeg could decode, as read_frames
+    gives those frames. As long as one decoding of the clip."""
+    result = run_ffmpeg(timing_arguments(os.path.abspath(path)), path, timeout=None)
+    whole = result.returncode == 0 and not result.stderr.strip()
+    return parse_timing(result.stdout, fps), whole
 
 
 class FrameReader:
@@ -324,10 +349,10 @@ def start_ffmpeg(arguments: list[str], level: str = "error", **streams) -> subpr
     """ffmpeg logging at `level`, in its own process group, so that Ctrl-C in the terminal
     reaches only us: we end it ourselves, after removing what it was writing."""
     command = [_ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-v", level, "-y"]
+    streams.setdefault("stdout", subprocess.DEVNULL)
     try:
         return subprocess.Popen(
             [*command, *arguments],
-            stdout=subprocess.DEVNULL,
             start_new_session=os.name == "posix",
             creationflags=getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0),
             **streams,
@@ -337,12 +362,17 @@ def start_ffmpeg(arguments: list[str], level: str = "error", **streams) -> subpr
 
 
 def run_ffmpeg(
-    arguments: list[str], about: str, level: str = "error"
+    arguments: list[str],
+    about: str,
+    level: str = "error",
+    timeout: float | None = _FFMPEG_SECONDS,
 ) -> subprocess.CompletedProcess:
-    """ffmpeg run to its end; its log as text in `stderr` ("info" lists the streams)."""
-    process = start_ffmpeg(arguments, level, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    """ffmpeg run to its end, for at most `timeout` seconds (None: no limit); its output as
+    text in `stdout` and its log in `stderr` ("info" lists the streams)."""
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    process = start_ffmpeg(arguments, level, stdin=subprocess.DEVNULL, **pipes)
     try:
-        _, log = process.communicate(timeout=_FFMPEG_SECONDS)
+        output, log = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         process.kill()
         process.communicate()
@@ -352,5 +382,8 @@ def run_ffmpeg(
         process.wait()
         raise
     return subprocess.CompletedProcess(
-        arguments, process.returncode, "", log.decode("utf-8", "replace")
+        arguments,
+        process.returncode,
+        output.decode("utf-8", "replace"),
+        log.decode("utf-8", "replace"),
     )

@@ -6,7 +6,8 @@ reads them).
     write_video_from_pngs(["f-00001.png", ...], "out.mp4", fps=info.fps, audio_from=info,
                           setting="OUTPUT_IMAGE")
 
-H.264 (yuv420p) in an .mp4 at `fps`, into a hidden `.<name>.partial.mp4` beside the final
+H.264 (yuv420p) in an .mp4 at `fps`, or at the input's own frame times when its `timing`
+(video_timing.py) says the rate is variable, into a hidden `.<name>.partial.mp4` beside the final
 name, renamed into place only once whole; on any failure or a stop signal the partial
 files go and an earlier file at the final name stays as it was. The audio of `audio_from`,
 if it has any, is re-encoded as AAC and cut to the frames' duration. H.264 in yuv420p needs
@@ -30,7 +31,7 @@ import numpy as np
 
 from neural_style import files, stopping
 from neural_style.errors import UserError, one_line, setting_fix
-from neural_style.media import video_io
+from neural_style.media import video_io, video_timing
 
 # Free bytes below which a failed write is put down to a full disk.
 FULL_DISK_BYTES = 1024**2
@@ -61,9 +62,14 @@ def write_video(
     fps: float,
     audio_from: str | video_io.VideoInfo | None = None,
     setting: str,
+    timing: video_timing.Timing | None = None,
 ) -> WrittenVideo:
     """Writes `frames` to `path` as an H.264 .mp4 at `fps` frames per second, with the
     audio of `audio_from` (a file, or a probed video_io.VideoInfo) if it has any.
+
+    With the `timing` of the input (video_io.VideoInfo.timing) the frames keep its times:
+    frame i is shown when the input's frame i was (a variable rate stays as it was), and
+    the audio is taken from the input's first frame on, so that it stays in step.
 
     Each frame is an [H, W, 3] array (uint8, or float in 0..255, rounded and clipped) or
     the path of an image file (a PNG frame); all of one size. The frames are consumed as
@@ -88,10 +94,11 @@ def write_video(
     partial = _partial_path(path, ".partial.mp4", setting)
     muxed = _partial_path(path, ".partial-audio.mp4", setting) if has_audio else None
     try:
-        count = _encode(frames, path, partial, fps, setting, faststart=not has_audio)
+        count = _encode(frames, path, partial, fps, setting, not has_audio, timing)
         final, warning = partial, None
         if has_audio:
-            final, warning = _add_audio(partial, muxed, audio_source, count / fps, path, setting)
+            span = _span(count, fps, timing)
+            final, warning = _add_audio(partial, muxed, audio_source, span, path, setting)
         with _output_errors(path, setting):
             _fsync(final)
             os.replace(final, path)
@@ -115,6 +122,7 @@ def write_video_from_pngs(
     fps: float,
     audio_from: str | video_io.VideoInfo | None = None,
     setting: str,
+    timing: video_timing.Timing | None = None,
 ) -> WrittenVideo:
     """`write_video` of the image files `paths` (PNG frames, in order), each checked to
     exist before anything is encoded."""
@@ -127,7 +135,16 @@ def write_video_from_pngs(
             f"{missing[0]}: no such frame ({len(missing)} of the {len(paths)} frames for "
             f"{path} are missing); run again to make them"
         )
-    return write_video(paths, path, fps=fps, audio_from=audio_from, setting=setting)
+    return write_video(paths, path, fps=fps, audio_from=audio_from, setting=setting, timing=timing)
+
+
+def _span(count: int, fps: float, timing: video_timing.Timing | None) -> tuple[float, float]:
+    """(where the input's audio starts, how long it runs) for `count` frames: from the
+    first frame, for as long as they are shown."""
+    start = timing.offset_seconds() if timing is not None else 0.0
+    if timing is not None and timing.variable:
+        return start, timing.seconds(count)
+    return start, count / fps
 
 
 def _audio_source(audio_from: str | video_io.VideoInfo | None) -> tuple[str | None, bool]:
@@ -147,7 +164,15 @@ def _audio_source(audio_from: str | video_io.VideoInfo | None) -> tuple[str | No
     return source, any(kind == "Audio" for kind, _ in video_io.input_streams(text))
 
 
-def _encode(frames, path: str, partial: str, fps: float, setting: str, *, faststart: bool) -> int:
+def _encode(
+    frames,
+    path: str,
+    partial: str,
+    fps: float,
+    setting: str,
+    faststart: bool,
+    timing: video_timing.Timing | None,
+) -> int:
     """Encodes `frames` into `partial`; the number of frames. ffmpeg starts with the first
     frame (its size is the video's) and is killed if anything goes wrong."""
     with _output_errors(path, setting):
@@ -160,7 +185,8 @@ def _encode(frames, path: str, partial: str, fps: float, setting: str, *, fastst
         for frame in frames:
             image = _frame_array(frame)
             if encoder is None:
-                encoder = _Encoder(partial, image.shape[:2], fps, faststart=faststart)
+                size = image.shape[:2]
+                encoder = _Encoder(partial, size, fps, faststart=faststart, timing=timing)
             if not encoder.write(image):
                 break  # ffmpeg has ended: finish() says why
             count += 1
@@ -179,23 +205,28 @@ def _encode(frames, path: str, partial: str, fps: float, setting: str, *, fastst
 class _Encoder:
     """An ffmpeg process encoding raw RGB frames from its stdin into an H.264 .mp4."""
 
-    def __init__(self, partial: str, size: tuple[int, int], fps: float, *, faststart: bool):
+    def __init__(
+        self,
+        partial: str,
+        size: tuple[int, int],
+        fps: float,
+        *,
+        faststart: bool,
+        timing: video_timing.Timing | None = None,
+    ):
         self.size = size
         self.written = 0
-        height, width = size
-        rate = Fraction(fps).limit_denominator(100_000)
-        arguments = ["-f", "rawvideo", "-pix_fmt", "rgb24"]
-        arguments += ["-s", f"{width + width % 2}x{height + height % 2}", "-r", str(rate)]
-        arguments += ["-i", "-", "-an", "-c:v", "libx264", "-crf", str(CRF), "-pix_fmt", "yuv420p"]
-        arguments += ["-movflags", "+faststart"] if faststart else []
-        arguments += ["-f", "mp4", os.path.abspath(partial)]
-        # A file, not a pipe, for ffmpeg's log: a full pipe would stall it. Closed by
-        # finish() or kill().
+        # Files, not pipes: a full pipe would stall ffmpeg's log, and a clip's times can
+        # outgrow a command line. Closed or removed by finish() or kill().
         self.log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
+        self.script: str | None = None
         try:
+            if timing is not None and timing.variable:
+                self.script = _timing_script(timing)
+            arguments = _encoder_arguments(partial, size, fps, faststart, self.script, timing)
             self.process = video_io.start_ffmpeg(arguments, stdin=subprocess.PIPE, stderr=self.log)
         except BaseException:
-            self.log.close()
+            self._close_files()
             raise
 
     def write(self, image: np.ndarray) -> bool:
@@ -219,7 +250,7 @@ class _Encoder:
         status = self.process.wait()
         self.log.seek(0)
         text = self.log.read().decode("utf-8", "replace")
-        self.log.close()
+        self._close_files()
         if status == 0 and self.written == count:
             return None
         return text or f"ffmpeg ended with status {status}"
@@ -230,7 +261,50 @@ class _Encoder:
         self.process.wait()
         with contextlib.suppress(OSError):
             self.process.stdin.close()
+        self._close_files()
+
+    def _close_files(self) -> None:
         self.log.close()
+        if self.script is not None:
+            with contextlib.suppress(OSError):
+                os.remove(self.script)
+
+
+def _encoder_arguments(
+    partial: str,
+    size: tuple[int, int],
+    fps: float,
+    faststart: bool,
+    script: str | None,
+    timing: video_timing.Timing | None,
+) -> list[str]:
+    """ffmpeg's arguments that encode raw RGB frames of `size` from stdin into `partial`:
+    at `fps`, or, with a timing `script` (a variable rate), each frame at its own time."""
+    height, width = size
+    rate = Fraction(fps).limit_denominator(100_000)
+    if script is not None:
+        # The input's rate is only the last frame's length, which the muxer gives it.
+        rate = 1 / (Fraction(timing.end - timing.starts[-1]) * timing.time_base)
+    arguments = ["-f", "rawvideo", "-pix_fmt", "rgb24"]
+    arguments += ["-s", f"{width + width % 2}x{height + height % 2}", "-r", str(rate), "-i", "-"]
+    if script is not None:
+        # The times as they are, in the input's own ticks: no frame repeated or dropped.
+        arguments += ["-/filter:v", script, "-fps_mode", "passthrough"]
+        arguments += ["-enc_time_base", "filter"]
+    arguments += ["-an", "-c:v", "libx264", "-crf", str(CRF), "-pix_fmt", "yuv420p"]
+    arguments += ["-movflags", "+faststart"] if faststart else []
+    return [*arguments, "-f", "mp4", os.path.abspath(partial)]
+
+
+def _timing_script(timing: video_timing.Timing) -> str:
+    """A file with the filters that give each frame its time (see video_timing); its path."""
+    base = timing.time_base
+    text = f"settb={base.numerator}/{base.denominator},"
+    text += f"setpts='{video_timing.pts_expression(timing)}'\n"
+    descriptor, path = tempfile.mkstemp(prefix="neural-style-timing-", suffix=".txt")
+    with os.fdopen(descriptor, "w", encoding="ascii") as file:
+        file.write(text)
+    return path
 
 
 def _frame_array(frame: np.ndarray | str | os.PathLike) -> np.ndarray:
@@ -258,15 +332,19 @@ def _load_frame(path: str) -> np.ndarray:
 
 
 def _add_audio(
-    video: str, muxed: str, audio: str, seconds: float, path: str, setting: str
+    video: str, muxed: str, audio: str, span: tuple[float, float], path: str, setting: str
 ) -> tuple[str, str | None]:
-    """`video` with the audio of `audio` added, cut to `seconds`, as `muxed`; returns the
-    file to keep and, if the audio could not be added, a warning saying why (the video
-    alone is then kept).
+    """`video` with the audio of `audio` added, from and for the seconds of `span` (start,
+    length), as `muxed`; returns the file to keep and, if the audio could not be added, a
+    warning saying why (the video alone is then kept).
 
     `-t` and not `-shortest`: a track a few milliseconds short must not cut the last frame.
     """
-    arguments = ["-i", os.path.abspath(video), "-i", os.path.abspath(audio)]
+    start, seconds = span
+    # The input's audio from its first frame on: a clip whose video starts late (a
+    # broadcast's) keeps its sound where it was.
+    skip = ["-ss", f"{start:.6f}"] if start > 0 else []
+    arguments = ["-i", os.path.abspath(video), *skip, "-i", os.path.abspath(audio)]
     arguments += ["-map", "0:v:0", "-map", "1:a?", "-c:v", "copy", "-c:a", "aac"]
     arguments += ["-b:a", AUDIO_BITRATE, "-t", f"{seconds:.6f}", "-movflags", "+faststart"]
     arguments += ["-f", "mp4", os.path.abspath(muxed)]

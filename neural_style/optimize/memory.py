@@ -62,6 +62,26 @@ TILE_SHRINK = 0.8
 # in 2x3 tiles at that size).
 STEP_PIXELS = 4_000_000
 
+# Where the limits on this process's memory are read (parameters of the readers below, so
+# that tests give them trees of their own).
+PROC = "/proc"
+CGROUP_ROOT = "/sys/fs/cgroup"
+# cgroup v1 writes "no limit" as a number near 2**63 (its page counter's maximum).
+NO_CGROUP_LIMIT = 1 << 60
+# Room kept under an address-space limit (ulimit -v) beyond a step's estimate. TensorFlow
+# maps more address space than it touches (thread stacks, allocator arenas), but when a run
+# plans it has already started, so VmSize counts that, and the estimate's BASE_BYTES counts
+# it again. Measured (train.py, 3 steps in float32, 2-core CPU): the address space a run
+# mapped after planning against the estimate was 441 MiB against 875 at 40 px (a tiny
+# VGG-19), and with the synthetic VGG-19 649 against 1011 MiB at 256 px, 1458 against 1435
+# at 512 px, 2711 against 3129 at 1024 px. This covers the worst of those with room.
+ADDRESS_SPACE_RESERVE = 256 * 1024**2
+ADDRESS_SPACE_SOURCE = "the address-space limit (ulimit -v)"  # how a budget names it
+FREE_MEMORY = "the free memory"
+FREE_MEMORY_FIX = "close other programs or use a larger machine"
+LIMIT_FIX = "raise that limit (docker run --memory, systemd MemoryMax)"
+ADDRESS_SPACE_FIX = "raise it (ulimit -v unlimited)"
+
 
 class MemoryPlan(NamedTuple):
     estimate_bytes: int  # the step's estimated peak resident memory
@@ -162,32 +182,152 @@ def tiled_step_bytes(
     return int(BASE_BYTES + activations + _image_state_bytes(size_hw) + content_features + crops)
 
 
-def available_bytes() -> int:
-    """Memory this process may still use: MemAvailable, capped by a cgroup limit if any."""
-    available = None
+class MemoryBudget(NamedTuple):
+    """What this process may still use, and the limit that sets it."""
+
+    bytes: int
+    source: str  # as messages name it: "the cgroup limit of 2.0 GiB (/sys/fs/cgroup/...)"
+    fix: str  # how a user gets more: "raise that limit"
+
+
+def free_memory(proc: str = PROC) -> MemoryBudget | None:
+    """The machine's MemAvailable, from `proc`/meminfo; None when it cannot be read."""
     try:
-        with open("/proc/meminfo") as meminfo:
+        with open(os.path.join(proc, "meminfo")) as meminfo:
             for line in meminfo:
                 if line.startswith("MemAvailable:"):
-                    available = int(line.split()[1]) * 1024
-                    break
-    except (OSError, ValueError):
+                    free = int(line.split()[1]) * 1024
+                    return MemoryBudget(free, FREE_MEMORY, FREE_MEMORY_FIX)
+    except (OSError, ValueError, IndexError):
         pass
-    if available is None:
-        try:
-            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError, AttributeError):
-            return 1 << 62  # unknown: do not refuse anything
+    return None
+
+
+def _sysconf_free() -> MemoryBudget | None:
+    """Free pages, where there is no /proc/meminfo."""
     try:
-        with open("/sys/fs/cgroup/memory.max") as limit_file:
-            limit = limit_file.read().strip()
-        with open("/sys/fs/cgroup/memory.current") as current_file:
-            used = int(current_file.read().strip())
-        if limit != "max":
-            available = min(available, int(limit) - used)
-    except (OSError, ValueError):
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+    return MemoryBudget(free, FREE_MEMORY, FREE_MEMORY_FIX)
+
+
+def own_cgroups(proc: str = PROC) -> tuple[str | None, str | None]:
+    """This process's cgroup paths from `proc`/self/cgroup: (the cgroup v2 path from the
+    `0::/path` line, the cgroup v1 memory controller's path); None where there is none."""
+    unified = v1_memory = None
+    try:
+        with open(os.path.join(proc, "self", "cgroup")) as cgroup_file:
+            lines = cgroup_file.read().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None, None
+    for line in lines:
+        fields = line.split(":", 2)
+        if len(fields) != 3 or not fields[2].startswith("/"):
+            continue
+        hierarchy, controllers, path = fields
+        if hierarchy == "0" and controllers == "":
+            unified = path
+        elif "memory" in controllers.split(","):
+            v1_memory = path
+    return unified, v1_memory
+
+
+def _cgroup_folders(mount: str, path: str) -> list[str]:
+    """The folders of the cgroup at `path` and of its ancestors, its own first, as `mount`
+    shows them. A mount that shows the process's cgroup at its root (a container's cgroup
+    namespace, or a v1 bind mount) hides the ancestors: then only the root is read."""
+    parts = [part for part in path.split("/") if part]
+    if any(part in (".", "..") for part in parts) or not os.path.isdir(os.path.join(mount, *parts)):
+        parts = []
+    return [os.path.join(mount, *parts[:count]) for count in range(len(parts), -1, -1)]
+
+
+def _read_bytes(path: str) -> int | None:
+    """The whole number in the file at `path`; None when missing, "max" or unreadable."""
+    try:
+        with open(path) as number_file:
+            text = number_file.read(64).strip()
+        value = int(text)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return value if 0 <= value < NO_CGROUP_LIMIT else None
+
+
+def cgroup_budgets(proc: str = PROC, cgroup_root: str = CGROUP_ROOT) -> list[MemoryBudget]:
+    """The room left under each memory limit of this process's cgroup and its ancestors,
+    cgroup v2 (memory.max less memory.current) and v1 (memory.limit_in_bytes less
+    memory.usage_in_bytes): a limit counts everything its cgroup holds, this process's
+    siblings included. A limit whose usage cannot be read counts whole."""
+    unified, v1_memory = own_cgroups(proc)
+    hierarchies = []
+    if unified is not None:
+        hierarchies.append((cgroup_root, unified, "memory.max", "memory.current"))
+    if v1_memory is not None:
+        mount = os.path.join(cgroup_root, "memory")
+        hierarchies.append((mount, v1_memory, "memory.limit_in_bytes", "memory.usage_in_bytes"))
+    budgets = []
+    for mount, path, limit_name, usage_name in hierarchies:
+        for folder in _cgroup_folders(mount, path):
+            limit = _read_bytes(os.path.join(folder, limit_name))
+            if limit is None:
+                continue
+            used = _read_bytes(os.path.join(folder, usage_name)) or 0
+            limit_file = os.path.join(folder, limit_name)
+            source = f"the cgroup limit of {limit / GIB:.1f} GiB ({limit_file})"
+            budgets.append(MemoryBudget(limit - used, source, LIMIT_FIX))
+    return budgets
+
+
+def address_space_budget(proc: str = PROC, limit: int | None = None) -> MemoryBudget | None:
+    """The room left under RLIMIT_AS (`ulimit -v`; `limit`, bytes, else this process's own
+    soft limit; a negative `limit` is none): the limit less the address space in use
+    (VmSize in `proc`/self/status) and less ADDRESS_SPACE_RESERVE. None without a limit.
+
+    The limit is on address space, not memory: TensorFlow maps far more than it touches,
+    so the room is counted from what is mapped, not from what is resident."""
+    if limit is None:
+        try:
+            import resource
+        except ImportError:  # not on this system
+            return None
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if limit == resource.RLIM_INFINITY:
+            return None
+    if limit < 0:
+        return None
+    in_use = 0
+    try:
+        with open(os.path.join(proc, "self", "status")) as status:
+            for line in status:
+                if line.startswith("VmSize:"):
+                    in_use = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
         pass
-    return max(available, 0)
+    source = f"{ADDRESS_SPACE_SOURCE} of {limit / GIB:.1f} GiB"
+    return MemoryBudget(limit - in_use - ADDRESS_SPACE_RESERVE, source, ADDRESS_SPACE_FIX)
+
+
+def memory_budget(
+    proc: str = PROC, cgroup_root: str = CGROUP_ROOT, address_limit: int | None = None
+) -> MemoryBudget:
+    """The tightest of the free memory, every cgroup limit over this process and the
+    address-space limit: what a run plans with (files under `proc` and `cgroup_root`;
+    `address_limit` as address_space_budget's `limit`)."""
+    free = free_memory(proc) or (_sysconf_free() if proc == PROC else None)
+    address_space = address_space_budget(proc, address_limit)
+    candidates = [free, *cgroup_budgets(proc, cgroup_root), address_space]
+    known = [budget for budget in candidates if budget is not None]
+    if not known:
+        return MemoryBudget(1 << 62, "no known limit", FREE_MEMORY_FIX)  # refuse nothing
+    tightest = min(known, key=lambda budget: budget.bytes)
+    return tightest._replace(bytes=max(tightest.bytes, 0))
+
+
+def available_bytes() -> int:
+    """Memory this process may still use: the bytes of memory_budget()."""
+    return memory_budget().bytes
 
 
 def _tile_plan(
@@ -253,7 +393,7 @@ def plan_step(
     size_hw: tuple[int, int],
     precision: str,
     *,
-    available: int | None = None,
+    available: int | MemoryBudget | None = None,
     tile_size: int = 0,
     layers: Iterable[str] = DEFAULT_LAYERS,
     content_layers: Iterable[str] = DEFAULT_CONTENT_LAYERS,
@@ -268,9 +408,11 @@ def plan_step(
     `copies` are the style loss's own copies of each loss layer's features in a whole step
     (a loss with them is not computed in tiles).
 
-    A `batch` of several images is planned whole or not at all (a UserError)."""
+    A `batch` of several images is planned whole or not at all (a UserError). `available`
+    is memory_budget()'s when None; a number of bytes is taken as free memory."""
     layers, content_layers = tuple(layers), tuple(content_layers)
-    available = available_bytes() if available is None else available
+    limit = _as_budget(available)
+    available = limit.bytes
     budget = int(available * USABLE_FRACTION)
     shapes = dict(layers=layers, content_layers=content_layers, widths=widths, regions=regions)
     if tile_size:
@@ -279,7 +421,7 @@ def plan_step(
             return MemoryPlan(estimate, available, grid)
         raise UserError(
             f"TILE_SIZE (--tile_size): tiles of {tile_size} pixels need about "
-            f"{estimate / GIB:.1f} GiB of memory, but {available / GIB:.1f} GiB is available; "
+            f"{estimate / GIB:.1f} GiB of memory, but {_left(limit)}; "
             "use smaller tiles, or 0 to choose them by the memory"
         )
     plain = step_bytes(
@@ -296,8 +438,8 @@ def plan_step(
     if batch > 1:
         raise UserError(
             f"a batch of {batch} images of {size_hw[1]}x{size_hw[0]} needs about "
-            f"{plain / GIB:.1f} GiB of memory in one piece, but {available / GIB:.1f} GiB is "
-            "available; lower BATCH_SIZE (--batch_size)"
+            f"{plain / GIB:.1f} GiB of memory in one piece, but {_left(limit)}; lower "
+            "BATCH_SIZE (--batch_size)"
         )
     core = max(size_hw)
     while core > SMALLEST_TILE:
@@ -305,23 +447,41 @@ def plan_step(
         grid, estimate, crop_pixels = _tile_plan(size_hw, precision, core, **shapes)
         if estimate <= budget and crop_pixels <= STEP_PIXELS:
             return MemoryPlan(estimate, available, grid)
-    raise _does_not_fit(size_hw, precision, available, budget, shapes)
+    raise _does_not_fit(size_hw, precision, limit, budget, shapes)
+
+
+def _as_budget(available: int | MemoryBudget | None) -> MemoryBudget:
+    if available is None:
+        return memory_budget()
+    if isinstance(available, MemoryBudget):
+        return available
+    return MemoryBudget(int(available), FREE_MEMORY, FREE_MEMORY_FIX)
+
+
+def _left(limit: MemoryBudget) -> str:
+    """How a message says what is left: "1.2 GiB is available", or "1.2 GiB is left under
+    the cgroup limit of 2.0 GiB (...)"."""
+    if limit.source == FREE_MEMORY:
+        return f"{limit.bytes / GIB:.1f} GiB is available"
+    return f"{limit.bytes / GIB:.1f} GiB is left under {limit.source}"
 
 
 def _does_not_fit(
-    size_hw: tuple[int, int], precision: str, available: int, budget: int, shapes: dict
+    size_hw: tuple[int, int], precision: str, limit: MemoryBudget, budget: int, shapes: dict
 ) -> UserError:
     """The one line for a step that fits neither whole nor in tiles."""
     height, width = size_hw
     least = least_bytes(size_hw, precision, **shapes)
     largest = largest_size(size_hw, precision, budget, **shapes)
     if largest is None:
-        fit = "no image of this shape fits; close other programs or use a larger machine"
+        fit = f"no image of this shape fits; {limit.fix}"
     else:
         fit = f"the largest that fits is {largest[1]}x{largest[0]} (--image_width={largest[1]})"
+        if limit.source != FREE_MEMORY:
+            fit += f", or {limit.fix}"
     other = "" if precision != "float32" else "; PRECISION (--precision) mixed_bfloat16 needs less"
     return UserError(
         f"IMAGE_WIDTH (--image_width): a {width}x{height} image needs about "
         f"{least / GIB:.1f} GiB of memory at PRECISION {precision}, even in tiles, but "
-        f"{available / GIB:.1f} GiB is available; {fit}{other}"
+        f"{_left(limit)}; {fit}{other}"
     )

@@ -20,13 +20,14 @@ import re
 import signal
 import sys
 import tokenize
+import traceback
 import types
 import typing
 
 from absl import app, flags
 
 from neural_style import stopping
-from neural_style.errors import UserError
+from neural_style.errors import UserError, one_line
 from neural_style.settings import gatys as config
 from neural_style.settings import values as values
 
@@ -160,9 +161,9 @@ def parse_flags(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) ->
 
 
 def _usage_error(message: str) -> typing.NoReturn:
-    one_line = " ".join(message.split())
+    line = " ".join(message.split())
     command = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "train.py"
-    print(f"error: {one_line}; see python {command} --helpfull", file=sys.stderr)
+    print(f"error: {line}; see python {command} --helpfull", file=sys.stderr)
     sys.exit(UserError.exit_code)
 
 
@@ -204,10 +205,80 @@ class _ClosedPipeSafe(io.TextIOBase):
         return not self._closed_pipe and self._stream.isatty()
 
 
+def settings_beside(script: str) -> str:
+    """The settings file a command reads: settings.py in the folder of `script`."""
+    return os.path.join(os.path.dirname(script), "settings.py")
+
+
+def load_settings(path: str) -> types.ModuleType:
+    """The settings file at `path`, run as the module `settings`.
+
+    Raises:
+      UserError: one line naming the file (and the line at fault, if any) and the fix,
+        when the file is missing or unreadable, is not valid Python, or fails as it runs.
+    """
+    name = os.path.basename(path)
+    restore = f"or restore the shipped file with `git checkout {name}`"
+    if not os.path.isfile(path):
+        folder = os.path.dirname(os.path.abspath(path))
+        missing = "not a file" if os.path.exists(path) else "not found"
+        raise UserError(
+            f"{name}: {missing} in {folder}, and every setting's default is read from it; "
+            f"restore it with `git checkout {name}` (or copy it from the repository)"
+        )
+    try:
+        with open(path, "rb") as file:
+            source = file.read()
+    except OSError as error:
+        raise UserError(
+            f"{name}: cannot be read ({error.strerror or one_line(error)}); check its "
+            f"permissions, {restore}"
+        ) from None
+    module = types.ModuleType("settings")
+    module.__file__ = path
+    try:
+        code = compile(source, path, "exec")
+    except SyntaxError as error:
+        where = _file_and_line(path, error.lineno)
+        text = f" in `{_shortened(error.text)}`" if (error.text or "").strip() else ""
+        fix = "fix that line" if error.lineno else "fix it"
+        raise UserError(
+            f"{where}: {error.msg}{text} (Python cannot read the file); {fix}, {restore}"
+        ) from None
+    except ValueError as error:  # a NUL byte, say
+        raise UserError(f"{name}: {one_line(error)}; {restore.removeprefix('or ')}") from None
+    try:
+        exec(code, vars(module))  # as `import settings` would, without the module search
+    except Exception as error:
+        frames = [
+            frame
+            for frame in traceback.extract_tb(error.__traceback__)
+            if os.path.abspath(frame.filename) == os.path.abspath(path)
+        ]
+        where = _file_and_line(path, frames[-1].lineno if frames else None)
+        raise UserError(
+            f"{where}: {type(error).__name__}: {one_line(error)} (the file runs as Python, "
+            f"so every value must work as written); fix that line, {restore}"
+        ) from None
+    sys.modules["settings"] = module
+    return module
+
+
+def _file_and_line(path: str, line: int | None) -> str:
+    return f"{os.path.basename(path)} line {line}" if line else os.path.basename(path)
+
+
+def _shortened(code: str | None, limit: int = 60) -> str:
+    text = one_line(code or "")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def run_command(
-    settings_module: types.ModuleType, action: typing.Callable[[flags.FlagValues], None]
+    settings_module: types.ModuleType | str,
+    action: typing.Callable[[flags.FlagValues], None],
 ) -> typing.NoReturn:
-    """The whole life of a command such as train.py: flags from `settings_module`, then
+    """The whole life of a command such as train.py: flags from `settings_module` (a
+    module, or the path of the settings file to read with load_settings), then
     `action(flags.FLAGS)`. A UserError anywhere prints one `error: ...` line and exits 2.
     Ctrl-C, SIGTERM and SIGHUP stop the run as neural_style.stopping describes, print one
     line and exit 130, 143 or 129, whenever they come (while the flags are read too); no
@@ -224,6 +295,8 @@ def run_command(
         return 0
 
     try:
+        if isinstance(settings_module, str):
+            settings_module = load_settings(settings_module)
         define_flags(settings_module)
         app.run(main, flags_parser=parse_flags)
     except UserError as error:

@@ -41,6 +41,24 @@ OUTPUT_FORMAT_CHOICES = ("jpg", "png", "png16", "tiff16")
 # al.), the Wasserstein distance of Gaussian fits, the sliced Wasserstein distance.
 STYLE_LOSS_CHOICES = ("gram", "w2", "sw")
 MIN_TILE_SIZE = 64  # pixels a side; smaller tiles would be mostly margin
+# The largest loss weight, alone or as ALPHA (BETA) times a content (style) layer's weight.
+# The losses are float32 and Adam squares each gradient: a square above float32's largest
+# number (so a gradient above its square root, 1.8e19) is infinite, and every step is then
+# 0 (the image never changes), or the loss itself is infinite. The unweighted terms'
+# largest gradients, each layer's and TV's, were 1.6e-5 to 0.2 a pixel value at 512 px
+# (synthetic weights; images/content.jpg against style.jpg and the_scream.jpg, starting
+# from the photo, noise, black and white), and grow as 1/pixels at smaller sizes; so
+# MAX_TERM_GRADIENT leaves a margin of more than 1e4 even at 32 px, and weights up to
+# MAX_WEIGHT keep the weighted gradient, and its square, finite.
+FLOAT32_MAX = 3.4028234663852886e38
+MAX_TERM_GRADIENT = 1e6  # per pixel value (0..255)
+MAX_WEIGHT = 10.0 ** math.floor(math.log10(math.sqrt(FLOAT32_MAX) / MAX_TERM_GRADIENT))
+# The largest ratio between ALPHA, BETA and TV_WEIGHT (those above 0). A float32 sum keeps
+# 24 bits (1 part in 1.7e7), and the unweighted terms' gradients above spread over 1e4: past
+# 1.7e7 x 1e4 the lighter term drops out of the gradient's sum even where its own gradient
+# is the largest, and the run optimises the heavier terms alone.
+TERM_GRADIENT_SPREAD = 1e4
+MAX_WEIGHT_RATIO = 10.0 ** math.floor(math.log10(2**24 * TERM_GRADIENT_SPREAD))
 
 
 @dataclass(frozen=True)
@@ -120,6 +138,11 @@ def validate(settings: Settings) -> Settings:
     _check_weights_and_rates(checked)
     check_layers("content_loss_layers", checked.content_loss_layers)
     check_layers("style_loss_layers", checked.style_loss_layers)
+    check_weight_scales(
+        checked,
+        (("alpha", "content_loss_layers"), ("beta", "style_loss_layers"), ("tv_weight", "")),
+        ("temporal_weight",),
+    )
     for name, choices in (
         ("pooling", POOLING_CHOICES),
         ("precision", PRECISION_CHOICES),
@@ -161,6 +184,11 @@ def _check_artist_controls(settings: Settings) -> None:
             raise UserError(
                 f"{describe('style_blend_weights')} must be numbers >= 0 with a positive sum, "
                 f"got {list(blend)}"
+            )
+        if not math.isfinite(sum(blend)):
+            raise UserError(
+                f"{describe('style_blend_weights')} are relative and their sum overflows; "
+                f"scale them all down alike (e.g. [1, 2] for [1e308, 2e308]), got {list(blend)}"
             )
     if any(width < 32 for width in settings.coarse_to_fine):
         raise UserError(
@@ -248,6 +276,55 @@ def check_loss_weights(settings: Any, names: tuple[str, ...]) -> None:
         value = getattr(settings, name)
         if not (math.isfinite(value) and value >= 0):
             raise UserError(f"{describe(name)} must be a finite number >= 0, got {value}")
+
+
+def check_weight_scales(
+    settings: Any, terms: tuple[tuple[str, str], ...], others: tuple[str, ...]
+) -> None:
+    """Weights that float32 can carry: each term's weight, times each weight of its layer
+    list (`terms`: (weight, layers) names, layers "" for none), and each of `others`, at
+    most MAX_WEIGHT; the terms' weights above 0 within MAX_WEIGHT_RATIO of each other.
+
+    Raises:
+      UserError: one line naming the setting and the bound.
+    """
+    for name in (*(weight for weight, _ in terms), *others):
+        value = getattr(settings, name)
+        if value > MAX_WEIGHT:
+            raise UserError(
+                f"{describe(name)} must be at most {MAX_WEIGHT:g}: above it the float32 "
+                f"loss or its gradient overflows and the image stops changing; got {value:g}"
+            )
+    for weight_name, layers_name in terms:
+        weight = getattr(settings, weight_name)
+        for layer, layer_weight in getattr(settings, layers_name) if layers_name else ():
+            if layer_weight > MAX_WEIGHT:
+                raise UserError(
+                    f"{describe(layers_name)}: the weight of {layer} must be at most "
+                    f"{MAX_WEIGHT:g}, as a float32 loss can carry; got {layer_weight:g}"
+                )
+            if weight * layer_weight > MAX_WEIGHT:
+                raise UserError(
+                    f"{describe(weight_name)} {weight:g} times the weight {layer_weight:g} of "
+                    f"{layer} in {describe(layers_name)} is {weight * layer_weight:g}, above "
+                    f"{MAX_WEIGHT:g}: the float32 gradient would overflow and the image stop "
+                    "changing; lower one of them"
+                )
+    _check_weight_ratio(settings, tuple(weight for weight, _ in terms))
+
+
+def _check_weight_ratio(settings: Any, names: tuple[str, ...]) -> None:
+    used = [(getattr(settings, name), name) for name in names if getattr(settings, name) > 0]
+    if len(used) < 2:
+        return
+    (lightest, light), (heaviest, heavy) = min(used), max(used)
+    if heaviest > MAX_WEIGHT_RATIO * lightest:
+        raise UserError(
+            f"{describe(heavy)} {heaviest:g} is {heaviest / lightest:.1e} times "
+            f"{describe(light)} {lightest:g}: past {MAX_WEIGHT_RATIO:g} the lighter term "
+            "drops below float32's precision and is not optimised at all; bring them within "
+            f"{MAX_WEIGHT_RATIO:g} of each other (or set the one you do not want to 0)"
+        )
 
 
 def _check_weights_and_rates(settings: Settings) -> None:

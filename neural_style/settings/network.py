@@ -17,6 +17,7 @@ from neural_style.settings.gatys import (
     check_layers,
     check_loss_weights,
     check_minimums,
+    check_weight_scales,
 )
 from neural_style.settings.values import (
     LayerWeights,
@@ -103,15 +104,6 @@ def validate_network(settings: NetworkSettings) -> NetworkSettings:
         "stylize_max_size": (0, " (0 = each input's own size)"),
     }
     check_minimums(checked, minimums)
-    check_loss_weights(
-        checked,
-        (
-            "network_content_weight",
-            "network_style_weight",
-            "network_tv_weight",
-            "network_temporal_weight",
-        ),
-    )
     blend = checked.stylize_video_blend
     if not 0.0 <= blend <= 1.0:  # NaN fails both comparisons
         raise UserError(
@@ -125,6 +117,7 @@ def validate_network(settings: NetworkSettings) -> NetworkSettings:
         )
     check_layers("network_content_layers", checked.network_content_layers)
     check_layers("network_style_layers", checked.network_style_layers)
+    _check_loss_weights(checked)
     if checked.pooling not in POOLING_CHOICES:
         raise UserError(f"{describe('pooling')} must be one of max, avg; got {checked.pooling!r}")
     if not checked.network_model.endswith(".keras"):
@@ -132,3 +125,25 @@ def validate_network(settings: NetworkSettings) -> NetworkSettings:
             f"{describe('network_model')} must be a .keras file, got {checked.network_model!r}"
         )
     return checked
+
+
+def _check_loss_weights(settings: NetworkSettings) -> None:
+    """Each weight finite and >= 0, and of a size that the float32 loss can carry."""
+    check_loss_weights(
+        settings,
+        (
+            "network_content_weight",
+            "network_style_weight",
+            "network_tv_weight",
+            "network_temporal_weight",
+        ),
+    )
+    check_weight_scales(
+        settings,
+        (
+            ("network_content_weight", "network_content_layers"),
+            ("network_style_weight", "network_style_layers"),
+            ("network_tv_weight", ""),
+        ),
+        ("network_temporal_weight",),
+    )

@@ -9,6 +9,7 @@ No TensorFlow, no aiohttp: a bad value is one line before anything heavy loads.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import types
 from dataclasses import dataclass
@@ -16,8 +17,6 @@ from typing import Any
 
 from neural_style.errors import UserError
 from neural_style.settings import values
-
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,21 @@ class WebSettings:
     @property
     def loopback(self) -> bool:
         """Only this machine can connect."""
-        return self.web_host in LOOPBACK_HOSTS
+        return is_loopback(self.web_host)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` names this machine only: `localhost`, any address of 127.0.0.0/8, or
+    ::1 (also in brackets, or as an IPv4-mapped ::ffff:127.x.y.z)."""
+    name = host.strip().removeprefix("[").removesuffix("]").lower()
+    if name in ("localhost", "localhost."):
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
 
 
 def validate(settings: WebSettings) -> WebSettings:

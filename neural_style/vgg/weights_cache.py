@@ -8,7 +8,7 @@ raw float32 weights, mapped into memory: about 0.02 s warm, where an .npz took 0
 
     bytes 0-7    b"NSCONV02"
     bytes 8-15   the header's length in bytes, little-endian
-    header       JSON: {"key": ..., "mean_pixel": [r, g, b],
+    header       JSON: {"key": ..., "sha256": the .mat's digest, "mean_pixel": [r, g, b],
                         "layers": [[name, kernel shape HWIO, biases], ...]}
     padding      zeros to a multiple of 64 bytes
     data         each layer's kernel, then its biases, little-endian float32
@@ -16,7 +16,9 @@ raw float32 weights, mapped into memory: about 0.02 s warm, where an .npz took 0
 The cache is keyed by the .mat file's size, modification time and a hash of its first and
 last MiB, so a replaced or changed .mat is noticed. A cache that is stale, unreadable or
 corrupt is ignored and rebuilt; a folder that cannot be written to (read-only, full) just
-means no cache, and a one-line note saying so.
+means no cache, and a one-line note saying so. The header also keeps the .mat's sha256,
+taken once as the cache is written, so that a resumed run knows its weights by their bytes
+without reading 510 MB each time (cached_digest).
 
     convs, mean_pixel = load_cached(path) or (None, None)
     store(path, convs, mean_pixel)
@@ -32,12 +34,12 @@ from typing import BinaryIO, TextIO
 
 import numpy as np
 
-from neural_style.files import atomic_write, write_cause
+from neural_style.files import atomic_write, sha256_of, write_cause
 
 CACHE_SUFFIX = ".conv-cache"
 OLD_CACHE_SUFFIX = ".conv-cache.npz"  # the first format's file, removed when a cache is written
 MAGIC = b"NSCONV02"
-FORMAT_VERSION = 2  # raise when the cache's layout changes, so old caches are rebuilt
+FORMAT_VERSION = 3  # raise when the cache's layout changes, so old caches are rebuilt (3: sha256)
 ALIGNMENT = 64  # the data starts on a multiple of this many bytes
 HASH_BYTES = 1 << 20  # bytes hashed at each end of the .mat file
 
@@ -71,10 +73,7 @@ def load_cached(mat_path: str) -> tuple[RawConvs, np.ndarray] | None:
         return None
     try:
         with open(path, "rb") as file:
-            if file.read(len(MAGIC)) != MAGIC:
-                return None
-            length = int.from_bytes(file.read(8), "little")
-            header = json.loads(file.read(length))
+            header, length = _read_header(file)
             if header["key"] != mat_key(mat_path):
                 return None
             sizes = [(int(np.prod(shape)), biases) for _, shape, biases in header["layers"]]
@@ -93,6 +92,32 @@ def load_cached(mat_path: str) -> tuple[RawConvs, np.ndarray] | None:
         return convs, np.asarray(header["mean_pixel"], np.float32)
     except Exception:  # a truncated or foreign file is no cache at all: rebuild it
         return None
+
+
+def cached_digest(mat_path: str) -> str | None:
+    """The sha256 of `mat_path` as its cache keeps it, or None without a cache made from
+    this very file (same size, modification time, first and last MiB)."""
+    try:
+        with open(cache_path(mat_path), "rb") as file:
+            header, _ = _read_header(file)
+        if header["key"] != mat_key(mat_path):
+            return None
+        digest = header["sha256"]
+    except Exception:  # no cache, or a foreign or damaged one: the caller reads the .mat
+        return None
+    return digest if isinstance(digest, str) and len(digest) == 64 else None
+
+
+def _read_header(file: BinaryIO) -> tuple[dict, int]:
+    """The cache's JSON header and its length in bytes, read from the start of `file`.
+
+    Raises:
+      ValueError: the file is no cache of this format (its magic differs).
+    """
+    if file.read(len(MAGIC)) != MAGIC:
+        raise ValueError("not a conv cache of this format")
+    length = int.from_bytes(file.read(8), "little")
+    return json.loads(file.read(length)), length
 
 
 def _data_offset(header_length: int) -> int:
@@ -129,6 +154,7 @@ def store(
 def _write_cache(path: str, mat_path: str, convs: RawConvs, mean_pixel: np.ndarray) -> None:
     header = {
         "key": mat_key(mat_path),
+        "sha256": sha256_of(mat_path),
         "mean_pixel": [float(value) for value in np.asarray(mean_pixel).reshape(-1)],
         "layers": [
             [name, list(kernel.shape), int(np.size(bias))] for name, (kernel, bias) in convs.items()

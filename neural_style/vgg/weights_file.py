@@ -30,10 +30,18 @@ GET_REAL_WEIGHTS = (
 )
 
 
+def weights_to_read(path: str) -> str:
+    """The .mat file a run with VGG_MODEL_PATH `path` reads, written or not: `path`, or the
+    synthetic stand-in's beside it when `path` is the missing default."""
+    if os.path.exists(path) or os.path.normpath(path) != os.path.normpath(DEFAULT_VGG_MODEL_PATH):
+        return path
+    return os.path.join(os.path.dirname(path), SYNTHETIC_WEIGHTS_NAME)
+
+
 def resolve_weights_path(path: str, stream: TextIO) -> str:
     """The .mat file to load: `path`, or the synthetic stand-in when the default is missing
     (written once beside it). A path the user gave is loaded, and reported, as it is."""
-    if os.path.exists(path) or os.path.normpath(path) != os.path.normpath(DEFAULT_VGG_MODEL_PATH):
+    if weights_to_read(path) == path:
         return path
     print(
         f"note: {path} not found, so a synthetic VGG-19 is used (textures, not art); "

@@ -107,7 +107,7 @@ def serving(
     stream = stream or sys.stdout
     preserve = getattr(settings, "preserve_colors", "") == "luminance"
     session = LiveSession(web, kind, dataclasses.asdict(settings), preserve=preserve)
-    if not web.loopback:
+    if not session.server.loopback:  # the address bound, however WEB_HOST spelt it
         print(
             f"warning: the live view listens on {web.web_host}, not only this machine: anyone "
             "who can reach it and has the URL can watch and stop the run",

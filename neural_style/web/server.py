@@ -2,15 +2,17 @@
 
     GET  /?token=T              the page (page.html)
     GET  /events?token=T        Server-Sent Events: the whole state, then each change
-    GET  /image/NAME?token=T    one of the run's current images as a JPEG (NAME is a key of
-                                the state, never a path)
+    GET  /image/NAME?token=T&v=N  one of the run's current images as a JPEG (NAME is a key
+                                of the state, never a path; N, its version, a whole number:
+                                anything else is a 400)
     POST /stop?token=T          stop as Ctrl-C does (the best image and checkpoint are kept)
     POST /snapshot?token=T      a snapshot after the step in progress
 
 Every request needs the run's token (else 403). A POST must also come from the page
 itself: its Origin is this server's own address (else 403), so another site open in the
-same browser cannot press the buttons. Bound to a loopback address, the server also
-refuses any Host but a loopback name, which defeats DNS rebinding.
+same browser cannot press the buttons. Bound to a loopback address (any of 127.0.0.0/8,
+::1), the server also refuses any Host but a loopback name or address, which defeats DNS
+rebinding.
 
 The socket is bound by `bind` on the caller's thread, before the run starts, so that a
 busy port is one line before anything else happens.
@@ -34,13 +36,15 @@ from aiohttp import web
 
 from neural_style.errors import UserError, setting_fix
 from neural_style.settings.values import describe
+from neural_style.settings.web import is_loopback
 from neural_style.web.observer import Actions
 from neural_style.web.state import LiveState
 
 TICK = 0.1  # seconds between two looks at the state for news to push
 KEEPALIVE = 15.0  # seconds of silence after which a stream sends a comment line
 NAME_PATTERN = r"[a-z0-9-]{1,40}"
-LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
+VERSION_DIGITS = 18  # an image's version in a URL (`v`): at most this many decimal digits
+PRIVILEGED_PORTS = 1024  # ports below this need privileges to listen on (on POSIX systems)
 HEADERS = {
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
@@ -81,11 +85,28 @@ def bind(host: str, port: int) -> socket.socket:
                 f"{describe('web_port')}: port {port} on {host} is in use (another run's "
                 f"live view?); {setting_fix('WEB_PORT', 'PORT')}, or 0 for any free port"
             ) from None
+        if error.errno in (errno.EACCES, errno.EPERM):
+            raise UserError(_not_permitted(host, port)) from None
         raise UserError(
             f"{describe('web_host')}: cannot listen on {host} port {port} "
             f"({error.strerror}); {setting_fix('WEB_HOST', 'ADDRESS')}, e.g. 127.0.0.1"
         ) from None
     return listener
+
+
+def _not_permitted(host: str, port: int) -> str:
+    """Why listening on `port` was refused, and the fix: the port, not the address."""
+    if 0 < port < PRIVILEGED_PORTS:
+        why = (
+            f"port {port} is below {PRIVILEGED_PORTS}, and only a privileged user (root, or "
+            "a program given CAP_NET_BIND_SERVICE) may listen on such a port"
+        )
+    else:
+        why = f"this user may not listen on {host} port {port} (permission denied)"
+    return (
+        f"{describe('web_port')}: {why}; {setting_fix('WEB_PORT', 'PORT')} with a port from "
+        f"{PRIVILEGED_PORTS} up, e.g. 8765, or 0 for any free port"
+    )
 
 
 class LiveServer:
@@ -97,7 +118,7 @@ class LiveServer:
         self.token = token
         self.listener = listener
         self.port = listener.getsockname()[1]
-        self.loopback = listener.getsockname()[0] in ("127.0.0.1", "::1")
+        self.loopback = is_loopback(listener.getsockname()[0])
         self.page = importlib.resources.files(__package__).joinpath("page.html").read_bytes()
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
@@ -148,8 +169,8 @@ class LiveServer:
         given = request.query.get("token", "")
         if not hmac.compare_digest(given.encode(), self.token.encode()):
             return "this live view needs its token; open the URL the run printed"
-        host = request.host.rsplit(":", 1)[0] if request.host else ""
-        if self.loopback and host not in LOOPBACK_NAMES:
+        host = host_name(request.host or "")
+        if self.loopback and not is_loopback(host):
             return f"this live view answers only to a loopback address, not {host!r}"
         if request.method == "POST" and request.headers.get("Origin") != self.origin(request):
             return "an action must come from the live view's own page"
@@ -169,8 +190,15 @@ class LiveServer:
         data = await self._loop.run_in_executor(None, self.state.encoded, name)
         if data is None:
             raise web.HTTPNotFound(text="no such image in this run")
-        asked = request.query.get("v", "")
-        version = int(asked) if asked.isdigit() else 0
+        asked = request.query.get("v", "0")
+        # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+        if not (asked.isascii() and asked.isdigit() and len(asked) <= VERSION_DIGITS):
+            return web.Response(
+                status=400,
+                text=f"bad request: v must be the image's version, a whole number of at most "
+                f"{VERSION_DIGITS} digits, e.g. v=3",
+            )
+        version = int(asked)
         self._served[name] = max(self._served.get(name, 0), version)
         return web.Response(body=data, content_type="image/jpeg")
 
@@ -264,6 +292,13 @@ class LiveServer:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
         self.listener.close()
+
+
+def host_name(header: str) -> str:
+    """The name or address of a Host header, without its port: `[::1]:80` -> `::1`."""
+    if header.startswith("["):
+        return header[1 : header.find("]")] if "]" in header else header
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
 
 def _message(sequence: int, kind: str, data: Any) -> bytes:

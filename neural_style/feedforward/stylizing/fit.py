@@ -12,7 +12,9 @@ Sizes are (height, width) pairs, `size_hw`; messages give them as WIDTHxHEIGHT.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from typing import TextIO
 
 import numpy as np
@@ -41,6 +43,12 @@ FEATURE_MAPS = 7
 # Makes the estimate err high: 10% above the largest measurement at width 32, 13% with
 # colours kept, 25% at width 16.
 SAFETY_FACTOR = 1.15
+# Address space a pixel maps for each byte of the estimate, where the budget is an
+# address-space limit (ulimit -v): TensorFlow maps more than it touches. Measured with a
+# 4000x3000 photo, width 32: under 6 GiB (3.6 GiB left once the network was loaded)
+# 1600x1200 ran and 1800x1350 crashed; under 4 GiB (1.6 GiB left) 1000x750 ran and
+# 1354x1016 ran out. That is 1.6 to 2.0 kB a pixel against the estimate's 1.2 kB.
+ADDRESS_SPACE_PER_BYTE = 2.0
 
 
 class DoesNotFit(UserError):
@@ -61,9 +69,16 @@ class MemoryFit:
     (measured once, at the start), with a note or a refusal where they do not."""
 
     def __init__(self, settings: NetworkSettings, width: int, stream: TextIO):
-        self.available = memory.available_bytes()
+        budget = memory.memory_budget()
+        self.available = budget.bytes
         self.budget = int(self.available * memory.USABLE_FRACTION)
         self.per_pixel = bytes_per_pixel(width, settings.stylize_preserve_colors)
+        self.of_what = "memory"  # what the estimates count, and where the room is
+        self.room = f"{_gib(self.available)} is available"
+        if budget.source.startswith(memory.ADDRESS_SPACE_SOURCE):
+            self.per_pixel *= ADDRESS_SPACE_PER_BYTE
+            self.of_what = "address space"
+            self.room = f"{_gib(self.available)} is left under {budget.source}"
         self.max_size = settings.stylize_max_size
         self.batch_size = settings.stylize_batch_size
         self.stream = stream
@@ -103,7 +118,7 @@ class MemoryFit:
         self._note_once(
             ("shrink", wanted),
             f"note: {name}: {wxh(wanted)} needs about {_gib(self.estimate(wanted))} of "
-            f"memory, {_gib(self.available)} is available; stylising it (and any other "
+            f"{self.of_what}, {self.room}; stylising it (and any other "
             f"input of that size) at {wxh(smaller)}; to choose the size, "
             f"{setting_fix('STYLIZE_MAX_SIZE', 'PIXELS')}",
         )
@@ -112,7 +127,7 @@ class MemoryFit:
     def _refusal(self, size_hw: tuple[int, int], name: str, side: int) -> str:
         needs = (
             f"STYLIZE_MAX_SIZE (--stylize_max_size): {name} at {wxh(size_hw)} needs about "
-            f"{_gib(self.estimate(size_hw))} of memory, but {_gib(self.available)} is available"
+            f"{_gib(self.estimate(size_hw))} of {self.of_what}, but {self.room}"
         )
         if not side:
             return f"{needs}; no size fits: close other programs or use a larger machine"
@@ -144,8 +159,9 @@ class MemoryFit:
           UserError: the file cannot be read as an image.
           DoesNotFit: as `target_size`.
         """
-        image = images.load_image(path, "STYLIZE_INPUT")
-        return fit_image(image, self.target_size(image.shape[:2], path))
+        with self.memory_guard(path, _header_size(path) or (0, 0)):
+            image = images.load_image(path, "STYLIZE_INPUT")
+            return fit_image(image, self.target_size(image.shape[:2], path))
 
     def _note_once(self, key: tuple, note: str) -> None:
         """Prints `note` the first time `key` comes up: a size or batch that does not fit
@@ -167,6 +183,44 @@ class MemoryFit:
             size_hw = _header_size(path)
             if size_hw is not None and min(size_hw) >= images.MIN_SIDE:
                 self.target_size(size_hw, path)
+
+    @contextlib.contextmanager
+    def memory_guard(self, name: str, size_hw: tuple[int, int], batch: int = 1) -> Iterator[None]:
+        """Turns running out of memory inside the block (MemoryError; the Stylizer turns
+        TensorFlow's ResourceExhaustedError into one), as `batch` images of `size_hw` from
+        `name` are stylised, into one UserError saying how to make them fit. The estimate
+        of this module can miss a limit it does not see, or other programs' growth.
+
+        Raises:
+          DoesNotFit: the block ran out of memory.
+        """
+        try:
+            yield
+        except MemoryError:
+            raise DoesNotFit(self._out_of_memory(name, size_hw, batch)) from None
+
+    def _out_of_memory(self, name: str, size_hw: tuple[int, int], batch: int) -> str:
+        many = f" ({batch} at once)" if batch > 1 else ""
+        smaller = max(images.MIN_SIDE, max(size_hw) // 2)
+        fix = f"{setting_fix('STYLIZE_MAX_SIZE', 'PIXELS')} below {max(size_hw)}"
+        if batch > 1:
+            fix = f"set STYLIZE_BATCH_SIZE to 1 (--stylize_batch_size=1), or {fix}"
+        return (
+            f"{name}: stylising it at {wxh(size_hw)}{many} ran out of the memory this process "
+            f"may use{_address_space_note()}; {fix} (e.g. --stylize_max_size={smaller})"
+        )
+
+
+def _address_space_note() -> str:
+    """`, which ulimit -v limits to 4.0 GiB`, when the process's address space is limited."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return ""
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if limit == resource.RLIM_INFINITY:
+        return ""
+    return f", which ulimit -v limits to {_gib(limit)} of address space"
 
 
 def _header_size(path: str) -> tuple[int, int] | None:

@@ -49,35 +49,88 @@ class StylizeResult(NamedTuple):
 
 
 def stylize_input(settings: NetworkSettings, stream: TextIO | None = None) -> StylizeResult:
-    """Stylises STYLIZE_INPUT into STYLIZE_OUTPUT, as `python stylize.py` does."""
+    """Stylises STYLIZE_INPUT into STYLIZE_OUTPUT, as `python stylize.py` does.
+
+    Raises:
+      UserError: one line for anything the user can fix.
+      stopping.Stopped: a stop signal, after a line on stderr saying what was kept.
+    """
     stream = stream or sys.stdout
     source, output = settings.stylize_input, settings.stylize_output
     check_input_and_output(settings)
     plan = plan_outputs(source, output)
     for note in left_out_notes(plan.left_out, output):
         print(note, file=stream)
-    if settings.stylize_video_blend and source.lower().endswith(images.VIDEO_SUFFIXES):
+    kind = _kind(source)
+    if settings.stylize_video_blend and kind == "video":
         flow_module()  # a missing OpenCV is said before the network loads
+    outputs: list[str] = []
     # A stop signal raised as an exception in the middle of TensorFlow's C++ code comes
     # out as an unrelated error (a SystemError in its tracing), so it is only recorded
     # here, and honoured between batches, once the batch in hand is written.
-    with stopping.deferred():
-        stylizer = open_stylizer(settings)
-        fit = MemoryFit(settings, stylizer.width, stream)
-        stopping.raise_if_requested()
-        started = time.perf_counter()
-        if os.path.isdir(source):
-            outputs, skipped = stylize_folder(stylizer, settings, plan, fit, stream)
-        elif source.lower().endswith(images.VIDEO_SUFFIXES):
-            target = plan.targets[source]
-            outputs, skipped = [stylize_video(stylizer, settings, target, fit, stream)], {}
-        else:
-            _save(plan.targets[source], stylizer(fit.load(source)[np.newaxis])[0])
-            outputs, skipped = [plan.targets[source]], {}
-        stopping.raise_if_requested()
+    try:
+        with stopping.deferred(notice=STOP_NOTICES[kind]):
+            stylizer = open_stylizer(settings)
+            fit = MemoryFit(settings, stylizer.width, stream)
+            stopping.raise_if_requested()
+            started = time.perf_counter()
+            skipped = _stylize_kind(kind, stylizer, settings, plan, fit, stream, outputs)
+            stopping.raise_if_requested()
+    except stopping.Stopped:
+        print(_kept_line(kind, outputs, output), file=sys.stderr, flush=True)
+        raise
     seconds = time.perf_counter() - started
     print(f"wrote {len(outputs)} file(s) to {output} in {seconds:.2f} s", file=stream)
     return StylizeResult(outputs, skipped, seconds)
+
+
+# What a stop signal says it will do, by the kind of STYLIZE_INPUT (see stopping.deferred).
+STOP_NOTICES = {
+    "image": "stopping once the image in hand is written",
+    "folder": "stopping once the images in hand are written; every finished image is kept",
+    "video": "stopping after the frames in hand; the unfinished video is not kept",
+}
+
+
+def _kind(source: str) -> str:
+    """ "folder", "video" or "image": how STYLIZE_INPUT is read."""
+    if os.path.isdir(source):
+        return "folder"
+    return "video" if source.lower().endswith(images.VIDEO_SUFFIXES) else "image"
+
+
+def _stylize_kind(
+    kind: str,
+    stylizer: Stylizer,
+    settings: NetworkSettings,
+    plan: OutputPlan,
+    fit: MemoryFit,
+    stream: TextIO,
+    outputs: list[str],
+) -> dict[str, str]:
+    """Stylises the input as its `kind` asks, adding each file written to `outputs` as it
+    is written; returns the folder's skipped files."""
+    source = settings.stylize_input
+    if kind == "folder":
+        return stylize_folder(stylizer, settings, plan, fit, stream, outputs)
+    if kind == "video":
+        outputs.append(stylize_video(stylizer, settings, plan.targets[source], fit, stream))
+        return {}
+    image = fit.load(source)
+    with fit.memory_guard(source, image.shape[:2]):
+        stylised = stylizer(image[np.newaxis])[0]
+    _save(plan.targets[source], stylised)
+    outputs.append(plan.targets[source])
+    return {}
+
+
+def _kept_line(kind: str, outputs: list[str], output: str) -> str:
+    """What a stopped run says it kept."""
+    if kind == "video":
+        return "stopped: no video was written (an unfinished one is never kept)"
+    if not outputs:
+        return "stopped before any result was written"
+    return f"stopped: kept the {len(outputs)} finished file(s) in {output}"
 
 
 def stylize_folder(
@@ -86,16 +139,18 @@ def stylize_folder(
     plan: OutputPlan,
     fit: MemoryFit,
     stream: TextIO,
-) -> tuple[list[str], dict[str, str]]:
-    """Every input of the plan, in batches of same-sized images that fit in memory;
-    unreadable files are skipped and reported, never a crash."""
+    outputs: list[str],
+) -> dict[str, str]:
+    """Every input of the plan, in batches of same-sized images that fit in memory, each
+    file written added to `outputs`; returns the unreadable files, which are skipped and
+    reported, never a crash."""
     fit.check_folder(list(plan.targets))
-    outputs: list[str] = []
     skipped: dict[str, str] = {}
     pending: list[tuple[str, np.ndarray]] = []
 
     def flush() -> None:
-        stylised = stylizer(np.stack([image for _, image in pending]))
+        with fit.memory_guard(pending[0][0], pending[0][1].shape[:2], len(pending)):
+            stylised = stylizer(np.stack([image for _, image in pending]))
         for (path, _), result in zip(pending, stylised, strict=True):
             _save(plan.targets[path], result)
             outputs.append(plan.targets[path])
@@ -123,7 +178,7 @@ def stylize_folder(
         raise UserError(
             f"{settings.stylize_input}: none of its {len(plan.targets)} image files could be read"
         )
-    return outputs, skipped
+    return skipped
 
 
 def _save(path: str, image: np.ndarray) -> None:

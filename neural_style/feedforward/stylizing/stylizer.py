@@ -13,6 +13,7 @@ import tensorflow as tf
 from neural_style.errors import UserError
 from neural_style.feedforward.model import NetworkFileError, load_network
 from neural_style.feedforward.stylizing.checks import NETWORK_FIX, check_network_file
+from neural_style.runtime import native_stderr_silenced
 from neural_style.settings.network import NetworkSettings
 
 
@@ -36,11 +37,23 @@ class Stylizer:
         return 32
 
     def __call__(self, photos: np.ndarray) -> np.ndarray:
-        """[B, H, W, 3] -> [B, H, W, 3], float32 0..255; colours kept if asked."""
+        """[B, H, W, 3] -> [B, H, W, 3], float32 0..255; colours kept if asked.
+
+        Raises:
+          MemoryError: the pass ran out of memory (in numpy or in TensorFlow).
+        """
         photos = np.asarray(photos, dtype=np.float32)
         if photos.ndim != 4 or photos.shape[-1] != 3:
             raise ValueError(f"expected images of shape [B, H, W, 3], got {photos.shape}")
-        stylised = np.clip(self._forward(tf.constant(photos)).numpy(), 0.0, 255.0)
+        try:
+            # Running out of memory, TensorFlow's C++ side prints a dozen lines of its
+            # allocator's state; the MemoryError below is said in one.
+            with native_stderr_silenced():
+                stylised = self._forward(tf.constant(photos)).numpy()
+            stylised = np.clip(stylised, 0.0, 255.0)
+        except tf.errors.ResourceExhaustedError as error:
+            # TensorFlow's way of saying what numpy says with MemoryError.
+            raise MemoryError(str(error)) from None
         if self.preserve_colors:
             from neural_style.media.colors import preserve_colors
 

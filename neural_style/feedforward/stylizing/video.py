@@ -56,11 +56,17 @@ def stylize_video(
     blend = FlowBlend(settings.stylize_video_blend) if settings.stylize_video_blend else None
     size_hw = fit.target_size(info.size, source)
     started = time.perf_counter()
-    with video_io.read_frames(info) as frames:
-        batches = _frame_batches(frames, size_hw, fit.batch(size_hw), source)
+    batch_size = fit.batch(size_hw)
+    with fit.memory_guard(source, size_hw, batch_size), video_io.read_frames(info) as frames:
+        batches = _frame_batches(frames, size_hw, batch_size, source)
         stylised = _stylised_frames(batches, stylizer, info.frames, stream, blend)
         written = video_write.write_video(
-            stylised, target, fps=info.fps, audio_from=info, setting="STYLIZE_OUTPUT"
+            stylised,
+            target,
+            fps=info.fps,
+            timing=info.timing,
+            audio_from=info,
+            setting="STYLIZE_OUTPUT",
         )
     seconds = time.perf_counter() - started
     print(_video_progress(written.frames, written.frames, seconds), file=stream)

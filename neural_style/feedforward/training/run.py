@@ -70,7 +70,7 @@ def train_network(
     stream = stream or sys.stdout
     inputs = read_inputs(settings)
     # Before anything else of TensorFlow's: see choose_strategy.
-    strategy = choose_strategy()
+    strategy = choose_strategy(stream)
     record = settings_record(settings, inputs.style_sha256)
     with claimed_output(settings, is_chief(strategy), record) as folder:
         weights_path = resolve_weights_path(settings.vgg_model_path, stream)

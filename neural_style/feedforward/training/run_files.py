@@ -20,6 +20,7 @@ MODEL_NAME = "network.keras"
 LOG_NAME = "losses.csv"
 SKIPPED_NAME = "skipped-files.txt"
 CHECKPOINTS_NAME = "checkpoints"
+CHECKPOINT_STATE_NAME = "checkpoint"  # in checkpoints/: TensorFlow's record of the latest
 RECORD_NAME = "training-settings.json"  # in checkpoints/: what they were trained towards
 LOCK_NAME = ".lock"
 OUTPUT_SETTING = "NETWORK_OUTPUT_DIR"

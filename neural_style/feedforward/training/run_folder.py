@@ -19,6 +19,7 @@ import tensorflow as tf
 from neural_style import files
 from neural_style.errors import UserError, one_line, setting_fix
 from neural_style.feedforward.training.run_files import (
+    CHECKPOINT_STATE_NAME,
     CHECKPOINTS_NAME,
     LOCK_NAME,
     LOG_NAME,
@@ -149,7 +150,7 @@ def _check_resume(settings: NetworkSettings, checkpoints: str, record: dict) -> 
     """NETWORK_RESUME needs a checkpoint, trained towards the same network as this run."""
     if not settings.network_resume:
         return
-    if tf.train.latest_checkpoint(checkpoints) is None:
+    if latest_checkpoint(checkpoints) is None:
         raise UserError(
             f"NETWORK_RESUME (--network_resume) is set but {settings.network_output_dir} has "
             "no checkpoint; start without it, or set NETWORK_OUTPUT_DIR to the earlier run's "
@@ -168,6 +169,37 @@ def _check_resume(settings: NetworkSettings, checkpoints: str, record: dict) -> 
             "earlier run had them, or start a new run with --network_overwrite or another "
             "NETWORK_OUTPUT_DIR"
         )
+
+
+def latest_checkpoint(folder: str) -> str | None:
+    """The prefix of the newest checkpoint in `folder` (its `checkpoint` file names it), or
+    None when there is none.
+
+    Raises:
+      UserError: the `checkpoint` file is there but damaged (cut short, say), or names a
+        checkpoint whose files are gone; TensorFlow would take that for no checkpoint, or
+        raise a ValueError.
+    """
+    state = os.path.join(folder, CHECKPOINT_STATE_NAME)
+    # TensorFlow logs a warning of several lines for a state file it cannot parse; the
+    # error below says it in one.
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")
+    try:
+        latest = tf.train.latest_checkpoint(folder)
+        cause = "it names no checkpoint whose files are here"
+    except ValueError as error:
+        latest, cause = None, one_line(error)
+    finally:
+        logger.setLevel(level)
+    if latest is None and os.path.exists(state):
+        raise UserError(
+            f"{state}: cannot tell which checkpoint is the latest ({cause}): the file is "
+            "damaged or cut short; start a new run in another NETWORK_OUTPUT_DIR (this "
+            "folder stays as it is), or replace this run with --network_overwrite"
+        )
+    return latest
 
 
 def _read_earlier_record(folder: str) -> dict | None:

@@ -22,7 +22,7 @@ from neural_style.feedforward.training.run_files import (
     output_errors,
     settings_path,
 )
-from neural_style.feedforward.training.run_folder import OutputFolder
+from neural_style.feedforward.training.run_folder import OutputFolder, latest_checkpoint
 from neural_style.feedforward.training.trainer import Trainer
 from neural_style.progress import write_settings_record
 
@@ -67,15 +67,22 @@ class Saver:
 
     def restore(self, stream: TextIO) -> int:
         """Loads the chief's latest checkpoint; returns the step it had reached."""
-        latest = tf.train.latest_checkpoint(self.folder.restore_dir)
+        latest = latest_checkpoint(self.folder.restore_dir)
         try:
             self.trainer.checkpoint.restore(latest).assert_existing_objects_matched()
-        except (AssertionError, ValueError, tf.errors.OpError) as error:
+        # IndexError: TensorFlow's reader of a .data file cut short.
+        except (AssertionError, ValueError, IndexError, tf.errors.OpError) as error:
             # The run ends here; what the failed restore left behind would log a warning
             # per value it did not restore when collected at exit, after the error line.
             tf.get_logger().setLevel("ERROR")
             # Keras's message goes on to print the variable's every value.
             cause = one_line(error).split(" Target variable:")[0][:300]
+            if _is_damage(error):
+                raise UserError(
+                    f"{latest}: this checkpoint's files are damaged or cut short ({cause}); "
+                    "start a new run in another NETWORK_OUTPUT_DIR (this folder stays as it "
+                    "is), or replace this run with --network_overwrite"
+                ) from None
             raise UserError(
                 f"{latest}: this checkpoint does not fit the network ({cause}); start a new "
                 "run with --network_overwrite or another NETWORK_OUTPUT_DIR"
@@ -100,6 +107,18 @@ class Saver:
                 record = {**self.record, "steps_trained": step}
                 save_network(self.trainer.model, self.model_path, record)
         self.saved_step = step
+
+
+# Words of TensorFlow's checkpoint readers for a file cut short or damaged.
+_DAMAGE_PHRASES = ("sstable", "magic number", "corrupt", "truncat", "checksum", "read less")
+
+
+def _is_damage(error: BaseException) -> bool:
+    """Whether a failed restore read damaged files, rather than files of another network."""
+    if isinstance(error, (IndexError, tf.errors.DataLossError, tf.errors.OutOfRangeError)):
+        return True
+    message = one_line(error).lower()
+    return any(phrase in message for phrase in _DAMAGE_PHRASES)
 
 
 def _checkpoint_error(folder: str, error: tf.errors.OpError) -> UserError:

@@ -11,47 +11,59 @@ Shapes: photos and stylised images are [B, S, S, 3] float32 RGB in 0..255.
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections.abc import Callable, Iterator
-from typing import NamedTuple
+from typing import NamedTuple, TextIO
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from neural_style import stopping
 from neural_style.errors import UserError
 from neural_style.feedforward.model import build_transformer
+from neural_style.feedforward.training.cluster import read_cluster
 from neural_style.feedforward.training.loss import PerceptualLoss, perceptual_loss
 from neural_style.feedforward.training.temporal import random_transforms, synthetic_motion_loss
 from neural_style.runtime import native_stderr_silenced
 from neural_style.settings.network import NetworkSettings
 
 
-def choose_strategy() -> tf.distribute.Strategy:
+def choose_strategy(stream: TextIO | None = None) -> tf.distribute.Strategy:
     """MultiWorkerMirroredStrategy when TF_CONFIG names a cluster of several tasks, else
     MirroredStrategy over every visible GPU (the CPU when there is none).
 
     Call it before anything else of TensorFlow's: a multi-worker strategy configures the
-    collective ops, which TensorFlow refuses once it has listed its devices."""
-    if _cluster_size() > 1:
-        return tf.distribute.MultiWorkerMirroredStrategy()
+    collective ops, which TensorFlow refuses once it has listed its devices. A worker waits
+    here until every task of the cluster has started, saying so on `stream`; a stop signal
+    ends that wait (see stopping.interruptible), with nothing written yet.
+
+    Raises:
+      UserError: TF_CONFIG is malformed, or its task is not one of its cluster's.
+    """
+    if read_cluster().size > 1:
+        return stopping.interruptible(
+            _multi_worker_strategy,
+            waiting_for="the other tasks of the cluster in TF_CONFIG",
+            kept="nothing was trained or written",
+            stream=stream,
+        )
     return tf.distribute.MirroredStrategy()
 
 
-def _cluster_size() -> int:
-    text = os.environ.get("TF_CONFIG", "")
-    if not text.strip():
-        return 1
-    try:
-        cluster = json.loads(text).get("cluster", {})
-        return sum(len(tasks) for tasks in cluster.values())
-    except (ValueError, AttributeError, TypeError):
-        raise UserError(
-            "TF_CONFIG is not valid JSON of the form "
-            '{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": 0}}'
-        ) from None
+def _multi_worker_strategy() -> tf.distribute.Strategy:
+    """MultiWorkerMirroredStrategy, which waits for every task of the cluster, without
+    TensorFlow's coordination service. That service waits for the other tasks inside one
+    C++ call that holds Python's lock (no Python thread runs, so no stop signal is heard
+    until the last task comes, which may be never) and takes SIGTERM's handler for itself,
+    ignoring it. Without it the strategy waits with a first all-reduce that lets Python
+    run, and checks its peers' health from a Python thread instead of the service's
+    heartbeats. The setting lives in TensorFlow's private eager context: the public API has
+    no switch for it."""
+    from tensorflow.python.eager import context
+
+    context.context().configure_coordination_service(service_type="")
+    return tf.distribute.MultiWorkerMirroredStrategy()
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

@@ -3,7 +3,10 @@
 - ImageWriter: snapshots `<prefix>-<step>.jpg` and final images `<prefix>.jpg` (or .png,
   .tif: OUTPUT_FORMAT);
 - CheckpointWriter: `<prefix>-checkpoint.npz` beside every snapshot and final image;
-- RunRecords: `<prefix>-settings.json` and the losses log `<prefix>-losses.csv`.
+- RunRecords: `<prefix>-settings.json` (the settings and the identities of the files read,
+  as the checkpoint records them) and the losses log `<prefix>-losses.csv`;
+- EarlierOutputs: with OVERWRITE, an earlier run's files under a prefix removed just
+  before this run first writes there.
 
 Every file is written atomically or line by line; a file that cannot be written is one
 UserError naming it.
@@ -11,9 +14,12 @@ UserError naming it.
 
 from __future__ import annotations
 
+import os
+from typing import TextIO
+
 from neural_style import files
 from neural_style.gatys import checkpoint as checkpoints
-from neural_style.gatys import events, outputs
+from neural_style.gatys import events, outputs, resume_rules
 from neural_style.gatys.events import Images, Observer, Step
 from neural_style.gatys.plan import Group, RunPlan
 from neural_style.media.colors import as_written
@@ -42,7 +48,11 @@ class CheckpointWriter(Observer):
     exactly the step it names."""
 
     def __init__(self, settings: Settings):
-        self.record = checkpoints.settings_record(settings)
+        self.settings = settings
+        self.record = resume_rules.run_record(settings, None)
+
+    def run_started(self, plan: RunPlan) -> None:
+        self.record = resume_rules.run_record(self.settings, plan.identities)
 
     def images(self, event: Images) -> None:
         if event.kind == events.GAVE_UP:
@@ -63,8 +73,12 @@ class RunRecords(Observer):
     stopped before it leaves an earlier run's record and log as they were."""
 
     def __init__(self, settings: Settings):
-        self.record = checkpoints.settings_record(settings)
+        self.settings = settings
+        self.record = resume_rules.run_record(settings, None)
         self.logs: dict[str, LossLog] = {}
+
+    def run_started(self, plan: RunPlan) -> None:
+        self.record = resume_rules.run_record(self.settings, plan.identities)
 
     def step(self, event: Step) -> None:
         for job, losses, on in zip(event.group.jobs, event.losses, event.active, strict=True):
@@ -87,3 +101,29 @@ class RunRecords(Observer):
         for log in self.logs.values():
             log.close()
         self.logs.clear()
+
+
+class EarlierOutputs(Observer):
+    """With OVERWRITE, each prefix's earlier outputs, in every format, removed at the
+    prefix's first step, before any file of this run is written there, and said in a note
+    (see outputs.Claims.replace_earlier). A run stopped before its first step keeps them.
+    Attach it before every writer."""
+
+    SHOWN = 3  # file names a note lists
+
+    def __init__(self, claims: outputs.Claims, stream: TextIO):
+        self.claims = claims
+        self.stream = stream
+
+    def step(self, event: Step) -> None:
+        for job, on in zip(event.group.jobs, event.active, strict=True):
+            removed = self.claims.replace_earlier(job.prefix) if on else []
+            if removed:
+                shown = ", ".join(os.path.basename(path) for path in removed[: self.SHOWN])
+                more = ", ..." if len(removed) > self.SHOWN else ""
+                print(
+                    f"note: --overwrite: removed the {len(removed)} file(s) an earlier run "
+                    f"wrote under {job.prefix} ({shown}{more})",
+                    file=self.stream,
+                    flush=True,
+                )

@@ -15,8 +15,7 @@ from typing import TextIO
 
 from neural_style import files
 from neural_style.files import atomic_write_text
-from neural_style.gatys import checkpoint as checkpoints
-from neural_style.gatys import events
+from neural_style.gatys import events, resume_rules
 from neural_style.gatys.events import FrameDone, Images, Observer, Step
 from neural_style.gatys.plan import RunPlan
 from neural_style.media import images, video_write
@@ -75,7 +74,7 @@ class VideoReport(Observer):
         path = video.names.losses
         try:
             if self.log is None:
-                record = checkpoints.settings_record(self.settings)
+                record = resume_rules.run_record(self.settings, self.plan.identities)
                 write_settings_record(video.names.record, record)
                 self.log = LossLog(
                     path,
@@ -126,7 +125,12 @@ class VideoReport(Observer):
         paths = [video.names.frame(index) for index in range(self.complete)]
         target = video.names.video
         written = video_write.write_video_from_pngs(
-            paths, target, fps=video.info.fps, audio_from=video.info, setting="OUTPUT_IMAGE"
+            paths,
+            target,
+            fps=video.info.fps,
+            timing=video.info.timing,
+            audio_from=video.info,
+            setting="OUTPUT_IMAGE",
         )
         if written.warning:
             self.say(written.warning)
