@@ -48,8 +48,9 @@ def seconds_to_reach(log_path: str, target: float, last_stage_from: int) -> floa
     return None
 
 
-def score(settings: Settings, prefix: str) -> float:
-    """The total loss of a run's best image at the full size, with the full-size targets."""
+def full_size_objective(settings: Settings):
+    """The total loss, in the precision of `settings` (float32 for a score), of an image
+    [H, W, 3] resized to the run's full size, against the full-size targets."""
     from neural_style.losses.gatys import Targets
     from neural_style.losses.targets import content_targets, style_targets
     from neural_style.optimize.loss_functions import LossFunction
@@ -68,10 +69,19 @@ def score(settings: Settings, prefix: str) -> float:
         style_targets(net, styles, [1.0] * len(styles), weights),
     )
     loss = LossFunction(net, targets, weights)
+
+    def total(image: np.ndarray) -> float:
+        parts, _ = loss.value_and_gradient(images.resize_image(image, size)[None])
+        return float(parts["total"])
+
+    return total
+
+
+def score(settings: Settings, prefix: str) -> float:
+    """The total loss of a run's best image at the full size, with the full-size targets."""
     with np.load(f"{prefix}-checkpoint.npz") as saved:
         best = saved["state/best_image"]
-    parts, _ = loss.value_and_gradient(images.resize_image(best, size)[None])
-    return float(parts["total"])
+    return full_size_objective(settings)(best)
 
 
 def main() -> None:
