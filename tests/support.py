@@ -99,6 +99,17 @@ def write_image_pair(folder) -> tuple[str, str]:
     return content, write_image(Path(folder) / "style.png", stripes)
 
 
+def one_line_refusal(build) -> str:
+    """The message of the UserError that `build()` raises, checked to be one line."""
+    from neural_style.errors import UserError
+
+    with pytest.raises(UserError) as raised:
+        build()
+    message = str(raised.value)
+    assert "\n" not in message
+    return message
+
+
 def tiny_settings(tmp_path, tiny_mat, image_pair, **overrides):
     """Settings for a toy run: the tiny network, small images, a few steps, into tmp_path."""
     from neural_style.settings.gatys import Settings
