@@ -255,7 +255,8 @@ def interruptible(
     try:
         threading.Thread(target=run, name="interruptible", daemon=True).start()
         if stream is not None:
-            print(f"waiting for {waiting_for}", file=stream, flush=True)
+            stream.write(f"waiting for {waiting_for}\n")  # one write: a whole line
+            stream.flush()
         while not finished.is_set():
             heard = signal.sigtimedwait(STOP_SIGNALS, _POLL_SECONDS)
             if heard is not None:

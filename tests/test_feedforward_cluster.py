@@ -132,7 +132,7 @@ def test_train_network_py_says_a_task_out_of_range_before_tensorflow(tmp_path, r
 # handlers cannot run inside it, and SIGTERM is ignored). Without `interruptible` only
 # SIGKILL would end it.
 NATIVE_WAIT = """
-import ctypes, signal, sys
+import ctypes, os, signal, sys
 from neural_style import stopping
 
 stopping.install(exit_at_once=True)
@@ -142,6 +142,7 @@ libc.signal.argtypes = [ctypes.c_int, ctypes.c_void_p]
 
 def wait_in_native_code():
     libc.signal(signal.SIGTERM, 1)  # SIG_IGN
+    os.write(1, b"took SIGTERM\\n")  # one write, never inside the other thread's line
     libc.pause()
 
 stopping.interruptible(
@@ -160,7 +161,10 @@ def test_interruptible_ends_a_wait_in_native_code_that_took_the_signal(signal_nu
         text=True,
     )
     try:
-        assert process.stdout.readline() == "waiting for the peer\n"
+        # Both lines come, in either order; a signal sent before the native code set
+        # SIG_IGN would be discarded by that very call (POSIX), so wait for both.
+        ready = {process.stdout.readline(), process.stdout.readline()}
+        assert ready == {"waiting for the peer\n", "took SIGTERM\n"}
         process.send_signal(signal_number)
         code = process.wait(timeout=60)  # a hang guard
     finally:
