@@ -21,6 +21,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 from neural_style.files import atomic_write_text
@@ -58,8 +59,11 @@ class ProgressLine:
         first_step: int = 0,
         images_per_step: int = 0,
         names: tuple[str, ...] = LOSS_NAMES,
+        work_left: Callable[[int], float] | None = None,
     ):
         self.total_steps = total_steps
+        # The steps left after a step, counted in steps of that step's cost (for the ETA).
+        self.work_left = work_left or (lambda step: total_steps - step)
         self.names = names
         self.every = every
         self.stream = stream or sys.stdout
@@ -82,7 +86,7 @@ class ProgressLine:
         now = time.perf_counter()
         seconds_per_step = (now - self._last_time) / max(step - self._last_step, 1)
         self._last_step, self._last_time = step, now
-        eta = seconds_per_step * (self.total_steps - step)
+        eta = seconds_per_step * self.work_left(step)
         parts = "  ".join(f"{name} {losses[name]:.4g}" for name in self.names)
         width = len(str(self.total_steps))
         evals = f" ({evaluations} evals)" if evaluations and evaluations != step else ""

@@ -39,6 +39,13 @@ def test_coarse_to_fine_stages_keep_the_aspect_ratio_and_their_steps():
     assert plans.plan_stages(settings(), (300, 400)) == (Stage((36, 48), 10),)
 
 
+def test_the_time_left_counts_each_later_step_by_its_stage_pixels():
+    stages = (Stage((2, 3), 4), Stage((4, 6), 2))  # a step of stage 2 costs four of stage 1
+    staged = PhotoJob(Photo(1, "a", (4, 6), ""), "out-a", stages, None)
+    assert [staged.work_left(step) for step in range(7)] == [12, 11, 10, 9, 8, 1, 0]
+    assert job("b", (4, 6), steps=5).work_left(2) == 3  # one stage: the steps left
+
+
 def test_photos_batch_by_size_up_to_batch_size_in_order():
     jobs = [job("a", (36, 48)), job("b", (40, 48)), job("c", (36, 48)), job("d", (36, 48))]
     plan = plans.plan_run(inputs_of(settings(batch_size=2), jobs), on_gpu=False)

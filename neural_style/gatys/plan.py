@@ -80,6 +80,21 @@ class PhotoJob(NamedTuple):
     def total_steps(self) -> int:
         return sum(stage.steps for stage in self.stages)
 
+    def work_left(self, step: int) -> float:
+        """The steps after `step`, each counted by its stage's pixels relative to those of
+        the stage `step` is in: the seconds per step now times this is the time left, a
+        coarse-to-fine run's larger stages included."""
+        first, now, left = 0, None, []
+        for stage in self.stages:
+            last = first + stage.steps
+            if now is None and step <= last:
+                now = stage
+            left.append((stage, max(last - max(step, first), 0)))
+            first = last
+        now = now or self.stages[-1]
+        pixels = now.size[0] * now.size[1]
+        return sum(count * stage.size[0] * stage.size[1] / pixels for stage, count in left)
+
     @property
     def done(self) -> int:
         """Steps already taken (by the run a checkpoint came from)."""

@@ -60,8 +60,9 @@ class Progress:
     def __init__(self) -> None:
         self.seconds = 0.0
 
-    def update(self, seconds: float, remaining: int) -> tuple[float, float]:
-        """(seconds per step, seconds left) after a step of `seconds`."""
+    def update(self, seconds: float, remaining: float) -> tuple[float, float]:
+        """(seconds per step, seconds left) after a step of `seconds`, with `remaining`
+        steps of this one's cost left."""
         self.seconds = seconds if self.seconds == 0 else 0.9 * self.seconds + 0.1 * seconds
         return self.seconds, self.seconds * max(remaining, 0)
 
@@ -110,7 +111,8 @@ class LiveView(Observer):
 
     def step(self, event: Step) -> None:
         losses = event.mean_losses()
-        seconds, eta = self._progress.update(event.seconds, event.total_steps - event.step)
+        remaining = event.group.jobs[0].work_left(event.step)
+        seconds, eta = self._progress.update(event.seconds, remaining)
         self.state.step(
             {
                 "step": event.step,

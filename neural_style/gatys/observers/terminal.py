@@ -65,7 +65,9 @@ class TerminalReport(Observer):
                 "shows their mean losses"
             )
         total = group.jobs[0].total_steps
-        self.progress = ProgressLine(total, self.settings.print_every, self.stream)
+        self.progress = ProgressLine(
+            total, self.settings.print_every, self.stream, work_left=group.jobs[0].work_left
+        )
 
     def _describe_tiles(self, size: tuple[int, int], plan) -> None:
         why = (
