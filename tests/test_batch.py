@@ -416,3 +416,20 @@ def test_batch_size_is_a_flag_and_may_change_on_resume():
     assert config.Settings.from_flag_values(values).batch_size == 3
     assert "batch" in values["batch_size"].help
     assert resume_rules.RULES["batch_size"] == (resume_rules.FREE, resume_rules.FREE)
+
+
+def test_a_later_stage_goes_on_with_adams_moments_upsampled_and_scaled(tiny_net):
+    small = batch_optimizer(tiny_net, [photo(16, 16, seed=1), photo(16, 16, seed=2)])
+    list(small.steps(3))
+    state = small.states()[1]
+    large = batch_optimizer(tiny_net, [photo(32, 32, seed=3), photo(32, 32, seed=4)])
+    large.carry_over(state, 0)
+    np.testing.assert_array_equal(large.iterations.numpy(), [3, 0])  # no warm-up anew
+    np.testing.assert_array_equal(large.learning_rate.numpy(), [5.0, 5.0])
+    first, second = large.first_moment.numpy(), large.second_moment.numpy()
+    assert not first[1].any() and not second[1].any()  # the other image keeps its own
+    # A pixel's gradient is a quarter at four times the pixels (the losses are means): the
+    # moments are scaled so (the second by its square).
+    assert first[0].mean() == pytest.approx(state["first_moment"].mean() / 4, rel=0.05)
+    assert second[0].mean() == pytest.approx(state["second_moment"].mean() / 16, rel=0.05)
+    assert second.min() >= 0.0

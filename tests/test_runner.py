@@ -38,6 +38,7 @@ class FakeOptimizer:
         self.loss_at = loss_at
         self.message = ""
         self.restored: list[tuple[dict, int]] = []
+        self.carried: list[tuple[tuple, int]] = []  # (shape of the state's image, position)
 
     def steps(self, count: int, first: int = 1) -> Iterator[BatchStepResult]:
         for step in range(first, first + count):
@@ -62,6 +63,9 @@ class FakeOptimizer:
     def restore(self, state: dict[str, np.ndarray], index: int = 0) -> None:
         self.images[index] = state["image"]
         self.restored.append((state, index))
+
+    def carry_over(self, state: dict[str, np.ndarray], index: int = 0) -> None:
+        self.carried.append((state["image"].shape, index))
 
 
 class FakePipeline:
@@ -173,6 +177,8 @@ def test_a_photo_in_two_stages_is_told_in_order_and_snapshotted_on_cadence():
     # Stage 2 starts from stage 1's best image, upsampled: 100 + 3 steps.
     second = pipeline.optimizers[1]
     assert second.images.shape == (1, 8, 12, 3) and float(second.images.min()) == 106.0
+    # ... and goes on from stage 1's optimiser state (Adam's moments), once.
+    assert pipeline.optimizers[0].carried == [] and second.carried == [((4, 6, 3), 0)]
 
 
 def test_a_stop_asked_at_a_step_keeps_that_step_and_ends_the_run():
@@ -243,6 +249,7 @@ def test_a_resumed_photo_starts_after_its_checkpoint_in_its_stage():
     assert recorder.of("group_started") == [("group_started", 6, 1)]
     assert [item[1] for item in recorder.of("step")] == [6, 7]
     assert len(pipeline.optimizers) == 1 and pipeline.optimizers[0].restored[0][0] is saved
+    assert pipeline.optimizers[0].carried == []  # the checkpoint's state, not carried over
     assert float(pipeline.optimizers[0].images.min()) == 9.0  # the saved image, two steps on
 
 

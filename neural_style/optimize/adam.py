@@ -188,11 +188,39 @@ class BatchAdamOptimizer:
             for index in range(self.size)
         ]
 
+    def carry_over(self, state: dict[str, np.ndarray], index: int = 0) -> None:
+        """Go on with image `index` from the state its previous, smaller stage left: its
+        moments upsampled to this size (the first bicubically, the second bilinearly and
+        kept at least 0), and its step count and learning rate as they were, so that a
+        stage goes on where the last one was instead of warming Adam up anew.
+
+        The losses are means over positions, so a pixel's gradient shrinks with the image's
+        area; the moments are scaled by the ratio of the areas (the second by its square),
+        which leaves the first update's size as it was and lets this stage's gradients
+        average in at their own scale."""
+        size = self.image.shape[1:3]
+        old_size = np.shape(state["first_moment"])[:2]
+        shrink = (old_size[0] * old_size[1]) / (size[0] * size[1])
+        first = _resized(state["first_moment"], size, "bicubic") * shrink
+        second = tf.maximum(_resized(state["second_moment"], size, "bilinear"), 0.0)
+        self._set(self.first_moment, index, first)
+        self._set(self.second_moment, index, second * shrink**2)
+        self._set(self.iterations, index, state["iterations"])
+        self._set(self.learning_rate, index, state["learning_rate"])
+
+    @staticmethod
+    def _set(variable: tf.Variable, index: int, value: np.ndarray | tf.Tensor) -> None:
+        values = variable.numpy()
+        values[index] = np.reshape(value, values.shape[1:])
+        variable.assign(values)
+
     def restore(self, state: dict[str, np.ndarray], index: int = 0) -> None:
         """Give image `index` the state of a checkpoint (the form of `state`)."""
         for name in STATE_NAMES:
-            variable = getattr(self, name)
-            values = variable.numpy()
-            values[index] = np.reshape(state[name], values.shape[1:])
-            variable.assign(values)
+            self._set(getattr(self, name), index, state[name])
         self.evaluations[index] = int(state["evaluations"])
+
+
+def _resized(image: np.ndarray, size: tuple[int, int], method: str) -> tf.Tensor:
+    """A [H, W, C] array resampled to `size` (height, width) by `method`, as float32."""
+    return tf.image.resize(tf.constant(image, tf.float32), size, method=method)

@@ -193,3 +193,8 @@ class LbfgsBatchOfOne(LbfgsOptimizer):
     def restore(self, state: dict[str, np.ndarray], index: int = 0) -> None:
         del index
         super().restore(state)
+
+    def carry_over(self, state: dict[str, np.ndarray], index: int = 0) -> None:
+        """Nothing to carry: the curvature history lives inside scipy and is of the last
+        stage's size, so each stage's L-BFGS starts afresh from the upsampled image."""
+        del state, index

@@ -64,3 +64,8 @@ class Optimizer(Protocol):
     def restore(self, state: dict[str, np.ndarray], index: int = 0) -> None:
         """Give image `index` a saved state (the form of `states()`)."""
         ...
+
+    def carry_over(self, state: dict[str, np.ndarray], index: int = 0) -> None:
+        """Go on with image `index`, just started at a larger size, from the state its
+        previous stage left (the form of `states()`, at that stage's size)."""
+        ...
