@@ -5,8 +5,12 @@
 
 Training: steps of the full network (width 32) and the VGG-19 loss network at 256x256,
 batch 4, on one fixed random batch, so the data pipeline is left out; the first steps
-compile and warm up and are not timed. Stylising: one image at 512x512 and at 1024x1024,
-through the same compiled function stylize.py uses, the median of a few runs.
+compile and warm up and are not timed. Stylising: images/content.jpg resized to 512x512,
+1024x768 and 1920x1080, through the same compiled function stylize.py uses, in float32 and
+in the precision NETWORK_PRECISION "auto" gives here (when it is another), alternated, the
+median of 5 runs each; and how far the two precisions' images are apart (mean absolute
+difference in grey levels, after rounding to 8 bits). --network times a trained network
+(a .keras file) instead of a freshly built one; --stylising_only leaves training out.
 
 The weights need not be real for timing: without weights/imagenet-vgg-verydeep-19.mat the
 synthetic stand-in of the same shapes is used. Prints a table and writes
@@ -26,14 +30,29 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks.machine import cpu_name
 from neural_style import runtime
 from neural_style.vgg import weights_file
 from neural_style.vgg.weights_file import DEFAULT_VGG_MODEL_PATH
 
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "feedforward.json")
 
-FULL = {"width": 32, "train_size": 256, "batch": 4, "train_steps": 4, "sizes": (512, 1024)}
-QUICK = {"width": 4, "train_size": 64, "batch": 2, "train_steps": 3, "sizes": (128, 256)}
+FULL = {
+    "width": 32,
+    "train_size": 256,
+    "batch": 4,
+    "train_steps": 4,
+    "sizes": ((512, 512), (768, 1024), (1080, 1920)),
+}
+QUICK = {
+    "width": 4,
+    "train_size": 64,
+    "batch": 2,
+    "train_steps": 3,
+    "sizes": ((128, 128), (96, 128)),
+}
+ROUNDS = 5  # timed runs of each precision at each size, alternated
 
 
 def time_training(config: dict, weights_path: str) -> dict:
@@ -82,25 +101,40 @@ def time_training(config: dict, weights_path: str) -> dict:
     }
 
 
-def time_stylising(config: dict) -> list[dict]:
+def time_stylising(config: dict, network: str = "") -> list[dict]:
+    """Per size: each precision's median ms per image and the images' distance."""
     import numpy as np
 
-    from neural_style.feedforward.model import build_transformer
+    from neural_style.feedforward.model import build_transformer, load_network
     from neural_style.feedforward.stylizing.run import Stylizer
+    from neural_style.media import images
 
-    stylizer = Stylizer(build_transformer(width=config["width"], seed=0))
+    model = load_network(network) if network else build_transformer(config["width"], seed=0)
+    auto = runtime.resolve_network_precision("auto", runtime.start_tensorflow().on_gpu)
+    stylizers = {name: Stylizer(model, precision=name) for name in dict.fromkeys(["float32", auto])}
+    photo = images.load_image(os.path.join(REPO_ROOT, "images", "content.jpg"), "photo")
     results = []
-    for side in config["sizes"]:
-        image = np.random.default_rng(1).uniform(0, 255, (1, side, side, 3)).astype(np.float32)
-        stylizer(image)  # the first call at a size compiles
-        times = []
-        for _ in range(5):
-            started = time.perf_counter()
-            stylizer(image)
-            times.append(time.perf_counter() - started)
-        results.append(
-            {"image_size": side, "ms_per_image": round(1000 * statistics.median(times), 1)}
-        )
+    for size in config["sizes"]:
+        image = images.resize_image(photo, size)[None]
+        outputs = {name: np.rint(stylizer(image)) for name, stylizer in stylizers.items()}
+        times: dict[str, list[float]] = {name: [] for name in stylizers}
+        for _ in range(ROUNDS):
+            for name, stylizer in stylizers.items():
+                started = time.perf_counter()
+                stylizer(image)
+                times[name].append(time.perf_counter() - started)
+        row = {
+            "size": f"{size[1]}x{size[0]}",
+            "ms_per_image": {
+                name: round(1000 * statistics.median(each), 1) for name, each in times.items()
+            },
+            "grey_levels_from_float32": {
+                name: round(float(np.abs(out - outputs["float32"]).mean()), 3)
+                for name, out in outputs.items()
+            },
+        }
+        results.append(row)
+        print(f"stylising {row['size']}: {row['ms_per_image']} ms/image", flush=True)
     return results
 
 
@@ -108,16 +142,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     parser.add_argument("--output", default=RESULTS, help="where to write the JSON results")
+    parser.add_argument("--network", default="", help="a trained .keras network to stylise with")
+    parser.add_argument("--stylising_only", action="store_true", help="leave training out")
     arguments = parser.parse_args()
     config = QUICK if arguments.quick else FULL
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
     device = runtime.start_tensorflow().description
     weights_path = weights_file.resolve_weights_path(DEFAULT_VGG_MODEL_PATH, io.StringIO())
 
-    training = time_training(config, weights_path)
-    stylising = time_stylising(config)
+    training = None if arguments.stylising_only else time_training(config, weights_path)
+    stylising = time_stylising(config, arguments.network)
     report = {
         "device": device,
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "load_average_before": load_before,
         "machine": platform.machine(),
@@ -127,15 +164,18 @@ def main() -> None:
         "training": training,
         "stylising": stylising,
     }
-    print(device)
-    print(
-        f"training  {training['image_size']}x{training['image_size']}, batch "
-        f"{training['batch_size']}: {training['images_per_second']} images/s "
-        f"({training['seconds_per_step']} s/step)"
-    )
+    print(device, "on", cpu_name())
+    if training:
+        print(
+            f"training  {training['image_size']}x{training['image_size']}, batch "
+            f"{training['batch_size']}: {training['images_per_second']} images/s "
+            f"({training['seconds_per_step']} s/step)"
+        )
     for row in stylising:
-        side = row["image_size"]
-        print(f"stylising {side}x{side}: {row['ms_per_image']} ms/image")
+        print(
+            f"stylising {row['size']}: {row['ms_per_image']} ms/image, "
+            f"{row['grey_levels_from_float32']} grey levels from float32"
+        )
     os.makedirs(os.path.dirname(os.path.abspath(arguments.output)), exist_ok=True)
     with open(arguments.output, "w", encoding="utf-8") as file:
         json.dump(report, file, indent=2)

@@ -147,6 +147,23 @@ def cpu_has_bfloat16() -> bool:
     return False
 
 
+def resolve_network_precision(precision: str, on_gpu: bool) -> str:
+    """The NETWORK_PRECISION stylize.py uses. "auto" is mixed_bfloat16 on a CPU with a
+    bfloat16 unit (1.6x faster per photo on an AMD EPYC with AVX512-BF16, within 2 grey
+    levels of float32; benchmarks/feedforward.py measures both), mixed_float16 on a GPU (as
+    TensorFlow's guide advises for inference there; not measured here), float32 otherwise."""
+    if precision == "mixed_float16" and not on_gpu:
+        raise UserError(
+            "NETWORK_PRECISION (--network_precision) mixed_float16 needs a GPU; use "
+            "mixed_bfloat16 or float32"
+        )
+    if precision != "auto":
+        return precision
+    if on_gpu:
+        return "mixed_float16"
+    return "mixed_bfloat16" if cpu_has_bfloat16() else "float32"
+
+
 def resolve_precision(precision: str, on_gpu: bool, optimizer: str = "adam") -> str:
     """The PRECISION a run uses. "auto" is mixed_bfloat16 for Adam on a CPU with a
     bfloat16 unit, where its steps are several times faster (the ratio depends on the CPU;

@@ -274,3 +274,30 @@ def test_an_unreadable_network_file_is_reported_as_permission_denied(tiny_model,
     assert str(error) == "permission denied"
     path.chmod(0o644)
     assert path.read_bytes() == saved
+
+
+def test_a_network_stylises_in_bfloat16_near_float32_and_stays_float32(tmp_path):
+    from neural_style.feedforward.stylizing.stylizer import in_precision
+    from neural_style.media.images import load_image, resize_image
+
+    model = build_transformer(width=4, seed=7)
+    saved = [weight.copy() for weight in model.get_weights()]
+    photos = np.stack(
+        [
+            resize_image(load_image(os.path.join(REPO_ROOT, "images", name), "X"), (48, 64))
+            for name in ("content.jpg", "style.jpg")
+        ]
+    )
+    exact = Stylizer(model)(photos)
+    rounded = Stylizer(model, precision="mixed_bfloat16")(photos)
+    assert rounded.dtype == np.float32 and rounded.shape == exact.shape
+    assert 0.0 < np.abs(rounded - exact).mean() <= 2.0  # bfloat16 indeed, off by rounding
+    assert rounded.min() >= 0.0 and rounded.max() <= 255.0
+    for weight, before in zip(model.get_weights(), saved, strict=True):
+        np.testing.assert_array_equal(weight, before)  # the network itself is untouched
+    copy = in_precision(model, "mixed_bfloat16")
+    kinds = {layer.name: layer.compute_dtype for layer in copy.layers}
+    assert kinds["in_conv"] == kinds["residual1_a_pad"] == kinds["up1_resize"] == "bfloat16"
+    assert kinds["in_norm"] == kinds["residual1_add"] == kinds["to_pixels"] == "float32"
+    assert all(weight.dtype == np.float32 for weight in copy.get_weights())
+    assert in_precision(model, "float32") is model

@@ -50,6 +50,17 @@ def test_an_odd_sized_image_keeps_its_size_and_matches_the_network(network, tmp_
     np.testing.assert_array_equal(written, np.clip(np.rint(expected), 0, 255))
 
 
+def test_network_precision_bfloat16_writes_nearly_the_float32_image(network, tmp_path):
+    source = write_image(tmp_path / "odd.png", photo(37, 51, seed=2))
+    settings = stylize_settings(
+        network, source, tmp_path / "out", network_precision="mixed_bfloat16"
+    )
+    written = load_image(stylize_input(settings).outputs[0], "STYLIZE_OUTPUT")
+    exact = Stylizer(load_network(network))(load_image(source, "STYLIZE_INPUT")[None])[0]
+    assert written.shape == exact.shape
+    assert 0.0 < np.abs(written - np.clip(np.rint(exact), 0, 255)).mean() <= 2.0
+
+
 @pytest.mark.slow
 def test_a_folder_is_batched_by_size_and_skips_bad_files(network, tmp_path, capsys):
     folder = tmp_path / "album"

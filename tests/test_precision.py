@@ -9,7 +9,7 @@ import tensorflow as tf
 from neural_style.gatys import pipeline
 from neural_style.gatys.outputs import OutputNames
 from neural_style.optimize.loss_functions import LossFunction
-from neural_style.runtime import resolve_precision
+from neural_style.runtime import resolve_network_precision, resolve_precision
 from neural_style.vgg.mat import read_vgg19_mat
 from neural_style.vgg.network import VGG19
 from tests.single_image import compute_targets
@@ -161,3 +161,24 @@ def test_float32_finish_is_checked(tmp_path, tiny_mat, image_pair):
 
     with pytest.raises(UserError, match=r"^FLOAT32_FINISH \(--float32_finish\) must be between"):
         _finish_settings(tmp_path, tiny_mat, image_pair, float32_finish=1.5)
+
+
+def test_the_networks_auto_precision_and_a_bad_one(monkeypatch):
+    from neural_style.errors import UserError
+    from neural_style.settings.network import NetworkSettings
+    from tests import toy_settings
+
+    monkeypatch.setattr("neural_style.runtime.cpu_has_bfloat16", lambda: True)
+    assert resolve_network_precision("auto", on_gpu=False) == "mixed_bfloat16"
+    assert resolve_network_precision("auto", on_gpu=True) == "mixed_float16"
+    monkeypatch.setattr("neural_style.runtime.cpu_has_bfloat16", lambda: False)
+    assert resolve_network_precision("auto", on_gpu=False) == "float32"
+    assert resolve_network_precision("mixed_bfloat16", on_gpu=False) == "mixed_bfloat16"
+    with pytest.raises(UserError, match=r"^NETWORK_PRECISION .* mixed_float16 needs a GPU"):
+        resolve_network_precision("mixed_float16", on_gpu=False)
+    with pytest.raises(UserError) as refused:
+        NetworkSettings.from_module(toy_settings, network_precision="bf16")
+    assert str(refused.value) == (
+        "NETWORK_PRECISION (--network_precision) must be one of auto, float32, "
+        "mixed_bfloat16, mixed_float16; got 'bf16'"
+    )

@@ -14,6 +14,7 @@ from typing import Any
 from neural_style.errors import UserError
 from neural_style.settings.gatys import (
     POOLING_CHOICES,
+    PRECISION_CHOICES,
     check_layers,
     check_loss_weights,
     check_minimums,
@@ -58,6 +59,7 @@ class NetworkSettings:
     network_overwrite: bool  # let a new run replace an earlier run's files in the folder
     network_seed: int  # seed for the initial weights and the data order
     network_model: str  # path of the trained .keras network that stylize.py applies
+    network_precision: str  # stylize.py's arithmetic: "auto", "float32", "mixed_bfloat16"...
     stylize_input: str  # an image, a folder of images, or a video
     stylize_output: str  # folder the stylised files are written to
     stylize_batch_size: int  # images or frames per forward pass
@@ -118,6 +120,11 @@ def validate_network(settings: NetworkSettings) -> NetworkSettings:
     check_layers("network_content_layers", checked.network_content_layers)
     check_layers("network_style_layers", checked.network_style_layers)
     _check_loss_weights(checked)
+    if checked.network_precision not in PRECISION_CHOICES:
+        raise UserError(
+            f"{describe('network_precision')} must be one of {', '.join(PRECISION_CHOICES)}; "
+            f"got {checked.network_precision!r}"
+        )
     if checked.pooling not in POOLING_CHOICES:
         raise UserError(f"{describe('pooling')} must be one of max, avg; got {checked.pooling!r}")
     if not checked.network_model.endswith(".keras"):
