@@ -808,7 +808,8 @@ def test_adam_resumes_exactly_after_each_step(tmp_path, tiny_mat, straight, step
     )
     assert f"interrupted at step {step}: saved" in printed
     assert cut.step == step and cut.stage == (0 if step <= 4 else 1)
-    assert int(cut.optimizer_state["iterations"]) == (step if step <= 4 else step - 4)
+    # Adam's step count goes on across the stages (its moments are carried over).
+    assert int(cut.optimizer_state["iterations"]) == step
     assert f"at step {step}" in again and result.steps == 8
     np.testing.assert_allclose(
         best_image(settings.output_image), best_image(straight.prefix), atol=1e-3
