@@ -149,9 +149,10 @@ def cpu_has_bfloat16() -> bool:
 
 def resolve_network_precision(precision: str, on_gpu: bool) -> str:
     """The NETWORK_PRECISION stylize.py uses. "auto" is mixed_bfloat16 on a CPU with a
-    bfloat16 unit (1.6x faster per photo on an AMD EPYC with AVX512-BF16, within 2 grey
-    levels of float32; benchmarks/feedforward.py measures both), mixed_float16 on a GPU (as
-    TensorFlow's guide advises for inference there; not measured here), float32 otherwise."""
+    bfloat16 unit (about 1.5x faster per photo on an AMD EPYC with AVX512-BF16, 0.3 grey
+    levels from float32; benchmarks/feedforward.py measures both), mixed_float16 on a GPU
+    (as TensorFlow's guide advises for inference there; not measured here), float32
+    otherwise."""
     if precision == "mixed_float16" and not on_gpu:
         raise UserError(
             "NETWORK_PRECISION (--network_precision) mixed_float16 needs a GPU; use "

@@ -196,8 +196,7 @@ class BatchAdamOptimizer:
 
         The losses are means over positions, so a pixel's gradient shrinks with the image's
         area; the moments are scaled by the ratio of the areas (the second by its square),
-        which leaves the first update's size as it was and lets this stage's gradients
-        average in at their own scale."""
+        so that this stage's gradients average in at their own scale."""
         size = self.image.shape[1:3]
         old_size = np.shape(state["first_moment"])[:2]
         shrink = (old_size[0] * old_size[1]) / (size[0] * size[1])
