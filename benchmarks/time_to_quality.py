@@ -24,6 +24,11 @@ the reference's final score (`never` when it did not). --plot draws the curves o
 first size (matplotlib). Without the real weights the synthetic ones are used, so the
 scores compare the runs on those filters, not on ImageNet's. Writes the rows to
 benchmarks/results/time_to_quality.json.
+
+    python benchmarks/time_to_quality.py --detail_check output/output.png
+
+scores one finished image as it is and halved and enlarged again, by style layer and
+content: what the best picture a half-size stage could make is worth at full size.
 """
 
 from __future__ import annotations
@@ -152,6 +157,34 @@ def plot(rows: list[dict], path: str) -> None:
     figure.savefig(path, dpi=110)
 
 
+def detail_check(path: str) -> None:
+    """What a smaller stage's picture can be worth: the full-size objective of the image at
+    `path` (a finished run's) as it is and halved and enlarged again, each style layer
+    alone and the content loss alone, at the image's width."""
+    import settings as shipped
+    from benchmarks.compare_optimizers import full_size_objective
+    from neural_style.media import images
+    from neural_style.settings.gatys import Settings
+
+    image = images.load_image(path, "the image to check")
+    height, width = image.shape[:2]
+    blurred = images.resize_image(
+        images.resize_image(image, (height // 2, width // 2)), (height, width)
+    )
+    base = {"image_width": width, "image_height": 0, "precision": "float32"}
+    parts = {
+        layer: {"style_loss_layers": ((layer, weight),), "alpha": 0.0}
+        for layer, weight in shipped.STYLE_LOSS_LAYERS
+    }
+    parts["content"] = {"beta": 0.0}
+    parts["total"] = {}
+    print(f"| {width}x{height}, float32 | as it is | halved and enlarged |")
+    print("| --- | --- | --- |")
+    for name, overrides in parts.items():
+        objective = full_size_objective(Settings.from_module(shipped, **base, **overrides))
+        print(f"| {name} | {objective(image):.5g} | {objective(blurred):.5g} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="128 px, few steps (smoke)")
@@ -160,7 +193,14 @@ def main() -> None:
     parser.add_argument("--lbfgs_steps", type=int, default=300)
     parser.add_argument("--snapshot_every", type=int, default=0, help="0: a tenth of Adam's")
     parser.add_argument("--plot", default="", help="PNG of the first size's curves")
+    parser.add_argument(
+        "--detail_check", default="", help="an image: its score as it is and halved and enlarged"
+    )
     arguments = parser.parse_args()
+    if arguments.detail_check:
+        os.chdir(REPO_ROOT)
+        detail_check(arguments.detail_check)
+        return
     if arguments.quick:
         arguments.sizes, arguments.adam_steps, arguments.lbfgs_steps = "128", 30, 9
     arguments.snapshot_every = arguments.snapshot_every or max(arguments.adam_steps // 10, 1)
