@@ -210,7 +210,7 @@ class _GroupRun:
         if resumed is not None and index == resumed.stage:
             for position, member in enumerate(active):
                 optimizer.restore(member.job.resumed.optimizer_state, position)
-        elif link is None or link.start is None:
+        else:
             for position, member in enumerate(active):
                 if member.state:  # the last stage's, which goes on here
                     optimizer.carry_over(member.state, position)
