@@ -10,6 +10,7 @@ one image. The run is put together from modules with one job each:
     outputs.py   where the results go, decided once, never over an input
     stylizer.py  the network, loaded and compiled once for every size
     fit.py       the sizes and batches that fit in the memory available
+    overlap.py   decoding and saving in threads of their own, beside the network
     video.py     a video in, a video out, through ffmpeg
 
 Stopping (Ctrl-C, SIGTERM, SIGHUP) keeps every finished output. A signal is honoured once
@@ -23,6 +24,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from contextlib import closing
 from typing import NamedTuple, TextIO
 
 import numpy as np
@@ -32,6 +34,7 @@ from neural_style.errors import UserError
 from neural_style.feedforward.stylizing.checks import check_input_and_output
 from neural_style.feedforward.stylizing.fit import DoesNotFit, MemoryFit
 from neural_style.feedforward.stylizing.outputs import OutputPlan, left_out_notes, plan_outputs
+from neural_style.feedforward.stylizing.overlap import BackgroundSaver, read_ahead
 from neural_style.feedforward.stylizing.stylizer import Stylizer, open_stylizer
 from neural_style.feedforward.stylizing.video import flow_module, stylize_video
 from neural_style.media import images
@@ -147,38 +150,51 @@ def stylize_folder(
     fit.check_folder(list(plan.targets))
     skipped: dict[str, str] = {}
     pending: list[tuple[str, np.ndarray]] = []
+    # The next images are decoded, and the last ones saved, while the network works.
+    reading = read_ahead((path, _load_or_why(fit, path)) for path in plan.targets)
+    with closing(reading) as loaded, BackgroundSaver(_save, outputs) as saver:
 
-    def flush() -> None:
-        with fit.memory_guard(pending[0][0], pending[0][1].shape[:2], len(pending)):
-            stylised = stylizer(np.stack([image for _, image in pending]))
-        for (path, _), result in zip(pending, stylised, strict=True):
-            _save(plan.targets[path], result)
-            outputs.append(plan.targets[path])
-        pending.clear()
-        stopping.raise_if_requested()
+        def flush() -> None:
+            with fit.memory_guard(pending[0][0], pending[0][1].shape[:2], len(pending)):
+                stylised = stylizer(np.stack([image for _, image in pending]))
+            for (path, _), result in zip(pending, stylised, strict=True):
+                saver.save(plan.targets[path], result)
+            pending.clear()
+            stopping.raise_if_requested()
 
-    for path in plan.targets:
-        stopping.raise_if_requested()
-        try:
-            image = fit.load(path)
-        except DoesNotFit:
-            raise  # a refusal of the run, not of this file
-        except UserError as error:
-            skipped[path] = str(error).removeprefix(f"{path}: ").split("; ")[0]
-            print(f"skipped {path}: {skipped[path]}", file=stream)
-            continue
-        if pending and (
-            pending[0][1].shape != image.shape or len(pending) >= fit.batch(image.shape[:2])
-        ):
+        for path, image in loaded:
+            stopping.raise_if_requested()
+            if isinstance(image, str):
+                skipped[path] = image
+                print(f"skipped {path}: {image}", file=stream)
+                continue
+            if pending and (
+                pending[0][1].shape != image.shape or len(pending) >= fit.batch(image.shape[:2])
+            ):
+                flush()
+            pending.append((path, image))
+        if pending:
             flush()
-        pending.append((path, image))
-    if pending:
-        flush()
     if not outputs:
         raise UserError(
             f"{settings.stylize_input}: none of its {len(plan.targets)} image files could be read"
         )
     return skipped
+
+
+def _load_or_why(fit: MemoryFit, path: str) -> np.ndarray | str:
+    """The image at `path` as it is stylised, or why it cannot be read (a file of a folder
+    that is skipped, not the run's end).
+
+    Raises:
+      DoesNotFit: a refusal of the run, not of this file.
+    """
+    try:
+        return fit.load(path)
+    except DoesNotFit:
+        raise
+    except UserError as error:
+        return str(error).removeprefix(f"{path}: ").split("; ")[0]
 
 
 def _save(path: str, image: np.ndarray) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import closing
 from typing import TextIO
 
 import numpy as np
@@ -29,6 +30,7 @@ from neural_style import stopping
 from neural_style.errors import UserError
 from neural_style.feedforward.model import MIN_SIDE
 from neural_style.feedforward.stylizing.fit import MemoryFit, fit_image, wxh
+from neural_style.feedforward.stylizing.overlap import read_ahead
 from neural_style.feedforward.stylizing.stylizer import Stylizer
 from neural_style.media import video_io, video_write
 from neural_style.progress import format_duration
@@ -57,8 +59,12 @@ def stylize_video(
     size_hw = fit.target_size(info.size, source)
     started = time.perf_counter()
     batch_size = fit.batch(size_hw)
-    with fit.memory_guard(source, size_hw, batch_size), video_io.read_frames(info) as frames:
-        batches = _frame_batches(frames, size_hw, batch_size, source)
+    with (
+        fit.memory_guard(source, size_hw, batch_size),
+        video_io.read_frames(info) as frames,
+        # Frames are decoded and resized while the network works on the batch before.
+        closing(read_ahead(_frame_batches(frames, size_hw, batch_size, source))) as batches,
+    ):
         stylised = _stylised_frames(batches, stylizer, info.frames, stream, blend)
         written = video_write.write_video(
             stylised,
