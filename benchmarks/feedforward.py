@@ -179,6 +179,52 @@ def peer_runs(photo) -> dict:
     }
 
 
+STARTUP_PHASES = """
+import sys, time
+started = last = time.perf_counter()
+phases = {}
+def done(phase):
+    global last
+    now = time.perf_counter()
+    phases[phase] = round(now - last, 2)
+    last = now
+from neural_style.runtime import start_tensorflow
+from neural_style.settings import cli_flags
+done("python, absl and the settings")
+start_tensorflow()
+done("import tensorflow")
+from neural_style.feedforward.model import load_network
+from neural_style.feedforward.stylizing.stylizer import Stylizer
+from neural_style.runtime import resolve_network_precision
+from neural_style.media import images
+model = load_network(sys.argv[1])
+done("load the network")
+stylizer = Stylizer(model, precision=resolve_network_precision(sys.argv[2], False))
+done("its copy in the precision")
+photo = images.load_image(sys.argv[3], "photo")[None]
+done("decode the photo")
+stylised = stylizer(photo)
+done("first pass (tracing included)")
+stylizer(photo)
+done("a second pass")
+images.save_image(sys.argv[4], stylised[0])
+done("encode the result (PNG)")
+print(phases)
+"""
+
+
+def startup_phases(network: str, precision: str, photo: str, scratch: str) -> dict:
+    """Where a fresh process's seconds go, from its start to one photo written, phase by
+    phase (a second pass is timed too, to tell tracing from computing)."""
+    import ast
+    import subprocess
+
+    output = os.path.join(scratch, "startup.png")
+    child = [sys.executable, "-c", STARTUP_PHASES, network, precision, photo, output]
+    printed = subprocess.run(child, cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    return ast.literal_eval(printed.stdout.strip().splitlines()[-1])
+
+
 def saved_network(config: dict, scratch: str) -> str:
     """A freshly built network of the benchmark's width, saved as stylize.py reads it."""
     from neural_style.feedforward.model import build_transformer
@@ -283,6 +329,8 @@ def main() -> None:
             network = arguments.network or saved_network(config, scratch)
             size_hw = config.get("process_size", PROCESS_SIZE_HW)
             processes = time_processes(network, scratch, size_hw)
+            one_photo = os.path.join(scratch, "folder", "photo-0.png")
+            processes["startup_phases_auto"] = startup_phases(network, "auto", one_photo, scratch)
     report = {
         "device": device,
         "cpu": cpu_name(),
@@ -315,6 +363,7 @@ def main() -> None:
                 f"  {name}: one photo {row['one_photo_s']} s, each further photo "
                 f"{row['further_photo_s']} s"
             )
+        print(f"  where stylize.py auto's start-up goes: {processes['startup_phases_auto']}")
     os.makedirs(os.path.dirname(os.path.abspath(arguments.output)), exist_ok=True)
     with open(arguments.output, "w", encoding="utf-8") as file:
         json.dump(report, file, indent=2)
