@@ -1,32 +1,44 @@
 """Temporal consistency, quality and speed of the three ways a video's frames are optimised.
 
-    python benchmarks/video.py                 # the real clip, 32 frames at 256 px, and a
+    python benchmarks/video.py                 # the real clip, 32 frames at 256 px, a van
+                                               # driving through a still street, and a
                                                # synthetic pan of images/content.jpg (long)
-    python benchmarks/video.py --frames 12 --skip pan   # the real clip only, 12 frames
+    python benchmarks/video.py --frames 12 --skip pan,car   # the real clip only, 12 frames
+    python benchmarks/video.py --skip real,pan --width 192 --modes independent,temporal \
+        --motion_strip docs/video-motion.jpg   # the van, and its frames 1, 12 and 32
     python benchmarks/video.py --frame_steps 25,50 --temporal_weights 100,1000,10000
     python benchmarks/video.py --quick         # toy clip, toy VGG, toy steps (about a minute)
 
 The modes, each a `neural_style.gatys.run.stylize` of the clip with the shipped settings
 (tests/toy_settings.py) otherwise:
 - independent: every frame from its own content (FRAME_INIT content, TEMPORAL_WEIGHT 0);
-- warped: a later frame starts from the previous result moved by the optical flow
+- warped: a later frame starts from the earlier results moved by the optical flow
   (FRAME_INIT warped, TEMPORAL_WEIGHT 0);
 - warped+temporal: that start and the temporal loss holding it there (TEMPORAL_WEIGHT w,
   one run per weight of --temporal_weights).
 Each mode runs once per value of --frame_steps. For each run the table gives the mean
-warping error (Lai et al. 2018, from <OUTPUT_IMAGE>-video.json) over frames 2..N, the mean
-content and style loss at the last step of frames 2..N (the first frame is the same run in
-every mode), the first frame's seconds and the mean seconds of the later frames (the
-losses CSV's step seconds summed per frame: optimisation only, flow excluded), their ratio,
-and the run's wall time (flow, decoding and writing included).
+warping error (Lai et al. 2018, from <OUTPUT_IMAGE>-video.json, over the run's own trusted
+mask) over frames 2..N and against independent frames', the same over Ruder et al.'s mask
+alone (comparable between versions of the code), the mean content and style loss at the
+last step of frames 2..N (the first frame is the same run in every mode), the last frame's
+style loss over frame 2's, the largest over frames 2..N of how far the moving pixels (DIS
+flow above 1.5 px) are from the style's colours relative to the static ones, against the
+same ratio for independent frames (a sliced 1-Wasserstein distance in RGB to
+images/style.jpg, which a washed-out, smeared region cannot hide from), the
+first frame's seconds and the mean seconds of the later frames (the losses CSV's step
+seconds summed per frame: optimisation only, flow excluded), their ratio, and the run's
+wall time (flow, decoding and writing included).
 
-Two clips: the real one (--clip, Big Buck Bunny by default) and a synthetic pan, images/
-content.jpg seen through a window that moves --pan_pixels to the right each frame, written
-as PNGs and encoded with neural_style.video_write. The pan's true flow is known (backward
-flow +pan_pixels in x everywhere the source is in the frame), so the benchmark also reports
-the median end-point error of DIS (neural_style.media.flow.flows, FLOW_PRESET) on its first two
-frames. Prints markdown tables and writes benchmarks/results/video.json with the per-frame
-numbers; `--quick` makes its own 64x48 testsrc2 clip with ffmpeg and a tiny synthetic VGG.
+Three clips: the real one (--clip, Big Buck Bunny by default); a van, generated here:
+images/content.jpg as a still street and a flat white van (no texture on its roof and
+sides, dark windows and wheels) driving through it at --car_speed px a frame; and a
+synthetic pan, images/content.jpg seen through a window that moves --pan_pixels to the
+right each frame. The generated clips are written as PNGs and encoded with
+neural_style.video_write. The pan's true flow is known (backward flow +pan_pixels in x
+everywhere the source is in the frame), so the benchmark also reports the median end-point
+error of DIS (neural_style.media.flow.flows, FLOW_PRESET) on its first two frames. Prints
+markdown tables and writes benchmarks/results/video.json with the per-frame numbers;
+`--quick` makes its own 64x48 testsrc2 clip with ffmpeg and a tiny synthetic VGG.
 """
 
 from __future__ import annotations
@@ -309,8 +321,8 @@ QUANTILES = 256  # the points at which each slice's two distributions are compar
 def sliced_wasserstein(pixels, reference, seed: int = 0) -> float:
     """The sliced 1-Wasserstein distance between two sets of RGB values ([N, 3] and [M, 3],
     0..255): the mean over SLICES fixed random unit directions of the mean absolute gap
-    between the two sets' quantiles along that direction. It compares colour distributions,
-    so it sees a pale, washed-out region that a Gram distance over the same region can miss."""
+    between the two sets' quantiles along that direction. It compares colour distributions:
+    a pale, washed-out region is far from a colourful style however its texture looks."""
     import numpy as np
 
     directions = np.random.default_rng(seed).normal(size=(3, SLICES))
