@@ -1,37 +1,50 @@
 """Temporal consistency, quality and speed of the three ways a video's frames are optimised.
 
-    python benchmarks/video.py                 # the real clip, 32 frames at 256 px, and a
+    python benchmarks/video.py                 # the real clip, 32 frames at 256 px, a van
+                                               # driving through a still street, and a
                                                # synthetic pan of images/content.jpg (long)
-    python benchmarks/video.py --frames 12 --skip pan   # the real clip only, 12 frames
+    python benchmarks/video.py --frames 12 --skip pan,car   # the real clip only, 12 frames
+    python benchmarks/video.py --skip real,pan --width 192 --modes independent,temporal \
+        --motion_strip docs/video-motion.jpg   # the van, and its frames 1, 12 and 32
     python benchmarks/video.py --frame_steps 25,50 --temporal_weights 100,1000,10000
     python benchmarks/video.py --quick         # toy clip, toy VGG, toy steps (about a minute)
 
 The modes, each a `neural_style.gatys.run.stylize` of the clip with the shipped settings
 (tests/toy_settings.py) otherwise:
 - independent: every frame from its own content (FRAME_INIT content, TEMPORAL_WEIGHT 0);
-- warped: a later frame starts from the previous result moved by the optical flow
+- warped: a later frame starts from the earlier results moved by the optical flow
   (FRAME_INIT warped, TEMPORAL_WEIGHT 0);
 - warped+temporal: that start and the temporal loss holding it there (TEMPORAL_WEIGHT w,
   one run per weight of --temporal_weights).
 Each mode runs once per value of --frame_steps. For each run the table gives the mean
-warping error (Lai et al. 2018, from <OUTPUT_IMAGE>-video.json) over frames 2..N, the mean
-content and style loss at the last step of frames 2..N (the first frame is the same run in
-every mode), the first frame's seconds and the mean seconds of the later frames (the
-losses CSV's step seconds summed per frame: optimisation only, flow excluded), their ratio,
-and the run's wall time (flow, decoding and writing included).
+warping error (Lai et al. 2018, from <OUTPUT_IMAGE>-video.json, over the run's own trusted
+mask) over frames 2..N and against independent frames', the same over Ruder et al.'s mask
+alone (comparable between versions of the code), the mean content and style loss at the
+last step of frames 2..N (the first frame is the same run in every mode), the last frame's
+style loss over frame 2's, the largest over frames 2..N of how far the moving pixels (DIS
+flow above 1.5 px) are from the style's colours relative to the static ones, against the
+same ratio for independent frames (a sliced 1-Wasserstein distance in RGB to
+images/style.jpg, which a washed-out, smeared region cannot hide from), the
+first frame's seconds and the mean seconds of the later frames (the losses CSV's step
+seconds summed per frame: optimisation only, flow excluded), their ratio, and the run's
+wall time (flow, decoding and writing included).
 
-Two clips: the real one (--clip, Big Buck Bunny by default) and a synthetic pan, images/
-content.jpg seen through a window that moves --pan_pixels to the right each frame, written
-as PNGs and encoded with neural_style.video_write. The pan's true flow is known (backward
-flow +pan_pixels in x everywhere the source is in the frame), so the benchmark also reports
-the median end-point error of DIS (neural_style.media.flow.flows, FLOW_PRESET) on its first two
-frames. Prints markdown tables and writes benchmarks/results/video.json with the per-frame
-numbers; `--quick` makes its own 64x48 testsrc2 clip with ffmpeg and a tiny synthetic VGG.
+Three clips: the real one (--clip, Big Buck Bunny by default); a van, generated here:
+images/content.jpg as a still street and a flat white van (no texture on its roof and
+sides, dark windows and wheels) driving through it at --car_speed px a frame; and a
+synthetic pan, images/content.jpg seen through a window that moves --pan_pixels to the
+right each frame. The generated clips are written as PNGs and encoded with
+neural_style.video_write. The pan's true flow is known (backward flow +pan_pixels in x
+everywhere the source is in the frame), so the benchmark also reports the median end-point
+error of DIS (neural_style.media.flow.flows, FLOW_PRESET) on its first two frames. Prints
+markdown tables and writes benchmarks/results/video.json with the per-frame numbers;
+`--quick` makes its own 64x48 testsrc2 clip with ffmpeg and a tiny synthetic VGG.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
@@ -142,6 +155,69 @@ def _flow_errors(previous, current, pan: int, preset: str) -> tuple[float, float
     return tuple(float(np.median(np.linalg.norm(e, axis=-1))) for e in (backward, forward))
 
 
+CAR_BODY = (236.0, 238.0, 240.0)  # the van's flat white paint, RGB
+CAR_DARK = (40.0, 44.0, 52.0)  # its windows, wheels and bumper
+CAR_SUPERSAMPLE = 4  # drawn at 4x and shrunk by area, so its edges move by fractions of a px
+
+
+def car_frames(width: int, frames: int, speed: float) -> list:
+    """[frames] float32 [H, W, 3]: images/content.jpg as a still street, and a flat white van
+    (a roof and sides with no texture, dark windows and wheels) driving left to right at
+    `speed` px a frame along its lower third, entering from the left edge."""
+    import cv2
+    import numpy as np
+
+    from neural_style.media import images
+
+    photo = images.load_image(CONTENT, "CONTENT_IMAGE")
+    height = images.output_size(photo.shape[:2], width, 0)[0] // 2 * 2
+    street = images.resize_image(photo, (height, width))
+    big_size = (width * CAR_SUPERSAMPLE, height * CAR_SUPERSAMPLE)
+    big = cv2.resize(street, big_size, interpolation=cv2.INTER_CUBIC)
+    van_w, van_h = 0.34 * width, 0.3 * height
+    top = 0.62 * height - van_h
+    windows = []
+    for t in range(frames):
+        canvas = big.copy()
+        _draw_van(canvas, -0.5 * van_w + speed * t, top, van_w, van_h)
+        small = cv2.resize(canvas, (width, height), interpolation=cv2.INTER_AREA)
+        windows.append(np.clip(small, 0.0, 255.0).astype(np.float32))
+    return windows
+
+
+def _draw_van(canvas, left: float, top: float, width: float, height: float) -> None:
+    """The van on `canvas` (drawn CAR_SUPERSAMPLE times larger), its box in output pixels."""
+    import cv2
+
+    def box(x0: float, y0: float, x1: float, y1: float, colour: tuple) -> None:
+        corners = [round(value * CAR_SUPERSAMPLE) for value in (x0, y0, x1, y1)]
+        cv2.rectangle(canvas, corners[:2], corners[2:], colour, thickness=-1)
+
+    right, bottom = left + width, top + height
+    box(left, top + 0.3 * height, right, bottom, CAR_BODY)  # the body
+    box(left + 0.08 * width, top, left + 0.75 * width, top + 0.32 * height, CAR_BODY)  # roof
+    windscreen = (left + 0.55 * width, top + 0.06 * height, left + 0.72 * width)
+    box(*windscreen, top + 0.3 * height, CAR_DARK)
+    box(left, top + 0.86 * height, right, top + 0.9 * height, CAR_DARK)  # bumper line
+    radius = round(0.11 * height * CAR_SUPERSAMPLE)
+    for centre in (0.2, 0.8):
+        wheel = (round((left + centre * width) * CAR_SUPERSAMPLE), round(bottom * CAR_SUPERSAMPLE))
+        cv2.circle(canvas, wheel, radius, CAR_DARK, thickness=-1)
+
+
+def make_car_clip(folder: str, width: int, frames: int, speed: float) -> str:
+    """The van's clip as PNGs in `folder` and as `folder`/car.mp4; its path."""
+    from neural_style.media import images, video_write
+
+    paths = []
+    for index, window in enumerate(car_frames(width, frames, speed)):
+        paths.append(os.path.join(folder, f"car-{index + 1:05d}.png"))
+        images.save_image(paths[-1], window)
+    clip = os.path.join(folder, "car.mp4")
+    video_write.write_video_from_pngs(paths, clip, fps=PAN_FPS, setting="CONTENT_IMAGE")
+    return clip
+
+
 # --- the runs -----------------------------------------------------------------------------------
 
 
@@ -237,6 +313,107 @@ def summarise(prefix: str, wall: float) -> dict:
     }
 
 
+MOVING_PX = 1.5  # a pixel whose flow from the previous frame exceeds this moves
+SLICES = 64  # random RGB directions of the sliced Wasserstein distance
+QUANTILES = 256  # the points at which each slice's two distributions are compared
+
+
+def sliced_wasserstein(pixels, reference, seed: int = 0) -> float:
+    """The sliced 1-Wasserstein distance between two sets of RGB values ([N, 3] and [M, 3],
+    0..255): the mean over SLICES fixed random unit directions of the mean absolute gap
+    between the two sets' quantiles along that direction. It compares colour distributions:
+    a pale, washed-out region is far from a colourful style however its texture looks."""
+    import numpy as np
+
+    directions = np.random.default_rng(seed).normal(size=(3, SLICES))
+    directions /= np.linalg.norm(directions, axis=0, keepdims=True)
+    levels = (np.arange(QUANTILES) + 0.5) / QUANTILES
+    ours = np.quantile(np.asarray(pixels, np.float64) @ directions, levels, axis=0)
+    theirs = np.quantile(np.asarray(reference, np.float64) @ directions, levels, axis=0)
+    return float(np.mean(np.abs(ours - theirs)))
+
+
+def motion_metrics(frames_folder: str, clip: str, count: int, preset: str) -> dict:
+    """Per frame 2..count (1-based), how far the moving and the static pixels are from the
+    style's colours: each region's sliced_wasserstein to images/style.jpg, where the moving
+    region is the pixels whose DIS backward flow between the original frames (at the run's
+    size) exceeds MOVING_PX. Lists with None for frame 1, and for a frame with fewer than 50
+    moving or static pixels. Also each frame's warping error over Ruder et al.'s mask alone
+    (flow.reliability), which does not change with the code's own idea of a trusted flow,
+    so that runs of different versions compare."""
+    import numpy as np
+
+    from neural_style.media import flow, images, video_io
+
+    style = images.load_image(STYLE, "STYLE_IMAGE")
+    style = images.resize_image(style, images.output_size(style.shape[:2], 256, 0))
+    style_pixels = style.reshape(-1, 3)
+    info = video_io.probe(clip, "CONTENT_IMAGE")
+    originals = list(video_io.read_frames(info, max_frames=count))
+    moving, static, moving_share, ruder_error = [None], [None], [None], [None]
+    previous = previous_result = None
+    for index, original in enumerate(originals):
+        result = images.load_image(os.path.join(frames_folder, f"frame-{index + 1:05d}.png"), "x")
+        content = images.resize_image(original, result.shape[:2])
+        if previous is not None:
+            pair = flow.flows(previous, content, preset)
+            reliable = flow.reliability(pair.backward, pair.forward)
+            ruder_error.append(flow.warping_error(previous_result, result, pair.backward, reliable))
+            mask = np.linalg.norm(pair.backward, axis=-1) > MOVING_PX
+            moving_share.append(float(mask.mean()))
+            if mask.sum() >= 50 and (~mask).sum() >= 50:
+                moving.append(sliced_wasserstein(result[mask], style_pixels))
+                static.append(sliced_wasserstein(result[~mask], style_pixels))
+            else:
+                moving.append(None)
+                static.append(None)
+        previous, previous_result = content, result
+    return {
+        "moving_distance": moving,
+        "static_distance": static,
+        "moving_share": moving_share,
+        "ruder_warping_error": ruder_error,
+    }
+
+
+def _relative_motion(rows: list[dict]) -> None:
+    """Each run's moving/static distance ratio per frame, divided by the independent run's of
+    the same clip and steps (1: moving things are as styled as when every frame is fresh);
+    its maximum over frames 2..N, and the last frame's style loss over frame 2's."""
+    for row in rows:
+        style = row["style"]
+        row["style_last_over_2"] = style[-1] / style[1] if len(style) > 1 else math.nan
+        row["motion_ratio"] = [
+            m / s if m is not None and s else None
+            for m, s in zip(row["moving_distance"], row["static_distance"], strict=True)
+        ]
+    for row in rows:
+        base = next(
+            (
+                other
+                for other in rows
+                if other["mode"] == "independent"
+                and other["clip"] == row["clip"]
+                and other["frame_steps"] == row["frame_steps"]
+            ),
+            None,
+        )
+        if base is None:
+            row["motion_vs_independent"], row["max_motion_vs_independent"] = [], math.nan
+            continue
+        relative = [
+            r / b if r is not None and b else None
+            for r, b in zip(row["motion_ratio"], base["motion_ratio"], strict=True)
+        ]
+        row["motion_vs_independent"] = relative
+        known = [value for value in relative if value is not None]
+        row["max_motion_vs_independent"] = max(known) if known else math.nan
+        row["warping_vs_independent"] = row["mean_warping_error"] / base["mean_warping_error"]
+        row["ruder_warping_vs_independent"] = _mean(row["ruder_warping_error"]) / _mean(
+            base["ruder_warping_error"]
+        )
+
+
 def run_clip(name: str, clip: str, folder: str, base: dict, args) -> list[dict]:
     """Every mode at every FRAME_STEPS on one clip, a table line printed as each ends."""
     rows = []
@@ -252,8 +429,16 @@ def run_clip(name: str, clip: str, folder: str, base: dict, args) -> list[dict]:
             }
             row = {"clip": name, "mode": mode, "frame_steps": frame_steps, "clip_path": clip}
             row["temporal_weight"] = weight
-            row.update(run_mode(clip, prefix, options))
+            if mode == "independent" and args.independent_from:
+                # Independent frames do not depend on the temporal code: an earlier run's
+                # files are scored again (its -video.json error is over that version's mask).
+                prefix = args.independent_from
+                row.update(summarise(prefix, math.nan), reused=prefix)
+            else:
+                row.update(run_mode(clip, prefix, options))
             row["frames_folder"] = f"{prefix}-frames"
+            row.update(motion_metrics(row["frames_folder"], clip, row["frames"], args.preset))
+            _relative_motion([*rows, row])
             rows.append(row)
             print(table_line(row), flush=True)
     return rows
@@ -303,29 +488,78 @@ def write_strip(path: str, rows: list[dict], frame: int, preset: str) -> None:
     print(f"wrote {path}: rows original, " + ", ".join(mode for mode, _, _ in lines))
 
 
-def _original_frames(row: dict, frame: int, size: tuple[int, int]) -> list:
-    """Frames t-1 and t of the run's clip at the size the run stylised them."""
+def write_motion_strip(
+    path: str, rows: list[dict], frames: tuple[int, ...], before: str = ""
+) -> None:
+    """The car clip's frames `frames` (1-based), one column each: the original, then one row
+    per run of the car clip at its first FRAME_STEPS, and with `before` (a frames folder of
+    an earlier run, such as the code before a change) a row of that run's frames too."""
+    import numpy as np
+
+    from neural_style.media import images
+
+    chosen = [row for row in rows if row["clip"].startswith("car")]
+    if not chosen:
+        raise SystemExit("--motion_strip needs the car clip: leave car out of --skip")
+    chosen = [row for row in chosen if row["frame_steps"] == chosen[0]["frame_steps"]]
+    folders = [(row["mode"], row["frames_folder"]) for row in chosen]
+    if before:
+        folders.insert(1, ("before", before))
+
+    def load(folder: str, index: int) -> np.ndarray:
+        return images.load_image(os.path.join(folder, f"frame-{index:05d}.png"), "strip")
+
+    size = load(folders[0][1], frames[0]).shape[:2]
+    originals = _original_frames({"clip_path": chosen[0]["clip_path"]}, max(frames), size, 0)
+    tiles = [[originals[index - 1] for index in frames]]
+    tiles += [[load(folder, index) for index in frames] for _, folder in folders]
+    gap = 4
+    height, width = size
+    strip = np.full(
+        (len(tiles) * (height + gap) - gap, len(frames) * (width + gap) - gap, 3),
+        255.0,
+        np.float32,
+    )
+    for r, line in enumerate(tiles):
+        for c, tile in enumerate(line):
+            top, left = r * (height + gap), c * (width + gap)
+            strip[top : top + height, left : left + width] = tile
+    images.save_image(path, strip)
+    labels = ", ".join(label for label, _ in folders)
+    print(f"wrote {path}: frames {', '.join(map(str, frames))}; rows original, {labels}")
+
+
+def _original_frames(row: dict, frame: int, size: tuple[int, int], first: int | None = None):
+    """Frames `first`..`frame` (0-based first; default frame t-1 and t) of the run's clip at
+    the size the run stylised them."""
     from neural_style.media import images, video_io
 
+    first = frame - 2 if first is None else first
     info = video_io.probe(row["clip_path"], "strip")
-    frames = list(video_io.read_frames(info, max_frames=frame))[frame - 2 : frame]
+    frames = list(video_io.read_frames(info, max_frames=frame))[first:frame]
     return [images.resize_image(f, size) for f in frames]
 
 
 # --- the report --------------------------------------------------------------------------------
 
 HEADER = (
-    "| clip | frame steps | mode | warping error 2..N | content 2..N | style 2..N "
+    "| clip | frame steps | mode | warping error 2..N | vs independent | Ruder-mask error "
+    "vs independent | content 2..N "
+    "| style 2..N | style N / style 2 | moving/static vs independent, max 2..N "
     "| frame 1 s | later s/frame | later/first | wall s |\n"
-    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 )
 
 
 def table_line(row: dict) -> str:
     return (
         f"| {row['clip']} | {row['frame_steps']} | {row['mode']} "
-        f"| {row['mean_warping_error']:.3g} | {row['mean_content']:.4g} "
-        f"| {row['mean_style']:.4g} | {row['first_seconds']:.2f} "
+        f"| {row['mean_warping_error']:.3g} | {row.get('warping_vs_independent', math.nan):.3f} "
+        f"| {row.get('ruder_warping_vs_independent', math.nan):.3f} "
+        f"| {row['mean_content']:.4g} | {row['mean_style']:.4g} "
+        f"| {row.get('style_last_over_2', math.nan):.3f} "
+        f"| {row.get('max_motion_vs_independent', math.nan):.3f} "
+        f"| {row['first_seconds']:.2f} "
         f"| {row['later_seconds_per_frame']:.2f} | {row['later_over_first']:.3f} "
         f"| {row['wall_seconds']:.1f} |"
     )
@@ -362,7 +596,8 @@ def parse_arguments() -> argparse.Namespace:
     )
     parser.add_argument("--weights", default="", help="VGG-19 .mat (default: as train.py)")
     parser.add_argument("--pan_pixels", type=int, default=None, help="pan per frame (4; quick 2)")
-    parser.add_argument("--skip", default="", help="clips to skip: real,pan")
+    parser.add_argument("--skip", default="", help="clips to skip: real,pan,car")
+    parser.add_argument("--car_speed", type=float, default=3.0, help="the van's px a frame")
     parser.add_argument(
         "--modes", default=",".join(MODE_NAMES), help="modes to run: independent,warped,temporal"
     )
@@ -370,6 +605,22 @@ def parse_arguments() -> argparse.Namespace:
         "--strip", default="", help="write a side-by-side strip of the real clip's runs here"
     )
     parser.add_argument("--strip_frame", type=int, default=16, help="the strip's frame t (1-based)")
+    parser.add_argument(
+        "--motion_strip", default="", help="write the car clip's frames side by side here"
+    )
+    parser.add_argument(
+        "--motion_frames", default="1,12,32", help="the motion strip's frames (1-based)"
+    )
+    parser.add_argument(
+        "--before", default="", help="a frames folder of an earlier run for the motion strip"
+    )
+    parser.add_argument(
+        "--independent_from",
+        default="",
+        help="score this kept run's prefix (<--keep>/<clip>/steps50-independent/out) as the "
+        "independent mode of the one clip instead of running it",
+    )
+    parser.add_argument("--keep", default="", help="keep the clips and frames in this folder")
     parser.add_argument("--output", default=RESULTS_PATH, help="where the JSON goes")
     args = parser.parse_args()
     quick = args.quick
@@ -380,6 +631,10 @@ def parse_arguments() -> argparse.Namespace:
     args.frame_steps = _numbers(steps, int, "frame_steps", parser)
     weights = args.temporal_weights or str(_toy_settings_module().TEMPORAL_WEIGHT)
     args.temporal_weights = _numbers(weights, float, "temporal_weights", parser)
+    args.preset = _toy_settings_module().FLOW_PRESET
+    args.motion_frames = tuple(_numbers(args.motion_frames, int, "motion_frames", parser))
+    if args.motion_strip and max(args.motion_frames) > args.frames:
+        parser.error(f"--motion_frames {max(args.motion_frames)} is past --frames {args.frames}")
     args.skip = {part for part in args.skip.split(",") if part}
     args.modes = {part for part in args.modes.split(",") if part}
     if not args.modes or args.modes - set(MODE_NAMES):
@@ -401,6 +656,17 @@ def parse_arguments() -> argparse.Namespace:
     return args
 
 
+@contextlib.contextmanager
+def _scratch_folder(keep: str):
+    """Where the clips and runs go: `keep` (--keep), left in place, or a temporary folder."""
+    if keep:
+        os.makedirs(keep, exist_ok=True)
+        yield os.path.abspath(keep)
+        return
+    with tempfile.TemporaryDirectory(prefix="video-benchmark-") as scratch:
+        yield scratch
+
+
 def main() -> int:
     args = parse_arguments()
     toy = _toy_settings_module()
@@ -409,7 +675,7 @@ def main() -> int:
     print(f"{cpu_name()}, {os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f}")
     from neural_style.errors import UserError
 
-    with tempfile.TemporaryDirectory(prefix="video-benchmark-") as scratch:
+    with _scratch_folder(args.keep) as scratch:
         try:
             weights = weights_path(args.weights, QUICK_WIDTHS if args.quick else None, scratch)
             base = {
@@ -436,6 +702,9 @@ def main() -> int:
                 if args.quick:
                     clip = make_test_clip(os.path.join(scratch, "testsrc2.mp4"), args.frames)
                 clips.append(("testsrc2" if args.quick else "real", clip))
+            if "car" not in args.skip:
+                car_clip = make_car_clip(scratch, args.width, args.frames, args.car_speed)
+                clips.append((f"car {args.car_speed:g}px", car_clip))
             if "pan" not in args.skip:
                 pan_clip, windows = make_pan_clip(scratch, args.width, args.frames, args.pan_pixels)
                 report["pan_flow"] = pan_flow_error(
@@ -445,6 +714,10 @@ def main() -> int:
             print(HEADER, flush=True)
             for name, clip in clips:
                 report["runs"] += run_clip(name, clip, scratch, base, args)
+            if args.motion_strip:
+                write_motion_strip(
+                    args.motion_strip, report["runs"], args.motion_frames, args.before
+                )
             if args.strip:
                 write_strip(args.strip, report["runs"], args.strip_frame, toy.FLOW_PRESET)
         except UserError as error:

@@ -94,8 +94,10 @@ OVERWRITE = False
 
 # --- Video (CONTENT_IMAGE a .mp4, .mov, .avi, .mkv, .webm or .m4v) ---
 
-# Weight of a frame's loss for differing from the previous result moved by the flow (0 = off).
+# Weight of a frame's loss for differing from the earlier results moved by the flow (0 = off).
 TEMPORAL_WEIGHT = 10.0
+# Earlier frames a video frame is held to, in frames back; a pixel to the nearest the flow reaches.
+TEMPORAL_FRAMES = [1, 2, 4]
 # Optimisation steps of each frame after the first, which takes TRAIN_STEPS.
 FRAME_STEPS = 50
 # How a later frame starts: "warped" (the previous result moved by the flow) or "content".

@@ -111,6 +111,7 @@ RULES: dict[str, Rule] = {
     "resume": _FREE,
     "overwrite": _FREE,
     "temporal_weight": _VIDEO_ONLY,
+    "temporal_frames": _VIDEO_ONLY,
     "frame_steps": _VIDEO_ONLY,
     "frame_init": _VIDEO_ONLY,
     "video_max_frames": Rule(FREE, AT_LEAST),

@@ -7,11 +7,12 @@ files go, and where a resumed run picks up.
     <OUTPUT_IMAGE>-settings.json   the settings
     <OUTPUT_IMAGE>-video.json      the warping error of each frame (temporal consistency)
 
-A video is a sequence of single-photo runs (runner.py): frame t starts from frame t-1's
-result moved by the optical flow and is held to it by a temporal loss (video_runner.py).
-Resuming continues at the first frame without a PNG and redoes none, once the settings
-record shows the same clip, inputs and settings (resume_rules.py), and never with fewer
-frames than are finished.
+A video is a sequence of single-photo runs (runner.py): frame t starts from the earlier
+results (TEMPORAL_FRAMES back) moved by the optical flow and is held to them by a temporal
+loss (video_runner.py). Resuming continues at the first frame without a PNG and redoes
+none, once the settings record shows the same clip, inputs and settings (resume_rules.py),
+and never with fewer frames than are finished; the finished frames the first one looks
+back to are read from their PNGs, as a straight run has them.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class VideoPlan(NamedTuple):
     size: tuple[int, int]  # (height, width) of every stylised frame
     frames: int  # frames to stylise (VIDEO_MAX_FRAMES or the clip's), None-free estimate
     first: int  # 0-based index of the first frame this run stylises (resume: after the PNGs)
-    previous: np.ndarray | None  # the last finished frame (resume), float32 [H, W, 3]
+    history: dict  # {index: finished frame} of those the first frame looks back to (resume)
     first_steps: int  # TRAIN_STEPS: the first frame's steps
     later_steps: int  # FRAME_STEPS: each later frame's
     identities: dict | None = None  # the run's input identities, its clip's included
@@ -58,8 +59,8 @@ class FrameLink(NamedTuple):
     where its optimisation starts and what holds it there."""
 
     start: np.ndarray | None  # [H, W, 3] its start image; None: as INIT says
-    warped: np.ndarray  # [H, W, 3] the previous result moved to this frame by the flow
-    mask: np.ndarray  # [H, W] 1 where the flow is reliable, 0 where disoccluded
+    warped: np.ndarray  # [H, W, 3] the earlier results moved to this frame by the flow
+    mask: np.ndarray  # [H, W] 1 where a trusted flow reaches an earlier result, else 0
     weight: float  # TEMPORAL_WEIGHT; 0: no temporal loss
 
 
@@ -104,32 +105,43 @@ def plan_video(
     frames = info.frames or 0
     if settings.video_max_frames:
         frames = min(frames, settings.video_max_frames) if frames else settings.video_max_frames
-    first, previous = 0, None
+    first, history = 0, {}
     if settings.resume:
         first = finished_frames(prefix)
         note = _check_record(settings, prefix, identities, first)
         if note and notes is not None:
             notes.append(note)
         _check_not_fewer(settings, names, first)
-        if first:
-            previous = images.load_image(names.frame(first - 1), "OUTPUT_IMAGE")
-            if previous.shape[:2] != size:
-                raise UserError(
-                    f"{names.frame(first - 1)}: the finished frames are "
-                    f"{previous.shape[1]}x{previous.shape[0]}, this run's "
-                    f"{size[1]}x{size[0]}; set IMAGE_WIDTH back, or start afresh without --resume"
-                )
+        history = _finished_history(names, first, settings.temporal_frames, size)
     return VideoPlan(
         info,
         prefix,
         size,
         frames,
         first,
-        previous,
+        history,
         settings.train_steps,
         settings.frame_steps,
         identities,
     )
+
+
+def _finished_history(
+    names: OutputNames, first: int, offsets: tuple[int, ...], size: tuple[int, int]
+) -> dict[int, np.ndarray]:
+    """The finished frames that frame `first` is held to, {index: float32 [H, W, 3]}, read
+    from their PNGs; a UserError if one is of another size than this run's."""
+    history = {}
+    for index in sorted({first - offset for offset in offsets if first - offset >= 0}):
+        frame = images.load_image(names.frame(index), "OUTPUT_IMAGE")
+        if frame.shape[:2] != size:
+            raise UserError(
+                f"{names.frame(index)}: the finished frames are {frame.shape[1]}x"
+                f"{frame.shape[0]}, this run's {size[1]}x{size[0]}; set IMAGE_WIDTH back, or "
+                "start afresh without --resume"
+            )
+        history[index] = frame
+    return history
 
 
 def _check_record(settings: Settings, prefix: str, identities: dict, finished: int) -> str:

@@ -4,16 +4,20 @@ loss (Ruder, Dosovitskiy and Brox, "Artistic style transfer for videos", 2016).
 
     VideoRun(runner).run()     # instead of runner.run(), for a plan with a video
 
-The flow is computed between the original frames at the output size (media/flow.py);
-pixels the flow cannot follow (disocclusions, motion boundaries) start from the content
-frame and get no temporal constraint. The previous result is taken as its PNG holds it
-(8-bit), so that a resumed run continues exactly as a straight one.
+Frame t is held to each earlier frame t-k of TEMPORAL_FRAMES (1, 2, 4: Ruder et al.'s
+long-term consistency), each moved onto frame t by the optical flow between the original
+frames at the output size (media/flow.py), and each only where its flow is trusted and no
+nearer frame covers the pixel. Pixels no earlier frame covers (disocclusions, motion
+boundaries, and flow that carries the wrong content there) are new: they start as the first
+frame did (INIT, NOISE) and get no temporal constraint. The earlier results are taken as
+their PNGs hold them (8-bit), so that a resumed run continues exactly as a straight one.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from typing import NamedTuple
 
 import numpy as np
 
@@ -28,17 +32,30 @@ from neural_style.optimize import memory
 from neural_style.settings.gatys import Settings
 
 
+class Anchor(NamedTuple):
+    """An earlier result as frame t sees it."""
+
+    offset: int  # how many frames back (1: the frame before)
+    backward: np.ndarray  # [H, W, 2] flow from frame t into that frame
+    mask: np.ndarray  # [H, W] 1 where that flow is trusted (flow.trusted)
+    warped: np.ndarray  # [H, W, 3] the earlier result moved onto frame t
+
+
 class VideoRun:
     """The frames of a plan's video, in order, from the first unfinished one, each run by
-    `runner` as a group of one; the previous frame is this executor's own state."""
+    `runner` as a group of one; the earlier frames it looks back to are this executor's own
+    state (on a resume, the plan read them from their PNGs)."""
 
     def __init__(self, runner: Runner):
         self.runner = runner
         self.plan: RunPlan = runner.plan
         self.video: VideoPlan = runner.plan.video
         self.settings: Settings = runner.plan.settings
-        self.previous = self.video.previous  # the last finished result, [H, W, 3] 0..255
-        self.previous_content: np.ndarray | None = None  # its frame at the output size
+        # The finished results and content frames (at the output size) of the frames a later
+        # frame may be held to, by index; [H, W, 3] 0..255 each.
+        self.results: dict[int, np.ndarray] = dict(self.video.history)
+        self.contents: dict[int, np.ndarray] = {}
+        self.reach = max(self.settings.temporal_frames)  # how far back a frame looks
 
     def run(self) -> dict[str, events.RunResult | str]:
         """Every frame; the runner's outcomes (one per frame stylised)."""
@@ -51,7 +68,8 @@ class VideoRun:
                 content = images.resize_image(frame, self.video.size)
                 if index >= self.video.first:
                     self._frame(index, content)
-                self.previous_content = content
+                self.contents[index] = content
+                self._forget(index + 1 - self.reach)
             if frames.warning():
                 self.runner.observers.note(frames.warning())
             if count < self.video.first:  # a shorter clip than the finished frames' record knew
@@ -65,31 +83,63 @@ class VideoRun:
 
     def _frame(self, index: int, content: np.ndarray) -> None:
         started = time.perf_counter()
-        link, backward = self._link(index, content)
+        anchors = self._anchors(index, content)
+        link = self._link(content, anchors)
         members = self.runner.run_group(self._group(index, content, link))
         if members[0].failure:
             raise UserError(members[0].failure)
         result = np.clip(np.rint(members[0].image), 0.0, 255.0).astype(np.float32)
         error = math.nan
-        if link is not None:
-            error = flow.warping_error(self.previous, result, backward, link.mask)
+        if anchors and anchors[0].offset == 1:  # Lai et al.'s error is against the frame before
+            nearest = anchors[0]
+            error = flow.warping_error(
+                self.results[index - 1], result, nearest.backward, nearest.mask
+            )
         done = events.FrameDone(index, self.video.frames, error, time.perf_counter() - started)
         self.runner.observers.frame_done(done)
-        self.previous = result
+        self.results[index] = result
 
-    def _link(self, index: int, content: np.ndarray) -> tuple[FrameLink | None, np.ndarray]:
-        """How frame `index` follows the previous result, and the backward flow; (None,
-        empty) for the first frame."""
-        if index == 0 or self.previous is None:
-            return None, np.zeros(0)
-        settings = self.settings
-        pair = flow.flows(self.previous_content, content, settings.flow_preset)
-        warped = flow.warp(self.previous, pair.backward)
-        mask = flow.reliability(pair.backward, pair.forward)
+    def _anchors(self, index: int, content: np.ndarray) -> list[Anchor]:
+        """The earlier results frame `index` is held to, nearest first, each moved onto it
+        with the pixels where its flow is trusted; none for the first frame."""
+        anchors = []
+        offsets = sorted(self.settings.temporal_frames)
+        if not self.settings.temporal_weight and self.settings.frame_init != "warped":
+            offsets = [1]  # nothing is held or started from: the frame before, for the error
+        for offset in offsets:
+            earlier = index - offset
+            if earlier not in self.results or earlier not in self.contents:
+                continue
+            pair = flow.flows(self.contents[earlier], content, self.settings.flow_preset)
+            mask = flow.trusted(self.contents[earlier], content, pair)
+            warped = flow.warp_sharp(self.results[earlier], pair.backward)
+            anchors.append(Anchor(offset, pair.backward, mask, warped))
+        return anchors
+
+    def _link(self, content: np.ndarray, anchors: list[Anchor]) -> FrameLink | None:
+        """One target and mask from the anchors: each pixel held to the nearest earlier
+        frame that covers it (flow.nearest_trusted); None when there is no earlier frame."""
+        if not anchors:
+            return None
+        masks = flow.nearest_trusted([anchor.mask for anchor in anchors])
+        mask = np.sum(masks, axis=0)
+        target = np.zeros_like(content)
+        for share, anchor in zip(masks, anchors, strict=True):
+            target += share[..., None] * anchor.warped
         start = None
-        if settings.frame_init == "warped":
-            start = mask[..., None] * warped + (1.0 - mask[..., None]) * content
-        return FrameLink(start, warped, mask, settings.temporal_weight), pair.backward
+        if self.settings.frame_init == "warped":
+            # What no earlier frame covers is new: it starts as a first frame does (INIT and
+            # NOISE), since the bare photo, flat where the picture is, takes more than
+            # FRAME_STEPS to gain any style and stays pale.
+            fresh = self.runner.pipeline.start_image(content)
+            start = target + (1.0 - mask[..., None]) * fresh
+        return FrameLink(start, target, mask, self.settings.temporal_weight)
+
+    def _forget(self, oldest: int) -> None:
+        """Drops the frames before `oldest`: no frame still to come looks back to them."""
+        for kept in (self.results, self.contents):
+            for index in [i for i in kept if i < oldest]:
+                del kept[index]
 
     def _group(self, index: int, content: np.ndarray, link: FrameLink | None) -> Group:
         size, names = self.video.size, self.video.names

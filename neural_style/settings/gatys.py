@@ -106,6 +106,7 @@ class Settings:
     overwrite: bool  # replace an earlier run's files under the same prefix
     temporal_weight: float  # unitless weight of a video frame's temporal loss; 0 = off
     frame_steps: int  # optimisation steps of each video frame after the first
+    temporal_frames: Ints  # earlier frames a video frame is held to, in frames back (1 = the last)
     frame_init: str  # a later frame starts "warped" (the previous result moved) or "content"
     video_max_frames: int  # frames of a video stylised; 0 = all
     flow_preset: str  # OpenCV DIS optical flow preset: "ultrafast", "fast" or "medium"
@@ -256,10 +257,28 @@ def _check_sizes_and_steps(settings: Settings) -> None:
         "batch_size": (1, " (1 = one photo at a time)"),
     }
     check_minimums(settings, minimums)
+    _check_temporal_frames(settings.temporal_frames)
     if 0 < settings.tile_size < MIN_TILE_SIZE:
         raise UserError(
             f"{describe('tile_size')} must be 0 or at least {MIN_TILE_SIZE} pixels (the tiles'"
             f" margins are 112 pixels), got {settings.tile_size}"
+        )
+
+
+MAX_TEMPORAL_FRAMES_BACK = 16  # a frame looks at most this far back (each costs two flows)
+
+
+def _check_temporal_frames(offsets: tuple[int, ...]) -> None:
+    if (
+        not offsets
+        or 1 not in offsets
+        or len(set(offsets)) != len(offsets)
+        or not all(1 <= offset <= MAX_TEMPORAL_FRAMES_BACK for offset in offsets)
+    ):
+        raise UserError(
+            f"{describe('temporal_frames')} must list different frames back from 1 to "
+            f"{MAX_TEMPORAL_FRAMES_BACK}, 1 (the frame before) among them, e.g. [1, 2, 4]; "
+            f"got {list(offsets)}"
         )
 
 

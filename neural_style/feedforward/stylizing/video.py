@@ -109,7 +109,8 @@ def _stylised_frames(
 
 class FlowBlend:
     """Blends each output with the previous output moved along the optical flow of the
-    original frames, where that flow is reliable (see the module doc); call it on the
+    original frames, where that flow is trusted (flow.trusted, as the optimiser's video
+    uses it: Ruder et al.'s checks and the photometric one); call it on the
     frames in order. Frames and outputs are [H, W, 3] float32 in 0..255."""
 
     def __init__(self, blend: float, preset: str = BLEND_FLOW_PRESET):
@@ -123,7 +124,7 @@ class FlowBlend:
         if self._previous is not None:
             previous_frame, previous_output = self._previous
             pair = self.flow.flows(previous_frame, frame, self.preset)
-            mask = self.flow.reliability(pair.backward, pair.forward)
+            mask = self.flow.trusted(previous_frame, frame, pair)
             moved = self.flow.warp(previous_output, pair.backward)
             weight = (self.blend * mask)[..., np.newaxis]
             output = (1.0 - weight) * output + weight * moved
