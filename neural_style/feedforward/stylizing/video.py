@@ -5,8 +5,9 @@ input's frame rate and with its audio, through the ffmpeg that imageio-ffmpeg sh
 With STYLIZE_VIDEO_BLEND = b above 0, each frame's output is blended with the previous
 output moved onto it by the optical flow of the original frames (media/flow.py: DIS, and
 the trusted mask m, Ruder et al.'s checks with the photometric one):
-out_t = (1 - b m) net(frame_t) + b m warp(out_t-1). Disoccluded pixels and the first frame are the network's own. The flow needs OpenCV (the
-`video` extra); with b = 0 no flow is computed and the output is the network's alone.
+out_t = (1 - b m) net(frame_t) + b m warp(out_t-1). Disoccluded pixels and the first
+frame are the network's own. The flow needs OpenCV (the `video` extra); with b = 0 no
+flow is computed and the output is the network's alone.
 
 A video is written to a hidden `.<name>.partial.mp4` beside its final name, renamed into
 place only once whole and removed when the run stops (a signal, honoured once the batch in
