@@ -180,9 +180,9 @@ class _Dispatch:
                 for attempt in self.attempts.values():
                     self._close_lane(attempt)
                 whole.run_finished(self.plan)
-        self.controls.raise_if_stopped()
-        if self.error is not None:
+        if self.error is not None:  # it asked the tasks to stop: it is what ended the run
             raise self.error
+        self.controls.raise_if_stopped()
         return self.outcomes
 
     def _loop(self, whole: Observers) -> None:
