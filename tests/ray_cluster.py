@@ -90,7 +90,9 @@ def _ray(*args: str, block: bool = False) -> subprocess.Popen | None:
     command = [str(Path(sys.executable).parent / "ray"), *args]
     if block:
         return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    subprocess.run(command, check=True, capture_output=True, timeout=DEADLINE)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=DEADLINE)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
     return None
 
 

@@ -269,7 +269,8 @@ class _Dispatch:
         """The group's photos again, from their last checkpoints, unless a stop was asked
         (their checkpoints are kept) or they were lost MAX_ATTEMPTS times (they fail)."""
         label = photo_label(attempt.group, self.plan.photo_count).strip()
-        why = str(error).splitlines()[0] if str(error) else type(error).__name__
+        # Ray's first sentence says what was lost; the rest is how to look into it.
+        why = str(error).split(". ")[0].strip() or type(error).__name__
         if self.stopping:
             whole.note(f"{label}: its worker was lost while stopping ({why})")
             return
