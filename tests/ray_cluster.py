@@ -36,6 +36,7 @@ HEAD_PORT = 6380
 RAY_TEMP = "/tmp/ray"  # Ray's default temporary folder
 SECOND_NODE_RESOURCE = "second_node"  # a custom resource that tells the second node apart
 DEADLINE = 600  # seconds; only a hung cluster comes near it
+HEAD_TRIES = 3
 ON_NODE = re.compile(r"^\[(\d+)/\d+\] on node \S+ \((\w+)\), process (\d+)")
 
 
@@ -105,23 +106,37 @@ def _start_cluster(nodes: int) -> tuple[subprocess.Popen | None, str]:
     os.makedirs(RAY_TEMP, exist_ok=True)
     subprocess.run(["mount", "-t", "tmpfs", "tmpfs", RAY_TEMP], check=True)
     common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
-    _ray("start", "--head", f"--port={HEAD_PORT}", "--include-dashboard=false", *common)
+    _start_head(common)
     if nodes < 2:
         return None, ""
     resources = json.dumps({SECOND_NODE_RESOURCE: 1})
-    second = _ray(
-        "start",
-        f"--address=127.0.0.1:{HEAD_PORT}",
-        f"--resources={resources}",
-        "--block",
-        *common,
-        block=True,
-    )
-    return second, _second_node_id()
+    joining = ("start", f"--address=127.0.0.1:{HEAD_PORT}", f"--resources={resources}")
+    second = _ray(*joining, "--block", *common, block=True)
+    for _ in range(HEAD_TRIES):
+        found = _second_node_id(second)
+        if found:
+            return second, found
+        # It gave up within Ray's fixed 30 s to register, on a busy machine: again.
+        second = _ray(*joining, "--block", *common, block=True)
+    raise RuntimeError("the second Ray node never joined")
 
 
-def _second_node_id() -> str:
-    """Waits until the second node has joined; its node id."""
+def _start_head(common: list[str]) -> None:
+    """`ray start --head`, tried again (after `ray stop`, which this namespace confines to
+    its own processes) when it fails: Ray gives a new node a fixed 30 s to register, which
+    a machine busy with other work can miss."""
+    for attempt in range(HEAD_TRIES):
+        try:
+            _ray("start", "--head", f"--port={HEAD_PORT}", "--include-dashboard=false", *common)
+            return
+        except RuntimeError:
+            if attempt == HEAD_TRIES - 1:
+                raise
+            _ray("stop", "--force")
+
+
+def _second_node_id(second: subprocess.Popen) -> str:
+    """Waits until the second node has joined: its node id; "" if its `ray start` ended."""
     probe = (
         "import ray, sys\n"
         f"ray.init(address='127.0.0.1:{HEAD_PORT}', logging_level='ERROR')\n"
@@ -136,6 +151,8 @@ def _second_node_id() -> str:
         )
         if done.stdout.strip():
             return done.stdout.strip()
+        if second.poll() is not None:
+            return ""
     raise RuntimeError("the second Ray node never joined")
 
 

@@ -10,8 +10,9 @@ store), and relays its events back (ray_relay.py), where the run's standard obse
 write the same files a local run writes, a set of them for each group that runs. So the
 workers need no shared file system, only this package and its dependencies installed.
 
-A task asks for a GPU where the cluster has them, else CPUS of them (the smallest node's
-CPUs, at most MAX_CPUS_PER_TASK), with TensorFlow's thread pools that size.
+A task asks for a GPU where the cluster has them, else for the smallest node's CPUs (at
+most MAX_CPUS_PER_TASK), with TensorFlow's thread pools that size; as many run at once as
+the cluster had room for when the run began.
 
 A lost worker or node costs at most one snapshot interval: the task's photos are planned
 again from the checkpoints the driver wrote (as --resume plans them) and run elsewhere.
@@ -160,7 +161,11 @@ class _Dispatch:
         self.weights = ray.put(weights)
         resources = {"num_gpus": 1} if executor.gpus else {"num_cpus": executor.cpus_per_task}
         # Ray retries no task itself: a retry starts from the last checkpoint, not afresh.
-        self.task = ray.remote(run_group_task).options(max_retries=0, **resources)
+        # SPREAD: a task waiting on the mailbox lends its CPU out, which would otherwise
+        # draw the next task to the same node.
+        self.task = ray.remote(run_group_task).options(
+            max_retries=0, scheduling_strategy="SPREAD", **resources
+        )
         self.attempts: dict[int, _Attempt] = {}
         self.running: dict[Any, _Attempt] = {}
         self.pending = collections.deque(_Attempt(0, group, 1) for group in plan.groups)
@@ -187,7 +192,9 @@ class _Dispatch:
 
     def _loop(self, whole: Observers) -> None:
         while self.pending or self.running:
-            while self.pending and len(self.running) < self.executor.slots + 1:
+            # No more tasks than slots: Ray would start a queued one on a CPU that a
+            # running task lends out while it waits on the mailbox, two on one CPU.
+            while self.pending and len(self.running) < self.executor.slots:
                 self._submit(self.pending.popleft(), whole)
             if not self.running:
                 continue
