@@ -171,6 +171,7 @@ class _Dispatch:
         self.pending = collections.deque(_Attempt(0, group, 1) for group in plan.groups)
         self.outcomes: dict[str, RunResult | str] = {}
         self.error: Exception | None = None  # an output the driver could not write
+        self.replayed = 0  # events replayed so far
         self.stopping = False
 
     def run(self) -> dict[str, RunResult | str]:
@@ -228,26 +229,34 @@ class _Dispatch:
         self.running[attempt.ref] = attempt
 
     def _deliver(self) -> None:
-        """Replay what the tasks posted since the last time, each into its group's lane."""
-        for number, kind, payload in self.ray.get(self.mailbox.take.remote()):
-            attempt = self.attempts[number]
-            if attempt.over:
-                continue
-            if attempt.lane is None:
-                attempt.lane = self.listeners()
-                attempt.lane.run_started(_for_a_group(self.plan))
-            if kind == "photo_failed":
-                place, why = payload
-                attempt.failed.add(place)
-                self.outcomes[attempt.group.jobs[place].photo.path] = why
-            try:
-                replay(attempt.lane, attempt.group, self.plan.photo_count, kind, payload)
-            except (UserError, OSError) as error:  # an output the driver could not write
-                if self.error is None:
-                    self.error = error
-                    self.controls.request_stop()
-            if kind == "group_finished":
-                self._close_lane(attempt)
+        """Replay what the tasks posted since the last time, each into its group's lane,
+        then tell the mailbox (the tasks waiting on their images go on)."""
+        taken = self.ray.get(self.mailbox.take.remote())
+        for number, kind, payload in taken:
+            self._replay(number, kind, payload)
+        if taken:
+            self.replayed += len(taken)
+            self.mailbox.replayed.remote(self.replayed)
+
+    def _replay(self, number: int, kind: str, payload: Any) -> None:
+        attempt = self.attempts[number]
+        if attempt.over:
+            return
+        if attempt.lane is None:
+            attempt.lane = self.listeners()
+            attempt.lane.run_started(_for_a_group(self.plan))
+        if kind == "photo_failed":
+            place, why = payload
+            attempt.failed.add(place)
+            self.outcomes[attempt.group.jobs[place].photo.path] = why
+        try:
+            replay(attempt.lane, attempt.group, self.plan.photo_count, kind, payload)
+        except (UserError, OSError) as error:  # an output the driver could not write
+            if self.error is None:
+                self.error = error
+                self.controls.request_stop()
+        if kind == "group_finished":
+            self._close_lane(attempt)
 
     def _heed_stop(self) -> None:
         """A stop asked here goes to every task; groups not yet submitted stay so."""

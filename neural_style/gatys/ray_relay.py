@@ -7,10 +7,12 @@ replayed there into the run's observers, so that only the driver writes files.
 
 The mailbox is a Ray actor on the driver's node (Mailbox, made one by ray_executor.py), so
 that losing a worker's node loses none of what it had posted. A post waits for the mailbox
-to take it: a snapshot's checkpoint is with the driver before the task steps on, and
-whatever a lost node had not posted is at most the steps since its last snapshot. The
-answer to every post is the driver's stop request, if any, which the task's run loop then
-heeds as it would a signal (it saves, and ends).
+to take it, and images (snapshots, final images) wait until the driver has written them:
+a snapshot's checkpoint is on the driver's disk before the task steps on, so a lost node
+costs at most the steps since its last snapshot, and the driver is never more than a
+snapshot interval behind its tasks. The answer to every post is the driver's stop
+request, if any, which the task's run loop then heeds as it would a signal (it saves,
+and ends).
 
 Events go without the photos' pixels: the group is named by the attempt that runs it, and
 the photos of an Images event by their places in the group.
@@ -18,6 +20,7 @@ the photos of an Images event by their places in the group.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from neural_style import stopping
@@ -29,19 +32,42 @@ Posted = tuple[int, str, Any]
 
 
 class Mailbox:
-    """The driver's inbox of relayed events, and its stop request (a signal number)."""
+    """The driver's inbox of relayed events, and its stop request (a signal number). A
+    Ray actor of async methods: a post that asks to wait returns only once the driver has
+    replayed it (`replayed`), so a task's snapshot is written before the task steps on."""
 
     def __init__(self) -> None:
         self.posted: list[Posted] = []
+        self.received = 0  # events posted so far
+        self.replayed_count = 0  # of them, those the driver has replayed
         self.stop_signal: int | None = None
+        self._progress: asyncio.Condition | None = None  # made in the actor's event loop
 
-    def post(self, attempt: int, kind: str, payload: Any) -> int | None:
+    async def post(self, attempt: int, kind: str, payload: Any, wait: bool = False) -> int | None:
         self.posted.append((attempt, kind, payload))
+        self.received += 1
+        if wait:
+            number = self.received
+            progress = self._condition()
+            async with progress:
+                await progress.wait_for(lambda: self.replayed_count >= number)
         return self.stop_signal
 
     def take(self) -> list[Posted]:
         taken, self.posted = self.posted, []
         return taken
+
+    async def replayed(self, count: int) -> None:
+        """The driver has replayed the first `count` events posted."""
+        progress = self._condition()
+        async with progress:
+            self.replayed_count = max(self.replayed_count, count)
+            progress.notify_all()
+
+    def _condition(self) -> asyncio.Condition:
+        if self._progress is None:
+            self._progress = asyncio.Condition()
+        return self._progress
 
     def stop(self, signal_number: int) -> None:
         if self.stop_signal is None:
@@ -61,10 +87,10 @@ class Relay(Observer):
         self.controls = controls
         self.group: Group | None = None
 
-    def _post(self, kind: str, payload: Any) -> None:
+    def _post(self, kind: str, payload: Any, *, wait: bool = False) -> None:
         import ray
 
-        stop = ray.get(self.mailbox.post.remote(self.attempt, kind, payload))
+        stop = ray.get(self.mailbox.post.remote(self.attempt, kind, payload, wait))
         if stop is not None:
             self.controls.request_stop(stop)
 
@@ -82,7 +108,8 @@ class Relay(Observer):
         self._post("photo_failed", (self._place(job), why))
 
     def images(self, event: Images) -> None:
-        self._post("images", event._replace(jobs=[self._place(job) for job in event.jobs]))
+        places = [self._place(job) for job in event.jobs]
+        self._post("images", event._replace(jobs=places), wait=True)
 
     def group_finished(self, group: Group) -> None:
         self._post("group_finished", None)
