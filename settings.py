@@ -105,6 +105,11 @@ VIDEO_MAX_FRAMES = 0
 # OpenCV DIS optical flow preset: "ultrafast", "fast" or "medium" (slower, more exact).
 FLOW_PRESET = "medium"
 
+# --- Cluster (python -m pip install -e '.[cluster]') ---
+
+# "": run in this process; "ray": each batch a Ray task on RAY_ADDRESS's cluster or a new local one.
+CLUSTER = ""
+
 # --- Live view in the browser (python -m pip install -e '.[web]') ---
 
 # Serve a live view of the run at a local URL, printed when the run starts (the web extra).

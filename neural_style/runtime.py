@@ -141,9 +141,15 @@ def check_address_space(limit: int | None = None) -> None:
     )
 
 
-def start_tensorflow(*, without_keras: bool = False) -> Device:
-    """Import TensorFlow and find its devices: which one the run uses, and a line saying so."""
+def start_tensorflow(*, without_keras: bool = False, threads: int = 0) -> Device:
+    """Import TensorFlow and find its devices: which one the run uses, and a line saying so.
+    `threads` above 0 sizes both of TensorFlow's thread pools (the ops', and the one that
+    runs ops side by side): a cluster task given that many CPUs uses no more of them."""
     tf = import_tensorflow(without_keras=without_keras)
+    # Before the first op, which fixes the pools (a process that ran ops keeps its pools).
+    if threads > 0 and tf.config.threading.get_intra_op_parallelism_threads() != threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
     with native_stderr_silenced():
         gpus = tf.config.list_physical_devices("GPU")
     if gpus:

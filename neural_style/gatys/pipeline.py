@@ -15,6 +15,7 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
+from neural_style.gatys.plan import RunPlan
 from neural_style.gatys.video_plan import FrameLink
 from neural_style.losses import masks
 from neural_style.losses.gatys import LossWeights, Targets
@@ -28,6 +29,7 @@ from neural_style.optimize.protocols import ImageLoss, Optimizer
 from neural_style.optimize.tiling import TiledLossFunction
 from neural_style.settings.gatys import Settings
 from neural_style.vgg import tile_layout
+from neural_style.vgg.mat import VGGWeights
 from neural_style.vgg.network import VGG19
 
 
@@ -47,6 +49,18 @@ def loss_weights(settings: Settings) -> LossWeights:
         tv_weight=settings.tv_weight,
         style_loss=settings.style_loss,
     )
+
+
+def build_pipeline(plan: RunPlan, weights: VGGWeights) -> Pipeline:
+    """The pipeline of `plan`: its networks in its precision (and a float32 one for
+    FLOAT32_FINISH's last steps), its styles and masks. Every executor builds its own, in
+    the process that steps (in this one, or in each cluster task)."""
+    settings = plan.settings
+    net = VGG19(weights, pooling=settings.pooling, precision=plan.precision)
+    exact_net = None
+    if plan.precision != "float32" and settings.float32_finish > 0:
+        exact_net = VGG19(weights, pooling=settings.pooling)
+    return Pipeline(settings, net, plan.styles, exact_net=exact_net, style_masks=plan.masks)
 
 
 class Pipeline:

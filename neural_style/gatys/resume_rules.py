@@ -116,6 +116,7 @@ RULES: dict[str, Rule] = {
     "frame_init": _VIDEO_ONLY,
     "video_max_frames": Rule(FREE, AT_LEAST),
     "flow_preset": _VIDEO_ONLY,
+    "cluster": _FREE,  # where the steps run, not what they compute
 }
 
 # Settings that shape the result but came after records were first written, with the value

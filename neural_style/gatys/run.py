@@ -1,10 +1,13 @@
 """`stylize(settings)`: a style-transfer run as `python train.py` does it.
 
-    settings -> plan (plan.py) -> networks (vgg/) -> pipeline (pipeline.py)
+    settings -> plan (plan.py) -> an executor (executor.py: here, or on a Ray cluster)
+             -> networks (vgg/) -> pipeline (pipeline.py)
              -> the run loop (runner.py; video_runner.py frame by frame) -> observers (observers/)
 
 CONTENT_IMAGE may name one photo, or a folder or glob of photos, which are stylised with
 one network and one set of style targets, BATCH_SIZE at a time where they fit together.
+With CLUSTER "ray", each batch is a task on a Ray cluster, whose
+events come back to this process; the same observers write the same files here.
 This is the composition root of a Gatys run: the one place its observers are chosen and
 its executor picked. Nothing in the package imports it.
 """
@@ -15,17 +18,19 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple, TextIO
 
-from neural_style import runtime, stopping
+from neural_style import stopping
 from neural_style.errors import UserError
 from neural_style.gatys import outputs
 from neural_style.gatys.events import Observer, Observers, RunResult
+from neural_style.gatys.local_executor import LocalExecutor
 from neural_style.gatys.plan import RunPlan, plan_inputs, plan_run
+from neural_style.gatys.video_plan import is_video
 from neural_style.settings.gatys import Settings
 from neural_style.vgg import weights_file
-from neural_style.vgg.mat import VGGWeights, read_vgg19_mat
+from neural_style.vgg.mat import read_vgg19_mat
 
 if TYPE_CHECKING:
-    from neural_style.gatys.pipeline import Pipeline
+    from neural_style.gatys.executor import Executor
 
 
 class BatchResult(NamedTuple):
@@ -50,25 +55,32 @@ def stylize(
     if named:
         print(named, file=stream, flush=True)
     claims = outputs.Claims(settings)
+    executor = _executor(settings, stream)
     try:
         inputs = plan_inputs(settings, claims)  # a bad input fails before anything heavy
-        weights = read_vgg19_mat(
-            weights_file.resolve_weights_path(settings.vgg_model_path, stream), stream=stream
-        )
-        device = runtime.start_tensorflow(without_keras=True)
+        # In a list that the executor empties: the networks hold their own copies.
+        weights = [
+            read_vgg19_mat(
+                weights_file.resolve_weights_path(settings.vgg_model_path, stream), stream=stream
+            )
+        ]
+        device = executor.start()
         print(device.description, file=stream, flush=True)
         plan = plan_run(inputs, on_gpu=device.on_gpu)
-        pipeline = _pipeline(settings, plan, weights)
-        del weights  # the networks hold their own copies, in their precisions
-        if observers is None:
-            observers = standard_observers(settings, stream, video=plan.video is not None)
         from neural_style.gatys.observers.files import EarlierOutputs
 
         # The earlier files OVERWRITE replaces go first, at each prefix's first step.
         replacing = EarlierOutputs(claims, stream)
-        hearing = Observers([replacing, *observers, *extra_observers])
-        outcomes = _execute(plan, pipeline, hearing, controls)
+
+        def listeners() -> Observers:
+            chosen = observers
+            if chosen is None:
+                chosen = standard_observers(settings, stream, video=plan.video is not None)
+            return Observers([replacing, *chosen, *extra_observers])
+
+        outcomes = executor.run(plan, weights.pop(), listeners, controls)
     finally:
+        executor.close()
         claims.release()
     return _result(plan, outcomes, stream)
 
@@ -100,33 +112,22 @@ def standard_observers(
     ]
 
 
-def _execute(
-    plan: RunPlan,
-    pipeline: Pipeline,
-    observers: Observers,
-    controls: stopping.Controls | None,
-) -> dict[str, RunResult | str]:
-    """The plan run by its executor: the run loop over its groups, or frame by frame for a
-    video; each photo's (or frame's) result or why it failed."""
-    from neural_style.gatys.runner import Runner
+def _executor(settings: Settings, stream: TextIO) -> Executor:
+    """Where the plan runs: in this process, or with CLUSTER "ray" as tasks on a Ray
+    cluster (whose module, and Ray, are imported only then). A video's frames follow each
+    other, so a video runs in this process whatever CLUSTER says."""
+    if settings.cluster == "ray" and not is_video(settings.content_image):
+        from neural_style.gatys.ray_executor import RayExecutor
 
-    runner = Runner(plan, pipeline, observers, controls)
-    if plan.video is None:
-        return runner.run()
-    from neural_style.gatys.video_runner import VideoRun
-
-    return VideoRun(runner).run()
-
-
-def _pipeline(settings: Settings, plan: RunPlan, weights: VGGWeights) -> Pipeline:
-    from neural_style.gatys.pipeline import Pipeline
-    from neural_style.vgg.network import VGG19
-
-    net = VGG19(weights, pooling=settings.pooling, precision=plan.precision)
-    exact_net = None
-    if plan.precision != "float32" and settings.float32_finish > 0:
-        exact_net = VGG19(weights, pooling=settings.pooling)
-    return Pipeline(settings, net, plan.styles, exact_net=exact_net, style_masks=plan.masks)
+        return RayExecutor(stream)
+    if settings.cluster == "ray":
+        print(
+            "note: CLUSTER ray: a video's frames are stylised one after another, each from "
+            "the last; it runs in this process",
+            file=stream,
+            flush=True,
+        )
+    return LocalExecutor()
 
 
 def _result(plan: RunPlan, outcomes: dict, stream: TextIO) -> RunResult | BatchResult:

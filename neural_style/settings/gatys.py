@@ -9,6 +9,7 @@ as settings.py spells it and as its flag, e.g. `TRAIN_STEPS (--train_steps) ...`
 No TensorFlow and no absl here, so settings are checked before anything heavy loads.
 """
 
+import importlib.util
 import math
 import os
 import types
@@ -40,6 +41,9 @@ OUTPUT_FORMAT_CHOICES = ("jpg", "png", "png16", "tiff16")
 # The style losses (losses/style/: one class each, in its REGISTRY): Gram matrices (Gatys et
 # al.), the Wasserstein distance of Gaussian fits, the sliced Wasserstein distance.
 STYLE_LOSS_CHOICES = ("gram", "w2", "sw")
+# Where a folder's photos run: "" in this process, "ray" as Ray tasks (gatys/ray_executor.py).
+CLUSTER_CHOICES = ("", "ray")
+CLUSTER_INSTALL = "python -m pip install -e '.[cluster]'"
 MIN_TILE_SIZE = 64  # pixels a side; smaller tiles would be mostly margin
 # The largest loss weight, alone or as ALPHA (BETA) times a content (style) layer's weight.
 # The losses are float32 and Adam squares each gradient: a square above float32's largest
@@ -110,6 +114,7 @@ class Settings:
     frame_init: str  # a later frame starts "warped" (the previous result moved) or "content"
     video_max_frames: int  # frames of a video stylised; 0 = all
     flow_preset: str  # OpenCV DIS optical flow preset: "ultrafast", "fast" or "medium"
+    cluster: str  # "" = in this process; "ray" = each batch a task on a Ray cluster
 
     @classmethod
     def from_module(cls, module: types.ModuleType, **overrides: Any) -> "Settings":
@@ -161,7 +166,22 @@ def validate(settings: Settings) -> Settings:
             )
     _check_artist_controls(checked)
     _check_masks(checked)
+    check_cluster(checked.cluster)
     return checked
+
+
+def check_cluster(cluster: str) -> None:
+    """CLUSTER is a known choice, and "ray" has its extra installed (looked up, not
+    imported: Ray's import takes seconds)."""
+    if cluster not in CLUSTER_CHOICES:
+        raise UserError(
+            f'{describe("cluster")} must be "" (this process) or "ray"; got {cluster!r}'
+        )
+    if cluster == "ray" and importlib.util.find_spec("ray") is None:
+        raise UserError(
+            f"{describe('cluster')} ray needs the cluster extra, which is not installed: "
+            f"{CLUSTER_INSTALL}"
+        )
 
 
 def _check_artist_controls(settings: Settings) -> None:

@@ -1,0 +1,376 @@
+"""The plan run on a Ray cluster (CLUSTER "ray"): each group of the plan is a Ray task
+that runs it with the run loop (runner.py), as executor.py's seam asks.
+
+    RAY_ADDRESS=head:6379 python train.py --content_image=photos/ --cluster=ray
+    python train.py --content_image=photos/ --cluster=ray    # a local cluster, started now
+
+Only this process, the driver, reads inputs and writes outputs: a task is handed the
+photos' pixels, the plan's settings and styles, and the VGG weights (through Ray's object
+store), and relays its events back (ray_relay.py), where the run's standard observers
+write the same files a local run writes, a set of them for each group that runs. So the
+workers need no shared file system, only this package and its dependencies installed.
+
+A task asks for a GPU where the cluster has them, else for the smallest node's CPUs (at
+most MAX_CPUS_PER_TASK), with TensorFlow's thread pools that size; as many run at once as
+the cluster had room for when the run began.
+
+A lost worker or node costs at most one snapshot interval: the task's photos are planned
+again from the checkpoints the driver wrote (as --resume plans them) and run elsewhere.
+A photo that fails for its own reasons fails alone, as in a local run; a UserError in a
+task ends the run, as it would locally. A stop (Ctrl-C, SIGTERM) is passed to every task,
+which saves its photos' work through the driver, as a local run does.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+from typing import TYPE_CHECKING, Any, TextIO
+
+from neural_style import runtime, stopping
+from neural_style.errors import UserError
+from neural_style.gatys.events import Observers, RunResult
+from neural_style.gatys.executor import Listeners
+from neural_style.gatys.plan import Group, PhotoJob, RunPlan, group_jobs, photo_pixels, plan_job
+from neural_style.gatys.ray_relay import Mailbox, Relay, photo_label, replay
+from neural_style.settings.gatys import CLUSTER_INSTALL
+from neural_style.settings.values import describe
+
+if TYPE_CHECKING:
+    from neural_style.vgg.mat import VGGWeights
+
+MAX_CPUS_PER_TASK = 4
+# Tries of a group whose worker or node is lost, before its photos fail.
+MAX_ATTEMPTS = 3
+# How long the driver waits for a task to end before it takes the relayed events again.
+POLL_SECONDS = 0.1
+
+
+class RayExecutor:
+    """Runs the plan's groups as Ray tasks and replays their events here."""
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+        self.connected = False
+        self.cpus_per_task = 1
+        self.gpus = 0
+        self.slots = 1
+
+    def start(self) -> runtime.Device:
+        """Connect to the cluster RAY_ADDRESS names, or start a local one."""
+        try:
+            import ray
+        except ImportError:
+            raise UserError(
+                f"{describe('cluster')} ray needs the cluster extra: {CLUSTER_INSTALL}"
+            ) from None
+        address = os.environ.get("RAY_ADDRESS", "")
+        where = f"the Ray cluster at {address} (RAY_ADDRESS)" if address else "a local Ray cluster"
+        options = {} if address else {"include_dashboard": False}
+        try:
+            with runtime.native_stderr_silenced():
+                ray.init(
+                    address=address or "local",
+                    log_to_driver=False,
+                    logging_level="WARNING",
+                    **options,
+                )
+        except (ConnectionError, RuntimeError, ValueError) as error:
+            raise UserError(
+                f"{describe('cluster')} ray: cannot reach {where}: {error}; start it (ray "
+                "start --head) or unset RAY_ADDRESS to start a local one"
+            ) from None
+        self.connected = True
+        return self._sized(ray, where)
+
+    def _sized(self, ray: Any, where: str) -> runtime.Device:
+        nodes = [node for node in ray.nodes() if node.get("Alive")]
+        cpus = [node["Resources"].get("CPU", 0) for node in nodes]
+        self.gpus = int(sum(node["Resources"].get("GPU", 0) for node in nodes))
+        self.cpus_per_task = int(max(1, min(MAX_CPUS_PER_TASK, *[c for c in cpus if c] or [1])))
+        if self.gpus:
+            self.slots = self.gpus
+            each = "a GPU"
+        else:
+            self.slots = max(1, int(sum(cpus)) // self.cpus_per_task)
+            each = f"{self.cpus_per_task} CPU{'s' if self.cpus_per_task > 1 else ''}"
+        return runtime.Device(
+            f"running on {where}: {len(nodes)} node(s), {sum(cpus):g} CPUs, {self.gpus} "
+            f"GPUs; each batch is a task on {each}",
+            self.gpus > 0,
+        )
+
+    def run(
+        self,
+        plan: RunPlan,
+        weights: VGGWeights,
+        listeners: Listeners,
+        controls: stopping.Controls | None,
+    ) -> dict[str, RunResult | str]:
+        dispatch = _Dispatch(self, plan, weights, listeners, controls or stopping.Controls())
+        del weights
+        return dispatch.run()
+
+    def close(self) -> None:
+        if self.connected:
+            import ray
+
+            ray.shutdown()
+            self.connected = False
+
+
+@dataclasses.dataclass
+class _Attempt:
+    """One try of a group on the cluster."""
+
+    number: int
+    group: Group  # the driver's: the photos without their pixels
+    tries: int  # this one included
+    ref: Any = None  # the task's result
+    lane: Observers | None = None  # the group's observers, from its first event on
+    failed: set[int] = dataclasses.field(default_factory=set)  # places of photos that failed
+    over: bool = False  # its task has ended: a late event of it is not replayed
+
+
+class _Dispatch:
+    """One run's groups through the cluster: submitted while there is room, their events
+    replayed as they come, lost ones planned again from their checkpoints."""
+
+    def __init__(
+        self,
+        executor: RayExecutor,
+        plan: RunPlan,
+        weights: VGGWeights,
+        listeners: Listeners,
+        controls: stopping.Controls,
+    ):
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        self.ray = ray
+        self.executor = executor
+        self.plan = plan
+        self.listeners = listeners
+        self.controls = controls
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        # On the driver's node, so that a lost node loses no posted event.
+        self.mailbox = ray.remote(Mailbox).options(num_cpus=0, scheduling_strategy=here).remote()
+        shared = plan._replace(groups=[], complete=[], failures=[], notes=[])
+        self.shared = ray.put(shared)  # the settings, styles and masks, once
+        self.weights = ray.put(weights)
+        resources = {"num_gpus": 1} if executor.gpus else {"num_cpus": executor.cpus_per_task}
+        # Ray retries no task itself: a retry starts from the last checkpoint, not afresh.
+        # SPREAD: a task waiting on the mailbox lends its CPU out, which would otherwise
+        # draw the next task to the same node.
+        self.task = ray.remote(run_group_task).options(
+            max_retries=0, scheduling_strategy="SPREAD", **resources
+        )
+        self.attempts: dict[int, _Attempt] = {}
+        self.running: dict[Any, _Attempt] = {}
+        self.pending = collections.deque(_Attempt(0, group, 1) for group in plan.groups)
+        self.outcomes: dict[str, RunResult | str] = {}
+        self.error: Exception | None = None  # an output the driver could not write
+        self.replayed = 0  # events replayed so far
+        self.stopping = False
+
+    def run(self) -> dict[str, RunResult | str]:
+        """Every group, with the run's envelope as Runner.running gives it: run_started,
+        stops deferred, run_finished however it ends, then the stop asked, if any."""
+        whole = self.listeners()
+        whole.run_started(self.plan)
+        with stopping.deferred(self.controls):
+            try:
+                self._loop(whole)
+            finally:
+                for attempt in self.attempts.values():
+                    self._close_lane(attempt)
+                whole.run_finished(self.plan)
+        if self.error is not None:  # it asked the tasks to stop: it is what ended the run
+            raise self.error
+        self.controls.raise_if_stopped()
+        return self.outcomes
+
+    def _loop(self, whole: Observers) -> None:
+        while self.pending or self.running:
+            # No more tasks than slots: Ray would start a queued one on a CPU that a
+            # running task lends out while it waits on the mailbox, two on one CPU.
+            while self.pending and len(self.running) < self.executor.slots:
+                self._submit(self.pending.popleft(), whole)
+            if not self.running:
+                continue
+            ended, _ = self.ray.wait(list(self.running), num_returns=1, timeout=POLL_SECONDS)
+            self._deliver()
+            self._heed_stop()
+            for ref in ended:
+                self._deliver()  # everything the task posted is in the mailbox by now
+                self._ended(self.running.pop(ref), whole)
+
+    def _submit(self, attempt: _Attempt, whole: Observers) -> None:
+        """The group's task, its photos' pixels read here; a photo that cannot be read
+        fails alone."""
+        jobs = []
+        for job in attempt.group.jobs:
+            try:
+                jobs.append(job._replace(photo=job.photo._replace(pixels=photo_pixels(job.photo))))
+            except UserError as error:
+                self.outcomes[job.photo.path] = str(error)
+                whole.photo_failed(job, str(error))
+        if not jobs:
+            return
+        attempt.group = attempt.group._replace(jobs=tuple(_without_pixels(jobs)))
+        attempt.number = len(self.attempts) + 1
+        self.attempts[attempt.number] = attempt
+        group = attempt.group._replace(jobs=tuple(jobs))
+        threads = 0 if self.executor.gpus else self.executor.cpus_per_task
+        attempt.ref = self.task.remote(
+            self.shared, group, self.weights, self.mailbox, attempt.number, threads
+        )
+        self.running[attempt.ref] = attempt
+
+    def _deliver(self) -> None:
+        """Replay what the tasks posted since the last time, each into its group's lane,
+        then tell the mailbox (the tasks waiting on their images go on)."""
+        taken = self.ray.get(self.mailbox.take.remote())
+        for number, kind, payload in taken:
+            self._replay(number, kind, payload)
+        if taken:
+            self.replayed += len(taken)
+            self.mailbox.replayed.remote(self.replayed)
+
+    def _replay(self, number: int, kind: str, payload: Any) -> None:
+        attempt = self.attempts[number]
+        if attempt.over:
+            return
+        if attempt.lane is None:
+            attempt.lane = self.listeners()
+            attempt.lane.run_started(_for_a_group(self.plan))
+        if kind == "photo_failed":
+            place, why = payload
+            attempt.failed.add(place)
+            self.outcomes[attempt.group.jobs[place].photo.path] = why
+        try:
+            replay(attempt.lane, attempt.group, self.plan.photo_count, kind, payload)
+        except (UserError, OSError) as error:  # an output the driver could not write
+            if self.error is None:
+                self.error = error
+                self.controls.request_stop()
+        if kind == "group_finished":
+            self._close_lane(attempt)
+
+    def _heed_stop(self) -> None:
+        """A stop asked here goes to every task; groups not yet submitted stay so."""
+        asked = self.controls.stop_requested
+        if asked is not None and not self.stopping:
+            self.stopping = True
+            self.mailbox.stop.remote(asked)
+            self.pending.clear()
+
+    def _ended(self, attempt: _Attempt, whole: Observers) -> None:
+        ray = self.ray
+        try:
+            self.outcomes.update(ray.get(attempt.ref))
+        except ray.exceptions.RayTaskError as error:  # raised by the task's own code
+            cause = getattr(error, "cause", None)
+            if isinstance(cause, UserError):
+                raise UserError(str(cause)) from None
+            raise
+        except ray.exceptions.RayError as error:  # the worker or its node was lost
+            self._lost(attempt, error, whole)
+        finally:
+            attempt.over = True
+            self._close_lane(attempt)
+
+    def _lost(self, attempt: _Attempt, error: Exception, whole: Observers) -> None:
+        """The group's photos again, from their last checkpoints, unless a stop was asked
+        (their checkpoints are kept) or they were lost MAX_ATTEMPTS times (they fail)."""
+        label = photo_label(attempt.group, self.plan.photo_count).strip()
+        # Ray's first sentence says what was lost; the rest is how to look into it.
+        why = str(error).split(". ")[0].strip() or type(error).__name__
+        if self.stopping:
+            whole.note(f"{label}: its worker was lost while stopping ({why})")
+            return
+        if attempt.tries >= MAX_ATTEMPTS:
+            for job in attempt.group.jobs:
+                failure = f"its worker was lost {attempt.tries} times on the cluster ({why})"
+                self.outcomes[job.photo.path] = failure
+                whole.photo_failed(job, failure)
+            return
+        whole.note(
+            f"{label}: its worker was lost ({why}); it goes on elsewhere from its last checkpoint"
+        )
+        for group in self._replanned(attempt, whole):
+            self.pending.appendleft(_Attempt(0, group, attempt.tries + 1))
+
+    def _replanned(self, attempt: _Attempt, whole: Observers) -> list[Group]:
+        """The lost group's photos that had not failed, planned again as --resume plans
+        them, from the checkpoints this process wrote; those already finished are done."""
+        settings = dataclasses.replace(self.plan.settings, resume=True)
+        notes: list[str] = []
+        jobs = []
+        for place, job in enumerate(attempt.group.jobs):
+            if place in attempt.failed:
+                continue
+            try:
+                job = plan_job(
+                    settings, job.photo, job.prefix, notes, self.plan.masks, self.plan.identities
+                )
+            except UserError as error:
+                self.outcomes[job.photo.path] = str(error)
+                whole.photo_failed(job, str(error))
+                continue
+            if job.done >= job.total_steps:
+                self.outcomes[job.photo.path] = RunResult(job.final_path, job.done, {})
+            else:
+                jobs.append(job)
+        for note in notes:
+            whole.note(note)
+        batches = group_jobs(jobs, lambda key: len(jobs))
+        return [Group(tuple(batch), attempt.group.memory_plans) for batch in batches]
+
+    def _close_lane(self, attempt: _Attempt) -> None:
+        if attempt.lane is not None:
+            lane, attempt.lane = attempt.lane, None
+            lane.run_finished(_for_a_group(self.plan))
+
+
+def _for_a_group(plan: RunPlan) -> RunPlan:
+    """The plan as a group's own observers hear it start and finish: what the whole run
+    says once (its notes, the photos already complete) is said by the run's observers."""
+    return plan._replace(groups=[], notes=[], complete=[], failures=[])
+
+
+def _without_pixels(jobs: list[PhotoJob]) -> list[PhotoJob]:
+    return [job._replace(photo=job.photo._replace(pixels=None)) for job in jobs]
+
+
+def run_group_task(
+    shared: RunPlan, group: Group, weights: VGGWeights, mailbox: Any, attempt: int, threads: int
+) -> dict[str, RunResult | str]:
+    """A Ray task: one group through the run loop, on a worker; its events go to the
+    mailbox, and it returns each photo's result or why it failed (none if the driver
+    asked to stop before it began)."""
+    import ray
+
+    if ray.get(mailbox.stop_requested.remote()) is not None:
+        return {}
+    from neural_style.gatys.pipeline import build_pipeline
+    from neural_style.gatys.runner import Runner
+
+    runtime.start_tensorflow(without_keras=True, threads=threads)
+    plan = shared._replace(groups=[group])
+    controls = stopping.Controls()
+    relay = Relay(mailbox, attempt, controls)
+    node = ray.get_runtime_context().get_node_id()
+    relay.note(
+        f"{photo_label(group, shared.photo_count)}on node {ray.util.get_node_ip_address()} "
+        f"({node[:8]}), process {os.getpid()}"
+    )
+    runner = Runner(plan, build_pipeline(plan, weights), Observers([relay]), controls)
+    del weights
+    try:
+        with runner.running():
+            runner.run_group(group)
+    except stopping.Stopped:
+        pass  # its work is saved: the relay carried its images and checkpoints
+    return runner.outcomes
