@@ -1,6 +1,7 @@
 """CLUSTER (--cluster): "" runs a folder in this process, "ray" on a Ray cluster; a bad
-value, or "ray" without the cluster extra, is one line naming the setting and the fix.
-The runs on a cluster are in tests/test_cluster.py."""
+value, or "ray" without the cluster extra, is one line naming the setting and the fix,
+for train.py's Settings and for stylize.py's NetworkSettings alike. The runs on a cluster
+are in tests/test_cluster.py and tests/test_stylize_cluster.py."""
 
 from __future__ import annotations
 
@@ -11,24 +12,30 @@ import pytest
 
 from neural_style.errors import UserError
 from neural_style.settings.gatys import Settings
+from neural_style.settings.network import NetworkSettings
 from tests import toy_settings
 from tests.support import REPO_ROOT
 
-
-def test_cluster_defaults_to_this_process():
-    assert Settings.from_module(toy_settings).cluster == ""
+KINDS = pytest.mark.parametrize("kind", [Settings, NetworkSettings])
 
 
-def test_an_unknown_cluster_is_one_line_naming_the_choices():
+@KINDS
+def test_cluster_defaults_to_this_process(kind):
+    assert kind.from_module(toy_settings).cluster == ""
+
+
+@KINDS
+def test_an_unknown_cluster_is_one_line_naming_the_choices(kind):
     with pytest.raises(UserError, match=r'^CLUSTER \(--cluster\) must be "" \(this process\) or'):
-        Settings.from_module(toy_settings, cluster="slurm")
+        kind.from_module(toy_settings, cluster="slurm")
 
 
-def test_ray_without_the_extra_says_how_to_install_it(monkeypatch):
+@KINDS
+def test_ray_without_the_extra_says_how_to_install_it(kind, monkeypatch):
     # None in sys.modules is how Python marks a module as not importable.
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(UserError) as raised:
-        Settings.from_module(toy_settings, cluster="ray")
+        kind.from_module(toy_settings, cluster="ray")
     assert str(raised.value) == (
         "CLUSTER (--cluster) ray needs the cluster extra, which is not installed: "
         "python -m pip install -e '.[cluster]'"

@@ -9,6 +9,7 @@ CAP_SYS_ADMIN: without it they fail, saying so.
 
 import csv
 import hashlib
+import io
 import json
 import os
 import queue
@@ -705,3 +706,22 @@ def test_the_distributed_step_matches_one_device(distributed_step):
         for name in ("content", "style", "tv", "total"):
             assert mirrored[name] == pytest.approx(single[name], rel=1e-5), name
     assert report["single"][1]["total"] < report["single"][0]["total"]
+
+
+def test_cluster_ray_says_in_one_line_that_it_trains_in_this_process(
+    tmp_path, tiny_mat, dataset, style_image
+):
+    # CLUSTER ray is stylize.py's and train.py's: train_network.py notes it and goes on
+    # (here to the refusal of a resume without a checkpoint, which ends it quickly).
+    from neural_style.feedforward.training.run import train_network
+
+    run_settings = tiny_settings(
+        tmp_path, tiny_mat, dataset, style_image, network_resume=True, cluster="ray"
+    )
+    stream = io.StringIO()
+    with pytest.raises(UserError, match=r"NETWORK_RESUME \(--network_resume\) is set but"):
+        train_network(run_settings, stream=stream)
+    assert stream.getvalue().splitlines()[0] == (
+        "note: CLUSTER ray is for stylize.py and train.py; train_network.py trains in this "
+        "process (or on TF_CONFIG's cluster)"
+    )

@@ -15,6 +15,7 @@ from neural_style.errors import UserError
 from neural_style.settings.gatys import (
     POOLING_CHOICES,
     PRECISION_CHOICES,
+    check_cluster,
     check_layers,
     check_loss_weights,
     check_minimums,
@@ -68,6 +69,7 @@ class NetworkSettings:
     stylize_video_blend: float  # 0..1, share of the flow-warped previous output; 0 = off
     vgg_model_path: str  # path of the MatConvNet VGG-19 .mat file (the loss network)
     pooling: str  # "max" or "avg", in the loss network
+    cluster: str  # "" = in this process; "ray" = stylize.py's folder on a Ray cluster
 
     @classmethod
     def from_module(cls, module: types.ModuleType, **overrides: Any) -> "NetworkSettings":
@@ -89,7 +91,7 @@ def validate_network(settings: NetworkSettings) -> NetworkSettings:
     """
     checked = checked_types(settings)
     for name, hint in typing.get_type_hints(NetworkSettings).items():
-        if hint is str and not getattr(checked, name).strip():
+        if hint is str and name != "cluster" and not getattr(checked, name).strip():
             raise UserError(f"{describe(name)} must be a file or folder path, got an empty string")
     minimums = {
         "network_style_size": (0, " (0 = the style image's own size)"),
@@ -127,6 +129,7 @@ def validate_network(settings: NetworkSettings) -> NetworkSettings:
         )
     if checked.pooling not in POOLING_CHOICES:
         raise UserError(f"{describe('pooling')} must be one of max, avg; got {checked.pooling!r}")
+    check_cluster(checked.cluster)
     if not checked.network_model.endswith(".keras"):
         raise UserError(
             f"{describe('network_model')} must be a .keras file, got {checked.network_model!r}"

@@ -68,6 +68,12 @@ def train_network(
       stopping.Stopped: the run was asked to stop (after saving, once it had trained).
     """
     stream = stream or sys.stdout
+    if settings.cluster == "ray":
+        print(
+            "note: CLUSTER ray is for stylize.py and train.py; train_network.py trains in this "
+            "process (or on TF_CONFIG's cluster)",
+            file=stream,
+        )
     inputs = read_inputs(settings)
     # Before anything else of TensorFlow's: see choose_strategy.
     strategy = choose_strategy(stream)
