@@ -1,8 +1,10 @@
 """A real two-node Ray cluster on 127.0.0.1, in network and PID namespaces of its own, and
-`python train.py --cluster=ray` run against it: what tests/test_cluster.py asserts on.
+`python train.py --cluster=ray` (or another script of the repository, such as stylize.py)
+run against it: what tests/test_cluster.py and tests/test_stylize_cluster.py assert on.
 
     result = run_on_cluster(work_dir, train_args, kill_node_at=r"^\\[\\d+/6\\] step +7/")
     result = run_on_cluster(work_dir, train_args, nodes=1)    # the head node alone
+    result = run_on_cluster(work_dir, stylize_args, script="stylize.py")
 
 Ray listens on (and connects over) every address of the machine even when told
 127.0.0.1, so the whole cluster lives in `unshare --net --pid --fork --mount-proc`, where
@@ -47,19 +49,21 @@ def run_on_cluster(
     nodes: int = 2,
     kill_node_at: str = "",
     interrupt_at: str = "",
+    script: str = "train.py",
 ) -> SimpleNamespace:
-    """train.py ARGS --cluster=ray in `work_dir`, on a fresh cluster of `nodes` (1 or 2)
-    nodes of 1 CPU in its own namespaces; with `kill_node_at` (a regular expression), the
-    second node is killed once a line matching it is printed for a photo that node runs;
-    with `interrupt_at`, train.py gets a SIGINT (a Ctrl-C) once a line matching it is.
-    Returns train.py's exit code, output (with when each line came) and wall time, and
-    what was killed when."""
+    """`script` (train.py unless said) ARGS --cluster=ray in `work_dir`, on a fresh cluster
+    of `nodes` (1 or 2) nodes of 1 CPU in its own namespaces; with `kill_node_at` (a
+    regular expression), the second node is killed once a line matching it is printed for
+    a photo that node runs; with `interrupt_at`, the script gets a SIGINT (a Ctrl-C) once
+    a line matching it is. Returns the script's exit code, output (with when each line
+    came) and wall time, and what was killed when."""
     spec = {
         "work_dir": str(work_dir),
         "train_args": train_args,
         "kill_node_at": kill_node_at,
         "nodes": nodes,
         "interrupt_at": interrupt_at,
+        "script": script,
     }
     spec_path = work_dir / "cluster-spec.json"
     spec_path.write_text(json.dumps(spec))
@@ -185,7 +189,8 @@ def _kill_node(second: subprocess.Popen) -> list[int]:
 
 def _run_train(spec: dict, second: subprocess.Popen | None, second_id: str) -> dict:
     env = {**os.environ, "RAY_ADDRESS": f"127.0.0.1:{HEAD_PORT}", "CUDA_VISIBLE_DEVICES": ""}
-    command = [sys.executable, str(REPO_ROOT / "train.py"), *spec["train_args"], "--cluster=ray"]
+    script = str(REPO_ROOT / spec["script"])
+    command = [sys.executable, script, *spec["train_args"], "--cluster=ray"]
     started = time.monotonic()
     train = subprocess.Popen(
         command,
