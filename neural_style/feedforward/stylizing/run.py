@@ -11,6 +11,8 @@ one image. The run is put together from modules with one job each:
     stylizer.py  the network, loaded and compiled once for every size
     fit.py       the sizes and batches that fit in the memory available
     overlap.py   decoding and saving in threads of their own, beside the network
+    batches.py   where a folder's batches run: here, or (ray_batches.py) on a Ray
+                 cluster's workers with CLUSTER "ray"
     video.py     a video in, a video out, through ffmpeg
 
 Stopping (Ctrl-C, SIGTERM, SIGHUP) keeps every finished output. A signal is honoured once
@@ -31,6 +33,7 @@ import numpy as np
 
 from neural_style import stopping
 from neural_style.errors import UserError
+from neural_style.feedforward.stylizing.batches import BatchExecutor, LocalBatches, Results
 from neural_style.feedforward.stylizing.checks import check_input_and_output
 from neural_style.feedforward.stylizing.fit import DoesNotFit, MemoryFit
 from neural_style.feedforward.stylizing.outputs import OutputPlan, left_out_notes, plan_outputs
@@ -114,8 +117,16 @@ def _stylize_kind(
     """Stylises the input as its `kind` asks, adding each file written to `outputs` as it
     is written; returns the folder's skipped files."""
     source = settings.stylize_input
+    if kind == "folder" and settings.cluster == "ray":
+        return _stylize_folder_on_ray(stylizer, settings, plan, fit, stream, outputs)
     if kind == "folder":
         return stylize_folder(stylizer, settings, plan, fit, stream, outputs)
+    if settings.cluster == "ray":
+        print(
+            f"note: CLUSTER ray runs a folder on the cluster; this {kind} is stylised in "
+            "this process",
+            file=stream,
+        )
     if kind == "video":
         outputs.append(stylize_video(stylizer, settings, plan.targets[source], fit, stream))
         return {}
@@ -125,6 +136,25 @@ def _stylize_kind(
     _save(plan.targets[source], stylised)
     outputs.append(plan.targets[source])
     return {}
+
+
+def _stylize_folder_on_ray(
+    stylizer: Stylizer,
+    settings: NetworkSettings,
+    plan: OutputPlan,
+    fit: MemoryFit,
+    stream: TextIO,
+    outputs: list[str],
+) -> dict[str, str]:
+    """stylize_folder with its batches on a Ray cluster's workers (ray_batches.py)."""
+    from neural_style.feedforward.stylizing.ray_batches import RayBatches
+
+    executor = RayBatches(settings, list(plan.targets), stream)
+    try:
+        print(executor.start(), file=stream, flush=True)
+        return stylize_folder(stylizer, settings, plan, fit, stream, outputs, executor)
+    finally:
+        executor.close()
 
 
 def _kept_line(kind: str, outputs: list[str], output: str) -> str:
@@ -143,24 +173,30 @@ def stylize_folder(
     fit: MemoryFit,
     stream: TextIO,
     outputs: list[str],
+    executor: BatchExecutor | None = None,
 ) -> dict[str, str]:
     """Every input of the plan, in batches of same-sized images that fit in memory, each
     file written added to `outputs`; returns the unreadable files, which are skipped and
-    reported, never a crash."""
+    reported, never a crash. `executor` runs the batches (batches.py), by default here;
+    its results may come back in any order, each saved under its input's planned name."""
     fit.check_folder(list(plan.targets))
+    executor = executor or LocalBatches(stylizer, fit)
     skipped: dict[str, str] = {}
     pending: list[tuple[str, np.ndarray]] = []
     # The next images are decoded, and the last ones saved, while the network works.
     reading = read_ahead((path, _load_or_why(fit, path)) for path in plan.targets)
     with closing(reading) as loaded, BackgroundSaver(_save, outputs) as saver:
 
-        def flush() -> None:
-            with fit.memory_guard(pending[0][0], pending[0][1].shape[:2], len(pending)):
-                stylised = stylizer(np.stack([image for _, image in pending]))
-            for (path, _), result in zip(pending, stylised, strict=True):
+        def save(results: Results) -> None:
+            for path, result in results:
                 saver.save(plan.targets[path], result)
+
+        def flush() -> None:
+            save(executor.submit(list(pending)))
             pending.clear()
-            stopping.raise_if_requested()
+            if stopping.requested() is not None:
+                save(executor.drain())  # the batches in hand are kept, as here
+                stopping.raise_if_requested()
 
         for path, image in loaded:
             stopping.raise_if_requested()
@@ -175,6 +211,7 @@ def stylize_folder(
             pending.append((path, image))
         if pending:
             flush()
+        save(executor.drain())
     if not outputs:
         raise UserError(
             f"{settings.stylize_input}: none of its {len(plan.targets)} image files could be read"

@@ -1,0 +1,152 @@
+"""A folder's batches stylised on a Ray cluster (CLUSTER "ray"): one network loaded per
+worker, a pool of Ray actors, as many as the cluster has room for (RayExecutor's sizing:
+a GPU each, else the smallest node's CPUs, at most 4).
+
+    RAY_ADDRESS=head:6379 python stylize.py --stylize_input=photos/ --cluster=ray
+    python stylize.py --stylize_input=photos/ --cluster=ray     # a local cluster, started now
+
+Only this process, the driver, reads inputs and writes outputs: it sends the network
+file's bytes once (through Ray's object store) and each batch's decoded pixels; a worker
+returns the stylised pixels with the node and process that made them, and the driver
+saves them under the planned names (run.py's loop, outputs.py's rules). The workers need
+no shared file system, only this package and its dependencies installed.
+
+ray.util.ActorPool, not Ray Data: the pixels are in the driver's memory (decoded, and
+shrunk to fit, by MemoryFit.load, as a local run does), and the loop hands batches over
+one at a time as it reads them, so an actor pool fed from the loop keeps the driver's
+reading, skipping and stopping as they are; at most one batch per actor is in flight,
+so the driver never holds more than that many batches of results.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any, TextIO
+
+import numpy as np
+
+from neural_style import runtime
+from neural_style.errors import UserError
+from neural_style.feedforward.stylizing.batches import Batch, Results
+from neural_style.gatys.ray_executor import RayExecutor
+from neural_style.settings.network import NetworkSettings
+
+
+class StylizerActor:
+    """A Ray actor: the network, loaded once from the bytes the driver sent."""
+
+    def __init__(self, network: bytes, settings: NetworkSettings, threads: int):
+        import ray
+
+        runtime.start_tensorflow(without_keras=False, threads=threads)
+        from neural_style.feedforward.stylizing.stylizer import open_stylizer
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "network.keras")
+            with open(path, "wb") as file:
+                file.write(network)
+            self.stylizer = open_stylizer(_with_model(settings, path))
+        self.where = (
+            ray.util.get_node_ip_address(),
+            ray.get_runtime_context().get_node_id(),
+            os.getpid(),
+        )
+
+    def stylize(self, numbers: list[int], pixels: np.ndarray) -> tuple:
+        """The batch stylised, with its numbers and where it ran."""
+        return numbers, self.stylizer(pixels), self.where
+
+
+def _with_model(settings: NetworkSettings, path: str) -> NetworkSettings:
+    import dataclasses
+
+    return dataclasses.replace(settings, network_model=path)
+
+
+class RayBatches:
+    """A BatchExecutor (batches.py) whose batches go to a pool of StylizerActors."""
+
+    def __init__(self, settings: NetworkSettings, inputs: list[str], stream: TextIO):
+        self.settings = settings
+        self.inputs = inputs  # the folder's images in reading order, for [n/total] labels
+        self.numbers = {path: number for number, path in enumerate(inputs, 1)}
+        self.stream = stream
+        self.cluster = RayExecutor(stream)
+        self.pool: Any = None
+        self.in_flight = 0
+
+    def start(self) -> str:
+        """Connects to the cluster (or starts a local one) and starts the actors; returns
+        a line saying where the folder runs."""
+        device = self.cluster.start()
+        import ray
+        from ray.util import ActorPool
+
+        with open(self.settings.network_model, "rb") as file:
+            network = ray.put(file.read())
+        cluster = self.cluster
+        resources = {"num_gpus": 1} if cluster.gpus else {"num_cpus": cluster.cpus_per_task}
+        threads = 0 if cluster.gpus else cluster.cpus_per_task
+        actor = ray.remote(StylizerActor).options(scheduling_strategy="SPREAD", **resources)
+        actors = [actor.remote(network, self.settings, threads) for _ in range(cluster.slots)]
+        self.pool = ActorPool(actors)
+        each = "a GPU" if cluster.gpus else f"{cluster.cpus_per_task} CPU(s)"
+        where = device.description.split(": ")[0]
+        return f"{where}: {cluster.slots} worker(s) of {each}, one network loaded in each"
+
+    def submit(self, batch: Batch) -> Results:
+        results: Results = []
+        while not self.pool.has_free():
+            results += self._next()
+        numbers = [self.numbers[path] for path, _ in batch]
+        pixels = np.stack([image for _, image in batch])
+        self.pool.submit(lambda actor, value: actor.stylize.remote(*value), (numbers, pixels))
+        self.in_flight += 1
+        return results
+
+    def drain(self) -> Results:
+        results: Results = []
+        while self.in_flight:
+            results += self._next()
+        return results
+
+    def _next(self) -> Results:
+        """The next batch to finish, its lines said; a worker's failure as here."""
+        import ray
+
+        try:
+            numbers, stylised, (ip, node, pid) = self.pool.get_next_unordered()
+        except ray.exceptions.RayTaskError as error:
+            self.in_flight -= 1
+            cause = getattr(error, "cause", None)
+            if isinstance(cause, MemoryError):
+                raise UserError(
+                    f"a worker ran out of memory: {cause}; set STYLIZE_BATCH_SIZE to 1 "
+                    "(--stylize_batch_size=1) or STYLIZE_MAX_SIZE lower"
+                ) from None
+            if isinstance(cause, UserError):
+                raise UserError(str(cause)) from None
+            raise
+        except ray.exceptions.RayError as error:
+            self.in_flight -= 1
+            why = str(error).split(". ")[0].strip() or type(error).__name__
+            raise UserError(
+                f"CLUSTER (--cluster) ray: a worker was lost ({why}); finished images are "
+                "kept, run again to stylise the rest"
+            ) from None
+        self.in_flight -= 1
+        results = []
+        for number, result in zip(numbers, stylised, strict=True):
+            path = self.inputs[number - 1]
+            print(
+                f"[{number}/{len(self.inputs)}] on node {ip} ({node[:8]}), process {pid}: {path}",
+                file=self.stream,
+                flush=True,
+            )
+            results.append((path, result))
+        return results
+
+    def close(self) -> None:
+        self.pool = None
+        self.cluster.close()

@@ -1,0 +1,86 @@
+"""`python stylize.py --cluster=ray` on a folder, on a real two-node Ray cluster on
+127.0.0.1 in namespaces of its own (tests/ray_cluster.py): the network is loaded once on
+each worker, the driver reads the images and writes the results, which are those of a
+run in this process, under the same names, with both nodes having stylised some.
+
+Root only (the namespaces); each test starts its own cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.ray_cluster import run_on_cluster
+from tests.support import REPO_ROOT, photo, write_image
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+IMAGES = 4
+ON_NODE = re.compile(r"^\[(\d+)/(\d+)\] on node \S+ \((\w+)\), process \d+: (\S+)$", re.M)
+
+
+@pytest.fixture
+def work(tmp_path, network):
+    os.mkdir(tmp_path / "photos")
+    for number in range(IMAGES):
+        write_image(tmp_path / "photos" / f"p{number}.png", photo(40, 48, seed=number + 1))
+    (tmp_path / "photos" / "broken.jpg").write_bytes(b"not an image")
+    return tmp_path
+
+
+def stylize_args(network: str, output: str) -> list[str]:
+    return [
+        f"--network_model={network}",
+        "--stylize_input=photos",
+        f"--stylize_output={output}",
+        "--stylize_batch_size=1",  # each image a call of its own: both workers get some
+        "--network_precision=float32",
+    ]
+
+
+def pixels(path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"), np.float32)
+
+
+def stylize_here(work, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO_ROOT, "stylize.py"), *args],
+        cwd=work,
+        env={**os.environ, "PYTHONPATH": REPO_ROOT, "CUDA_VISIBLE_DEVICES": ""},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_a_folder_on_two_nodes_gives_the_images_of_a_local_run(work, network):
+    local = stylize_here(work, *stylize_args(network, "here"))
+    assert local.returncode == 0, local.stderr
+    cluster = run_on_cluster(work, stylize_args(network, "there"), script="stylize.py")
+    assert cluster.code == 0, cluster.err
+    # The same names, the unreadable file skipped and said as a local run says it.
+    names = sorted(os.listdir(work / "here"))
+    assert names == [f"p{number}.png" for number in range(IMAGES)]
+    assert sorted(os.listdir(work / "there")) == names
+    skipped = [line for line in local.stdout.splitlines() if line.startswith("skipped ")]
+    assert len(skipped) == 1 and "broken.jpg" in skipped[0], local.stdout
+    assert skipped[0] + "\n" in cluster.out
+    assert f"wrote {IMAGES} file(s) to there" in cluster.out
+    for name in names:
+        difference = np.abs(pixels(work / "there" / name) - pixels(work / "here" / name))
+        assert difference.mean() < 0.5, name
+    # Each image said once, with the node that ran it; both nodes ran some.
+    placed = ON_NODE.findall(cluster.out)
+    assert sorted(os.path.basename(path) for *_, path in placed) == names, cluster.out
+    assert {total for _, total, _, _ in placed} == {str(IMAGES + 1)}
+    nodes = {node for _, _, node, _ in placed}
+    assert len(nodes) == 2, cluster.out
+    assert cluster.second_node[:8] in nodes
