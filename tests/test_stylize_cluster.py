@@ -84,3 +84,28 @@ def test_a_folder_on_two_nodes_gives_the_images_of_a_local_run(work, network):
     nodes = {node for _, _, node, _ in placed}
     assert len(nodes) == 2, cluster.out
     assert cluster.second_node[:8] in nodes
+
+
+def test_ctrl_c_keeps_every_finished_image_whole(work, network):
+    # The Ctrl-C comes once the driver has said where it runs, before the workers have
+    # loaded their networks: the run is still going when it lands.
+    cluster = run_on_cluster(
+        work,
+        stylize_args(network, "there"),
+        script="stylize.py",
+        interrupt_at=r"^running on the Ray cluster",
+    )
+    assert cluster.code == 130, cluster.err
+    kept = sorted(os.listdir(work / "there")) if (work / "there").exists() else []
+    if kept:
+        assert f"stopped: kept the {len(kept)} finished file(s) in there" in cluster.err
+    else:
+        assert "stopped before any result was written" in cluster.err
+    # Each kept file is a whole result, said with its node, as a local run writes it.
+    placed = sorted(os.path.basename(path) for *_, path in ON_NODE.findall(cluster.out))
+    assert kept == placed, cluster.out
+    local = stylize_here(work, *stylize_args(network, "here"))
+    assert local.returncode == 0, local.stderr
+    for name in kept:
+        difference = np.abs(pixels(work / "there" / name) - pixels(work / "here" / name))
+        assert difference.mean() < 0.5, name
