@@ -107,7 +107,7 @@ FLOW_PRESET = "medium"
 
 # --- Cluster (python -m pip install -e '.[cluster]') ---
 
-# "": run in this process; "ray": each batch a Ray task on RAY_ADDRESS's cluster or a new local one.
+# "": this process; "ray": train.py's batches, stylize.py's folder on RAY_ADDRESS's or a local Ray.
 CLUSTER = ""
 
 # --- Live view in the browser (python -m pip install -e '.[web]') ---

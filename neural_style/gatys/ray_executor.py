@@ -11,8 +11,9 @@ write the same files a local run writes, a set of them for each group that runs.
 workers need no shared file system, only this package and its dependencies installed.
 
 A task asks for a GPU where the cluster has them, else for the smallest node's CPUs (at
-most MAX_CPUS_PER_TASK), with TensorFlow's thread pools that size; as many run at once as
-the cluster had room for when the run began.
+most MAX_CPUS_PER_TASK of neural_style/ray_cluster.py, which connects and sizes), with
+TensorFlow's thread pools that size; as many run at once as the cluster had room for when
+the run began.
 
 A lost worker or node costs at most one snapshot interval: the task's photos are planned
 again from the checkpoints the driver wrote (as --resume plans them) and run elsewhere.
@@ -26,7 +27,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from neural_style import runtime, stopping
 from neural_style.errors import UserError
@@ -34,72 +35,20 @@ from neural_style.gatys.events import Observers, RunResult
 from neural_style.gatys.executor import Listeners
 from neural_style.gatys.plan import Group, PhotoJob, RunPlan, group_jobs, photo_pixels, plan_job
 from neural_style.gatys.ray_relay import Mailbox, Relay, photo_label, replay
-from neural_style.settings.gatys import CLUSTER_INSTALL
-from neural_style.settings.values import describe
+from neural_style.ray_cluster import RayCluster
 
 if TYPE_CHECKING:
     from neural_style.vgg.mat import VGGWeights
 
-MAX_CPUS_PER_TASK = 4
 # Tries of a group whose worker or node is lost, before its photos fail.
 MAX_ATTEMPTS = 3
 # How long the driver waits for a task to end before it takes the relayed events again.
 POLL_SECONDS = 0.1
 
 
-class RayExecutor:
-    """Runs the plan's groups as Ray tasks and replays their events here."""
-
-    def __init__(self, stream: TextIO):
-        self.stream = stream
-        self.connected = False
-        self.cpus_per_task = 1
-        self.gpus = 0
-        self.slots = 1
-
-    def start(self) -> runtime.Device:
-        """Connect to the cluster RAY_ADDRESS names, or start a local one."""
-        try:
-            import ray
-        except ImportError:
-            raise UserError(
-                f"{describe('cluster')} ray needs the cluster extra: {CLUSTER_INSTALL}"
-            ) from None
-        address = os.environ.get("RAY_ADDRESS", "")
-        where = f"the Ray cluster at {address} (RAY_ADDRESS)" if address else "a local Ray cluster"
-        options = {} if address else {"include_dashboard": False}
-        try:
-            with runtime.native_stderr_silenced():
-                ray.init(
-                    address=address or "local",
-                    log_to_driver=False,
-                    logging_level="WARNING",
-                    **options,
-                )
-        except (ConnectionError, RuntimeError, ValueError) as error:
-            raise UserError(
-                f"{describe('cluster')} ray: cannot reach {where}: {error}; start it (ray "
-                "start --head) or unset RAY_ADDRESS to start a local one"
-            ) from None
-        self.connected = True
-        return self._sized(ray, where)
-
-    def _sized(self, ray: Any, where: str) -> runtime.Device:
-        nodes = [node for node in ray.nodes() if node.get("Alive")]
-        cpus = [node["Resources"].get("CPU", 0) for node in nodes]
-        self.gpus = int(sum(node["Resources"].get("GPU", 0) for node in nodes))
-        self.cpus_per_task = int(max(1, min(MAX_CPUS_PER_TASK, *[c for c in cpus if c] or [1])))
-        if self.gpus:
-            self.slots = self.gpus
-            each = "a GPU"
-        else:
-            self.slots = max(1, int(sum(cpus)) // self.cpus_per_task)
-            each = f"{self.cpus_per_task} CPU{'s' if self.cpus_per_task > 1 else ''}"
-        return runtime.Device(
-            f"running on {where}: {len(nodes)} node(s), {sum(cpus):g} CPUs, {self.gpus} "
-            f"GPUs; each batch is a task on {each}",
-            self.gpus > 0,
-        )
+class RayExecutor(RayCluster):
+    """Runs the plan's groups as Ray tasks and replays their events here; connects and
+    sizes as RayCluster (neural_style/ray_cluster.py) does."""
 
     def run(
         self,
@@ -111,13 +60,6 @@ class RayExecutor:
         dispatch = _Dispatch(self, plan, weights, listeners, controls or stopping.Controls())
         del weights
         return dispatch.run()
-
-    def close(self) -> None:
-        if self.connected:
-            import ray
-
-            ray.shutdown()
-            self.connected = False
 
 
 @dataclasses.dataclass

@@ -18,6 +18,7 @@ from typing import Any
 
 from neural_style import names
 from neural_style.errors import UserError
+from neural_style.ray_cluster import CLUSTER_INSTALL
 from neural_style.settings.values import (
     Floats,
     Ints,
@@ -43,7 +44,6 @@ OUTPUT_FORMAT_CHOICES = ("jpg", "png", "png16", "tiff16")
 STYLE_LOSS_CHOICES = ("gram", "w2", "sw")
 # Where a folder's photos run: "" in this process, "ray" as Ray tasks (gatys/ray_executor.py).
 CLUSTER_CHOICES = ("", "ray")
-CLUSTER_INSTALL = "python -m pip install -e '.[cluster]'"
 MIN_TILE_SIZE = 64  # pixels a side; smaller tiles would be mostly margin
 # The largest loss weight, alone or as ALPHA (BETA) times a content (style) layer's weight.
 # The losses are float32 and Adam squares each gradient: a square above float32's largest

@@ -1,6 +1,7 @@
 """A folder's batches stylised on a Ray cluster (CLUSTER "ray"): one network loaded per
-worker, a pool of Ray actors, as many as the cluster has room for (RayExecutor's sizing:
-a GPU each, else the smallest node's CPUs, at most 4).
+worker, a pool of Ray actors, as many as the cluster has room for (sized by
+neural_style/ray_cluster.py as for train.py: a GPU each, else the smallest node's CPUs,
+at most 4).
 
     RAY_ADDRESS=head:6379 python stylize.py --stylize_input=photos/ --cluster=ray
     python stylize.py --stylize_input=photos/ --cluster=ray     # a local cluster, started now
@@ -29,7 +30,7 @@ import numpy as np
 from neural_style import runtime
 from neural_style.errors import UserError
 from neural_style.feedforward.stylizing.batches import Batch, Results
-from neural_style.gatys.ray_executor import RayExecutor
+from neural_style.ray_cluster import RayCluster
 from neural_style.settings.network import NetworkSettings
 
 
@@ -72,7 +73,7 @@ class RayBatches:
         self.inputs = inputs  # the folder's images in reading order, for [n/total] labels
         self.numbers = {path: number for number, path in enumerate(inputs, 1)}
         self.stream = stream
-        self.cluster = RayExecutor(stream)
+        self.cluster = RayCluster(stream)
         self.pool: Any = None
         self.in_flight = 0
 
