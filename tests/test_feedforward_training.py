@@ -708,6 +708,9 @@ def test_the_distributed_step_matches_one_device(distributed_step):
     assert report["single"][1]["total"] < report["single"][0]["total"]
 
 
+# In the full suite, which has the cluster extra: without Ray, CLUSTER ray is refused as a
+# setting (test_cluster_setting.py) before train_network.py could say anything.
+@pytest.mark.slow
 def test_cluster_ray_says_in_one_line_that_it_trains_in_this_process(
     tmp_path, tiny_mat, dataset, style_image
 ):
