@@ -246,3 +246,16 @@ def main(spec_path: str) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1])
+
+
+def run_here(work_dir: Path, script: str, *args: str) -> subprocess.CompletedProcess:
+    """A script of the repository (train.py, stylize.py) with ARGS in this machine's
+    process, without a cluster: the local run a cluster run is compared with."""
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / script), *args],
+        cwd=work_dir,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "CUDA_VISIBLE_DEVICES": ""},
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )

@@ -11,15 +11,13 @@ from __future__ import annotations
 import csv
 import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.ray_cluster import run_on_cluster
-from tests.support import FEW_LAYER_FLAGS, REPO_ROOT, photo, write_image
+from tests.ray_cluster import run_here, run_on_cluster
+from tests.support import FEW_LAYER_FLAGS, photo, write_image
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -72,20 +70,8 @@ def logged_steps(path) -> list[int]:
         return [int(row["step"]) for row in csv.DictReader(log)]
 
 
-def train_here(work, *args: str) -> subprocess.CompletedProcess:
-    """train.py ARGS in this machine's process, without a cluster."""
-    return subprocess.run(
-        [sys.executable, os.path.join(REPO_ROOT, "train.py"), *args],
-        cwd=work,
-        env={**os.environ, "PYTHONPATH": REPO_ROOT, "CUDA_VISIBLE_DEVICES": ""},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
 def test_a_folder_on_two_nodes_gives_the_images_of_a_local_run(work, tiny_mat):
-    local = train_here(work, *train_args(tiny_mat, "here/r"))
+    local = run_here(work, "train.py", *train_args(tiny_mat, "here/r"))
     assert local.returncode == 0, local.stderr
     cluster = run_on_cluster(work, train_args(tiny_mat, "there/r"))
     assert cluster.code == 0, cluster.err

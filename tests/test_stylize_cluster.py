@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.ray_cluster import run_on_cluster
-from tests.support import REPO_ROOT, photo, write_image
+from tests.ray_cluster import run_here, run_on_cluster
+from tests.support import photo, write_image
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -50,19 +48,8 @@ def pixels(path) -> np.ndarray:
         return np.asarray(image.convert("RGB"), np.float32)
 
 
-def stylize_here(work, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, os.path.join(REPO_ROOT, "stylize.py"), *args],
-        cwd=work,
-        env={**os.environ, "PYTHONPATH": REPO_ROOT, "CUDA_VISIBLE_DEVICES": ""},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
 def test_a_folder_on_two_nodes_gives_the_images_of_a_local_run(work, network):
-    local = stylize_here(work, *stylize_args(network, "here"))
+    local = run_here(work, "stylize.py", *stylize_args(network, "here"))
     assert local.returncode == 0, local.stderr
     cluster = run_on_cluster(work, stylize_args(network, "there"), script="stylize.py")
     assert cluster.code == 0, cluster.err
@@ -104,7 +91,7 @@ def test_ctrl_c_keeps_every_finished_image_whole(work, network):
     # Each kept file is a whole result, said with its node, as a local run writes it.
     placed = sorted(os.path.basename(path) for *_, path in ON_NODE.findall(cluster.out))
     assert kept == placed, cluster.out
-    local = stylize_here(work, *stylize_args(network, "here"))
+    local = run_here(work, "stylize.py", *stylize_args(network, "here"))
     assert local.returncode == 0, local.stderr
     for name in kept:
         difference = np.abs(pixels(work / "there" / name) - pixels(work / "here" / name))

@@ -130,9 +130,7 @@ def _stylize_kind(
     if kind == "video":
         outputs.append(stylize_video(stylizer, settings, plan.targets[source], fit, stream))
         return {}
-    image = fit.load(source)
-    with fit.memory_guard(source, image.shape[:2]):
-        stylised = stylizer(image[np.newaxis])[0]
+    [(_, stylised)] = LocalBatches(stylizer, fit).submit([(source, fit.load(source))])
     _save(plan.targets[source], stylised)
     outputs.append(plan.targets[source])
     return {}
