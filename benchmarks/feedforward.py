@@ -7,7 +7,8 @@ Training: steps of the full network (width 32) and the VGG-19 loss network at 25
 batch 4, on one fixed random batch, so the data pipeline is left out; the first steps
 compile and warm up and are not timed. Stylising: images/content.jpg resized to 512x512,
 1024x768 and 1920x1080, through the same compiled function stylize.py uses, in float32 and
-in the precision NETWORK_PRECISION "auto" gives here (when it is another), alternated, the
+in the precision NETWORK_PRECISION "auto" gives here (when it is another), each both through
+the network's lean pass (what stylize.py uses) and through its Keras layers, alternated, the
 median of 5 runs each; and how far the two precisions' images are apart (mean absolute
 difference in grey levels, after rounding to 8 bits). --network times a trained network
 (a .keras file) instead of a freshly built one; --stylising_only leaves training out.
@@ -133,7 +134,11 @@ def time_stylising(config: dict, network: str = "") -> list[dict]:
 
     model = load_network(network) if network else build_transformer(config["width"], seed=0)
     auto = runtime.resolve_network_precision("auto", runtime.start_tensorflow().on_gpu)
-    stylizers = {name: Stylizer(model, precision=name) for name in dict.fromkeys(["float32", auto])}
+    stylizers = {}
+    for name in dict.fromkeys(["float32", auto]):
+        stylizers[name] = Stylizer(model, precision=name)
+        # The same network through its Keras layers rather than its lean pass.
+        stylizers[f"{name}, Keras layers"] = Stylizer(model, precision=name, lean=False)
     photo = images.load_image(os.path.join(REPO_ROOT, "images", "content.jpg"), "photo")
     results = []
     for size in config["sizes"]:
