@@ -277,7 +277,7 @@ def test_an_unreadable_network_file_is_reported_as_permission_denied(tiny_model,
 
 
 def test_a_network_stylises_in_bfloat16_near_float32_and_stays_float32(tmp_path):
-    from neural_style.feedforward.stylizing.stylizer import in_precision
+    from neural_style.feedforward.model import with_precision
     from neural_style.media.images import load_image, resize_image
 
     model = build_transformer(width=4, seed=7)
@@ -295,9 +295,9 @@ def test_a_network_stylises_in_bfloat16_near_float32_and_stays_float32(tmp_path)
     assert rounded.min() >= 0.0 and rounded.max() <= 255.0
     for weight, before in zip(model.get_weights(), saved, strict=True):
         np.testing.assert_array_equal(weight, before)  # the network itself is untouched
-    copy = in_precision(model, "mixed_bfloat16")
+    copy = with_precision(model, "mixed_bfloat16")
     kinds = {layer.name: layer.compute_dtype for layer in copy.layers}
     assert kinds["in_conv"] == kinds["residual1_a_pad"] == kinds["up1_resize"] == "bfloat16"
     assert kinds["in_norm"] == kinds["residual1_add"] == kinds["to_pixels"] == "float32"
     assert all(weight.dtype == np.float32 for weight in copy.get_weights())
-    assert in_precision(model, "float32") is model
+    assert with_precision(model, "float32") is model

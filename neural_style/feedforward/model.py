@@ -172,6 +172,39 @@ def build_transformer(
     return keras.Model(photos, stylised, name="style_transformer")
 
 
+# Layers a mixed-precision network keeps in float32: the instance normalisations (their
+# statistics), the residual sums, and the tanh and scalings at the ends, so that the
+# output's pixel values are not rounded to the low precision's 8 bits.
+FLOAT32_LAYERS = (
+    InstanceNormalization,
+    keras.layers.Add,
+    keras.layers.Activation,
+    keras.layers.Rescaling,
+)
+
+
+def with_precision(model: keras.Model, precision: str) -> keras.Model:
+    """`model` itself when it already computes in `precision` ("float32",
+    "mixed_bfloat16", "mixed_float16"); else a copy of it whose convolutions, paddings and
+    resizes compute in that precision (every layer in float32 for "float32"), with the
+    same float32 weights. The copy has new variables: `model` is never changed."""
+
+    def wanted(layer: keras.layers.Layer) -> str:
+        return "float32" if isinstance(layer, FLOAT32_LAYERS) else precision
+
+    if all(layer.dtype_policy.name == wanted(layer) for layer in model.layers):
+        return model
+
+    def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
+        config = layer.get_config()
+        config["dtype"] = wanted(layer)
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 class NetworkFileError(ValueError):
     """The file is not a network `load_network` can use; the message says what it is."""
 

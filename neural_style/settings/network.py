@@ -60,7 +60,7 @@ class NetworkSettings:
     network_overwrite: bool  # let a new run replace an earlier run's files in the folder
     network_seed: int  # seed for the initial weights and the data order
     network_model: str  # path of the trained .keras network that stylize.py applies
-    network_precision: str  # stylize.py's arithmetic: "auto", "float32", "mixed_bfloat16"...
+    network_precision: str  # the network's arithmetic: "auto", "float32", "mixed_bfloat16"...
     stylize_input: str  # an image, a folder of images, or a video
     stylize_output: str  # folder the stylised files are written to
     stylize_batch_size: int  # images or frames per forward pass

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from neural_style.errors import UserError
 from neural_style.feedforward.inference import LeanForward
-from neural_style.feedforward.model import InstanceNormalization, NetworkFileError, load_network
+from neural_style.feedforward.model import NetworkFileError, load_network, with_precision
 from neural_style.feedforward.stylizing.checks import NETWORK_FIX, check_network_file
 from neural_style.runtime import (
     native_stderr_silenced,
@@ -20,33 +20,6 @@ from neural_style.runtime import (
     start_tensorflow,
 )
 from neural_style.settings.network import NetworkSettings
-
-# Layers a mixed-precision copy keeps in float32: the instance normalisations (their
-# statistics), the residual sums, and the tanh and scalings at the ends, so that the
-# output's pixel values are not rounded to bfloat16's 8 bits.
-FLOAT32_LAYERS = (
-    InstanceNormalization,
-    keras.layers.Add,
-    keras.layers.Activation,
-    keras.layers.Rescaling,
-)
-
-
-def in_precision(model: keras.Model, precision: str) -> keras.Model:
-    """`model` itself for "float32"; else a copy of it whose convolutions, paddings and
-    resizes compute in `precision`'s low-precision type (mixed_bfloat16, mixed_float16),
-    with the same float32 weights. The saved network is never changed."""
-    if precision == "float32":
-        return model
-
-    def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
-        config = layer.get_config()
-        config["dtype"] = "float32" if isinstance(layer, FLOAT32_LAYERS) else precision
-        return layer.__class__.from_config(config)
-
-    copy = keras.models.clone_model(model, clone_function=clone)
-    copy.set_weights(model.get_weights())
-    return copy
 
 
 class Stylizer:
@@ -71,7 +44,7 @@ class Stylizer:
         if self.lean is not None:
             self._forward = self.lean.forward
         else:
-            computing = in_precision(model, precision)
+            computing = with_precision(model, precision)
             self._forward = tf.function(
                 lambda photos: tf.cast(computing(photos, training=False), tf.float32),
                 input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)],

@@ -59,7 +59,10 @@ def loss_weights(settings: NetworkSettings) -> losses.LossWeights:
     )
 
 
-def perceptual_loss(settings: NetworkSettings, style: np.ndarray, weights: str) -> PerceptualLoss:
-    """The loss network from the .mat file `weights`, with `style`'s Gram matrices."""
-    vgg = VGG19.from_mat(weights, pooling=settings.pooling)
+def perceptual_loss(
+    settings: NetworkSettings, style: np.ndarray, weights: str, precision: str = "float32"
+) -> PerceptualLoss:
+    """The loss network from the .mat file `weights`, with `style`'s Gram matrices, its
+    convolutions in `precision` (the Grams and losses stay float32)."""
+    vgg = VGG19.from_mat(weights, pooling=settings.pooling, precision=precision)
     return PerceptualLoss(vgg, style, loss_weights(settings))

@@ -46,7 +46,12 @@ from neural_style.feedforward.training.run_folder import claimed_output
 from neural_style.feedforward.training.run_inputs import read_inputs
 from neural_style.feedforward.training.saving import Saver
 from neural_style.feedforward.training.session import TrainingObserver, TrainingSession, TrainResult
-from neural_style.feedforward.training.trainer import build_trainer, choose_strategy, is_chief
+from neural_style.feedforward.training.trainer import (
+    build_trainer,
+    choose_strategy,
+    is_chief,
+    training_precision,
+)
 from neural_style.runtime import start_tensorflow
 from neural_style.settings.network import NetworkSettings
 from neural_style.vgg.weights_file import resolve_weights_path
@@ -80,8 +85,12 @@ def train_network(
     record = settings_record(settings, inputs.style_sha256)
     with claimed_output(settings, is_chief(strategy), record) as folder:
         weights_path = resolve_weights_path(settings.vgg_model_path, stream)
-        print(start_tensorflow().description, file=stream, flush=True)
-        trainer = build_trainer(settings, strategy, inputs.style, weights_path)
+        machine = start_tensorflow()
+        precision, note = training_precision(settings.network_precision, machine.on_gpu)
+        print(f"{machine.description}; training in {precision}", file=stream, flush=True)
+        if note:
+            print(note, file=stream, flush=True)
+        trainer = build_trainer(settings, strategy, inputs.style, weights_path, precision)
         saver = Saver(trainer, folder, {**record, "vgg_weights_used": weights_path})
         first_step = 0
         if settings.network_resume:

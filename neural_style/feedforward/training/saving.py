@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from neural_style import files
 from neural_style.errors import UserError, one_line, setting_fix
+from neural_style.feedforward.model import with_precision
 from neural_style.feedforward.training.run_files import (
     MODEL_NAME,
     OUTPUT_SETTING,
@@ -105,7 +106,9 @@ class Saver:
         if self.folder.chief:
             with output_errors(self.model_path):
                 record = {**self.record, "steps_trained": step}
-                save_network(self.trainer.model, self.model_path, record)
+                # Saved as a float32 network whatever it trained in: the file's format
+                # does not depend on the precision.
+                save_network(with_precision(self.trainer.model, "float32"), self.model_path, record)
         self.saved_step = step
 
 

@@ -21,11 +21,11 @@ import tensorflow as tf
 
 from neural_style import stopping
 from neural_style.errors import UserError
-from neural_style.feedforward.model import build_transformer
+from neural_style.feedforward.model import build_transformer, with_precision
 from neural_style.feedforward.training.cluster import read_cluster
 from neural_style.feedforward.training.loss import PerceptualLoss, perceptual_loss
 from neural_style.feedforward.training.temporal import random_transforms, synthetic_motion_loss
-from neural_style.runtime import native_stderr_silenced
+from neural_style.runtime import native_stderr_silenced, resolve_network_precision
 from neural_style.settings.network import NetworkSettings
 
 
@@ -90,7 +90,10 @@ class Trainer:
 
     It enters `strategy.scope()` itself to create the network and the optimiser, so their
     variables are mirrored on every replica. With `temporal_weight` above 0 each step also
-    adds the synthetic-motion temporal loss (temporal.py) times that weight.
+    adds the synthetic-motion temporal loss (temporal.py) times that weight. With
+    `precision` "mixed_bfloat16" the network's convolutions compute in bfloat16 (its
+    weights, instance normalisations, residual sums and Adam stay float32), as the loss
+    network's do when `loss` was made in that precision.
     """
 
     def __init__(
@@ -103,6 +106,7 @@ class Trainer:
         global_batch_size: int,
         seed: int,
         temporal_weight: float = 0.0,
+        precision: str = "float32",
     ):
         replicas = strategy.num_replicas_in_sync
         if global_batch_size % replicas:
@@ -117,7 +121,7 @@ class Trainer:
         self.seed = seed
         self.temporal_weight = float(temporal_weight)
         with strategy.scope():
-            self.model = build_transformer(width=width, seed=seed)
+            self.model = with_precision(build_transformer(width=width, seed=seed), precision)
             self.optimizer = keras.optimizers.Adam(learning_rate)
             self.optimizer.build(self.model.trainable_variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
@@ -214,15 +218,36 @@ class Trainer:
 
 
 def build_trainer(
-    settings: NetworkSettings, strategy: tf.distribute.Strategy, style: np.ndarray, weights: str
+    settings: NetworkSettings,
+    strategy: tf.distribute.Strategy,
+    style: np.ndarray,
+    weights: str,
+    precision: str = "float32",
 ) -> Trainer:
-    """The loss network from the .mat file `weights`, the style's Grams, and the Trainer."""
+    """The loss network from the .mat file `weights`, the style's Grams, and the Trainer,
+    both computing in `precision` (see training_precision)."""
     return Trainer(
         strategy,
-        perceptual_loss(settings, style, weights),
+        perceptual_loss(settings, style, weights, precision),
         width=settings.network_width,
         learning_rate=settings.network_learning_rate,
         global_batch_size=settings.network_batch_size,
         seed=settings.network_seed,
         temporal_weight=settings.network_temporal_weight,
+        precision=precision,
     )
+
+
+def training_precision(setting: str, on_gpu: bool) -> tuple[str, str]:
+    """(the precision train_network.py trains in, a note for the user or ""), from
+    NETWORK_PRECISION: as stylize.py resolves it, except that mixed float16 trains in
+    float32, as it would need loss scaling, which training does not have (and no GPU was
+    at hand to measure it)."""
+    precision = resolve_network_precision(setting, on_gpu)
+    if precision != "mixed_float16":
+        return precision, ""
+    note = (
+        "note: train_network.py trains in float32 on a GPU; NETWORK_PRECISION's mixed "
+        "float16 is for stylize.py"
+    )
+    return "float32", note
