@@ -4,8 +4,11 @@
     python benchmarks/feedforward.py --quick    # tiny sizes, a smoke run (under a minute)
 
 Training: steps of the full network (width 32) and the VGG-19 loss network at 256x256,
-batch 4, on one fixed random batch, so the data pipeline is left out; the first steps
-compile and warm up and are not timed. Stylising: images/content.jpg resized to 512x512,
+batch 4, in float32 and in the precision NETWORK_PRECISION "auto" gives here, alternated, on
+one fixed batch of crops of images/content.jpg, so the data pipeline is left out; the first
+steps compile and warm up and are not timed. --compare_steps N also trains each precision N
+steps at 128x128 from the same weights on the same batch and prints its loss at steps 1,
+10, 100, ... and N. Stylising: images/content.jpg resized to 512x512,
 1024x768 and 1920x1080, through the same compiled function stylize.py uses, in float32 and
 in the precision NETWORK_PRECISION "auto" gives here (when it is another), each both through
 the network's lean pass (what stylize.py uses) and through its Keras layers, alternated, the
@@ -55,6 +58,7 @@ FULL = {
     "train_size": 256,
     "batch": 4,
     "train_steps": 4,
+    "compare_size": 128,
     "sizes": ((512, 512), (768, 1024), (1080, 1920)),
 }
 QUICK = {
@@ -63,6 +67,7 @@ QUICK = {
     "train_size": 64,
     "batch": 2,
     "train_steps": 3,
+    "compare_size": 64,
     "sizes": ((128, 128), (96, 128)),
 }
 ROUNDS = 5  # timed runs of each precision at each size, alternated
@@ -78,19 +83,25 @@ def peer_installed() -> bool:
     return importlib.util.find_spec(PEER) is not None
 
 
-def time_training(config: dict, weights_path: str) -> dict:
+def _trainer(config: dict, weights_path: str, precision: str, size: int):
+    """A Trainer of the full network and its fixed batch of `size` px crops of the repo's
+    photos, computing in `precision`."""
     import numpy as np
     import tensorflow as tf
 
     from neural_style.feedforward.training.loss import PerceptualLoss
     from neural_style.feedforward.training.trainer import Trainer
     from neural_style.losses.gatys import LossWeights
+    from neural_style.media import images
     from neural_style.vgg.network import VGG19
 
-    rng = np.random.default_rng(0)
-    size, batch = config["train_size"], config["batch"]
-    photos = rng.uniform(0, 255, (batch, size, size, 3)).astype(np.float32)
-    style = rng.uniform(0, 255, (size, size, 3)).astype(np.float32)
+    def picture(name: str, height: int, width: int):
+        photo = images.load_image(os.path.join(REPO_ROOT, "images", name), "photo")
+        return images.resize_image(photo, (height, width))
+
+    wide = picture("content.jpg", size, size * config["batch"])
+    photos = np.stack(np.split(wide, config["batch"], axis=1))
+    style = picture("style.jpg", size, size)
     weights = LossWeights(
         content_layers=(("relu2_2", 1.0),),
         style_layers=tuple((name, 0.25) for name in ("relu1_2", "relu2_2", "relu3_3", "relu4_3")),
@@ -98,30 +109,69 @@ def time_training(config: dict, weights_path: str) -> dict:
         beta=500.0,
         tv_weight=1e-3,
     )
-    loss = PerceptualLoss(VGG19.from_mat(weights_path), style, weights)
+    vgg = VGG19.from_mat(weights_path)  # float32, as train_network.py has it
     strategy = tf.distribute.MirroredStrategy()
     trainer = Trainer(
         strategy,
-        loss,
+        PerceptualLoss(vgg, style, weights),
         width=config["width"],
         learning_rate=1e-3,
-        global_batch_size=batch,
+        global_batch_size=config["batch"],
         seed=0,
+        precision=precision,
     )
-    distributed = trainer.distribute_batch(photos)
-    for _ in range(2):  # compile, then one step to settle the allocators
-        trainer.distributed_step(distributed)["total"].numpy()
-    started = time.perf_counter()
-    for _ in range(config["train_steps"]):
-        trainer.distributed_step(distributed)["total"].numpy()
-    seconds = (time.perf_counter() - started) / config["train_steps"]
-    return {
-        "image_size": size,
-        "batch_size": batch,
-        "replicas": strategy.num_replicas_in_sync,
-        "seconds_per_step": round(seconds, 4),
-        "images_per_second": round(batch / seconds, 3),
+    return trainer, trainer.distribute_batch(photos)
+
+
+def time_training(config: dict, weights_path: str, compare_steps: int = 0) -> dict:
+    """Seconds per step in float32 and in the auto precision, alternated; with
+    `compare_steps`, both precisions' losses over that many steps from the same weights."""
+    auto = runtime.resolve_network_precision("auto", runtime.start_tensorflow().on_gpu)
+    auto = "float32" if auto == "mixed_float16" else auto  # as train_network.py does
+    size = config["train_size"]
+    runs = {
+        precision: _trainer(config, weights_path, precision, size)
+        for precision in dict.fromkeys(["float32", auto])
     }
+    for trainer, batch in runs.values():
+        for _ in range(2):  # compile, then one step to settle the allocators
+            trainer.distributed_step(batch)["total"].numpy()
+    times: dict[str, list[float]] = {precision: [] for precision in runs}
+    for _ in range(config["train_steps"]):
+        for precision, (trainer, batch) in runs.items():
+            started = time.perf_counter()
+            trainer.distributed_step(batch)["total"].numpy()
+            times[precision].append(time.perf_counter() - started)
+    result = {
+        "image_size": size,
+        "batch_size": config["batch"],
+        "seconds_per_step": {
+            precision: round(statistics.median(each), 4) for precision, each in times.items()
+        },
+    }
+    if compare_steps:
+        result["compared"] = compare_training(config, weights_path, list(runs), compare_steps)
+    return result
+
+
+def compare_training(config: dict, weights_path: str, precisions: list, steps: int) -> dict:
+    """Each precision's total loss at steps 1, 10, 100, ... and `steps`, training the same
+    network from the same weights on the same batch (at compare_size px)."""
+    size = config["compare_size"]
+    marks = sorted({1, steps, *(10**power for power in range(1, 6) if 10**power < steps)})
+    losses: dict[str, dict[int, float]] = {}
+    for precision in precisions:
+        trainer, batch = _trainer(config, weights_path, precision, size)
+        started = time.perf_counter()
+        seen = {}
+        for step in range(1, steps + 1):
+            total = float(trainer.distributed_step(batch)["total"].numpy())
+            if step in marks:
+                seen[step] = round(total, 2)
+                print(f"training {precision} {size}px: step {step} loss {total:.1f}", flush=True)
+        seconds = round(time.perf_counter() - started, 1)
+        losses[precision] = {"total_at_step": seen, "seconds": seconds}
+    return {"image_size": size, "steps": steps, "runs": losses}
 
 
 def time_stylising(config: dict, network: str = "") -> list[dict]:
@@ -316,6 +366,12 @@ def main() -> None:
     )
     parser.add_argument("--stylising_only", action="store_true", help="leave training out")
     parser.add_argument(
+        "--compare_steps",
+        type=int,
+        default=0,
+        help="train float32 and the auto precision this many steps each and compare losses",
+    )
+    parser.add_argument(
         "--no_processes", action="store_true", help="leave the whole-process times out"
     )
     arguments = parser.parse_args()
@@ -326,7 +382,11 @@ def main() -> None:
     device = runtime.start_tensorflow().description
     weights_path = weights_file.resolve_weights_path(DEFAULT_VGG_MODEL_PATH, io.StringIO())
 
-    training = None if arguments.stylising_only else time_training(config, weights_path)
+    training = (
+        None
+        if arguments.stylising_only
+        else time_training(config, weights_path, arguments.compare_steps)
+    )
     stylising = time_stylising(config, arguments.network)
     processes = None
     if not arguments.no_processes:
@@ -353,9 +413,10 @@ def main() -> None:
     if training:
         print(
             f"training  {training['image_size']}x{training['image_size']}, batch "
-            f"{training['batch_size']}: {training['images_per_second']} images/s "
-            f"({training['seconds_per_step']} s/step)"
+            f"{training['batch_size']}: {training['seconds_per_step']} s/step"
         )
+        for precision, run in training.get("compared", {}).get("runs", {}).items():
+            print(f"  {precision}: total loss at step {run['total_at_step']}, {run['seconds']} s")
     for row in stylising:
         print(
             f"stylising {row['size']}: {row['ms_per_image']} ms/image, "

@@ -92,8 +92,7 @@ class Trainer:
     variables are mirrored on every replica. With `temporal_weight` above 0 each step also
     adds the synthetic-motion temporal loss (temporal.py) times that weight. With
     `precision` "mixed_bfloat16" the network's convolutions compute in bfloat16 (its
-    weights, instance normalisations, residual sums and Adam stay float32), as the loss
-    network's do when `loss` was made in that precision.
+    weights, instance normalisations, residual sums and Adam stay float32).
     """
 
     def __init__(
@@ -225,10 +224,12 @@ def build_trainer(
     precision: str = "float32",
 ) -> Trainer:
     """The loss network from the .mat file `weights`, the style's Grams, and the Trainer,
-    both computing in `precision` (see training_precision)."""
+    whose network computes in `precision` (see training_precision). The loss network stays
+    in float32: in bfloat16 its rounding stops the loss falling (at 128 px, 500 steps, a
+    loss of 2737 against float32's 1223; benchmarks/feedforward.py --compare_steps)."""
     return Trainer(
         strategy,
-        perceptual_loss(settings, style, weights, precision),
+        perceptual_loss(settings, style, weights),
         width=settings.network_width,
         learning_rate=settings.network_learning_rate,
         global_batch_size=settings.network_batch_size,
