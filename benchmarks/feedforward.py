@@ -8,11 +8,12 @@ batch 4, in float32 and in the precision NETWORK_PRECISION "auto" gives here, al
 one fixed batch of crops of images/content.jpg, so the data pipeline is left out; the first
 steps compile and warm up and are not timed. --compare_steps N also trains each precision N
 steps at 128x128 from the same weights on the same batch and prints its loss at steps 1,
-10, 100, ... and N. Stylising: images/content.jpg resized to 512x512,
-1024x768 and 1920x1080, through the same compiled function stylize.py uses, in float32 and
-in the precision NETWORK_PRECISION "auto" gives here (when it is another), each both through
-the network's lean pass (what stylize.py uses) and through its Keras layers, alternated, the
-median of 5 runs each; and how far the two precisions' images are apart (mean absolute
+10, 100, ... and N, and the mean of its last 50 steps.
+
+Stylising: images/content.jpg resized to 512x512, 1024x768 and 1920x1080, through the
+same compiled function stylize.py uses, in float32 and in the precision NETWORK_PRECISION
+"auto" gives here (when it is another), each both through the network's lean pass (what
+stylize.py uses) and through its Keras layers, alternated, the median of 5 runs each; and how far the two precisions' images are apart (mean absolute
 difference in grey levels, after rounding to 8 bits). --network times a trained network
 (a .keras file) instead of a freshly built one; --stylising_only leaves training out.
 
@@ -70,6 +71,7 @@ QUICK = {
     "compare_size": 64,
     "sizes": ((128, 128), (96, 128)),
 }
+LAST_STEPS = 50  # --compare_steps: the steps whose mean loss is compared
 ROUNDS = 5  # timed runs of each precision at each size, alternated
 PROCESS_ROUNDS = 3  # timed runs of each whole-process command, alternated
 FOLDER_PHOTOS = 6  # photos of the folder the whole processes stylise
@@ -163,14 +165,21 @@ def compare_training(config: dict, weights_path: str, precisions: list, steps: i
     for precision in precisions:
         trainer, batch = _trainer(config, weights_path, precision, size)
         started = time.perf_counter()
-        seen = {}
+        seen, last = {}, []
         for step in range(1, steps + 1):
             total = float(trainer.distributed_step(batch)["total"].numpy())
+            last = [*last, total][-LAST_STEPS:]
             if step in marks:
                 seen[step] = round(total, 2)
                 print(f"training {precision} {size}px: step {step} loss {total:.1f}", flush=True)
-        seconds = round(time.perf_counter() - started, 1)
-        losses[precision] = {"total_at_step": seen, "seconds": seconds}
+        losses[precision] = {
+            "total_at_step": seen,
+            # A single step's loss swings by tens of percent from run to run of the same
+            # precision (TensorFlow's thread pools sum in varying order); the mean of the
+            # last steps is steadier.
+            f"mean_of_last_{LAST_STEPS}": round(statistics.fmean(last), 2),
+            "seconds": round(time.perf_counter() - started, 1),
+        }
     return {"image_size": size, "steps": steps, "runs": losses}
 
 
