@@ -182,7 +182,7 @@ STYLIZE_BATCH_SIZE = 4
 STYLIZE_MAX_SIZE = 0
 # Keep each input's colours and take only the brightness from the network's output.
 STYLIZE_PRESERVE_COLORS = False
-# The network's arithmetic: auto (bfloat16 on CPUs that have it), float32, mixed_bfloat16.
+# The network's arithmetic: float32, mixed_bfloat16, auto (stylize.py: bfloat16 if the CPU has it).
 NETWORK_PRECISION = "auto"
 # Video: 0..1 of the previous output, moved by optical flow, blended into each frame (0 = off).
 STYLIZE_VIDEO_BLEND = 0.0

@@ -13,8 +13,9 @@ steps at 128x128 from the same weights on the same batch and prints its loss at 
 Stylising: images/content.jpg resized to 512x512, 1024x768 and 1920x1080, through the
 same compiled function stylize.py uses, in float32 and in the precision NETWORK_PRECISION
 "auto" gives here (when it is another), each both through the network's lean pass (what
-stylize.py uses) and through its Keras layers, alternated, the median of 5 runs each; and how far the two precisions' images are apart (mean absolute
-difference in grey levels, after rounding to 8 bits). --network times a trained network
+stylize.py uses) and through its Keras layers, alternated, the median of 5 runs each; and
+how far the two precisions' images are apart (mean absolute difference in grey levels,
+after rounding to 8 bits). --network times a trained network
 (a .keras file) instead of a freshly built one; --stylising_only leaves training out.
 
 Whole processes: `python stylize.py` on one photo and on a folder of FOLDER_PHOTOS photos
