@@ -30,8 +30,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from neural_style.feedforward.model import RESIDUAL_BLOCKS
-
 # The Keras mixed-precision policies a network is stylised in, to their computing dtype.
 _COMPUTE_DTYPES = {
     "float32": tf.float32,
@@ -42,42 +40,46 @@ _EPSILON = 1e-5  # InstanceNormalization's default, which train_network.py keeps
 _OUT_KERNEL = 9  # the first and the last conv's size
 
 
-def _layer_plan(width: int, blocks: int) -> list[tuple[str, tuple[tuple[int, ...], ...]]]:
-    """(name, weight shapes) of every layer with weights in `build_transformer(width,
-    blocks)`, in order."""
+def _layer_plan(width: int, blocks: int) -> list[tuple]:
+    """(name, weight shapes, strides) of every layer with weights in
+    `build_transformer(width, blocks)`, in order (strides None for a norm)."""
     plan = []
 
-    def conv(name: str, size: int, channels_in: int, channels_out: int, norm: bool = True):
-        plan.append((f"{name}_conv", ((size, size, channels_in, channels_out),)))
-        if norm:
-            plan.append((f"{name}_norm", ((channels_out,), (channels_out,))))
+    def conv(name: str, size: int, channels: tuple[int, int], stride: int = 1):
+        channels_in, channels_out = channels
+        plan.append((f"{name}_conv", ((size, size, channels_in, channels_out),), (stride,) * 2))
+        plan.append((f"{name}_norm", ((channels_out,), (channels_out,)), None))
 
-    conv("in", _OUT_KERNEL, 3, width)
-    conv("down1", 3, width, 2 * width)
-    conv("down2", 3, 2 * width, 4 * width)
+    conv("in", _OUT_KERNEL, (3, width))
+    conv("down1", 3, (width, 2 * width), stride=2)
+    conv("down2", 3, (2 * width, 4 * width), stride=2)
     for index in range(1, blocks + 1):
-        conv(f"residual{index}_a", 3, 4 * width, 4 * width)
-        conv(f"residual{index}_b", 3, 4 * width, 4 * width)
-    conv("up1", 3, 4 * width, 2 * width)
-    conv("up2", 3, 2 * width, width)
-    plan.append(("out_conv", ((_OUT_KERNEL, _OUT_KERNEL, width, 3), (3,))))
+        conv(f"residual{index}_a", 3, (4 * width, 4 * width))
+        conv(f"residual{index}_b", 3, (4 * width, 4 * width))
+    conv("up1", 3, (4 * width, 2 * width))
+    conv("up2", 3, (2 * width, width))
+    plan.append(("out_conv", ((_OUT_KERNEL, _OUT_KERNEL, width, 3), (3,)), (1, 1)))
     return plan
 
 
 def _weights_by_layer(model: keras.Model) -> dict[str, list[np.ndarray]] | None:
-    """Each layer's weights by name when `model` is a network of model.py (the layers,
-    their order and their shapes), else None."""
+    """Each layer's weights by name when `model` is a network of model.py (its layers with
+    weights, their order, shapes and strides, and its two resizes), else None."""
     weighted = [layer for layer in model.layers if layer.weights]
     first = weighted[0] if weighted else None
     if first is None or first.name != "in_conv" or len(first.weights[0].shape) != 4:
         return None
     width = int(first.weights[0].shape[-1])
     blocks = sum(1 for layer in model.layers if layer.name.endswith("_add"))
-    names = [layer.name for layer in model.layers]
-    if "up1_resize" not in names or "up2_resize" not in names or blocks > 4 * RESIDUAL_BLOCKS:
+    names = {layer.name for layer in model.layers}
+    if not {"up1_resize", "up2_resize"} <= names:
         return None
     found = [
-        (layer.name, tuple(tuple(int(d) for d in w.shape) for w in layer.weights))
+        (
+            layer.name,
+            tuple(tuple(int(d) for d in w.shape) for w in layer.weights),
+            tuple(layer.strides) if hasattr(layer, "strides") else None,
+        )
         for layer in weighted
     ]
     if found != _layer_plan(width, blocks):

@@ -242,10 +242,11 @@ def build_trainer(
 def training_precision(setting: str, on_gpu: bool) -> tuple[str, str]:
     """(the precision train_network.py trains in, a note for the user or ""), from
     NETWORK_PRECISION. Only an explicit mixed_bfloat16 trains in bfloat16 (1.2x faster a
-    step on the AMD EPYC of this work, the loss network staying float32): "auto" trains in float32 until bfloat16's losses
-    are shown to follow float32's over hundreds of steps, which their run-to-run swings
-    have not yet allowed (docs/performance.md). Mixed float16 trains in float32 too, as it
-    would need loss scaling, which training does not have (and no GPU was at hand)."""
+    step on the AMD EPYC of this work, the loss network staying float32): "auto" trains in
+    float32 until bfloat16's losses are shown to follow float32's over hundreds of steps,
+    which their run-to-run swings have not yet allowed (docs/performance.md). Mixed float16
+    trains in float32 too, as it would need loss scaling, which training does not have (and
+    no GPU was at hand)."""
     resolve_network_precision(setting, on_gpu)  # refuses mixed_float16 without a GPU
     if setting == "mixed_bfloat16":
         return setting, ""
