@@ -155,9 +155,17 @@ class LeanForward:
         out_kernel, out_bias = weights["out_conv"]
         self._out_kernel = constant(block_kernel(out_kernel))
         self._out_bias = constant(out_bias, tf.float32)
-        self.forward = tf.function(
-            self._forward, input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)]
-        )
+        # One compiled pass for photos whose sides are multiples of 4, where every
+        # upsampling is exactly twice (its phases), and one for any other size; each is
+        # traced when first used, for any such size.
+        one_photo = [tf.TensorSpec([1, None, None, 3], tf.float32)]
+        self._passes = {
+            phased: tf.function(
+                lambda photo, phased=phased: self._stylised(photo, phased),
+                input_signature=one_photo,
+            )
+            for phased in (True, False)
+        }
 
     @classmethod
     def of(cls, model: keras.Model, precision: str) -> LeanForward | None:
@@ -171,16 +179,17 @@ class LeanForward:
     def __call__(self, photos) -> tf.Tensor:
         return self.forward(photos)
 
-    def _forward(self, photos: tf.Tensor) -> tf.Tensor:
-        # One image at a time: instance normalisation is then the fused batch norm.
-        return tf.map_fn(
-            lambda photo: self._stylised(photo[tf.newaxis])[0],
-            photos,
-            fn_output_signature=tf.TensorSpec([None, None, 3], tf.float32),
-        )
+    def forward(self, photos) -> tf.Tensor:
+        """[B, H, W, 3] float32 0..255 -> the same, an image at a time: instance
+        normalisation is then the fused batch normalisation of one image."""
+        photos = tf.convert_to_tensor(photos, tf.float32)
+        batch, height, width = photos.shape[:3]
+        compiled = self._passes[height % 4 == 0 and width % 4 == 0]
+        return tf.concat([compiled(photos[index : index + 1]) for index in range(batch)], 0)
 
-    def _stylised(self, photo: tf.Tensor) -> tf.Tensor:
-        """[1, H, W, 3] float32 0..255 -> the same."""
+    def _stylised(self, photo: tf.Tensor, phased: bool) -> tf.Tensor:
+        """[1, H, W, 3] float32 0..255 -> the same; `phased` when H and W are multiples of
+        4 (see _upsampled_conv)."""
         x = tf.cast(photo * (1 / 127.5) - 1.0, self.dtype)
         full = self._normalised(self._conv(x, "in", _OUT_KERNEL, 1), "in")
         half = self._normalised(self._conv(full, "down1", 3, 2), "down1")
@@ -192,8 +201,8 @@ class LeanForward:
             inner = self._conv(tf.cast(stream, self.dtype), f"{name}_a", 3, 1)
             inner = self._conv(self._normalised(inner, f"{name}_a"), f"{name}_b", 3, 1)
             stream += self._normalised(inner, f"{name}_b", relu=False)
-        x = self._upsampled_conv(tf.cast(stream, self.dtype), half, "up1")
-        x = self._upsampled_conv(self._normalised(x, "up1"), full, "up2")
+        x = self._upsampled_conv(tf.cast(stream, self.dtype), half, "up1", phased)
+        x = self._upsampled_conv(self._normalised(x, "up1"), full, "up2", phased)
         x = self._out_conv(self._normalised(x, "up2"))
         return (tf.tanh(x + self._out_bias) + 1.0) * 127.5
 
@@ -221,17 +230,16 @@ class LeanForward:
         )[0]
         return tf.nn.relu(normalised) if relu else normalised
 
-    def _upsampled_conv(self, small: tf.Tensor, reference: tf.Tensor, name: str) -> tf.Tensor:
-        """The nearest upsample of `small` to `reference`'s size, padded and convolved, in
-        one 2x2 conv when the size is exactly twice, else as the Keras layers do it."""
+    def _upsampled_conv(
+        self, small: tf.Tensor, reference: tf.Tensor, name: str, phased: bool
+    ) -> tf.Tensor:
+        """The nearest upsample of `small` to `reference`'s size, padded and convolved: in
+        one 2x2 conv when `phased` (the size is then exactly twice: a photo's sides that
+        are multiples of 4 are halved twice exactly), else as the Keras layers do it."""
+        if phased:
+            return self._phased_conv(small, name)
         size = tf.shape(reference)[1:3]
-        small_size = tf.shape(small)[1:3]
-        twice = tf.reduce_all(tf.equal(size, 2 * small_size))
-        return tf.cond(
-            twice,
-            lambda: self._phased_conv(small, name),
-            lambda: self._conv(tf.image.resize(small, size, method="nearest"), name, 3, 1),
-        )
+        return self._conv(tf.image.resize(small, size, method="nearest"), name, 3, 1)
 
     def _phased_conv(self, small: tf.Tensor, name: str) -> tf.Tensor:
         kernel = self._upsample_kernels[name]
