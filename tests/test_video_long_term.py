@@ -100,7 +100,7 @@ def test_what_a_block_hides_for_two_frames_comes_back_as_it_was(tmp_path, tiny_m
 def test_a_resume_that_needs_frames_four_back_makes_the_straight_runs_frames(
     tmp_path, tiny_mat, image_pair
 ):
-    clip = hidden_clip(tmp_path / "hidden.mp4", frames=6, hidden=(2, 3, 4))
+    clip = hidden_clip(tmp_path / "hidden.mp4", frames=8, hidden=(3, 4, 5))
     straight = settings_for(tmp_path, tiny_mat, image_pair, clip, "straight")
     run.stylize(straight, io.StringIO())
     settings = settings_for(tmp_path, tiny_mat, image_pair, clip, "stopped")
@@ -112,8 +112,11 @@ def test_a_resume_that_needs_frames_four_back_makes_the_straight_runs_frames(
     stream = io.StringIO()
     run.stylize(Settings(**{**settings.__dict__, "resume": True}), stream)
     assert "from frame 6 (resumed)" in stream.getvalue()
-    # Frame 6 is held to frames 5, 4 and 2, all read back from their PNGs.
-    for index in range(6):
+    # Frame 6 is held to frames 5, 4 and 2, all read back from their PNGs. Frame 7 shows the
+    # street under the block again and holds it to frame 3, the nearest that showed it, which
+    # frame 6 does not look back to: it must be read back too. The steps each pixel has had
+    # (how firmly it is held) are replayed from the content frames.
+    for index in range(8):
         expected = Path(OutputNames(straight.output_image).frame(index)).read_bytes()
         assert Path(names.frame(index)).read_bytes() == expected, index
 

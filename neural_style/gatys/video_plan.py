@@ -129,10 +129,13 @@ def plan_video(
 def _finished_history(
     names: OutputNames, first: int, offsets: tuple[int, ...], size: tuple[int, int]
 ) -> dict[int, np.ndarray]:
-    """The finished frames that frame `first` is held to, {index: float32 [H, W, 3]}, read
+    """The finished frames that frames from `first` on are held to (the TEMPORAL_FRAMES
+    before it), {index: float32 [H, W, 3]}, read
     from their PNGs; a UserError if one is of another size than this run's."""
     history = {}
-    for index in sorted({first - offset for offset in offsets if first - offset >= 0}):
+    # Every frame within reach, not only those `first` looks back to: frame first + 1 looks
+    # back to first + 1 - offset, which may be none of them.
+    for index in range(max(0, first - max(offsets)), first):
         frame = images.load_image(names.frame(index), "OUTPUT_IMAGE")
         if frame.shape[:2] != size:
             raise UserError(

@@ -8,8 +8,9 @@ Frame t is held to each earlier frame t-k of TEMPORAL_FRAMES (1, 2, 4: Ruder et 
 long-term consistency), each moved onto frame t by the optical flow between the original
 frames at the output size (media/flow.py), and each only where its flow is trusted and no
 nearer frame covers the pixel. Pixels no earlier frame covers (disocclusions, motion
-boundaries, and flow that carries the wrong content there) are new: they start as the first
-frame did (INIT, NOISE) and get no temporal constraint. The earlier results are taken as
+boundaries, and flow that carries the wrong content there) are new: they start from the
+photo shifted by the style's change of the covered pixels around them (flow.styled_fill)
+and get no temporal constraint. The earlier results are taken as
 their PNGs hold them (8-bit), so that a resumed run continues exactly as a straight one.
 """
 
@@ -128,10 +129,11 @@ class VideoRun:
             target += share[..., None] * anchor.warped
         start = None
         if self.settings.frame_init == "warped":
-            # What no earlier frame covers is new: it starts as a first frame does (INIT and
-            # NOISE), since the bare photo, flat where the picture is, takes more than
-            # FRAME_STEPS to gain any style and stays pale.
-            fresh = self.runner.pipeline.start_image(content)
+            # What no earlier frame covers is new. It starts from the photo shifted by how the
+            # style changed the covered pixels around it (flow.styled_fill): neither the bare
+            # photo, which stays flat and pale in FRAME_STEPS, nor INIT and NOISE, whose grain
+            # FRAME_STEPS do not clear once the rest of the frame already has the style.
+            fresh = flow.styled_fill(content, target, mask)
             start = target + (1.0 - mask[..., None]) * fresh
         return FrameLink(start, target, mask, self.settings.temporal_weight)
 
