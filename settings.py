@@ -107,7 +107,8 @@ FLOW_PRESET = "medium"
 
 # --- Cluster (python -m pip install -e '.[cluster]') ---
 
-# "": this process; "ray": train.py's batches, stylize.py's folder on RAY_ADDRESS's or a local Ray.
+# "": this process; "ray": train.py's batches, stylize.py's folder, train_network.py's workers
+# (Ray Train) on RAY_ADDRESS's or a local Ray cluster.
 CLUSTER = ""
 
 # --- Live view in the browser (python -m pip install -e '.[web]') ---
