@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from tests.ray_cluster import run_here, run_on_cluster
-from tests.support import photo, write_image
+from tests.support import pattern_clip, photo, streams, write_image
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -96,3 +96,38 @@ def test_ctrl_c_keeps_every_finished_image_whole(work, network):
     for name in kept:
         difference = np.abs(pixels(work / "there" / name) - pixels(work / "here" / name))
         assert difference.mean() < 0.5, name
+
+
+def clip_frames(path) -> np.ndarray:
+    """Every frame of the clip at `path`, [N, H, W, 3] float32."""
+    from neural_style.media import video_io
+
+    info = video_io.probe(str(path), "STYLIZE_INPUT")
+    with video_io.read_frames(info) as frames:
+        return np.stack([np.asarray(frame, np.float32) for frame in frames])
+
+
+def test_a_clip_on_two_nodes_gives_the_frames_of_a_local_run(work, network):
+    # 12 frames in batches of one: the frames go to both workers, come back in any order,
+    # and must be written in the clip's order, with its audio, under a local run's name.
+    pattern_clip(work / "clip.mp4", frames=12, rate=12, size="48x36", audio_seconds=1)
+    args = [f"--network_model={network}", "--stylize_input=clip.mp4", "--stylize_batch_size=1"]
+    args += ["--network_precision=float32"]
+    local = run_here(work, "stylize.py", *args, "--stylize_output=here")
+    assert local.returncode == 0, local.stderr
+    cluster = run_on_cluster(work, [*args, "--stylize_output=there"], script="stylize.py")
+    assert cluster.code == 0, cluster.err
+    assert os.listdir(work / "there") == os.listdir(work / "here") == ["clip.mp4"]
+    assert streams(work / "there" / "clip.mp4") == ["Video", "Audio"]
+    here, there = clip_frames(work / "here" / "clip.mp4"), clip_frames(work / "there" / "clip.mp4")
+    assert there.shape == here.shape and len(here) == 12
+    for number, (mine, theirs) in enumerate(zip(here, there, strict=True), 1):
+        assert np.abs(theirs - mine).mean() < 0.5, f"frame {number}"
+    # Both nodes stylised frames, and every frame was counted once.
+    tally = re.search(r"^frames stylised on the cluster: (.*)$", cluster.out, re.M)
+    assert tally, cluster.out
+    counts = dict(
+        (node, int(count)) for count, node in re.findall(r"(\d+) on node \S+ \((\w+)\)", tally[1])
+    )
+    assert len(counts) == 2 and sum(counts.values()) == 12, tally[0]
+    assert cluster.second_node[:8] in counts

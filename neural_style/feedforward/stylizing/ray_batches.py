@@ -66,16 +66,22 @@ def _with_model(settings: NetworkSettings, path: str) -> NetworkSettings:
 
 
 class RayBatches:
-    """A BatchExecutor (batches.py) whose batches go to a pool of StylizerActors."""
+    """A BatchExecutor (batches.py) whose batches go to a pool of StylizerActors.
 
-    def __init__(self, settings: NetworkSettings, inputs: list[str], stream: TextIO):
+    With `inputs` (a folder's images in reading order) each result is said in a line,
+    `[n/total] on node ...`; without (a video's frames, keyed as they come), nothing is
+    said per batch and `tally` says how many frames each node made."""
+
+    def __init__(self, settings: NetworkSettings, stream: TextIO, inputs: list[str] | None = None):
         self.settings = settings
-        self.inputs = inputs  # the folder's images in reading order, for [n/total] labels
-        self.numbers = {path: number for number, path in enumerate(inputs, 1)}
+        self.say_each = inputs is not None
+        self.inputs = list(inputs or [])  # the keys, in order: numbers are places here + 1
+        self.numbers = {path: number for number, path in enumerate(self.inputs, 1)}
         self.stream = stream
         self.cluster = RayCluster(stream)
         self.pool: Any = None
         self.in_flight = 0
+        self.made_by: dict[str, int] = {}  # "ip (node)" -> results made there
 
     def start(self) -> str:
         """Connects to the cluster (or starts a local one) and starts the actors; returns
@@ -100,6 +106,10 @@ class RayBatches:
         results: Results = []
         while not self.pool.has_free():
             results += self._next()
+        for path, _ in batch:
+            if path not in self.numbers:
+                self.inputs.append(path)
+                self.numbers[path] = len(self.inputs)
         numbers = [self.numbers[path] for path, _ in batch]
         pixels = np.stack([image for _, image in batch])
         self.pool.submit(lambda actor, value: actor.stylize.remote(*value), (numbers, pixels))
@@ -138,15 +148,25 @@ class RayBatches:
             ) from None
         self.in_flight -= 1
         results = []
+        where = f"{ip} ({node[:8]})"
+        self.made_by[where] = self.made_by.get(where, 0) + len(numbers)
         for number, result in zip(numbers, stylised, strict=True):
             path = self.inputs[number - 1]
-            print(
-                f"[{number}/{len(self.inputs)}] on node {ip} ({node[:8]}), process {pid}: {path}",
-                file=self.stream,
-                flush=True,
-            )
+            if self.say_each:
+                print(
+                    f"[{number}/{len(self.inputs)}] on node {where}, process {pid}: {path}",
+                    file=self.stream,
+                    flush=True,
+                )
+            else:  # a video's frame: its key is not needed once it is back
+                del self.numbers[path]
             results.append((path, result))
         return results
+
+    def tally(self, what: str) -> str:
+        """A line saying how many results (`what`: "frames") each node made."""
+        counts = ", ".join(f"{count} on node {where}" for where, count in self.made_by.items())
+        return f"{what} stylised on the cluster: {counts or 'none'}"
 
     def close(self) -> None:
         self.pool = None
