@@ -131,3 +131,36 @@ def test_a_clip_on_two_nodes_gives_the_frames_of_a_local_run(work, network):
     )
     assert len(counts) == 2 and sum(counts.values()) == 12, tally[0]
     assert cluster.second_node[:8] in counts
+
+
+def test_a_lost_worker_s_batch_goes_to_another_worker(tmp_path, network):
+    # The second node is killed (its processes, by their PIDs) once it has made an image:
+    # the batch it had in hand, or was handed next, goes to the head node's worker; every
+    # image is written once, and is what a local run makes.
+    os.mkdir(tmp_path / "photos")
+    for number in range(8):
+        write_image(tmp_path / "photos" / f"p{number}.png", photo(40, 48, seed=number + 1))
+    cluster = run_on_cluster(
+        tmp_path,
+        stylize_args(network, "there"),
+        script="stylize.py",
+        kill_node_at=r"^\[\d+/\d+\] on node ",
+    )
+    assert cluster.code == 0, cluster.err
+    assert cluster.killed, cluster.out
+    names = [f"p{number}.png" for number in range(8)]
+    assert sorted(os.listdir(tmp_path / "there")) == names
+    assert "note: a worker was lost (" in cluster.out, cluster.out
+    # Each image said once: none made twice, none written twice.
+    placed = ON_NODE.findall(cluster.out)
+    assert sorted(os.path.basename(path) for *_, path in placed) == names, cluster.out
+    # After the kill, only the head node made images.
+    after = cluster.out.split(cluster.killed["line"], 1)[1]
+    assert {node for _, _, node, _ in ON_NODE.findall(after)} <= {
+        node for _, _, node, _ in placed if not cluster.second_node.startswith(node)
+    }
+    local = run_here(tmp_path, "stylize.py", *stylize_args(network, "here"))
+    assert local.returncode == 0, local.stderr
+    for name in names:
+        difference = np.abs(pixels(tmp_path / "there" / name) - pixels(tmp_path / "here" / name))
+        assert difference.mean() < 0.5, name
