@@ -107,7 +107,7 @@ FLOW_PRESET = "medium"
 
 # --- Cluster (python -m pip install -e '.[cluster]') ---
 
-# "": this process; "ray": train.py's batches, stylize.py's folder on RAY_ADDRESS's or a local Ray.
+# "": this process; "ray": on RAY_ADDRESS's or a local Ray cluster (all three commands).
 CLUSTER = ""
 
 # --- Live view in the browser (python -m pip install -e '.[web]') ---

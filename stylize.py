@@ -6,6 +6,7 @@ settings in settings.py (NETWORK_MODEL, STYLIZE_*), flags override.
     python stylize.py --stylize_input=holiday/ --stylize_batch_size=8
     python stylize.py --stylize_input=clip.mp4 --stylize_preserve_colors
     python stylize.py --stylize_input=holiday/ --cluster=ray   # a folder on a Ray cluster
+    python stylize.py --stylize_input=clip.mp4 --cluster=ray   # a clip's frames, too
     python stylize.py --helpfull                            # every flag and its comment
 
 Outputs go to the STYLIZE_OUTPUT folder under each input's name, and never replace an
@@ -14,9 +15,10 @@ files, like STYLIZE_OUTPUT inside an input folder, are never read as inputs (see
 neural_style/feedforward/stylizing/outputs.py). An input too large for the free memory is shrunk to
 fit, with a note, unless STYLIZE_MAX_SIZE asks for a size, which is then refused in one line.
 
-With --cluster=ray (CLUSTER), a folder's batches run on the Ray cluster RAY_ADDRESS names
-(or a local one), one network loaded per worker; this process still reads every input and
-writes every output (docs/cluster.md). An image or a video runs here, with a note.
+With --cluster=ray (CLUSTER), a folder's or a video's batches run on the Ray cluster
+RAY_ADDRESS names (or a local one), one network loaded per worker; this process still
+reads every input and writes every output, a video's frames in order with its audio
+(docs/cluster.md). A single image runs here, with a note.
 
 A bad setting prints one `error: ...` line and exits with status 2; a wrong STYLIZE_INPUT,
 STYLIZE_OUTPUT or NETWORK_MODEL path does so before TensorFlow starts. Ctrl-C, SIGTERM and

@@ -8,12 +8,16 @@ Every setting in settings.py is also a flag of the same name in lower case:
     python train_network.py --network_resume          # continue from the latest checkpoint
     python train_network.py --network_overwrite       # replace the earlier run in the folder
     python train_network.py --helpfull                # every flag, its default and comment
+    python train_network.py --cluster=ray             # workers started by Ray Train
 
 The network, its settings, checkpoints, samples and losses go to NETWORK_OUTPUT_DIR; apply
 the network with `python stylize.py`. It trains on every visible GPU (MirroredStrategy),
 or on a cluster when TF_CONFIG describes one (see docs/network.md); a malformed TF_CONFIG
 is one line before TensorFlow starts. While a worker waits for the cluster's other tasks,
-Ctrl-C and SIGTERM end it at once (nothing is written yet).
+Ctrl-C and SIGTERM end it at once (nothing is written yet). With --cluster=ray (CLUSTER),
+Ray Train starts those workers on the Ray cluster RAY_ADDRESS names (or a local one), one
+per GPU or per node, and sets their TF_CONFIG; the nodes must see the same files at the
+same paths (docs/cluster.md).
 
 A bad setting prints one `error: ...` line and exits with status 2. Ctrl-C, SIGTERM and
 SIGHUP (`kill`, `docker stop`, a closed terminal) end the step in progress, save the

@@ -1,6 +1,7 @@
 """The Ray cluster a CLUSTER "ray" run works on, connected and sized: shared by train.py's
-executor (gatys/ray_executor.py) and stylize.py's folder (feedforward/stylizing/
-ray_batches.py), so both reach and size a cluster alike.
+executor (gatys/ray_executor.py), stylize.py's folder (feedforward/stylizing/
+ray_batches.py) and train_network.py's Ray Train run (feedforward/training/ray_train.py),
+so all reach and size a cluster alike.
 
 `RayCluster.start` connects to the cluster RAY_ADDRESS names, or starts a local one (no
 dashboard), and sizes a unit of work: a GPU where the cluster has GPUs, else the smallest
@@ -30,6 +31,8 @@ class RayCluster:
         self.cpus_per_task = 1
         self.gpus = 0
         self.slots = 1
+        self.nodes = 1  # alive nodes when the run began
+        self.smallest_node_cpus = 1  # of the nodes with CPUs
 
     def start(self) -> runtime.Device:
         """Connect to the cluster RAY_ADDRESS names, or start a local one."""
@@ -62,7 +65,9 @@ class RayCluster:
         nodes = [node for node in ray.nodes() if node.get("Alive")]
         cpus = [node["Resources"].get("CPU", 0) for node in nodes]
         self.gpus = int(sum(node["Resources"].get("GPU", 0) for node in nodes))
-        self.cpus_per_task = int(max(1, min(MAX_CPUS_PER_TASK, *[c for c in cpus if c] or [1])))
+        self.nodes = max(1, len(nodes))
+        self.smallest_node_cpus = int(max(1, min([c for c in cpus if c] or [1])))
+        self.cpus_per_task = min(MAX_CPUS_PER_TASK, self.smallest_node_cpus)
         if self.gpus:
             self.slots = self.gpus
             each = "a GPU"

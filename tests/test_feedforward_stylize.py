@@ -6,6 +6,7 @@ failures on real read-only and full file systems (tmpfs), and real signals to a 
 
 import contextlib
 import functools
+import io
 import math
 import os
 import re
@@ -872,3 +873,31 @@ def test_a_signal_keeps_every_finished_image_of_a_folder(stylize_py_runs):
 def test_a_signal_leaves_no_partial_video(stylize_py_runs):
     # No file at the final name, and the hidden partial file removed.
     assert os.listdir(stylize_py_runs["video"].folder / "out") == []
+
+
+class LateReversedBatches:
+    """A BatchExecutor that gives each batch's results back one submit late, in reverse
+    order, as a cluster's workers may: "stylising" halves the pixels."""
+
+    def __init__(self):
+        self.held = []
+
+    def submit(self, batch):
+        finished, self.held = self.held, [(key, frame * 0.5) for key, frame in batch]
+        return finished[::-1]
+
+    def drain(self):
+        finished, self.held = self.held, []
+        return finished[::-1]
+
+
+def test_a_video_s_frames_are_written_in_order_whatever_order_they_come_back_in():
+    from neural_style.feedforward.stylizing.video import _stylised_frames
+
+    frames = np.arange(7 * 4 * 4 * 3, dtype=np.float32).reshape(7, 4, 4, 3) % 251
+    batches = [frames[0:3], frames[3:6], frames[6:7]]
+    executor = LateReversedBatches()
+    written = list(_stylised_frames(batches, executor, "clip.mp4", 7, io.StringIO()))
+    assert len(written) == 7
+    expected = np.clip(np.rint(frames * 0.5), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(np.stack(written), expected)

@@ -711,23 +711,21 @@ def test_the_distributed_step_matches_one_device(distributed_step):
 # In the full suite, which has the cluster extra: without Ray, CLUSTER ray is refused as a
 # setting (test_cluster_setting.py) before train_network.py could say anything.
 @pytest.mark.slow
-def test_cluster_ray_says_in_one_line_that_it_trains_in_this_process(
+def test_cluster_ray_reads_the_inputs_before_it_starts_a_cluster(
     tmp_path, tiny_mat, dataset, style_image
 ):
-    # CLUSTER ray is stylize.py's and train.py's: train_network.py notes it and goes on
-    # (here to the refusal of a resume without a checkpoint, which ends it quickly).
+    # A missing dataset is the local run's one line, and no Ray cluster is started for it
+    # (the runs on a cluster are in tests/test_network_cluster.py).
     from neural_style.feedforward.training.run import train_network
 
     run_settings = tiny_settings(
-        tmp_path, tiny_mat, dataset, style_image, network_resume=True, cluster="ray"
+        tmp_path, tiny_mat, str(tmp_path / "none"), style_image, cluster="ray"
     )
     stream = io.StringIO()
-    with pytest.raises(UserError, match=r"NETWORK_RESUME \(--network_resume\) is set but"):
+    with pytest.raises(UserError, match=r"NETWORK_DATASET"):
         train_network(run_settings, stream=stream)
-    assert stream.getvalue().splitlines()[0] == (
-        "note: CLUSTER ray is for stylize.py and train.py; train_network.py trains in this "
-        "process (or on TF_CONFIG's cluster)"
-    )
+    assert "Ray" not in stream.getvalue()
+    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
 
 
 def test_training_in_bfloat16_learns_as_float32_does_and_saves_a_float32_network(

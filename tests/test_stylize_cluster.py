@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from tests.ray_cluster import run_here, run_on_cluster
-from tests.support import photo, write_image
+from tests.support import pattern_clip, photo, streams, write_image
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -95,4 +95,72 @@ def test_ctrl_c_keeps_every_finished_image_whole(work, network):
     assert local.returncode == 0, local.stderr
     for name in kept:
         difference = np.abs(pixels(work / "there" / name) - pixels(work / "here" / name))
+        assert difference.mean() < 0.5, name
+
+
+def clip_frames(path) -> np.ndarray:
+    """Every frame of the clip at `path`, [N, H, W, 3] float32."""
+    from neural_style.media import video_io
+
+    info = video_io.probe(str(path), "STYLIZE_INPUT")
+    with video_io.read_frames(info) as frames:
+        return np.stack([np.asarray(frame, np.float32) for frame in frames])
+
+
+def test_a_clip_on_two_nodes_gives_the_frames_of_a_local_run(work, network):
+    # 12 frames in batches of one: the frames go to both workers, come back in any order,
+    # and must be written in the clip's order, with its audio, under a local run's name.
+    pattern_clip(work / "clip.mp4", frames=12, rate=12, size="48x36", audio_seconds=1)
+    args = [f"--network_model={network}", "--stylize_input=clip.mp4", "--stylize_batch_size=1"]
+    args += ["--network_precision=float32"]
+    local = run_here(work, "stylize.py", *args, "--stylize_output=here")
+    assert local.returncode == 0, local.stderr
+    cluster = run_on_cluster(work, [*args, "--stylize_output=there"], script="stylize.py")
+    assert cluster.code == 0, cluster.err
+    assert os.listdir(work / "there") == os.listdir(work / "here") == ["clip.mp4"]
+    assert streams(work / "there" / "clip.mp4") == ["Video", "Audio"]
+    here, there = clip_frames(work / "here" / "clip.mp4"), clip_frames(work / "there" / "clip.mp4")
+    assert there.shape == here.shape and len(here) == 12
+    for number, (mine, theirs) in enumerate(zip(here, there, strict=True), 1):
+        assert np.abs(theirs - mine).mean() < 0.5, f"frame {number}"
+    # Both nodes stylised frames, and every frame was counted once.
+    tally = re.search(r"^frames stylised on the cluster: (.*)$", cluster.out, re.M)
+    assert tally, cluster.out
+    counts = dict(
+        (node, int(count)) for count, node in re.findall(r"(\d+) on node \S+ \((\w+)\)", tally[1])
+    )
+    assert len(counts) == 2 and sum(counts.values()) == 12, tally[0]
+    assert cluster.second_node[:8] in counts
+
+
+def test_a_lost_worker_s_batch_goes_to_another_worker(tmp_path, network):
+    # The second node is killed (its processes, by their PIDs) once it has made an image:
+    # the batch it had in hand, or was handed next, goes to the head node's worker; every
+    # image is written once, and is what a local run makes.
+    os.mkdir(tmp_path / "photos")
+    for number in range(8):
+        write_image(tmp_path / "photos" / f"p{number}.png", photo(40, 48, seed=number + 1))
+    cluster = run_on_cluster(
+        tmp_path,
+        stylize_args(network, "there"),
+        script="stylize.py",
+        kill_node_at=r"^\[\d+/\d+\] on node ",
+    )
+    assert cluster.code == 0, cluster.err
+    assert cluster.killed, cluster.out
+    names = [f"p{number}.png" for number in range(8)]
+    assert sorted(os.listdir(tmp_path / "there")) == names
+    assert "note: a worker was lost (" in cluster.out, cluster.out
+    # Each image said once: none made twice, none written twice.
+    placed = ON_NODE.findall(cluster.out)
+    assert sorted(os.path.basename(path) for *_, path in placed) == names, cluster.out
+    # After the kill, only the head node made images.
+    after = cluster.out.split(cluster.killed["line"], 1)[1]
+    assert {node for _, _, node, _ in ON_NODE.findall(after)} <= {
+        node for _, _, node, _ in placed if not cluster.second_node.startswith(node)
+    }
+    local = run_here(tmp_path, "stylize.py", *stylize_args(network, "here"))
+    assert local.returncode == 0, local.stderr
+    for name in names:
+        difference = np.abs(pixels(tmp_path / "there" / name) - pixels(tmp_path / "here" / name))
         assert difference.mean() < 0.5, name

@@ -69,7 +69,7 @@ class NetworkSettings:
     stylize_video_blend: float  # 0..1, share of the flow-warped previous output; 0 = off
     vgg_model_path: str  # path of the MatConvNet VGG-19 .mat file (the loss network)
     pooling: str  # "max" or "avg", in the loss network
-    cluster: str  # "" = in this process; "ray" = stylize.py's folder on a Ray cluster
+    cluster: str  # "" = in this process; "ray" = on a Ray cluster (a folder; Ray Train)
 
     @classmethod
     def from_module(cls, module: types.ModuleType, **overrides: Any) -> "NetworkSettings":

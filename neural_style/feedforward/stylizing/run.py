@@ -11,8 +11,8 @@ one image. The run is put together from modules with one job each:
     stylizer.py  the network, loaded and compiled once for every size
     fit.py       the sizes and batches that fit in the memory available
     overlap.py   decoding and saving in threads of their own, beside the network
-    batches.py   where a folder's batches run: here, or (ray_batches.py) on a Ray
-                 cluster's workers with CLUSTER "ray"
+    batches.py   where a folder's or a video's batches run: here, or (ray_batches.py)
+                 on a Ray cluster's workers with CLUSTER "ray"
     video.py     a video in, a video out, through ffmpeg
 
 Stopping (Ctrl-C, SIGTERM, SIGHUP) keeps every finished output. A signal is honoured once
@@ -117,14 +117,14 @@ def _stylize_kind(
     """Stylises the input as its `kind` asks, adding each file written to `outputs` as it
     is written; returns the folder's skipped files."""
     source = settings.stylize_input
-    if kind == "folder" and settings.cluster == "ray":
-        return _stylize_folder_on_ray(stylizer, settings, plan, fit, stream, outputs)
+    if kind in ("folder", "video") and settings.cluster == "ray":
+        return _stylize_on_ray(kind, stylizer, settings, plan, fit, stream, outputs)
     if kind == "folder":
         return stylize_folder(stylizer, settings, plan, fit, stream, outputs)
     if settings.cluster == "ray":
         print(
-            f"note: CLUSTER ray runs a folder on the cluster; this {kind} is stylised in "
-            "this process",
+            "note: CLUSTER ray runs a folder or a video on the cluster; this image is "
+            "stylised in this process",
             file=stream,
         )
     if kind == "video":
@@ -136,7 +136,8 @@ def _stylize_kind(
     return {}
 
 
-def _stylize_folder_on_ray(
+def _stylize_on_ray(
+    kind: str,
     stylizer: Stylizer,
     settings: NetworkSettings,
     plan: OutputPlan,
@@ -144,13 +145,20 @@ def _stylize_folder_on_ray(
     stream: TextIO,
     outputs: list[str],
 ) -> dict[str, str]:
-    """stylize_folder with its batches on a Ray cluster's workers (ray_batches.py)."""
+    """stylize_folder, or stylize_video, with its batches on a Ray cluster's workers
+    (ray_batches.py); the driver reads, writes and orders as a local run does."""
     from neural_style.feedforward.stylizing.ray_batches import RayBatches
 
-    executor = RayBatches(settings, list(plan.targets), stream)
+    source = settings.stylize_input
+    executor = RayBatches(settings, stream, list(plan.targets) if kind == "folder" else None)
     try:
         print(executor.start(), file=stream, flush=True)
-        return stylize_folder(stylizer, settings, plan, fit, stream, outputs, executor)
+        if kind == "folder":
+            return stylize_folder(stylizer, settings, plan, fit, stream, outputs, executor)
+        target = plan.targets[source]
+        outputs.append(stylize_video(stylizer, settings, target, fit, stream, executor))
+        print(executor.tally("frames"), file=stream)
+        return {}
     finally:
         executor.close()
 

@@ -30,6 +30,7 @@ import numpy as np
 from neural_style import stopping
 from neural_style.errors import UserError
 from neural_style.feedforward.model import MIN_SIDE
+from neural_style.feedforward.stylizing.batches import BatchExecutor, LocalBatches, Results
 from neural_style.feedforward.stylizing.fit import MemoryFit, fit_image, wxh
 from neural_style.feedforward.stylizing.overlap import read_ahead
 from neural_style.feedforward.stylizing.stylizer import Stylizer
@@ -45,10 +46,17 @@ BLEND_FLOW_PRESET = "medium"
 
 
 def stylize_video(
-    stylizer: Stylizer, settings: NetworkSettings, target: str, fit: MemoryFit, stream: TextIO
+    stylizer: Stylizer,
+    settings: NetworkSettings,
+    target: str,
+    fit: MemoryFit,
+    stream: TextIO,
+    executor: BatchExecutor | None = None,
 ) -> str:
     """Every frame of the video, in batches; the same frame rate, and its audio. Returns the
-    output path, `target`; a truncated video gives the frames it has and a warning."""
+    output path, `target`; a truncated video gives the frames it has and a warning.
+    `executor` runs the batches (batches.py), by default here; its results may come back
+    in any order, and are written in the frames' order."""
     source = settings.stylize_input
     info = video_io.probe(source, "STYLIZE_INPUT")
     if min(info.size) < MIN_SIDE:
@@ -66,7 +74,8 @@ def stylize_video(
         # Frames are decoded and resized while the network works on the batch before.
         closing(read_ahead(_frame_batches(frames, size_hw, batch_size, source))) as batches,
     ):
-        stylised = _stylised_frames(batches, stylizer, info.frames, stream, blend)
+        executor = executor or LocalBatches(stylizer, fit)
+        stylised = _stylised_frames(batches, executor, source, info.frames, stream, blend)
         written = video_write.write_video(
             stylised,
             target,
@@ -85,27 +94,47 @@ def stylize_video(
 
 def _stylised_frames(
     batches: Iterable[np.ndarray],
-    stylizer: Stylizer,
+    executor: BatchExecutor,
+    source: str,
     expected: int | None,
     stream: TextIO,
     blend: FlowBlend | None = None,
 ) -> Iterator[np.ndarray]:
-    """The stylised frames, as uint8, one batch at a time (blended frame by frame after
-    the batch's forward pass, if asked); a stop signal is honoured once the batch in hand
-    has gone to the writer."""
-    frames, started = 0, time.perf_counter()
+    """The stylised frames, as uint8, in the frames' order, as the executor's results
+    allow (blended frame by frame, in order, if asked); a stop signal is honoured once the
+    batch in hand has gone to the writer."""
+    started = time.perf_counter()
     last_report = started
+    numbers: dict[str, int] = {}  # a frame's key for the executor -> its 0-based number
+    frames: dict[int, np.ndarray] = {}  # the frames submitted and not yet written
+    results: dict[int, np.ndarray] = {}  # the outputs back and not yet written
+    written = 0
+
+    def in_order(finished: Results) -> Iterator[np.ndarray]:
+        nonlocal written
+        results.update((numbers.pop(key), output) for key, output in finished)
+        ready = []
+        while written in results:
+            frame, output = frames.pop(written), results.pop(written)
+            ready.append(output if blend is None else blend(frame, output))
+            written += 1
+        if ready:
+            yield from np.clip(np.rint(ready), 0, 255).astype(np.uint8)
+
     for batch in batches:
-        stylised = stylizer(batch)
-        if blend is not None:
-            stylised = [blend(frame, output) for frame, output in zip(batch, stylised, strict=True)]
-        yield from np.clip(np.rint(stylised), 0, 255).astype(np.uint8)
-        frames += len(batch)
+        batch_keys = []
+        for frame in batch:
+            number = written + len(frames)
+            key = f"{source} frame {number + 1}"
+            numbers[key], frames[number] = number, frame
+            batch_keys.append((key, frame))
+        yield from in_order(executor.submit(batch_keys))
         stopping.raise_if_requested()
         now = time.perf_counter()
         if now - last_report >= PROGRESS_SECONDS:
             last_report = now
-            print(_video_progress(frames, expected, now - started), file=stream, flush=True)
+            print(_video_progress(written, expected, now - started), file=stream, flush=True)
+    yield from in_order(executor.drain())
 
 
 class FlowBlend:

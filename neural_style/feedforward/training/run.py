@@ -74,11 +74,11 @@ def train_network(
     """
     stream = stream or sys.stdout
     if settings.cluster == "ray":
-        print(
-            "note: CLUSTER ray is for stylize.py and train.py; train_network.py trains in this "
-            "process (or on TF_CONFIG's cluster)",
-            file=stream,
-        )
+        from neural_style.feedforward.training.ray_train import train_network_on_ray
+
+        if observers:
+            print("note: the live view (--web) does not follow a run on a cluster", file=stream)
+        return train_network_on_ray(settings, train_network, stream)
     inputs = read_inputs(settings)
     # Before anything else of TensorFlow's: see choose_strategy.
     strategy = choose_strategy(stream)

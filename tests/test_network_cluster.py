@@ -1,0 +1,114 @@
+"""`python train_network.py --cluster=ray` on a real two-node Ray cluster on 127.0.0.1 in
+namespaces of its own (tests/ray_cluster.py): Ray Train starts one worker per node, the
+two train one network together (MultiWorkerMirroredStrategy over TF_CONFIG, which Ray
+Train sets), and the chief writes the files of a local run, which `--network_resume`
+continues, on the cluster as in this process.
+
+Root only (the namespaces); each test starts its own cluster.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+
+import numpy as np
+import pytest
+
+from tests.ray_cluster import run_here, run_on_cluster
+from tests.support import photo, write_image
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+WORKER_AT = re.compile(r"^worker (\d)/2 on node \S+ \((\w+)\), process \d+$", re.M)
+# Measured on two nodes against this process (AMD EPYC): the largest relative difference
+# of a step's loss was 8.7e-7 over 4 steps (two replicas' sums are added in another
+# order); ten times that leaves room for it, and none for another batch or a lost step.
+LOSS_TOLERANCE = 1e-5
+
+
+@pytest.fixture
+def work(tmp_path, tiny_mat):
+    # Four copies of one 32x32 photo, the crop size: every batch is the same two images
+    # whichever worker reads which share, so a step on two workers (one image each) must
+    # give the losses of a step of the same batch in one process.
+    os.mkdir(tmp_path / "photos")
+    one = photo(32, 32, seed=3)
+    for number in range(4):
+        write_image(tmp_path / "photos" / f"p{number}.png", one)
+    stripes = np.zeros((48, 48, 3), np.float32)
+    stripes[:, ::4] = (250, 60, 20)
+    write_image(tmp_path / "style.png", stripes)
+    return tmp_path
+
+
+def train_args(tiny_mat: str, output: str, *extra: str) -> list[str]:
+    values = {
+        "network_dataset": "photos",
+        "network_style_image": "style.png",
+        "network_style_size": 48,
+        "network_sample_image": "photos/p0.png",
+        "network_output_dir": output,
+        "network_image_size": 32,
+        "network_batch_size": 2,  # one image per worker and step
+        "network_steps": 4,
+        "network_width": 2,
+        "network_checkpoint_every": 2,
+        "network_sample_every": 2,
+        "network_print_every": 1,
+        "network_temporal_weight": 0.0,
+        "network_style_layers": "relu1_2:0.5,relu2_2:0.5",
+        "vgg_model_path": tiny_mat,
+    }
+    return [f"--{name}={value}" for name, value in values.items()] + list(extra)
+
+
+def losses(path) -> list[dict[str, float]]:
+    with open(path, encoding="utf-8") as file:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(file)]
+
+
+def test_two_nodes_train_one_network_with_the_losses_of_a_local_run(work, tiny_mat):
+    local = run_here(work, "train_network.py", *train_args(tiny_mat, "here"))
+    assert local.returncode == 0, local.stderr[-3000:]
+    cluster = run_on_cluster(work, train_args(tiny_mat, "there"), script="train_network.py")
+    assert cluster.code == 0, cluster.err[-3000:]
+
+    # Ray Train started one worker on each node, and both trained to the last step.
+    started = WORKER_AT.findall(cluster.out)
+    assert sorted(number for number, _ in started) == ["1", "2"], cluster.out
+    assert len({node for _, node in started}) == 2, cluster.out
+    assert cluster.second_node[:8] in {node for _, node in started}
+    for number in (1, 2):
+        assert f"worker {number}/2 trained to step 4" in cluster.out
+    assert "2 replica(s)" in cluster.out
+
+    # The chief wrote the files of a local run, in the driver's folder, and nothing else.
+    assert sorted(os.listdir(work / "there")) == sorted(os.listdir(work / "here"))
+    assert (work / "there" / "network.keras").exists()
+    here, there = losses(work / "here" / "losses.csv"), losses(work / "there" / "losses.csv")
+    assert [row["step"] for row in there] == [1, 2, 3, 4]
+    for mine, theirs in zip(here, there, strict=True):
+        for name in ("content", "style", "tv", "total"):
+            assert theirs[name] == pytest.approx(mine[name], rel=LOSS_TOLERANCE), name
+
+    # --network_resume on the cluster continues from the chief's checkpoint at step 4.
+    more = train_args(tiny_mat, "there", "--network_resume", "--network_steps=6")
+    resumed = run_on_cluster(work, more, script="train_network.py")
+    assert resumed.code == 0, resumed.err[-3000:]
+    assert "worker 2/2 trained to step 6" in resumed.out
+    steps = [row["step"] for row in losses(work / "there" / "losses.csv")]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_worker_error_is_the_driver_s_one_line(work, tiny_mat):
+    # The chief finds no checkpoint to resume from: its one line is the driver's.
+    args = train_args(tiny_mat, "empty", "--network_resume")
+    cluster = run_on_cluster(work, args, script="train_network.py")
+    assert cluster.code == 2, cluster.err[-3000:]
+    assert cluster.err.strip().splitlines() == [
+        "error: NETWORK_RESUME (--network_resume) is set but "
+        f"{work}/empty has no checkpoint; start without it, or set NETWORK_OUTPUT_DIR to "
+        "the earlier run's folder"
+    ]
