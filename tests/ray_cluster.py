@@ -50,19 +50,22 @@ def run_on_cluster(
     *,
     nodes: int = 2,
     kill_node_at: str = "",
+    kill_on_any_node: bool = False,
     interrupt_at: str = "",
     script: str = "train.py",
 ) -> SimpleNamespace:
     """`script` (train.py unless said) ARGS --cluster=ray in `work_dir`, on a fresh cluster
     of `nodes` (1 or 2) nodes of 1 CPU in its own namespaces; with `kill_node_at` (a
     regular expression), the second node is killed once a line matching it is printed for
-    a photo that node runs; with `interrupt_at`, the script gets a SIGINT (a Ctrl-C) once
-    a line matching it is. Returns the script's exit code, output (with when each line
-    came) and wall time, and what was killed when."""
+    a photo that node runs (for a photo of either node with `kill_on_any_node`); with
+    `interrupt_at`, the script gets a SIGINT (a Ctrl-C) once a line matching it is.
+    Returns the script's exit code, output (with when each line came) and wall time, and
+    what was killed when."""
     spec = {
         "work_dir": str(work_dir),
         "train_args": train_args,
         "kill_node_at": kill_node_at,
+        "kill_on_any_node": kill_on_any_node,
         "nodes": nodes,
         "interrupt_at": interrupt_at,
         "script": script,
@@ -220,7 +223,7 @@ def _run_train(spec: dict, second: subprocess.Popen | None, second_id: str) -> d
             on_second.add(placed.group(1))
         photo = re.match(r"^\[(\d+)/", line)
         due = trigger is not None and not killed and trigger.search(line)
-        if due and photo and photo.group(1) in on_second:
+        if due and photo and (spec["kill_on_any_node"] or photo.group(1) in on_second):
             killed = {"photo": int(photo.group(1)), "line": line, "time": time.time()}
             killed["pids"] = _kill_node(second)
         if interrupt is not None and not interrupted and interrupt.search(line):

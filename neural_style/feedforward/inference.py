@@ -176,10 +176,10 @@ class LeanForward:
         weights = _weights_by_layer(model)
         return None if weights is None else cls(weights, precision)
 
-    def __call__(self, photos) -> tf.Tensor:
+    def __call__(self, photos: np.ndarray | tf.Tensor) -> tf.Tensor:
         return self.forward(photos)
 
-    def forward(self, photos) -> tf.Tensor:
+    def forward(self, photos: np.ndarray | tf.Tensor) -> tf.Tensor:
         """[B, H, W, 3] float32 0..255 -> the same, an image at a time: instance
         normalisation is then the fused batch normalisation of one image."""
         photos = tf.convert_to_tensor(photos, tf.float32)
