@@ -26,8 +26,9 @@ from __future__ import annotations
 import os
 import sys
 import time
-from contextlib import closing
-from typing import NamedTuple, TextIO
+from collections.abc import Iterator
+from contextlib import closing, contextmanager, nullcontext
+from typing import TYPE_CHECKING, NamedTuple, TextIO
 
 import numpy as np
 
@@ -42,6 +43,9 @@ from neural_style.feedforward.stylizing.stylizer import Stylizer, open_stylizer
 from neural_style.feedforward.stylizing.video import flow_module, stylize_video
 from neural_style.media import images
 from neural_style.settings.network import NetworkSettings
+
+if TYPE_CHECKING:  # Ray is imported only for a run on a cluster
+    from neural_style.feedforward.stylizing.ray_batches import RayBatches
 
 # Stylizer lives in stylizer.py; it is named here too because callers (the benchmarks, the
 # model's tests) import it from this module, the one that applies it.
@@ -115,50 +119,44 @@ def _stylize_kind(
     outputs: list[str],
 ) -> dict[str, str]:
     """Stylises the input as its `kind` asks, adding each file written to `outputs` as it
-    is written; returns the folder's skipped files."""
+    is written; returns the folder's skipped files. With CLUSTER ray a folder's or a
+    video's batches run on the cluster's workers (ray_batches.py); the driver reads, writes
+    and orders as a local run does."""
     source = settings.stylize_input
-    if kind in ("folder", "video") and settings.cluster == "ray":
-        return _stylize_on_ray(kind, stylizer, settings, plan, fit, stream, outputs)
-    if kind == "folder":
-        return stylize_folder(stylizer, settings, plan, fit, stream, outputs)
+    on_ray = settings.cluster == "ray" and kind in ("folder", "video")
+    with _ray_batches(kind, settings, plan, stream) if on_ray else nullcontext() as executor:
+        if kind == "folder":
+            return stylize_folder(stylizer, settings, plan, fit, stream, outputs, executor)
+        if kind == "video":
+            target = plan.targets[source]
+            outputs.append(stylize_video(stylizer, settings, target, fit, stream, executor))
+            if executor is not None:
+                print(executor.tally("frames"), file=stream)
+            return {}
     if settings.cluster == "ray":
         print(
             "note: CLUSTER ray runs a folder or a video on the cluster; this image is "
             "stylised in this process",
             file=stream,
         )
-    if kind == "video":
-        outputs.append(stylize_video(stylizer, settings, plan.targets[source], fit, stream))
-        return {}
     [(_, stylised)] = LocalBatches(stylizer, fit).submit([(source, fit.load(source))])
     _save(plan.targets[source], stylised)
     outputs.append(plan.targets[source])
     return {}
 
 
-def _stylize_on_ray(
-    kind: str,
-    stylizer: Stylizer,
-    settings: NetworkSettings,
-    plan: OutputPlan,
-    fit: MemoryFit,
-    stream: TextIO,
-    outputs: list[str],
-) -> dict[str, str]:
-    """stylize_folder, or stylize_video, with its batches on a Ray cluster's workers
-    (ray_batches.py); the driver reads, writes and orders as a local run does."""
+@contextmanager
+def _ray_batches(
+    kind: str, settings: NetworkSettings, plan: OutputPlan, stream: TextIO
+) -> Iterator[RayBatches]:
+    """A folder's or a video's executor on the Ray cluster, started (its line said) and
+    closed on leaving."""
     from neural_style.feedforward.stylizing.ray_batches import RayBatches
 
-    source = settings.stylize_input
     executor = RayBatches(settings, stream, list(plan.targets) if kind == "folder" else None)
     try:
         print(executor.start(), file=stream, flush=True)
-        if kind == "folder":
-            return stylize_folder(stylizer, settings, plan, fit, stream, outputs, executor)
-        target = plan.targets[source]
-        outputs.append(stylize_video(stylizer, settings, target, fit, stream, executor))
-        print(executor.tally("frames"), file=stream)
-        return {}
+        yield executor
     finally:
         executor.close()
 
