@@ -24,9 +24,10 @@ if TYPE_CHECKING:
     from neural_style.runtime import Device
     from neural_style.vgg.mat import VGGWeights
 
-# A new set of the run's observers each call (one per group running at the same time on a
-# cluster, so that each group's losses log and progress line stay its own).
-Listeners = Callable[[], "Observers"]
+# A new set of the run's observers for a plan, each call: the run's, a clip's of a folder
+# of clips, and one per group running at the same time on a cluster, so that each group's
+# losses log and progress line stay its own.
+Listeners = Callable[["RunPlan"], "Observers"]
 
 
 class Executor(Protocol):

@@ -1,5 +1,5 @@
 """The plan run in this process: the run loop over its groups, or frame by frame for a
-video (see executor.py for the seam it fills)."""
+video, or clip by clip for a folder of clips (see executor.py for the seam it fills)."""
 
 from __future__ import annotations
 
@@ -29,14 +29,20 @@ class LocalExecutor:
     ) -> dict[str, RunResult | str]:
         from neural_style.gatys.pipeline import build_pipeline
         from neural_style.gatys.runner import Runner
+        from neural_style.gatys.video_runner import VideoRun, stylize_clip
 
         pipeline = build_pipeline(plan, weights)
         del weights  # the networks hold their own copies, in their precisions
-        runner = Runner(plan, pipeline, listeners(), controls)
+        controls = controls if controls is not None else stopping.Controls()
+        if plan.clips:
+            outcomes: dict[str, RunResult | str] = {}
+            with Runner(plan, pipeline, listeners(plan), controls).running():
+                for clip in plan.clips:  # one after another, each with observers of its own
+                    outcomes.update(stylize_clip(clip, pipeline, listeners(clip), controls))
+            return outcomes
+        runner = Runner(plan, pipeline, listeners(plan), controls)
         if plan.video is None:
             return runner.run()
-        from neural_style.gatys.video_runner import VideoRun
-
         return VideoRun(runner).run()
 
     def close(self) -> None:

@@ -13,6 +13,7 @@ plan is plain data (no TensorFlow), which tests read without running anything.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 from collections.abc import Callable, Sequence
@@ -23,7 +24,13 @@ import numpy as np
 from neural_style.errors import UserError, setting_fix
 from neural_style.gatys import checkpoint as checkpoints
 from neural_style.gatys import outputs, resume_rules
-from neural_style.gatys.video_plan import FrameLink, VideoPlan, is_video, plan_video
+from neural_style.gatys.video_plan import (
+    FrameLink,
+    VideoPlan,
+    check_video_settings,
+    is_video,
+    plan_video,
+)
 from neural_style.losses import masks
 from neural_style.losses.style import feature_copies, is_tileable
 from neural_style.media import images
@@ -129,6 +136,9 @@ class Inputs(NamedTuple):
     # The identities of the files read but the photos (a video's clip included), which
     # the run records for a later resume (resume_rules.input_identities).
     identities: dict | None = None
+    # CONTENT_IMAGE named a folder or glob of videos: each clip's own inputs, which run
+    # one after another here, or side by side on a cluster (a clip's frames are sequential).
+    clips: tuple[Inputs, ...] = ()
 
 
 class RunPlan(NamedTuple):
@@ -144,6 +154,7 @@ class RunPlan(NamedTuple):
     video: VideoPlan | None = None
     masks: masks.Masks = masks.NO_MASKS
     identities: dict | None = None  # as Inputs.identities
+    clips: tuple[RunPlan, ...] = ()  # a folder of clips: each clip's plan (paths: the clips)
 
     @property
     def photo_count(self) -> int:
@@ -155,10 +166,11 @@ class RunPlan(NamedTuple):
 
 
 def content_paths(settings: Settings) -> tuple[list[str], bool]:
-    """The photos CONTENT_IMAGE names, and whether it names a batch (a folder or a glob). A
-    path naming an existing file is that file, even with glob characters in its name. This
-    run's own outputs (files in OUTPUT_IMAGE's folder named after its prefix) are never
-    read back as photos."""
+    """The inputs CONTENT_IMAGE names, and whether it names a batch (a folder or a glob):
+    its photos, or its clips when it holds videos and no photos (is_clip tells them apart).
+    A path naming an existing file is that file, even with glob characters in its name.
+    This run's own outputs (files in OUTPUT_IMAGE's folder named after its prefix) are
+    never read back as inputs."""
     pattern = settings.content_image
     if os.path.isdir(pattern):
         found = [os.path.join(pattern, name) for name in os.listdir(pattern)]
@@ -166,26 +178,25 @@ def content_paths(settings: Settings) -> tuple[list[str], bool]:
         found = glob.glob(pattern)
     else:
         return [pattern], False
-    photos = sorted(
+    inputs = [
         path
         for path in found
-        if os.path.isfile(path)
-        and path.lower().endswith(images.IMAGE_SUFFIXES)
-        and not outputs.is_output_of(path, settings.output_image)
+        if os.path.isfile(path) and not outputs.is_output_of(path, settings.output_image)
+    ]
+    for suffixes in (images.IMAGE_SUFFIXES, images.VIDEO_SUFFIXES):
+        chosen = sorted(path for path in inputs if path.lower().endswith(suffixes))
+        if chosen:
+            return chosen, True
+    raise UserError(
+        f"{pattern}: no images ({', '.join(images.IMAGE_SUFFIXES)}) or videos "
+        f"({', '.join(images.VIDEO_SUFFIXES)}) found; {setting_fix('CONTENT_IMAGE')} (a file, "
+        "a folder or a glob)"
     )
-    if not photos:
-        videos = [path for path in found if path.lower().endswith(images.VIDEO_SUFFIXES)]
-        if videos:
-            raise UserError(
-                f"{pattern}: holds videos ({os.path.basename(sorted(videos)[0])}...) but no "
-                f"images; a video is stylised one at a time: {setting_fix('CONTENT_IMAGE')}"
-                " naming one video file"
-            )
-        raise UserError(
-            f"{pattern}: no images ({', '.join(images.IMAGE_SUFFIXES)}) found; "
-            f"{setting_fix('CONTENT_IMAGE')} (a file, a folder or a glob)"
-        )
-    return photos, True
+
+
+def is_clip(path: str) -> bool:
+    """Whether an input CONTENT_IMAGE names is a video (by its suffix)."""
+    return path.lower().endswith(images.VIDEO_SUFFIXES)
 
 
 def plan_stages(settings: Settings, content_hw: tuple[int, int]) -> tuple[Stage, ...]:
@@ -410,6 +421,8 @@ def plan_inputs(settings: Settings, claims: outputs.Claims) -> Inputs:
     releases it (or the video's plan)."""
     video = is_video(settings.content_image)
     paths, is_batch = ([settings.content_image], False) if video else content_paths(settings)
+    if is_batch and is_clip(paths[0]):
+        check_video_settings(settings)  # the run's settings: refused once, not clip by clip
     styles = [images.load_image(path, "STYLE_IMAGE") for path in settings.style_image]
     run_masks = masks.load_masks(settings, styles)
     if settings.init not in INIT_CHOICES:  # read when a photo starts: found bad now
@@ -418,17 +431,45 @@ def plan_inputs(settings: Settings, claims: outputs.Claims) -> Inputs:
     reads = outputs.input_paths(settings, paths)
     notes: list[str] = []
     if video:
-        prefix = claims.claim(settings.output_image, reads, notes)
-        video_plan = plan_video(settings, prefix, identities, notes)
-        where = f"the video {settings.content_image}"
-        masks.check_output_masks(settings, run_masks, video_plan.info.size, where)
-        found = video_plan.identities
-        return Inputs(settings, styles, False, paths, [], [], notes, video_plan, run_masks, found)
+        return _plan_clip(settings, styles, (claims, reads, identities), notes, run_masks)
+    if is_batch and is_clip(paths[0]):
+        wanted = outputs.batch_prefixes(settings.output_image, paths)
+        clips, failures = [], []
+        for path in paths:
+            clip_settings = dataclasses.replace(settings, content_image=path)
+            naming = (claims, reads, identities)
+            try:
+                clips.append(_plan_clip(clip_settings, styles, naming, notes, run_masks, wanted))
+            except resume_rules.ResumeRefused:
+                raise  # the whole run's settings or shared files, not this clip
+            except UserError as error:
+                failures.append((path, str(error)))
+        planned = Inputs(settings, styles, True, paths, [], failures, notes, masks=run_masks)
+        return planned._replace(identities=identities, clips=tuple(clips))
     jobs, failures = _plan_photos(
         settings, paths, is_batch, (claims, reads, identities), notes, run_masks
     )
     planned = Inputs(settings, styles, is_batch, paths, jobs, failures, notes, masks=run_masks)
     return planned._replace(identities=identities)
+
+
+def _plan_clip(
+    settings: Settings,
+    styles: list[np.ndarray],
+    naming: tuple[outputs.Claims, dict[str, str], dict],
+    notes: list[str],
+    run_masks: masks.Masks,
+    wanted: dict[str, str] | None = None,
+) -> Inputs:
+    """The inputs of the video CONTENT_IMAGE names, its output prefix claimed (OUTPUT_IMAGE,
+    or the clip's in `wanted` in a folder of clips); `naming` as for _plan_photos."""
+    claims, reads, identities = naming
+    path = settings.content_image
+    prefix = claims.claim((wanted or {}).get(path, settings.output_image), reads, notes)
+    video_plan = plan_video(settings, prefix, identities, notes)
+    masks.check_output_masks(settings, run_masks, video_plan.info.size, f"the video {path}")
+    found = video_plan.identities
+    return Inputs(settings, styles, False, [path], [], [], [], video_plan, run_masks, found)
 
 
 def _plan_photos(
@@ -463,6 +504,8 @@ def plan_run(inputs: Inputs, *, on_gpu: bool) -> RunPlan:
     """The whole run, decided (see the module doc): `inputs` grouped into batches that fit
     in memory on this device."""
     settings, is_batch = inputs.settings, inputs.is_batch
+    if inputs.clips:
+        return _plan_clips(inputs, on_gpu=on_gpu)
     precision = resolve_precision(settings.precision, on_gpu, settings.optimizer)
     fit = _memory(settings, precision, on_gpu)
     notes, failures = list(inputs.notes), list(inputs.failures)
@@ -494,6 +537,32 @@ def plan_run(inputs: Inputs, *, on_gpu: bool) -> RunPlan:
         inputs.video,
         inputs.masks,
         inputs.identities,
+    )
+
+
+def _plan_clips(inputs: Inputs, *, on_gpu: bool) -> RunPlan:
+    """A folder of clips: each clip's plan; one too large for memory fails alone."""
+    clips, failures = [], list(inputs.failures)
+    for clip in inputs.clips:
+        try:
+            clips.append(plan_run(clip, on_gpu=on_gpu))
+        except UserError as error:
+            failures.append((clip.paths[0], str(error)))
+    failures.sort(key=lambda failure: inputs.paths.index(failure[0]))
+    precision = resolve_precision(inputs.settings.precision, on_gpu, inputs.settings.optimizer)
+    return RunPlan(
+        inputs.settings,
+        precision,
+        inputs.styles,
+        True,
+        inputs.paths,
+        [],
+        [],
+        failures,
+        list(inputs.notes),
+        masks=inputs.masks,
+        identities=inputs.identities,
+        clips=tuple(clips),
     )
 
 

@@ -5,9 +5,10 @@
              -> the run loop (runner.py; video_runner.py frame by frame) -> observers (observers/)
 
 CONTENT_IMAGE may name one photo, or a folder or glob of photos, which are stylised with
-one network and one set of style targets, BATCH_SIZE at a time where they fit together.
-With CLUSTER "ray", each batch is a task on a Ray cluster, whose
-events come back to this process; the same observers write the same files here.
+one network and one set of style targets, BATCH_SIZE at a time where they fit together;
+or a video, or a folder or glob of videos, each clip frame by frame. With CLUSTER "ray",
+each batch (each clip) is a task on a Ray cluster, whose events come back to this
+process; the same observers write the same files here.
 This is the composition root of a Gatys run: the one place its observers are chosen and
 its executor picked. Nothing in the package imports it.
 """
@@ -23,7 +24,7 @@ from neural_style.errors import UserError
 from neural_style.gatys import outputs
 from neural_style.gatys.events import Observer, Observers, RunResult
 from neural_style.gatys.local_executor import LocalExecutor
-from neural_style.gatys.plan import RunPlan, plan_inputs, plan_run
+from neural_style.gatys.plan import RunPlan, is_clip, plan_inputs, plan_run
 from neural_style.gatys.video_plan import is_video
 from neural_style.settings.gatys import Settings
 from neural_style.vgg import weights_file
@@ -34,8 +35,8 @@ if TYPE_CHECKING:
 
 
 class BatchResult(NamedTuple):
-    results: list[RunResult]  # one per photo stylised (or already complete)
-    failures: list[tuple[str, str]]  # (photo, why it failed)
+    results: list[RunResult]  # one per photo (clip) stylised, or already complete
+    failures: list[tuple[str, str]]  # (photo or clip, why it failed)
 
 
 def stylize(
@@ -72,10 +73,12 @@ def stylize(
         # The earlier files OVERWRITE replaces go first, at each prefix's first step.
         replacing = EarlierOutputs(claims, stream)
 
-        def listeners() -> Observers:
+        def listeners(heard: RunPlan) -> Observers:
+            """The observers of `heard`: the run's plan, or a clip's of a folder of clips."""
             chosen = observers
             if chosen is None:
-                chosen = standard_observers(settings, stream, video=plan.video is not None)
+                video = heard.video is not None
+                chosen = standard_observers(heard.settings, stream, video=video)
             return Observers([replacing, *chosen, *extra_observers])
 
         outcomes = executor.run(plan, weights.pop(), listeners, controls)
@@ -115,7 +118,8 @@ def standard_observers(
 def _executor(settings: Settings, stream: TextIO) -> Executor:
     """Where the plan runs: in this process, or with CLUSTER "ray" as tasks on a Ray
     cluster (whose module, and Ray, are imported only then). A video's frames follow each
-    other, so a video runs in this process whatever CLUSTER says."""
+    other, so a single video runs in this process whatever CLUSTER says; a folder of clips
+    is spread over the cluster, a clip to a task."""
     if settings.cluster == "ray" and not is_video(settings.content_image):
         from neural_style.gatys.ray_executor import RayExecutor
 
@@ -148,12 +152,13 @@ def _result(plan: RunPlan, outcomes: dict, stream: TextIO) -> RunResult | BatchR
     order = {path: number for number, path in enumerate(plan.paths)}
     results = sorted(done.items(), key=lambda item: order[item[0]])
     failures = sorted(failed.items(), key=lambda item: order[item[0]])
-    print(f"stylised {len(results)} of {plan.photo_count} photos", file=stream)
+    kind = "clips" if is_clip(plan.paths[0]) else "photos"
+    print(f"stylised {len(results)} of {plan.photo_count} {kind}", file=stream)
     for photo, why in failures:
         print(f"  failed: {photo}: {why}", file=stream)
     if not results:
         raise UserError(
-            f"{plan.settings.content_image}: none of the {plan.photo_count} photos could be "
+            f"{plan.settings.content_image}: none of the {plan.photo_count} {kind} could be "
             "stylised (see above)"
         )
     return BatchResult([result for _, result in results], failures)

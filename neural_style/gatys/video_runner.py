@@ -3,6 +3,7 @@ starts from the previous result moved by the optical flow and is held to it by a
 loss (Ruder, Dosovitskiy and Brox, "Artistic style transfer for videos", 2016).
 
     VideoRun(runner).run()     # instead of runner.run(), for a plan with a video
+    stylize_clip(clip_plan, pipeline, observers, controls)   # one clip of a folder of clips
 
 Frame t is held to each earlier frame t-k of TEMPORAL_FRAMES (1, 2, 4: Ruder et al.'s
 long-term consistency), each moved onto frame t by the optical flow between the original
@@ -18,10 +19,12 @@ from __future__ import annotations
 
 import math
 import time
-from typing import NamedTuple
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+from neural_style import stopping
 from neural_style.errors import UserError
 from neural_style.gatys import events
 from neural_style.gatys.plan import Group, Photo, PhotoJob, RunPlan, Stage
@@ -31,6 +34,9 @@ from neural_style.gatys.video_plan import FrameLink, VideoPlan
 from neural_style.media import flow, images, video_io
 from neural_style.optimize import memory
 from neural_style.settings.gatys import Settings
+
+if TYPE_CHECKING:
+    from neural_style.gatys.pipeline import Pipeline
 
 
 class Anchor(NamedTuple):
@@ -42,13 +48,20 @@ class Anchor(NamedTuple):
     warped: np.ndarray  # [H, W, 3] the earlier result moved onto frame t
 
 
+class ClipFailed(UserError):
+    """The clip itself cannot be stylised (a frame that cannot be decoded, or whose
+    optimisation fails): in a folder of clips, that clip alone fails."""
+
+
 class VideoRun:
     """The frames of a plan's video, in order, from the first unfinished one, each run by
     `runner` as a group of one; the earlier frames it looks back to are this executor's own
-    state (on a resume, the plan read them from their PNGs)."""
+    state (on a resume, the plan read them from their PNGs). The frames are decoded from
+    `source` when given (a cluster task's copy of the clip), else from the clip itself."""
 
-    def __init__(self, runner: Runner):
+    def __init__(self, runner: Runner, source: str = ""):
         self.runner = runner
+        self.source = source
         self.plan: RunPlan = runner.plan
         self.video: VideoPlan = runner.plan.video
         self.settings: Settings = runner.plan.settings
@@ -62,9 +75,12 @@ class VideoRun:
         """Every frame; the runner's outcomes (one per frame stylised)."""
         with self.runner.running():
             limit = self.settings.video_max_frames
-            frames = video_io.read_frames(self.video.info, max_frames=limit)
+            info = self.video.info
+            frames = video_io.read_frames(
+                info._replace(path=self.source or info.path), max_frames=limit
+            )
             count = 0
-            for index, frame in enumerate(frames):
+            for index, frame in enumerate(_as_clip_failures(frames)):
                 count = index + 1
                 content = images.resize_image(frame, self.video.size)
                 if index >= self.video.first:
@@ -74,7 +90,7 @@ class VideoRun:
             if frames.warning():
                 self.runner.observers.note(frames.warning())
             if count < self.video.first:  # a shorter clip than the finished frames' record knew
-                raise UserError(
+                raise ClipFailed(
                     f"{self.video.info.path}: {count} frames, fewer than the {self.video.first} "
                     f"finished in {self.video.names.frames}; put the original clip back, or "
                     f"{RESUME_FIX}"
@@ -88,7 +104,7 @@ class VideoRun:
         link = self._link(content, anchors)
         members = self.runner.run_group(self._group(index, content, link))
         if members[0].failure:
-            raise UserError(members[0].failure)
+            raise ClipFailed(members[0].failure)
         result = np.clip(np.rint(members[0].image), 0.0, 255.0).astype(np.float32)
         error = math.nan
         if anchors and anchors[0].offset == 1:  # Lai et al.'s error is against the frame before
@@ -149,3 +165,31 @@ class VideoRun:
         stages = (Stage(size, self.video.steps(index)),)
         job = PhotoJob(photo, self.video.prefix, stages, None, names.frame(index))
         return Group((job,), (memory.MemoryPlan(0, 0),), link)
+
+
+def _as_clip_failures(frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    """The frames, a decoding error raised as the clip's own failure."""
+    try:
+        yield from frames
+    except ClipFailed:
+        raise
+    except UserError as error:
+        raise ClipFailed(str(error)) from None
+
+
+def stylize_clip(
+    plan: RunPlan,
+    pipeline: Pipeline,
+    observers: events.Observers,
+    controls: stopping.Controls,
+    source: str = "",
+) -> dict[str, events.RunResult | str]:
+    """One clip of a folder of clips (`plan` is its own), through a runner of its own with
+    `observers`: {the clip: its video, or why the clip alone failed}. A stop, and an error
+    of the run's own (an output that cannot be written), end the run."""
+    clip = plan.paths[0]
+    try:
+        frames = VideoRun(Runner(plan, pipeline, observers, controls), source).run()
+    except ClipFailed as error:
+        return {clip: str(error)}
+    return {clip: events.RunResult(plan.video.names.video, len(frames), {})}

@@ -57,7 +57,9 @@ class VideoReport(Observer):
         print(text, file=self.stream, flush=True)
 
     def run_started(self, plan: RunPlan) -> None:
-        self.plan = plan
+        if plan.video is None:  # a folder of clips: each clip is heard on its own
+            return
+        self.plan, self.complete = plan, 0
         video = plan.video
         self.errors = self._earlier_errors(video.first)
         height, width = video.size
@@ -119,7 +121,7 @@ class VideoReport(Observer):
         if self.log is not None:
             self.log.close()
             self.log = None
-        if not self.complete:
+        if not self.complete or plan.video is None:
             return
         video = plan.video
         paths = [video.names.frame(index) for index in range(self.complete)]
