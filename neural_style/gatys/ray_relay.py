@@ -15,7 +15,8 @@ request, if any, which the task's run loop then heeds as it would a signal (it s
 and ends).
 
 Events go without the photos' pixels: the group is named by the attempt that runs it, and
-the photos of an Images event by their places in the group.
+the photos of an Images event by their places in the group. A clip's task makes its
+frames' groups itself, so its relay carries each group (without pixels) as it starts.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import asyncio
 from typing import Any
 
 from neural_style import stopping
-from neural_style.gatys.events import GroupStarted, Images, Observer, Observers, Step
+from neural_style.gatys.events import FrameDone, GroupStarted, Images, Observer, Observers, Step
 from neural_style.gatys.plan import Group, PhotoJob
 
 # What a relayed event is: (attempt number, kind, payload); the kinds are Observer methods.
@@ -81,22 +82,24 @@ class Relay(Observer):
     """A task's only observer: posts each event of its group to the mailbox (an actor
     handle), and passes a stop the driver asks for on to the task's `controls`."""
 
-    def __init__(self, mailbox: Any, attempt: int, controls: stopping.Controls):
+    def __init__(
+        self, mailbox: Any, attempt: int, controls: stopping.Controls, *, carries_groups: bool
+    ):
         self.mailbox = mailbox
         self.attempt = attempt
         self.controls = controls
+        self.carries_groups = carries_groups  # a clip's frames: groups the driver has not
         self.group: Group | None = None
 
     def _post(self, kind: str, payload: Any, *, wait: bool = False) -> None:
-        import ray
-
-        stop = ray.get(self.mailbox.post.remote(self.attempt, kind, payload, wait))
+        stop = answer(self.mailbox.post.remote(self.attempt, kind, payload, wait))
         if stop is not None:
             self.controls.request_stop(stop)
 
     def group_started(self, event: GroupStarted) -> None:
         self.group = event.group
-        self._post("group_started", event._replace(group=None))
+        carried = _without_pixels(event.group) if self.carries_groups else None
+        self._post("group_started", event._replace(group=carried))
 
     def note(self, text: str) -> None:
         self._post("note", text)
@@ -114,8 +117,28 @@ class Relay(Observer):
     def group_finished(self, group: Group) -> None:
         self._post("group_finished", None)
 
+    def frame_done(self, event: FrameDone) -> None:
+        self._post("frame_done", event)
+
+    def video_done(self, frames: int) -> None:
+        self._post("video_done", frames)
+
     def _place(self, job: PhotoJob) -> int:
         return [member.photo.path for member in self.group.jobs].index(job.photo.path)
+
+
+def answer(reply: Any) -> Any:
+    """The value of an actor call's reply (an ObjectRef), waited for in a task without
+    lending the task's CPUs out, as `ray.get` would: Ray would start another task on them,
+    and the two would share one node's CPUs while another node idles."""
+    return reply.future().result()
+
+
+def _without_pixels(group: Group) -> Group:
+    """The group as the driver's observers need it: its photos without their pixels, and
+    without a video frame's start and target."""
+    jobs = tuple(job._replace(photo=job.photo._replace(pixels=None)) for job in group.jobs)
+    return group._replace(jobs=jobs, link=None)
 
 
 def photo_label(group: Group, photo_count: int) -> str:
@@ -125,16 +148,16 @@ def photo_label(group: Group, photo_count: int) -> str:
     return f"[{numbers}/{photo_count}] "
 
 
-def replay(lane: Observers, group: Group, photo_count: int, kind: str, payload: Any) -> None:
+def replay(lane: Observers, group: Group, label: str, kind: str, payload: Any) -> None:
     """A relayed event told to `lane`, the observers of `group` on the driver, with the
-    driver's own group and jobs put back in."""
+    driver's own group and jobs put back in, and `label` (photo_label's, or a clip's)
+    before each progress line."""
     if kind == "group_started":
         lane.group_started(payload._replace(group=group))
     elif kind == "note":
         lane.note(payload)
     elif kind == "step":
-        label = photo_label(group, photo_count) + payload.label
-        lane.step(payload._replace(group=group, label=label))
+        lane.step(payload._replace(group=group, label=label + payload.label))
     elif kind == "photo_failed":
         place, why = payload
         lane.photo_failed(group.jobs[place], why)
@@ -142,5 +165,9 @@ def replay(lane: Observers, group: Group, photo_count: int, kind: str, payload: 
         lane.images(payload._replace(jobs=[group.jobs[place] for place in payload.jobs]))
     elif kind == "group_finished":
         lane.group_finished(group)
+    elif kind == "frame_done":
+        lane.frame_done(payload)
+    elif kind == "video_done":
+        lane.video_done(payload)
     else:
         raise ValueError(f"unknown relayed event {kind!r}")
