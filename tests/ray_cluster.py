@@ -5,6 +5,7 @@ run against it: what tests/test_cluster.py and tests/test_stylize_cluster.py ass
     result = run_on_cluster(work_dir, train_args, kill_node_at=r"^\\[\\d+/6\\] step +7/")
     result = run_on_cluster(work_dir, train_args, nodes=1)    # the head node alone
     result = run_on_cluster(work_dir, stylize_args, script="stylize.py")
+    first, second = run_all_on_cluster(work_dir, [args, more_args])   # one cluster, in turn
 
 Ray listens on (and connects over) every address of the machine even when told
 127.0.0.1, so the whole cluster lives in `unshare --net --pid --fork --mount-proc`, where
@@ -61,9 +62,39 @@ def run_on_cluster(
     `interrupt_at`, the script gets a SIGINT (a Ctrl-C) once a line matching it is.
     Returns the script's exit code, output (with when each line came) and wall time, and
     what was killed when."""
+    return _on_cluster(
+        work_dir,
+        [train_args],
+        nodes=nodes,
+        kill_node_at=kill_node_at,
+        kill_on_any_node=kill_on_any_node,
+        interrupt_at=interrupt_at,
+        script=script,
+    )[0]
+
+
+def run_all_on_cluster(
+    work_dir: Path, runs: list[list[str]], *, script: str = "train.py"
+) -> list[SimpleNamespace]:
+    """`script` with each ARGS of `runs` --cluster=ray, one after another, on one fresh
+    two-node cluster (as run_on_cluster, which starts a cluster for each command): each
+    run's result."""
+    return _on_cluster(work_dir, runs, script=script)
+
+
+def _on_cluster(
+    work_dir: Path,
+    runs: list[list[str]],
+    *,
+    nodes: int = 2,
+    kill_node_at: str = "",
+    kill_on_any_node: bool = False,
+    interrupt_at: str = "",
+    script: str = "train.py",
+) -> list[SimpleNamespace]:
     spec = {
         "work_dir": str(work_dir),
-        "train_args": train_args,
+        "runs": runs,
         "kill_node_at": kill_node_at,
         "kill_on_any_node": kill_on_any_node,
         "nodes": nodes,
@@ -92,7 +123,7 @@ def run_on_cluster(
     result_path = work_dir / "cluster-result.json"
     if done.returncode != 0 or not result_path.exists():
         raise AssertionError(f"the cluster harness failed ({done.returncode}):\n{done.stderr}")
-    return SimpleNamespace(**json.loads(result_path.read_text()))
+    return [SimpleNamespace(**result) for result in json.loads(result_path.read_text())]
 
 
 # --- inside the namespaces ------------------------------------------------------------------
@@ -194,10 +225,12 @@ def _kill_node(second: subprocess.Popen) -> list[int]:
     return pids
 
 
-def _run_train(spec: dict, second: subprocess.Popen | None, second_id: str) -> dict:
+def _run_train(
+    spec: dict, train_args: list[str], second: subprocess.Popen | None, second_id: str
+) -> dict:
     env = {**os.environ, "RAY_ADDRESS": f"127.0.0.1:{HEAD_PORT}", "CUDA_VISIBLE_DEVICES": ""}
     script = str(REPO_ROOT / spec["script"])
-    command = [sys.executable, script, *spec["train_args"], "--cluster=ray"]
+    command = [sys.executable, script, *train_args, "--cluster=ray"]
     started = time.monotonic()
     train = subprocess.Popen(
         command,
@@ -247,8 +280,8 @@ def _run_train(spec: dict, second: subprocess.Popen | None, second_id: str) -> d
 def main(spec_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     second, second_id = _start_cluster(spec["nodes"])
-    result = _run_train(spec, second, second_id)
-    Path(spec["work_dir"], "cluster-result.json").write_text(json.dumps(result))
+    results = [_run_train(spec, train_args, second, second_id) for train_args in spec["runs"]]
+    Path(spec["work_dir"], "cluster-result.json").write_text(json.dumps(results))
 
 
 if __name__ == "__main__":

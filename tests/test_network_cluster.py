@@ -4,7 +4,7 @@ two train one network together (MultiWorkerMirroredStrategy over TF_CONFIG, whic
 Train sets), and the chief writes the files of a local run, which `--network_resume`
 continues, on the cluster as in this process.
 
-Root only (the namespaces); each test starts its own cluster.
+Root only (the namespaces); the runs share one cluster, started once for the module.
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ from __future__ import annotations
 import csv
 import os
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from tests.ray_cluster import run_here, run_on_cluster
+from tests.ray_cluster import run_all_on_cluster, run_here
 from tests.support import photo, write_image
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -28,8 +29,7 @@ WORKER_AT = re.compile(r"^worker (\d)/2 on node \S+ \((\w+)\), process \d+$", re
 LOSS_TOLERANCE = 1e-5
 
 
-@pytest.fixture
-def work(tmp_path, tiny_mat):
+def make_work(tmp_path):
     # Four copies of one 32x32 photo, the crop size: every batch is the same two images
     # whichever worker reads which share, so a step on two workers (one image each) must
     # give the losses of a step of the same batch in one process.
@@ -69,10 +69,22 @@ def losses(path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(file)]
 
 
-def test_two_nodes_train_one_network_with_the_losses_of_a_local_run(work, tiny_mat):
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_mat):
+    """A local run, then on one two-node cluster: the same run, its --network_resume to
+    step 6, and a --network_resume with no checkpoint."""
+    work = make_work(tmp_path_factory.mktemp("network-cluster"))
     local = run_here(work, "train_network.py", *train_args(tiny_mat, "here"))
     assert local.returncode == 0, local.stderr[-3000:]
-    cluster = run_on_cluster(work, train_args(tiny_mat, "there"), script="train_network.py")
+    more = train_args(tiny_mat, "there", "--network_resume", "--network_steps=6")
+    empty = train_args(tiny_mat, "empty", "--network_resume")
+    commands = [train_args(tiny_mat, "there"), more, empty]
+    trained, resumed, refused = run_all_on_cluster(work, commands, script="train_network.py")
+    return SimpleNamespace(work=work, trained=trained, resumed=resumed, refused=refused)
+
+
+def test_two_nodes_train_one_network_with_the_losses_of_a_local_run(runs):
+    work, cluster = runs.work, runs.trained
     assert cluster.code == 0, cluster.err[-3000:]
 
     # Ray Train started one worker on each node, and both trained to the last step.
@@ -84,31 +96,30 @@ def test_two_nodes_train_one_network_with_the_losses_of_a_local_run(work, tiny_m
         assert f"worker {number}/2 trained to step 4" in cluster.out
     assert "2 replica(s)" in cluster.out
 
-    # The chief wrote the files of a local run, in the driver's folder, and nothing else.
-    assert sorted(os.listdir(work / "there")) == sorted(os.listdir(work / "here"))
+    # The chief wrote the files of a local run, in the driver's folder, and nothing else
+    # but the resume's sample at its new last step.
+    written = sorted(os.listdir(work / "there"))
+    assert written == sorted([*os.listdir(work / "here"), "sample-6.jpg"])
     assert (work / "there" / "network.keras").exists()
     here, there = losses(work / "here" / "losses.csv"), losses(work / "there" / "losses.csv")
-    assert [row["step"] for row in there] == [1, 2, 3, 4]
-    for mine, theirs in zip(here, there, strict=True):
+    assert [row["step"] for row in there][:4] == [1, 2, 3, 4]
+    for mine, theirs in zip(here, there[:4], strict=True):
         for name in ("content", "style", "tv", "total"):
             assert theirs[name] == pytest.approx(mine[name], rel=LOSS_TOLERANCE), name
 
     # --network_resume on the cluster continues from the chief's checkpoint at step 4.
-    more = train_args(tiny_mat, "there", "--network_resume", "--network_steps=6")
-    resumed = run_on_cluster(work, more, script="train_network.py")
-    assert resumed.code == 0, resumed.err[-3000:]
-    assert "worker 2/2 trained to step 6" in resumed.out
+    assert runs.resumed.code == 0, runs.resumed.err[-3000:]
+    assert "worker 2/2 trained to step 6" in runs.resumed.out
     steps = [row["step"] for row in losses(work / "there" / "losses.csv")]
     assert steps == [1, 2, 3, 4, 5, 6]
 
 
-def test_a_worker_error_is_the_driver_s_one_line(work, tiny_mat):
+def test_a_worker_error_is_the_driver_s_one_line(runs):
     # The chief finds no checkpoint to resume from: its one line is the driver's.
-    args = train_args(tiny_mat, "empty", "--network_resume")
-    cluster = run_on_cluster(work, args, script="train_network.py")
+    cluster = runs.refused
     assert cluster.code == 2, cluster.err[-3000:]
     assert cluster.err.strip().splitlines() == [
         "error: NETWORK_RESUME (--network_resume) is set but "
-        f"{work}/empty has no checkpoint; start without it, or set NETWORK_OUTPUT_DIR to "
+        f"{runs.work}/empty has no checkpoint; start without it, or set NETWORK_OUTPUT_DIR to "
         "the earlier run's folder"
     ]
