@@ -5,7 +5,7 @@ Layer lists are (layer name, weight) pairs; on the command line they are written
 `--style_loss_layers=relu1_1:0.2,relu2_1:0.2`. `python train.py --helpfull` lists every flag.
 """
 
-# Photo whose content is kept (any PIL format); a folder or glob: each photo; a video: each frame.
+# Photo whose content is kept (any PIL format); a folder or glob: each photo (or clip); a video.
 CONTENT_IMAGE = "images/content.jpg"
 # Photos of a folder or glob optimised together as one batch (Adam only; 1 = one at a time).
 BATCH_SIZE = 2

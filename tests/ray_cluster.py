@@ -68,18 +68,24 @@ def run_on_cluster(
         nodes=nodes,
         kill_node_at=kill_node_at,
         kill_on_any_node=kill_on_any_node,
-        interrupt_at=interrupt_at,
+        interrupts=[interrupt_at],
         script=script,
     )[0]
 
 
 def run_all_on_cluster(
-    work_dir: Path, runs: list[list[str]], *, script: str = "train.py"
+    work_dir: Path,
+    runs: list[list[str]],
+    *,
+    script: str = "train.py",
+    interrupt_at: dict[int, str] | None = None,
 ) -> list[SimpleNamespace]:
     """`script` with each ARGS of `runs` --cluster=ray, one after another, on one fresh
     two-node cluster (as run_on_cluster, which starts a cluster for each command): each
-    run's result."""
-    return _on_cluster(work_dir, runs, script=script)
+    run's result. `interrupt_at` {run's index: expression} interrupts those runs as
+    run_on_cluster's does."""
+    interrupts = [(interrupt_at or {}).get(index, "") for index in range(len(runs))]
+    return _on_cluster(work_dir, runs, script=script, interrupts=interrupts)
 
 
 def _on_cluster(
@@ -89,7 +95,7 @@ def _on_cluster(
     nodes: int = 2,
     kill_node_at: str = "",
     kill_on_any_node: bool = False,
-    interrupt_at: str = "",
+    interrupts: list[str],
     script: str = "train.py",
 ) -> list[SimpleNamespace]:
     spec = {
@@ -98,7 +104,7 @@ def _on_cluster(
         "kill_node_at": kill_node_at,
         "kill_on_any_node": kill_on_any_node,
         "nodes": nodes,
-        "interrupt_at": interrupt_at,
+        "interrupts": interrupts,
         "script": script,
     }
     spec_path = work_dir / "cluster-spec.json"
@@ -226,7 +232,11 @@ def _kill_node(second: subprocess.Popen) -> list[int]:
 
 
 def _run_train(
-    spec: dict, train_args: list[str], second: subprocess.Popen | None, second_id: str
+    spec: dict,
+    train_args: list[str],
+    interrupt_at: str,
+    second: subprocess.Popen | None,
+    second_id: str,
 ) -> dict:
     env = {**os.environ, "RAY_ADDRESS": f"127.0.0.1:{HEAD_PORT}", "CUDA_VISIBLE_DEVICES": ""}
     script = str(REPO_ROOT / spec["script"])
@@ -246,7 +256,7 @@ def _run_train(
     reader.start()
     lines, heard, on_second, killed = [], [], set(), {}
     trigger = re.compile(spec["kill_node_at"]) if spec["kill_node_at"] else None
-    interrupt = re.compile(spec["interrupt_at"]) if spec["interrupt_at"] else None
+    interrupt = re.compile(interrupt_at) if interrupt_at else None
     interrupted = False
     for line in train.stdout:
         lines.append(line)
@@ -280,7 +290,8 @@ def _run_train(
 def main(spec_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     second, second_id = _start_cluster(spec["nodes"])
-    results = [_run_train(spec, train_args, second, second_id) for train_args in spec["runs"]]
+    runs = zip(spec["runs"], spec["interrupts"], strict=True)
+    results = [_run_train(spec, *run, second, second_id) for run in runs]
     Path(spec["work_dir"], "cluster-result.json").write_text(json.dumps(results))
 
 

@@ -2,7 +2,8 @@
 namespaces of its own (tests/ray_cluster.py): Ray Train starts one worker per node, the
 two train one network together (MultiWorkerMirroredStrategy over TF_CONFIG, which Ray
 Train sets), and the chief writes the files of a local run, which `--network_resume`
-continues, on the cluster as in this process.
+continues, on the cluster as in this process; a Ctrl-C on the driver stops both workers
+after the same step, and they save it.
 
 Root only (the namespaces); the runs share one cluster, started once for the module.
 """
@@ -71,16 +72,19 @@ def losses(path) -> list[dict[str, float]]:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, tiny_mat):
-    """A local run, then on one two-node cluster: the same run, its --network_resume to
-    step 6, and a --network_resume with no checkpoint."""
+    """A local run, then on one two-node cluster: the same run; its --network_resume with
+    no end in sight, interrupted (SIGINT to the driver) at its sixth step; and a
+    --network_resume with no checkpoint."""
     work = make_work(tmp_path_factory.mktemp("network-cluster"))
     local = run_here(work, "train_network.py", *train_args(tiny_mat, "here"))
     assert local.returncode == 0, local.stderr[-3000:]
-    more = train_args(tiny_mat, "there", "--network_resume", "--network_steps=6")
+    forever = train_args(tiny_mat, "there", "--network_resume", "--network_steps=100000")
     empty = train_args(tiny_mat, "empty", "--network_resume")
-    commands = [train_args(tiny_mat, "there"), more, empty]
-    trained, resumed, refused = run_all_on_cluster(work, commands, script="train_network.py")
-    return SimpleNamespace(work=work, trained=trained, resumed=resumed, refused=refused)
+    commands = [train_args(tiny_mat, "there"), forever, empty]
+    trained, stopped, refused = run_all_on_cluster(
+        work, commands, script="train_network.py", interrupt_at={1: r"^step +6/"}
+    )
+    return SimpleNamespace(work=work, trained=trained, stopped=stopped, refused=refused)
 
 
 def test_two_nodes_train_one_network_with_the_losses_of_a_local_run(runs):
@@ -97,21 +101,34 @@ def test_two_nodes_train_one_network_with_the_losses_of_a_local_run(runs):
     assert "2 replica(s)" in cluster.out
 
     # The chief wrote the files of a local run, in the driver's folder, and nothing else
-    # but the resume's sample at its new last step.
-    written = sorted(os.listdir(work / "there"))
-    assert written == sorted([*os.listdir(work / "here"), "sample-6.jpg"])
+    # but the samples of the resumed run below.
+    here, there = set(os.listdir(work / "here")), set(os.listdir(work / "there"))
+    assert here <= there and all(re.fullmatch(r"sample-\d+\.jpg", name) for name in there - here)
     assert (work / "there" / "network.keras").exists()
-    here, there = losses(work / "here" / "losses.csv"), losses(work / "there" / "losses.csv")
-    assert [row["step"] for row in there][:4] == [1, 2, 3, 4]
-    for mine, theirs in zip(here, there[:4], strict=True):
+    mine, theirs = losses(work / "here" / "losses.csv"), losses(work / "there" / "losses.csv")
+    assert [row["step"] for row in theirs][:4] == [1, 2, 3, 4]
+    for step_here, step_there in zip(mine, theirs[:4], strict=True):
         for name in ("content", "style", "tv", "total"):
-            assert theirs[name] == pytest.approx(mine[name], rel=LOSS_TOLERANCE), name
+            assert step_there[name] == pytest.approx(step_here[name], rel=LOSS_TOLERANCE), name
 
-    # --network_resume on the cluster continues from the chief's checkpoint at step 4.
-    assert runs.resumed.code == 0, runs.resumed.err[-3000:]
-    assert "worker 2/2 trained to step 6" in runs.resumed.out
-    steps = [row["step"] for row in losses(work / "there" / "losses.csv")]
-    assert steps == [1, 2, 3, 4, 5, 6]
+
+def test_ctrl_c_stops_every_worker_after_the_same_step_and_saves_it(runs):
+    # The resumed run went on from step 4, and a Ctrl-C stopped both workers after one
+    # step, which both saved: the log has every step to it, once, and the checkpoint is
+    # of it, so --network_resume goes on from there.
+    stopped = runs.stopped
+    assert stopped.code == 130, stopped.err[-3000:]
+    saved = re.search(
+        r"^interrupted at step (\d+): saved \S+network\.keras and a checkpoint", stopped.out, re.M
+    )
+    assert saved, stopped.out
+    step = int(saved.group(1))
+    assert step >= 6
+    for number in (1, 2):
+        assert f"worker {number}/2 stopped and saved" in stopped.out
+    folder = runs.work / "there"
+    assert [row["step"] for row in losses(folder / "losses.csv")] == list(range(1, step + 1))
+    assert f"ckpt-{step}.index" in os.listdir(folder / "checkpoints"), os.listdir(folder)
 
 
 def test_a_worker_error_is_the_driver_s_one_line(runs):

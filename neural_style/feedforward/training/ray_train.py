@@ -13,6 +13,11 @@ driver's paths (made absolute here): every node must see the same files at the s
 as it starts and as it ends, come to the driver's terminal through a Ray queue; a
 worker's UserError (a held output folder, NETWORK_RESUME without a checkpoint) ends the
 run and is the driver's one error line.
+
+A stop (Ctrl-C, SIGTERM) on the driver is posted on a StopBoard, which every worker reads
+after each step; the board fixes one step at which every worker stops, since a worker
+that stopped alone would leave the others waiting in their next step. So the workers save
+together, at that step, as a local run saves, and the driver exits as a local run does.
 """
 
 from __future__ import annotations
@@ -25,12 +30,16 @@ import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple, TextIO
 
+from neural_style import stopping
 from neural_style.errors import UserError, one_line
 from neural_style.feedforward.training.run_inputs import read_inputs
 from neural_style.feedforward.training.session import TrainResult
 from neural_style.ray_cluster import CLUSTER_SETTING, RayCluster
 from neural_style.settings.network import NetworkSettings
 from neural_style.vgg.weights_file import resolve_weights_path
+
+# Seconds between the driver's looks at a stop request while Ray Train runs.
+POLL_SECONDS = 0.1
 
 # The paths a worker opens, made absolute: a Ray worker's working folder is not the driver's.
 _PATH_SETTINGS = (
@@ -103,9 +112,60 @@ def _absolute_paths(settings: NetworkSettings, stream: TextIO) -> NetworkSetting
     return dataclasses.replace(settings, cluster="", **absolute)
 
 
+class StopBoard:
+    """A Ray actor: the driver's stop request, and the count of steps after which every
+    worker stops. The first worker to hear of the request after its step k stops after
+    step k + 1, and so does every other: none can have finished step k + 2 without it (a
+    step waits for every worker's gradients), and any that had gone on past k did so into
+    step k + 1."""
+
+    def __init__(self) -> None:
+        self.signal_number: int | None = None
+        self.at: int | None = None
+
+    def stop(self, signal_number: int) -> None:
+        if self.signal_number is None:
+            self.signal_number = signal_number
+
+    def poll(self, steps: int) -> tuple[int, int] | None:
+        """After a worker's `steps`-th step: (the step count to stop after, the signal), or
+        None while no stop is asked."""
+        if self.signal_number is None:
+            return None
+        if self.at is None:
+            self.at = steps + 1
+        return self.at, self.signal_number
+
+
+class AgreedStop(stopping.Controls):
+    """A Ray Train worker's controls: a stop asked of it (a signal to this worker) or of
+    the driver stops it only at the step the board fixes for every worker; before then,
+    `raise_if_stopped`, which the training loop calls after each step, goes on."""
+
+    def __init__(self, board: Any):
+        super().__init__()
+        self.board = board
+        self.steps = 0  # calls of raise_if_stopped: steps taken by this run
+        self.posted = False
+
+    def raise_if_stopped(self) -> None:
+        import ray
+
+        self.steps += 1
+        asked = self.stop_requested
+        if asked is not None and not self.posted:
+            self.posted = True
+            self.board.stop.remote(asked)
+        agreed = ray.get(self.board.poll.remote(self.steps))
+        if agreed is not None and self.steps >= agreed[0]:
+            self.request_stop(agreed[1])
+            raise stopping.Stopped(self.stop_requested)
+
+
 def _fit(
     settings: NetworkSettings, train: Callable[..., TrainResult], workers: Workers, stream: TextIO
 ) -> TrainResult:
+    import ray
     from ray.train import RunConfig, ScalingConfig
     from ray.train.tensorflow import TensorflowTrainer
     from ray.util.queue import Queue
@@ -113,6 +173,7 @@ def _fit(
     lines = Queue()
     printer = threading.Thread(target=_print_lines, args=(lines, stream), daemon=True)
     printer.start()
+    board = ray.remote(StopBoard).options(num_cpus=0).remote()
     # Ray Train keeps a record of each run (no checkpoint goes there: the chief writes the
     # run's own); a temporary folder, on the driver's file system as the outputs are.
     with tempfile.TemporaryDirectory(prefix="neural-style-ray-train-") as storage:
@@ -129,12 +190,13 @@ def _fit(
                 "train": train,
                 "lines": lines,
                 "cpus": workers.cpus,
+                "board": board,
             },
             scaling_config=scaling,
             run_config=RunConfig(name="train_network", storage_path=storage),
         )
         try:
-            trainer.fit()
+            _fit_heeding_stops(trainer, board, stream)
         except Exception as error:  # Ray Train's TrainingFailedError and its kinds
             failure = error
         else:
@@ -142,6 +204,9 @@ def _fit(
         finally:
             lines.put(("end", ""))
             printer.join()
+    stopped = getattr(printer, "stopped", None)
+    if stopped is not None and failure is None:
+        raise stopping.Stopped(stopped)
     said = getattr(printer, "error", "")
     if failure is not None or not hasattr(printer, "result"):
         if said:
@@ -153,6 +218,32 @@ def _fit(
             )
         ) from None
     return printer.result
+
+
+def _fit_heeding_stops(trainer: Any, board: Any, stream: TextIO) -> None:
+    """trainer.fit(), in a thread of its own: Ray Train would take SIGINT in the main
+    thread and end the workers where they are. Here the main thread hears the stop
+    signals (stopping.deferred) and posts a stop on the board, once."""
+    outcome: dict[str, BaseException] = {}
+
+    def fit() -> None:
+        try:
+            trainer.fit()
+        except BaseException as error:  # handed to the main thread
+            outcome["error"] = error
+
+    fitting = threading.Thread(target=fit, name="ray-train-fit", daemon=True)
+    notice = "every worker stops after the same step, then saving"
+    with stopping.deferred(notice=notice) as controls:
+        fitting.start()
+        posted = False
+        while fitting.is_alive():
+            fitting.join(POLL_SECONDS)
+            if controls.stop_requested is not None and not posted:
+                posted = True
+                board.stop.remote(controls.stop_requested)
+    if "error" in outcome:
+        raise outcome["error"]
 
 
 def _print_lines(lines: Any, stream: TextIO) -> None:
@@ -168,6 +259,9 @@ def _print_lines(lines: Any, stream: TextIO) -> None:
             continue
         if kind == "result":
             thread.result = text
+            continue
+        if kind == "stopped":
+            thread.stopped = text
             continue
         print(text, file=stream, flush=True)
 
@@ -207,11 +301,17 @@ def _train_worker(config: dict) -> None:
     node = ray.get_runtime_context().get_node_id()
     where = f"on node {ray.util.get_node_ip_address()} ({node[:8]}), process {os.getpid()}"
     lines.put(("line", f"worker {rank + 1}/{size} {where}"))
+    controls = AgreedStop(config["board"])
     try:
-        result = train(settings, stream=_QueueStream(lines, shown=rank == 0))
+        result = train(settings, stream=_QueueStream(lines, shown=rank == 0), controls=controls)
     except UserError as error:
         lines.put(("error", str(error)))
         raise
+    except stopping.Stopped as stop:  # saved, at the step every worker stopped after
+        lines.put(("line", f"worker {rank + 1}/{size} stopped and saved"))
+        if rank == 0:
+            lines.put(("stopped", stop.signal_number))
+        return
     lines.put(("line", f"worker {rank + 1}/{size} trained to step {result.steps}"))
     if rank == 0:
         lines.put(("result", result))
