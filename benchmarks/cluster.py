@@ -1,10 +1,16 @@
 """Throughput of `python train.py --cluster=ray` on a folder: one Ray node of 1 CPU against
-two nodes of 1 CPU each, on this machine (the issue's target: at least 1.7x); with --clip,
-`python stylize.py --cluster=ray` on a clip instead, in frames per second.
+two nodes of 1 CPU each, on this machine (the issue's target: at least 1.7x); with
+--clips, on a folder of clips; with --clip, `python stylize.py --cluster=ray` on a clip
+instead, in frames per second.
 
     sudo python benchmarks/cluster.py                 # 8 photos, 128 px, 50 steps
     sudo python benchmarks/cluster.py --photos 4 --steps 20 --width 64   # a smoke run
+    sudo python benchmarks/cluster.py --clips 4       # 4 clips of 8 frames, a clip a task
     sudo python benchmarks/cluster.py --clip          # stylize.py: 96 frames of 256x144
+
+With --clips N, the folder holds N clips of ffmpeg's moving test pattern (--clip_frames
+frames of --size each, the first frame taking --steps, each later one --frame_steps),
+stylised frame by frame by the optimiser, a clip to a task.
 
 The clip (--clip) is ffmpeg's moving test pattern (--frames at 24 per second, --size, a
 440 Hz tone) through an untrained network of the paper's width (32: the speed does not
@@ -43,6 +49,7 @@ from tests.ray_cluster import run_on_cluster  # noqa: E402
 
 RESULTS_PATH = REPO_ROOT / "benchmarks" / "results" / "cluster.json"
 CLIP_RESULTS_PATH = REPO_ROOT / "benchmarks" / "results" / "cluster-clip.json"
+CLIPS_RESULTS_PATH = REPO_ROOT / "benchmarks" / "results" / "cluster-clips.json"
 # The real weights where they are, else the synthetic stand-in of the same shapes that a
 # run writes beside the default path (made once, not timed here).
 REAL_WEIGHTS = REPO_ROOT / "weights" / "imagenet-vgg-verydeep-19.mat"
@@ -61,6 +68,21 @@ def make_photos(folder: Path, count: int) -> None:
         left = (width - crop_w) * (count - 1 - number) // max(count - 1, 1)
         crop = content[top : top + crop_h, left : left + crop_w]
         images.save_image(str(folder / f"photo{number}.jpg"), crop)
+
+
+def make_clips(folder: Path, options: argparse.Namespace) -> None:
+    """--clips clips of the moving test pattern."""
+    from tests.support import pattern_clip
+
+    folder.mkdir()
+    for number in range(options.clips):
+        pattern_clip(
+            folder / f"clip{number}.mp4",
+            frames=options.clip_frames,
+            rate=24,
+            size=options.size,
+            audio_seconds=None,
+        )
 
 
 def cpu_model() -> str:
@@ -147,6 +169,9 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=8)
     parser.add_argument("--width", type=int, default=128)
     parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--clips", type=int, default=0, help="a folder of N clips instead")
+    parser.add_argument("--clip_frames", type=int, default=8, help="each clip's frames (--clips)")
+    parser.add_argument("--frame_steps", type=int, default=20, help="a later frame's steps")
     parser.add_argument("--clip", action="store_true", help="stylize.py on a clip instead")
     parser.add_argument("--frames", type=int, default=96, help="the clip's frames (--clip)")
     parser.add_argument("--size", default="256x144", help="the clip's WxH (--clip)")
@@ -156,9 +181,13 @@ def main() -> None:
         clip_benchmark(options)
         return
     runs = {}
+    count, unit = (options.clips, "clips") if options.clips else (options.photos, "photos")
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
-        make_photos(work / "photos", options.photos)
+        if options.clips:
+            make_clips(work / "photos", options)
+        else:
+            make_photos(work / "photos", options.photos)
         if not WEIGHTS.exists():
             sys.exit(f"{WEIGHTS}: missing; run python train.py once to write it")
         weights = WEIGHTS.name
@@ -171,6 +200,7 @@ def main() -> None:
             "--batch_size=1",
             "--snapshot_every=0",
             f"--print_every={options.steps}",
+            f"--frame_steps={options.frame_steps}",
         ]
         args.append(f"--vgg_model_path={WEIGHTS}")
         for nodes in (1, 2):
@@ -181,11 +211,11 @@ def main() -> None:
             )
             if result.code != 0:
                 sys.exit(f"train.py failed on {nodes} node(s):\n{result.out}\n{result.err}")
-            per_minute = options.photos / result.seconds * 60
-            runs[nodes] = {"seconds": round(result.seconds, 1), "photos_per_minute": per_minute}
+            per_minute = count / result.seconds * 60
+            runs[nodes] = {"seconds": round(result.seconds, 1), f"{unit}_per_minute": per_minute}
             print(
-                f"{nodes} node(s) of 1 CPU: {options.photos} photos in {result.seconds:.1f} s "
-                f"({per_minute:.2f} photos/min)",
+                f"{nodes} node(s) of 1 CPU: {count} {unit} in {result.seconds:.1f} s "
+                f"({per_minute:.2f} {unit}/min)",
                 flush=True,
             )
     ratio = runs[1]["seconds"] / runs[2]["seconds"]
@@ -193,15 +223,18 @@ def main() -> None:
     record = {
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
-        "photos": options.photos,
+        unit: count,
         "width": options.width,
         "steps": options.steps,
+        "frames": options.clip_frames if options.clips else None,
+        "frame_steps": options.frame_steps if options.clips else None,
         "weights": weights,
         "runs": runs,
         "two_against_one": round(ratio, 2),
     }
-    RESULTS_PATH.parent.mkdir(exist_ok=True)
-    RESULTS_PATH.write_text(json.dumps(record, indent=2) + "\n")
+    path = CLIPS_RESULTS_PATH if options.clips else RESULTS_PATH
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
 
 
 if __name__ == "__main__":

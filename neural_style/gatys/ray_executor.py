@@ -40,8 +40,15 @@ from neural_style import runtime, stopping
 from neural_style.errors import UserError
 from neural_style.gatys.events import Observers, RunResult
 from neural_style.gatys.executor import Listeners
-from neural_style.gatys.plan import Group, PhotoJob, RunPlan, group_jobs, photo_pixels, plan_job
-from neural_style.gatys.ray_relay import Mailbox, Relay, answer, photo_label, replay
+from neural_style.gatys.plan import Group, RunPlan, group_jobs, photo_pixels, plan_job
+from neural_style.gatys.ray_relay import (
+    Mailbox,
+    Relay,
+    answer,
+    photo_label,
+    replay,
+    without_pixels,
+)
 from neural_style.gatys.video_plan import plan_video
 from neural_style.ray_cluster import RayCluster
 
@@ -114,8 +121,7 @@ class _Dispatch:
         self.weights = ray.put(weights)
         resources = {"num_gpus": 1} if executor.gpus else {"num_cpus": executor.cpus_per_task}
         # Ray retries no task itself: a retry starts from the last checkpoint, not afresh.
-        # SPREAD: a task waiting on the mailbox lends its CPU out, which would otherwise
-        # draw the next task to the same node.
+        # SPREAD: each task to a node other than the last one's, while one has room.
         options = {"max_retries": 0, "scheduling_strategy": "SPREAD", **resources}
         self.task = ray.remote(run_group_task).options(**options)
         self.clip_task = ray.remote(run_clip_task).options(**options)
@@ -153,8 +159,8 @@ class _Dispatch:
 
     def _loop(self, whole: Observers) -> None:
         while self.pending or self.running:
-            # No more tasks than slots: Ray would start a queued one on a CPU that a
-            # running task lends out while it waits on the mailbox, two on one CPU.
+            # No more tasks than slots: the others wait here, where a stop leaves them
+            # unstarted and a lost group is put first.
             while self.pending and len(self.running) < self.executor.slots:
                 self._submit(self.pending.popleft(), whole)
             if not self.running:
@@ -193,7 +199,7 @@ class _Dispatch:
                 whole.photo_failed(job, str(error))
         if not jobs:
             return
-        attempt.group = attempt.group._replace(jobs=tuple(_without_pixels(jobs)))
+        attempt.group = without_pixels(attempt.group._replace(jobs=tuple(jobs)))
         self._number(attempt)
         group = attempt.group._replace(jobs=tuple(jobs))
         attempt.ref = self.task.remote(
@@ -351,10 +357,6 @@ def _for_a_group(plan: RunPlan) -> RunPlan:
     """The plan as a group's own observers hear it start and finish: what the whole run
     says once (its notes, the photos already complete) is said by the run's observers."""
     return plan._replace(groups=[], notes=[], complete=[], failures=[])
-
-
-def _without_pixels(jobs: list[PhotoJob]) -> list[PhotoJob]:
-    return [job._replace(photo=job.photo._replace(pixels=None)) for job in jobs]
 
 
 class _PostOffice(NamedTuple):

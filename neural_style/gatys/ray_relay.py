@@ -98,7 +98,7 @@ class Relay(Observer):
 
     def group_started(self, event: GroupStarted) -> None:
         self.group = event.group
-        carried = _without_pixels(event.group) if self.carries_groups else None
+        carried = without_pixels(event.group) if self.carries_groups else None
         self._post("group_started", event._replace(group=carried))
 
     def note(self, text: str) -> None:
@@ -134,7 +134,7 @@ def answer(reply: Any) -> Any:
     return reply.future().result()
 
 
-def _without_pixels(group: Group) -> Group:
+def without_pixels(group: Group) -> Group:
     """The group as the driver's observers need it: its photos without their pixels, and
     without a video frame's start and target."""
     jobs = tuple(job._replace(photo=job.photo._replace(pixels=None)) for job in group.jobs)
