@@ -431,7 +431,8 @@ def plan_inputs(settings: Settings, claims: outputs.Claims) -> Inputs:
     reads = outputs.input_paths(settings, paths)
     notes: list[str] = []
     if video:
-        return _plan_clip(settings, styles, (claims, reads, identities), notes, run_masks)
+        planned = _plan_clip(settings, styles, (claims, reads, identities), notes, run_masks)
+        return planned._replace(notes=notes)
     if is_batch and is_clip(paths[0]):
         wanted = outputs.batch_prefixes(settings.output_image, paths)
         clips, failures = [], []
@@ -462,7 +463,8 @@ def _plan_clip(
     wanted: dict[str, str] | None = None,
 ) -> Inputs:
     """The inputs of the video CONTENT_IMAGE names, its output prefix claimed (OUTPUT_IMAGE,
-    or the clip's in `wanted` in a folder of clips); `naming` as for _plan_photos."""
+    or the clip's in `wanted` in a folder of clips); `naming` as for _plan_photos. Its
+    notes go to `notes`, the run's."""
     claims, reads, identities = naming
     path = settings.content_image
     prefix = claims.claim((wanted or {}).get(path, settings.output_image), reads, notes)
