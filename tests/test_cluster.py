@@ -3,7 +3,8 @@
 this process, and a node killed mid-run costs each of its photos at most the steps since
 its last checkpoint, with nothing written twice and nothing skipped.
 
-Root only (the namespaces); each test starts its own cluster, about a minute on 2 cores.
+Root only (the namespaces); the kill test starts a cluster of its own, the others share
+one, about a minute each on 2 cores.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from __future__ import annotations
 import csv
 import os
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.ray_cluster import run_here, run_on_cluster
+from tests.ray_cluster import run_all_on_cluster, run_here, run_on_cluster
 from tests.support import FEW_LAYER_FLAGS, photo, write_image
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -34,13 +36,30 @@ def stripes() -> np.ndarray:
     return image
 
 
-@pytest.fixture
-def work(tmp_path, tiny_mat):
-    os.mkdir(tmp_path / "photos")
+def make_work(folder):
+    os.mkdir(folder / "photos")
     for number in range(PHOTOS):
-        write_image(tmp_path / "photos" / f"p{number}.jpg", photo(40, 48, seed=number + 1))
-    write_image(tmp_path / "style.jpg", stripes())
-    return tmp_path
+        write_image(folder / "photos" / f"p{number}.jpg", photo(40, 48, seed=number + 1))
+    write_image(folder / "style.jpg", stripes())
+    return folder
+
+
+@pytest.fixture
+def work(tmp_path):
+    return make_work(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_mat):
+    """A local run, then on one two-node cluster: the same run, and a run of photos that
+    only a stop ends, interrupted (SIGINT to the driver) at a photo's sixth step."""
+    work = make_work(tmp_path_factory.mktemp("cluster"))
+    local = run_here(work, "train.py", *train_args(tiny_mat, "here/r"))
+    assert local.returncode == 0, local.stderr
+    forever = [*train_args(tiny_mat, "out/r"), "--train_steps=100000"]
+    commands = [train_args(tiny_mat, "there/r"), forever]
+    folder, stopped = run_all_on_cluster(work, commands, interrupt_at={1: r"step +6/"})
+    return SimpleNamespace(work=work, folder=folder, stopped=stopped)
 
 
 def train_args(tiny_mat: str, output: str) -> list[str]:
@@ -70,10 +89,8 @@ def logged_steps(path) -> list[int]:
         return [int(row["step"]) for row in csv.DictReader(log)]
 
 
-def test_a_folder_on_two_nodes_gives_the_images_of_a_local_run(work, tiny_mat):
-    local = run_here(work, "train.py", *train_args(tiny_mat, "here/r"))
-    assert local.returncode == 0, local.stderr
-    cluster = run_on_cluster(work, train_args(tiny_mat, "there/r"))
+def test_a_folder_on_two_nodes_gives_the_images_of_a_local_run(runs):
+    work, cluster = runs.work, runs.folder
     assert cluster.code == 0, cluster.err
     assert f"stylised {PHOTOS} of {PHOTOS} photos" in cluster.out
     nodes = set(re.findall(r"^\[\d+/\d+\] on node \S+ \((\w+)\)", cluster.out, re.M))
@@ -124,10 +141,9 @@ def test_a_lost_node_costs_its_photos_at_most_one_snapshot_interval(work, tiny_m
 INTERRUPTED = re.compile(r"^interrupted at step (\d+): saved out/(r-p\d+)\.jpg and a chec", re.M)
 
 
-def test_ctrl_c_on_the_driver_saves_every_running_photo(work, tiny_mat):
+def test_ctrl_c_on_the_driver_saves_every_running_photo(runs):
     # Photos that only a stop ends, so that the stop finds them running.
-    forever = [*train_args(tiny_mat, "out/r"), "--train_steps=100000"]
-    result = run_on_cluster(work, forever, interrupt_at=r"step +6/")
+    work, result = runs.work, runs.stopped
     assert result.code == 130, result.out + result.err
     started = set(re.findall(r"^\[(\d+)/\d+\] on node", result.out, re.M))
     stepping = set(re.findall(r"^\[(\d+)/\d+\] step", result.out, re.M))

@@ -3,19 +3,21 @@
 each worker, the driver reads the images and writes the results, which are those of a
 run in this process, under the same names, with both nodes having stylised some.
 
-Root only (the namespaces); each test starts its own cluster.
+Root only (the namespaces); the lost-worker test starts a cluster of its own, the others
+share one.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.ray_cluster import run_here, run_on_cluster
+from tests.ray_cluster import run_all_on_cluster, run_here, run_on_cluster
 from tests.support import pattern_clip, photo, streams, write_image
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -24,13 +26,36 @@ IMAGES = 4
 ON_NODE = re.compile(r"^\[(\d+)/(\d+)\] on node \S+ \((\w+)\), process \d+: (\S+)$", re.M)
 
 
-@pytest.fixture
-def work(tmp_path, network):
-    os.mkdir(tmp_path / "photos")
+CLIP_ARGS = ["--stylize_input=clip.mp4", "--stylize_batch_size=1", "--network_precision=float32"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, network):
+    """Local runs of the folder and of a clip, then on one two-node cluster: the same two,
+    and the folder again, interrupted (SIGINT to the driver) at its first result."""
+    work = tmp_path_factory.mktemp("stylize-cluster")
+    os.mkdir(work / "photos")
     for number in range(IMAGES):
-        write_image(tmp_path / "photos" / f"p{number}.png", photo(40, 48, seed=number + 1))
-    (tmp_path / "photos" / "broken.jpg").write_bytes(b"not an image")
-    return tmp_path
+        write_image(work / "photos" / f"p{number}.png", photo(40, 48, seed=number + 1))
+    (work / "photos" / "broken.jpg").write_bytes(b"not an image")
+    # 12 frames in batches of one: the frames go to both workers, come back in any order,
+    # and must be written in the clip's order, with its audio, under a local run's name.
+    pattern_clip(work / "clip.mp4", frames=12, rate=12, size="48x36", audio_seconds=1)
+    clip = [f"--network_model={network}", *CLIP_ARGS]
+    local = run_here(work, "stylize.py", *stylize_args(network, "here"))
+    assert local.returncode == 0, local.stderr
+    local_clip = run_here(work, "stylize.py", *clip, "--stylize_output=clip-here")
+    assert local_clip.returncode == 0, local_clip.stderr
+    commands = [
+        stylize_args(network, "there"),
+        [*clip, "--stylize_output=clip-there"],
+        stylize_args(network, "stopped"),
+    ]
+    # The Ctrl-C comes once the driver has said its first result.
+    folder, clip_run, stopped = run_all_on_cluster(
+        work, commands, script="stylize.py", interrupt_at={2: r"^\[\d+/\d+\] on node "}
+    )
+    return SimpleNamespace(work=work, local=local, folder=folder, clip=clip_run, stopped=stopped)
 
 
 def stylize_args(network: str, output: str) -> list[str]:
@@ -48,10 +73,8 @@ def pixels(path) -> np.ndarray:
         return np.asarray(image.convert("RGB"), np.float32)
 
 
-def test_a_folder_on_two_nodes_gives_the_images_of_a_local_run(work, network):
-    local = run_here(work, "stylize.py", *stylize_args(network, "here"))
-    assert local.returncode == 0, local.stderr
-    cluster = run_on_cluster(work, stylize_args(network, "there"), script="stylize.py")
+def test_a_folder_on_two_nodes_gives_the_images_of_a_local_run(runs):
+    work, local, cluster = runs.work, runs.local, runs.folder
     assert cluster.code == 0, cluster.err
     # The same names, the unreadable file skipped and said as a local run says it.
     names = sorted(os.listdir(work / "here"))
@@ -73,28 +96,21 @@ def test_a_folder_on_two_nodes_gives_the_images_of_a_local_run(work, network):
     assert cluster.second_node[:8] in nodes
 
 
-def test_ctrl_c_keeps_every_finished_image_whole(work, network):
-    # The Ctrl-C comes once the driver has said its first result: that one at least is
+def test_ctrl_c_keeps_every_finished_image_whole(runs):
+    # The Ctrl-C came once the driver had said its first result: that one at least is
     # kept, and the run stops once the batches in hand are written.
-    cluster = run_on_cluster(
-        work,
-        stylize_args(network, "there"),
-        script="stylize.py",
-        interrupt_at=r"^\[\d+/\d+\] on node ",
-    )
-    kept = sorted(os.listdir(work / "there"))
+    work, cluster = runs.work, runs.stopped
+    kept = sorted(os.listdir(work / "stopped"))
     assert kept, cluster.out
     if cluster.code == 130:
-        assert f"stopped: kept the {len(kept)} finished file(s) in there" in cluster.err
+        assert f"stopped: kept the {len(kept)} finished file(s) in stopped" in cluster.err
     else:  # the signal came after the run's end (its cluster closed): all written
         assert cluster.code == 0 and len(kept) == IMAGES, cluster.err
     # Each kept file is a whole result, said with its node, as a local run writes it.
     placed = sorted(os.path.basename(path) for *_, path in ON_NODE.findall(cluster.out))
     assert kept == placed, cluster.out
-    local = run_here(work, "stylize.py", *stylize_args(network, "here"))
-    assert local.returncode == 0, local.stderr
     for name in kept:
-        difference = np.abs(pixels(work / "there" / name) - pixels(work / "here" / name))
+        difference = np.abs(pixels(work / "stopped" / name) - pixels(work / "here" / name))
         assert difference.mean() < 0.5, name
 
 
@@ -107,19 +123,13 @@ def clip_frames(path) -> np.ndarray:
         return np.stack([np.asarray(frame, np.float32) for frame in frames])
 
 
-def test_a_clip_on_two_nodes_gives_the_frames_of_a_local_run(work, network):
-    # 12 frames in batches of one: the frames go to both workers, come back in any order,
-    # and must be written in the clip's order, with its audio, under a local run's name.
-    pattern_clip(work / "clip.mp4", frames=12, rate=12, size="48x36", audio_seconds=1)
-    args = [f"--network_model={network}", "--stylize_input=clip.mp4", "--stylize_batch_size=1"]
-    args += ["--network_precision=float32"]
-    local = run_here(work, "stylize.py", *args, "--stylize_output=here")
-    assert local.returncode == 0, local.stderr
-    cluster = run_on_cluster(work, [*args, "--stylize_output=there"], script="stylize.py")
+def test_a_clip_on_two_nodes_gives_the_frames_of_a_local_run(runs):
+    work, cluster = runs.work, runs.clip
     assert cluster.code == 0, cluster.err
-    assert os.listdir(work / "there") == os.listdir(work / "here") == ["clip.mp4"]
-    assert streams(work / "there" / "clip.mp4") == ["Video", "Audio"]
-    here, there = clip_frames(work / "here" / "clip.mp4"), clip_frames(work / "there" / "clip.mp4")
+    assert os.listdir(work / "clip-there") == os.listdir(work / "clip-here") == ["clip.mp4"]
+    assert streams(work / "clip-there" / "clip.mp4") == ["Video", "Audio"]
+    here = clip_frames(work / "clip-here" / "clip.mp4")
+    there = clip_frames(work / "clip-there" / "clip.mp4")
     assert there.shape == here.shape and len(here) == 12
     for number, (mine, theirs) in enumerate(zip(here, there, strict=True), 1):
         assert np.abs(theirs - mine).mean() < 0.5, f"frame {number}"
