@@ -8,11 +8,13 @@ loss (Ruder, Dosovitskiy and Brox, "Artistic style transfer for videos", 2016).
 Frame t is held to each earlier frame t-k of TEMPORAL_FRAMES (1, 2, 4: Ruder et al.'s
 long-term consistency), each moved onto frame t by the optical flow between the original
 frames at the output size (media/flow.py), and each only where its flow is trusted and no
-nearer frame covers the pixel. Pixels no earlier frame covers (disocclusions, motion
-boundaries, and flow that carries the wrong content there) are new: they start from the
-photo shifted by the style's change of the covered pixels around them (flow.styled_fill)
-and get no temporal constraint. The earlier results are taken as
-their PNGs hold them (8-bit), so that a resumed run continues exactly as a straight one.
+nearer frame covers the pixel. Over still pixels the flow is DIS's noise and is set to zero
+(flow.settle), so that they are carried over exactly, not resampled each frame. Pixels no
+earlier frame covers (disocclusions, motion boundaries, and flow that carries the wrong
+content there) are new: they start from the photo shifted by the style's change of the
+covered pixels around them (flow.styled_fill) and get no temporal constraint. The earlier
+results are taken as their PNGs hold them (8-bit), so that a resumed run continues exactly
+as a straight one.
 """
 
 from __future__ import annotations
@@ -129,8 +131,10 @@ class VideoRun:
                 continue
             pair = flow.flows(self.contents[earlier], content, self.settings.flow_preset)
             mask = flow.trusted(self.contents[earlier], content, pair)
-            warped = flow.warp_sharp(self.results[earlier], pair.backward)
-            anchors.append(Anchor(offset, pair.backward, mask, warped))
+            # Still pixels are carried over exactly: a warp by DIS's noise resamples them.
+            backward = flow.settle(self.contents[earlier], content, pair.backward)
+            warped = flow.warp_sharp(self.results[earlier], backward)
+            anchors.append(Anchor(offset, backward, mask, warped))
         return anchors
 
     def _link(self, content: np.ndarray, anchors: list[Anchor]) -> FrameLink | None:
