@@ -366,3 +366,15 @@ def test_settle_keeps_a_slow_pan_over_texture():
     assert interior(np.any(settled != 0.0, axis=-1)).mean() > 0.95
     with pytest.raises(ValueError, match="settle needs"):
         flow.settle(street[:10], moved, pair.backward)
+
+
+def test_use_threads_sizes_opencv_to_a_cluster_task_s_cpus():
+    before = cv2.getNumThreads()
+    try:
+        cv2.setNumThreads(2)
+        flow.use_threads(1)
+        assert cv2.getNumThreads() == 1
+        flow.use_threads(0)  # no size given (a task on a GPU): left as it is
+        assert cv2.getNumThreads() == 1
+    finally:
+        cv2.setNumThreads(before)

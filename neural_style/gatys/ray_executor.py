@@ -423,7 +423,9 @@ def run_clip_task(
         return {}
     from neural_style.gatys.pipeline import build_pipeline
     from neural_style.gatys.video_runner import stylize_clip
+    from neural_style.media import flow
 
+    flow.use_threads(threads)
     pipeline = build_pipeline(shared, weights)
     del weights
     with tempfile.TemporaryDirectory(prefix="neural-style-clip-") as folder:

@@ -232,6 +232,13 @@ def nearest_trusted(masks: list[np.ndarray]) -> list[np.ndarray]:
     return kept
 
 
+def use_threads(count: int) -> None:
+    """OpenCV's threads for the flow, `count` of them when above 0: a cluster task sizes
+    them as it sizes TensorFlow's, to the CPUs it was given (OpenCV takes every core)."""
+    if count > 0:
+        cv2.setNumThreads(count)
+
+
 # flow.settle: a flow slower than this (px) may be noise, and is tested against no motion.
 SETTLE_SPEED = 0.5
 SETTLE_TOLERANCE = 2.0  # grey levels no motion may match worse than the flow and still win
