@@ -191,13 +191,9 @@ def photometric_match(
     frames themselves can: what the flow brings there is not what is there. Frames are
     [H, W, 3] in 0..255, `backward` current -> previous [H, W, 2].
     """
-    previous = np.asarray(previous_content, dtype=np.float32)
-    current = np.asarray(current_content, dtype=np.float32)
-    if previous.shape != current.shape or backward.shape != (*current.shape[:2], 2):
-        raise ValueError(
-            f"content frames {previous.shape} and {current.shape} with a flow {backward.shape}; "
-            "the photometric check needs two frames of one shape and an [H, W, 2] flow"
-        )
+    previous, current, backward = _checked(
+        previous_content, current_content, backward, "the photometric check"
+    )
     difference = np.abs(current - warp(previous, backward))
     worst = difference.max(axis=-1) if difference.ndim == 3 else difference
     mismatch = (worst > PHOTOMETRIC_TOLERANCE).astype(np.uint8)
@@ -258,19 +254,28 @@ def settle(previous_content: np.ndarray, current_content: np.ndarray, backward: 
     keeps any flow of SETTLE_SPEED or more. Frames [H, W, 3] in 0..255, `backward`
     current -> previous [H, W, 2].
     """
+    previous, current, backward = _checked(previous_content, current_content, backward, "settle")
+    unmoved = cv2.blur(_worst_channel(np.abs(current - previous)), (3, 3))
+    moved = cv2.blur(_worst_channel(np.abs(current - warp(previous, backward))), (3, 3))
+    slow = np.linalg.norm(backward, axis=-1) < SETTLE_SPEED
+    still = slow & (unmoved <= moved + SETTLE_TOLERANCE)
+    return np.where(still[..., None], np.float32(0.0), backward).astype(np.float32)
+
+
+def _checked(
+    previous_content: np.ndarray, current_content: np.ndarray, backward: np.ndarray, user: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The two content frames and the backward flow as float32 arrays; a ValueError naming
+    `user` unless the frames are of one shape and the flow [H, W, 2] of it."""
     previous = np.asarray(previous_content, dtype=np.float32)
     current = np.asarray(current_content, dtype=np.float32)
     backward = np.asarray(backward, dtype=np.float32)
     if previous.shape != current.shape or backward.shape != (*current.shape[:2], 2):
         raise ValueError(
             f"content frames {previous.shape} and {current.shape} with a flow {backward.shape}; "
-            "settle needs two frames of one shape and an [H, W, 2] flow"
+            f"{user} needs two frames of one shape and an [H, W, 2] flow"
         )
-    unmoved = cv2.blur(_worst_channel(np.abs(current - previous)), (3, 3))
-    moved = cv2.blur(_worst_channel(np.abs(current - warp(previous, backward))), (3, 3))
-    slow = np.linalg.norm(backward, axis=-1) < SETTLE_SPEED
-    still = slow & (unmoved <= moved + SETTLE_TOLERANCE)
-    return np.where(still[..., None], np.float32(0.0), backward).astype(np.float32)
+    return previous, current, backward
 
 
 def _worst_channel(difference: np.ndarray) -> np.ndarray:
