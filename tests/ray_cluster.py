@@ -33,6 +33,10 @@ import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HEAD_PORT = 6380
@@ -297,6 +301,16 @@ def main(spec_path: str) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1])
+
+
+def pixels(path) -> np.ndarray:
+    """The RGB pixels of the image at `path`, float32: what the cluster tests compare with
+    a local run's."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"), np.float32)
 
 
 def run_here(work_dir: Path, script: str, *args: str) -> subprocess.CompletedProcess:

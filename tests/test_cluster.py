@@ -16,9 +16,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from tests.ray_cluster import run_all_on_cluster, run_here, run_on_cluster
+from tests.ray_cluster import pixels, run_all_on_cluster, run_here, run_on_cluster
 from tests.support import FEW_LAYER_FLAGS, photo, write_image
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -77,11 +76,6 @@ def train_args(tiny_mat: str, output: str) -> list[str]:
         "--seed=3",
         *FEW_LAYER_FLAGS,
     ]
-
-
-def pixels(path) -> np.ndarray:
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"), np.float32)
 
 
 def logged_steps(path) -> list[int]:

@@ -15,9 +15,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from tests.ray_cluster import run_all_on_cluster, run_here, run_on_cluster
+from tests.ray_cluster import pixels, run_all_on_cluster, run_here, run_on_cluster
 from tests.support import pattern_clip, photo, streams, write_image
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -66,11 +65,6 @@ def stylize_args(network: str, output: str) -> list[str]:
         "--stylize_batch_size=1",  # each image a call of its own: both workers get some
         "--network_precision=float32",
     ]
-
-
-def pixels(path) -> np.ndarray:
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"), np.float32)
 
 
 def test_a_folder_on_two_nodes_gives_the_images_of_a_local_run(runs):

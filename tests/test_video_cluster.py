@@ -14,9 +14,8 @@ import re
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from tests.ray_cluster import ON_NODE, run_here, run_on_cluster
+from tests.ray_cluster import ON_NODE, pixels, run_here, run_on_cluster
 from tests.support import FEW_LAYER_FLAGS, streams, write_image
 from tests.test_cluster import stripes
 from tests.test_video import make_clip
@@ -50,10 +49,6 @@ def train_args(tiny_mat: str, output: str) -> list[str]:
         "--seed=3",
         *FEW_LAYER_FLAGS,
     ]
-
-
-def frame(path) -> np.ndarray:
-    return np.asarray(Image.open(path), np.float32)
 
 
 def test_a_lost_node_costs_a_clip_only_the_frame_it_was_on(work, tiny_mat):
@@ -95,7 +90,7 @@ def test_a_lost_node_costs_a_clip_only_the_frame_it_was_on(work, tiny_mat):
         here, there = work / "here" / f"r-{clip}-frames", work / "there" / f"r-{clip}-frames"
         assert sorted(os.listdir(there)) == [f"frame-{n:05d}.png" for n in range(1, FRAMES + 1)]
         for png in os.listdir(here):
-            difference = np.abs(frame(here / png) - frame(there / png)).mean()
+            difference = np.abs(pixels(here / png) - pixels(there / png)).mean()
             assert difference < 0.5, (clip, png, difference)
     assert sorted(os.listdir(work / "there")) == sorted(os.listdir(work / "here"))
     assert streams(work / "there" / "r-a.mp4") == ["Video", "Audio"]
