@@ -171,7 +171,8 @@ def _fit(
     from ray.util.queue import Queue
 
     lines = Queue()
-    printer = threading.Thread(target=_print_lines, args=(lines, stream), daemon=True)
+    heard = _Heard()
+    printer = threading.Thread(target=_print_lines, args=(lines, stream, heard), daemon=True)
     printer.start()
     board = ray.remote(StopBoard).options(num_cpus=0).remote()
     # Ray Train keeps a record of each run (no checkpoint goes there: the chief writes the
@@ -204,20 +205,18 @@ def _fit(
         finally:
             lines.put(("end", ""))
             printer.join()
-    stopped = getattr(printer, "stopped", None)
-    if stopped is not None and failure is None:
-        raise stopping.Stopped(stopped)
-    said = getattr(printer, "error", "")
-    if failure is not None or not hasattr(printer, "result"):
-        if said:
-            raise UserError(said) from None
+    if heard.stopped is not None and failure is None:
+        raise stopping.Stopped(heard.stopped)
+    if failure is not None or heard.result is None:
+        if heard.error:
+            raise UserError(heard.error) from None
         raise UserError(
             one_line(
                 f"{CLUSTER_SETTING} ray: the training failed on the cluster: {failure}; the "
                 "workers' logs are in /tmp/ray/session_latest/logs on their nodes"
             )
         ) from None
-    return printer.result
+    return heard.result
 
 
 def _fit_heeding_stops(trainer: Any, board: Any, stream: TextIO) -> None:
@@ -246,24 +245,30 @@ def _fit_heeding_stops(trainer: Any, board: Any, stream: TextIO) -> None:
         raise outcome["error"]
 
 
-def _print_lines(lines: Any, stream: TextIO) -> None:
-    """Prints the workers' lines as they come, until the driver's ("end", ""); a worker's
-    error line is kept on the thread as `error`, the chief's TrainResult as `result`."""
-    thread = threading.current_thread()
+@dataclasses.dataclass
+class _Heard:
+    """What the workers sent the driver besides their lines."""
+
+    error: str = ""  # the first worker's error line
+    result: TrainResult | None = None  # the chief's
+    stopped: int | None = None  # the signal the workers stopped for, having saved
+
+
+def _print_lines(lines: Any, stream: TextIO, heard: _Heard) -> None:
+    """Prints the workers' lines as they come, until the driver's ("end", ""); the rest of
+    what they send is kept in `heard`."""
     while True:
         kind, text = lines.get()
         if kind == "end":
             return
         if kind == "error":
-            thread.error = getattr(thread, "error", "") or text
-            continue
-        if kind == "result":
-            thread.result = text
-            continue
-        if kind == "stopped":
-            thread.stopped = text
-            continue
-        print(text, file=stream, flush=True)
+            heard.error = heard.error or text
+        elif kind == "result":
+            heard.result = text
+        elif kind == "stopped":
+            heard.stopped = text
+        else:
+            print(text, file=stream, flush=True)
 
 
 class _QueueStream:
