@@ -457,10 +457,14 @@ def run_clip(name: str, clip: str, folder: str, base: dict, args) -> list[dict]:
             row = {"clip": name, "mode": mode, "frame_steps": frame_steps, "clip_path": clip}
             row["temporal_weight"] = weight
             row["steps_per_frame"] = steps
-            if mode == "independent" and args.independent_from:
-                # Independent frames do not depend on the temporal code: an earlier run's
-                # files are scored again (its -video.json error is over that version's mask).
-                prefix = args.independent_from
+            reused = args.independent_from if mode == "independent" else ""
+            if mode.startswith("warped+temporal"):
+                reused = args.temporal_from
+            if reused:
+                # An earlier run's files are scored again: independent frames do not depend
+                # on the temporal code, and a temporal run can be scored against another
+                # baseline (its -video.json error is over that version's mask).
+                prefix = reused
                 row.update(summarise(prefix, math.nan), reused=prefix)
             else:
                 row.update(run_mode(clip, prefix, options))
@@ -650,6 +654,12 @@ def parse_arguments() -> argparse.Namespace:
         default="",
         help="score this kept run's prefix (<--keep>/<clip>/steps50-independent/out) as the "
         "independent mode of the one clip instead of running it",
+    )
+    parser.add_argument(
+        "--temporal_from",
+        default="",
+        help="score this kept run's prefix (<--keep>/<clip>/steps50-warped-temporal-10/out) as "
+        "the temporal mode of the one clip instead of running it",
     )
     parser.add_argument(
         "--independent_steps",

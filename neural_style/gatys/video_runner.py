@@ -11,8 +11,8 @@ frames at the output size (media/flow.py), and each only where its flow is trust
 nearer frame covers the pixel. Over still pixels the flow is DIS's noise and is set to zero
 (flow.settle), so that they are carried over exactly, not resampled each frame. Pixels no
 earlier frame covers (disocclusions, motion boundaries, and flow that carries the wrong
-content there) are new: they start from the photo shifted by the style's change of the
-covered pixels around them (flow.styled_fill) and get no temporal constraint. The earlier
+content there) are new: each starts with the style of a covered pixel of like content
+nearby (analogy.fill) and gets no temporal constraint. The earlier
 results are taken as their PNGs hold them (8-bit), so that a resumed run continues exactly
 as a straight one.
 """
@@ -33,7 +33,7 @@ from neural_style.gatys.plan import Group, Photo, PhotoJob, RunPlan, Stage
 from neural_style.gatys.resume_rules import RESUME_FIX
 from neural_style.gatys.runner import Runner
 from neural_style.gatys.video_plan import FrameLink, VideoPlan
-from neural_style.media import flow, images, video_io
+from neural_style.media import analogy, flow, images, video_io
 from neural_style.optimize import memory
 from neural_style.settings.gatys import Settings
 
@@ -103,7 +103,7 @@ class VideoRun:
     def _frame(self, index: int, content: np.ndarray) -> None:
         started = time.perf_counter()
         anchors = self._anchors(index, content)
-        link = self._link(content, anchors)
+        link = self._link(index, content, anchors)
         members = self.runner.run_group(self._group(index, content, link))
         if members[0].failure:
             raise ClipFailed(members[0].failure)
@@ -137,7 +137,7 @@ class VideoRun:
             anchors.append(Anchor(offset, backward, mask, warped))
         return anchors
 
-    def _link(self, content: np.ndarray, anchors: list[Anchor]) -> FrameLink | None:
+    def _link(self, index: int, content: np.ndarray, anchors: list[Anchor]) -> FrameLink | None:
         """One target and mask from the anchors: each pixel held to the nearest earlier
         frame that covers it (flow.nearest_trusted); None when there is no earlier frame."""
         if not anchors:
@@ -149,11 +149,11 @@ class VideoRun:
             target += share[..., None] * anchor.warped
         start = None
         if self.settings.frame_init == "warped":
-            # What no earlier frame covers is new. It starts from the photo shifted by how the
-            # style changed the covered pixels around it (flow.styled_fill): neither the bare
-            # photo, which stays flat and pale in FRAME_STEPS, nor INIT and NOISE, whose grain
-            # FRAME_STEPS do not clear once the rest of the frame already has the style.
-            fresh = flow.styled_fill(content, target, mask)
+            # What no earlier frame covers is new. It starts as a covered pixel of like content
+            # nearby looks (analogy.fill): started from the photo, it hardly moves the whole
+            # frame's style loss, so FRAME_STEPS leave it pale and the temporal loss then
+            # holds it so in the frames after.
+            fresh = analogy.fill(content, target, mask, seed=(self.settings.seed, index))
             start = target + (1.0 - mask[..., None]) * fresh
         return FrameLink(start, target, mask, self.settings.temporal_weight)
 

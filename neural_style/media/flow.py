@@ -282,32 +282,6 @@ def _worst_channel(difference: np.ndarray) -> np.ndarray:
     return difference.max(axis=-1) if difference.ndim == 3 else difference
 
 
-# How far around a new pixel flow.styled_fill looks for the style's change of the covered
-# pixels: the sigma of a Gaussian, px. On Big Buck Bunny at 192 px it measured better than
-# starting new pixels from INIT and NOISE (see docs/performance.md).
-FILL_SIGMA = 4.0
-_FILL_FLOOR = 1e-3  # below this Gaussian weight of covered pixels, a new pixel is left as is
-
-
-def styled_fill(content: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """A start for the pixels of a frame that no earlier result covers: the content frame
-    plus the style's change (target - content) of the covered pixels near each one, their
-    Gaussian-weighted mean (sigma FILL_SIGMA px, a normalised convolution), clipped to
-    0..255. A new pixel far from any covered one keeps its content.
-
-    `content` and `target` (the earlier results moved onto this frame) are [H, W, 3] in
-    0..255, `mask` [H, W] 1 where the target covers the pixel. Returns [H, W, 3] float32,
-    meant for where `mask` is 0 (elsewhere it is content plus the smoothed change).
-    """
-    content = np.asarray(content, dtype=np.float32)
-    mask = np.asarray(mask, dtype=np.float32)
-    change = (np.asarray(target, dtype=np.float32) - content) * mask[..., None]
-    total = cv2.GaussianBlur(change, (0, 0), FILL_SIGMA)
-    weight = cv2.GaussianBlur(mask, (0, 0), FILL_SIGMA)[..., None]
-    shift = np.where(weight > _FILL_FLOOR, total / np.maximum(weight, _FILL_FLOOR), 0.0)
-    return np.clip(content + shift, 0.0, 255.0).astype(np.float32)
-
-
 def warping_error(
     stylised_previous: np.ndarray,
     stylised_current: np.ndarray,
