@@ -6,6 +6,9 @@
     python benchmarks/video.py --frames 12 --skip pan,car   # the real clip only, 12 frames
     python benchmarks/video.py --skip real,pan --width 192 --modes independent,temporal \
         --motion_strip docs/video-motion.jpg   # the van, and its frames 1, 12 and 32
+    python benchmarks/video.py --skip pan,car --width 192 --modes independent,temporal \
+        --independent_steps 250 --independent_from KEPT/real/steps250-independent/out
+                                               # against kept 250-step independent frames
     python benchmarks/video.py --frame_steps 25,50 --temporal_weights 100,1000,10000
     python benchmarks/video.py --quick         # toy clip, toy VGG, toy steps (about a minute)
 
@@ -18,7 +21,10 @@ The modes, each a `neural_style.gatys.run.stylize` of the clip with the shipped 
   (FRAME_INIT warped, TEMPORAL_WEIGHT 0);
 - warped+temporal: that start and the temporal loss holding it there (TEMPORAL_WEIGHT w,
   one run per weight of --temporal_weights).
-Each mode runs once per value of --frame_steps. For each run the table gives the mean
+--independent_from and --temporal_from score a kept run's files again in place of
+running that mode, so that one run is set against independent frames of 50 and of 250
+steps; --motion_clip real draws the motion strip from the real clip. Each mode runs once
+per value of --frame_steps. For each run the table gives the mean
 warping error (Lai et al. 2018, from <OUTPUT_IMAGE>-video.json, over the run's own trusted
 mask) over frames 2..N and against independent frames', the same over Ruder et al.'s mask
 alone (comparable between versions of the code), the mean content and style loss at the
@@ -521,18 +527,19 @@ def write_strip(path: str, rows: list[dict], frame: int, preset: str) -> None:
 
 
 def write_motion_strip(
-    path: str, rows: list[dict], frames: tuple[int, ...], before: str = ""
+    path: str, rows: list[dict], frames: tuple[int, ...], before: str = "", clip: str = "car"
 ) -> None:
-    """The car clip's frames `frames` (1-based), one column each: the original, then one row
-    per run of the car clip at its first FRAME_STEPS, and with `before` (a frames folder of
-    an earlier run, such as the code before a change) a row of that run's frames too."""
+    """Frames `frames` (1-based) of the `clip` clip (car or real), one column each: the
+    original, then one row per run of that clip at its first FRAME_STEPS, and with `before`
+    (a frames folder of an earlier run, such as the code before a change) a row of that
+    run's frames too."""
     import numpy as np
 
     from neural_style.media import images
 
-    chosen = [row for row in rows if row["clip"].startswith("car")]
+    chosen = [row for row in rows if row["clip"].startswith(clip)]
     if not chosen:
-        raise SystemExit("--motion_strip needs the car clip: leave car out of --skip")
+        raise SystemExit(f"--motion_strip needs the {clip} clip: leave {clip} out of --skip")
     chosen = [row for row in chosen if row["frame_steps"] == chosen[0]["frame_steps"]]
     folders = [(row["mode"], row["frames_folder"]) for row in chosen]
     if before:
@@ -641,7 +648,10 @@ def parse_arguments() -> argparse.Namespace:
     )
     parser.add_argument("--strip_frame", type=int, default=16, help="the strip's frame t (1-based)")
     parser.add_argument(
-        "--motion_strip", default="", help="write the car clip's frames side by side here"
+        "--motion_strip", default="", help="write a clip's frames side by side here"
+    )
+    parser.add_argument(
+        "--motion_clip", default="car", choices=("car", "real"), help="the motion strip's clip"
     )
     parser.add_argument(
         "--motion_frames", default="1,12,32", help="the motion strip's frames (1-based)"
@@ -764,7 +774,11 @@ def main() -> int:
                 report["runs"] += run_clip(name, clip, scratch, base, args)
             if args.motion_strip:
                 write_motion_strip(
-                    args.motion_strip, report["runs"], args.motion_frames, args.before
+                    args.motion_strip,
+                    report["runs"],
+                    args.motion_frames,
+                    args.before,
+                    args.motion_clip,
                 )
             if args.strip:
                 write_strip(args.strip, report["runs"], args.strip_frame, toy.FLOW_PRESET)
