@@ -12,9 +12,8 @@ nearer frame covers the pixel. Over still pixels the flow is DIS's noise and is 
 (flow.settle), so that they are carried over exactly, not resampled each frame. Pixels no
 earlier frame covers (disocclusions, motion boundaries, and flow that carries the wrong
 content there) are new: each starts with the style of a covered pixel of like content
-nearby (analogy.fill) and gets no temporal constraint. The earlier
-results are taken as their PNGs hold them (8-bit), so that a resumed run continues exactly
-as a straight one.
+colour (analogy.fill) and gets no temporal constraint. The earlier results are taken as
+their PNGs hold them (8-bit), so that a resumed run continues exactly as a straight one.
 """
 
 from __future__ import annotations
@@ -149,10 +148,10 @@ class VideoRun:
             target += share[..., None] * anchor.warped
         start = None
         if self.settings.frame_init == "warped":
-            # What no earlier frame covers is new. It starts as a covered pixel of like content
-            # nearby looks (analogy.fill): started from the photo, it hardly moves the whole
-            # frame's style loss, so FRAME_STEPS leave it pale and the temporal loss then
-            # holds it so in the frames after.
+            # What no earlier frame covers is new. It starts with the style of a covered pixel
+            # of like content colour (analogy.fill): started from the photo, it would hardly
+            # move the whole frame's style loss, so FRAME_STEPS would leave it pale and the
+            # temporal loss then hold it so in the frames after.
             fresh = analogy.fill(content, target, mask, seed=(self.settings.seed, index))
             start = target + (1.0 - mask[..., None]) * fresh
         return FrameLink(start, target, mask, self.settings.temporal_weight)

@@ -1,6 +1,6 @@
 """A styled start for the pixels of a video frame that no earlier result covers (what a moving
 thing uncovers, or what the flow cannot follow): each such pixel is given the style of a
-covered pixel of like content nearby, a pixel-wise image analogy (after Hertzmann et al.,
+covered pixel of like content colour, a pixel-wise image analogy (after Hertzmann et al.,
 "Image Analogies", 2001). Numpy and scipy only: importing this never loads TensorFlow.
 
     start = analogy.fill(content, target, mask, (SEED, frame))   # use start where mask is 0
@@ -38,12 +38,12 @@ def fill(
     content: np.ndarray, target: np.ndarray, mask: np.ndarray, seed: int | tuple[int, ...]
 ) -> np.ndarray:
     """`content` with each pixel where `mask` is 0 replaced by its analogy: the target value
-    of a covered pixel of like content colour and place (one of the CANDIDATES nearest in
-    (R, G, B, PLACE_WEIGHT x, PLACE_WEIGHT y), drawn with `seed`: non-negative ints, such
-    as the run's SEED and the frame's index), plus how this pixel's
-    content differs from that pixel's, so that the photo's own detail stays. [H, W, 3]
-    float32 clipped to 0..255; the covered pixels keep their content. With fewer covered
-    pixels than CANDIDATES there is no style to borrow, and the content is returned."""
+    of a covered pixel of like content colour and place, plus how this pixel's content
+    differs from that pixel's, so that the photo's own detail stays. That pixel is one of
+    the CANDIDATES nearest in (R, G, B, PLACE_WEIGHT x, PLACE_WEIGHT y), drawn with `seed`
+    (non-negative ints, such as the run's SEED and the frame's index). [H, W, 3] float32
+    clipped to 0..255; the covered pixels keep their content. With fewer covered pixels
+    than CANDIDATES there is no style to borrow, and the content is returned."""
     from scipy.spatial import cKDTree
 
     content = np.asarray(content, dtype=np.float32)
