@@ -54,28 +54,24 @@ def fill(
             f"content {content.shape}, target {target.shape} and mask {covered.shape}; "
             "the fill needs two [H, W, 3] images and an [H, W] mask of their size"
         )
-    fresh = ~covered
     result = content.copy()
-    if not fresh.any() or covered.sum() < CANDIDATES:
+    new, sources = np.flatnonzero(~covered), np.flatnonzero(covered)
+    if not new.size or sources.size < CANDIDATES:
         return result
     rng = np.random.default_rng(seed)
-    features = _features(content)
-    sources = np.flatnonzero(covered)
     if sources.size > MAX_SOURCES:
         sources = np.sort(rng.choice(sources, MAX_SOURCES, replace=False))
-    flat_features = features.reshape(-1, features.shape[-1])
-    _, nearest = cKDTree(flat_features[sources]).query(flat_features[fresh.ravel()], CANDIDATES)
-    drawn = nearest[np.arange(len(nearest)), rng.integers(0, CANDIDATES, len(nearest))]
-    chosen = sources[drawn]
-    flat_content, flat_target = content.reshape(-1, 3), target.reshape(-1, 3)
-    borrowed = flat_target[chosen] + (flat_content[fresh.ravel()] - flat_content[chosen])
-    result[fresh] = borrowed
+    features = _features(content)
+    _, nearest = cKDTree(features[sources]).query(features[new], CANDIDATES)
+    chosen = sources[nearest[np.arange(new.size), rng.integers(0, CANDIDATES, new.size)]]
+    pixels, styled = content.reshape(-1, 3), target.reshape(-1, 3)
+    result.reshape(-1, 3)[new] = styled[chosen] + (pixels[new] - pixels[chosen])
     return np.clip(result, 0.0, 255.0)
 
 
 def _features(content: np.ndarray) -> np.ndarray:
-    """[H, W, 5]: each pixel's colour and its place, weighed by PLACE_WEIGHT."""
+    """[H * W, 5]: each pixel's colour and its place, weighed by PLACE_WEIGHT."""
     height, width = content.shape[:2]
     rows, columns = np.mgrid[0:height, 0:width].astype(np.float32)
     place = PLACE_WEIGHT * np.stack([columns, rows], axis=-1)
-    return np.concatenate([content, place], axis=-1)
+    return np.concatenate([content, place], axis=-1).reshape(height * width, 5)

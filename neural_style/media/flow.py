@@ -194,8 +194,7 @@ def photometric_match(
     previous, current, backward = _checked(
         previous_content, current_content, backward, "the photometric check"
     )
-    difference = np.abs(current - warp(previous, backward))
-    worst = difference.max(axis=-1) if difference.ndim == 3 else difference
+    worst = _worst_channel(np.abs(current - warp(previous, backward)))
     mismatch = (worst > PHOTOMETRIC_TOLERANCE).astype(np.uint8)
     if PHOTOMETRIC_MARGIN:
         side = 2 * PHOTOMETRIC_MARGIN + 1
