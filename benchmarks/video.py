@@ -10,6 +10,7 @@
         --independent_steps 250 --independent_from KEPT/real/steps250-independent/out
                                                # against kept 250-step independent frames
     python benchmarks/video.py --frame_steps 25,50 --temporal_weights 100,1000,10000
+    python benchmarks/video.py --skip pan,car --style_loss sw   # another STYLE_LOSS
     python benchmarks/video.py --quick         # toy clip, toy VGG, toy steps (about a minute)
 
 The modes, each a `neural_style.gatys.run.stylize` of the clip with the shipped settings
@@ -637,6 +638,12 @@ def parse_arguments() -> argparse.Namespace:
         help="TEMPORAL_WEIGHTs to sweep (default: the shipped one)",
     )
     parser.add_argument("--weights", default="", help="VGG-19 .mat (default: as train.py)")
+    parser.add_argument(
+        "--style_loss",
+        default="",
+        choices=("", "gram", "w2", "sw"),
+        help="STYLE_LOSS of every mode (default: the shipped settings')",
+    )
     parser.add_argument("--pan_pixels", type=int, default=None, help="pan per frame (4; quick 2)")
     parser.add_argument("--skip", default="", help="clips to skip: real,pan,car")
     parser.add_argument("--car_speed", type=float, default=3.0, help="the van's px a frame")
@@ -741,6 +748,7 @@ def main() -> int:
                 "image_width": args.width,
                 "train_steps": train_steps,
                 "video_max_frames": args.frames,
+                "style_loss": args.style_loss or toy.STYLE_LOSS,
             }
             report = {
                 "machine": {
