@@ -625,6 +625,8 @@ def _numbers(text: str, kind, name: str, parser) -> list:
 
 
 def parse_arguments() -> argparse.Namespace:
+    from neural_style.settings.gatys import STYLE_LOSS_CHOICES
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="toy clip, VGG and steps (smoke)")
     parser.add_argument("--clip", default=None, help="the real clip (default Big Buck Bunny)")
@@ -640,8 +642,8 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--weights", default="", help="VGG-19 .mat (default: as train.py)")
     parser.add_argument(
         "--style_loss",
-        default="",
-        choices=("", "gram", "w2", "sw"),
+        default=None,
+        choices=STYLE_LOSS_CHOICES,
         help="STYLE_LOSS of every mode (default: the shipped settings')",
     )
     parser.add_argument("--pan_pixels", type=int, default=None, help="pan per frame (4; quick 2)")
