@@ -94,6 +94,8 @@ OVERWRITE = False
 
 # Weight of a frame's loss for differing from the earlier results moved by the flow (0 = off).
 TEMPORAL_WEIGHT = 10.0
+# Share of TEMPORAL_WEIGHT on pixels moving over 1.5 px (1 = as still; 0 = restyled, with "sw").
+TEMPORAL_MOVING_SHARE = 1.0
 # Earlier frames a video frame is held to, in frames back; a pixel to the nearest the flow reaches.
 TEMPORAL_FRAMES = [1, 2, 4]
 # Optimisation steps of each frame after the first, which takes TRAIN_STEPS.

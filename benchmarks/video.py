@@ -11,6 +11,8 @@
                                                # against kept 250-step independent frames
     python benchmarks/video.py --frame_steps 25,50 --temporal_weights 100,1000,10000
     python benchmarks/video.py --skip pan,car --style_loss sw   # another STYLE_LOSS
+    python benchmarks/video.py --skip pan,car --style_loss sw --temporal_moving_share 0
+                                               # moving things restyled every frame
     python benchmarks/video.py --quick         # toy clip, toy VGG, toy steps (about a minute)
 
 The modes, each a `neural_style.gatys.run.stylize` of the clip with the shipped settings
@@ -323,7 +325,6 @@ def summarise(prefix: str, wall: float) -> dict:
     }
 
 
-MOVING_PX = 1.5  # a pixel whose flow from the previous frame exceeds this moves
 # Frames with fewer moving pixels than this are left out of the guarded maximum: on a frame
 # of Big Buck Bunny, the sliced distance of 50 random pixels varies by 24% (coefficient of
 # variation over 20 draws), of 200 by 11%, of 500 by 10% and of 1000 by 6%, so fewer than
@@ -352,10 +353,11 @@ def motion_metrics(frames_folder: str, clip: str, count: int, preset: str) -> di
     """Per frame 2..count (1-based), how far the moving and the static pixels are from the
     style's colours: each region's sliced_wasserstein to images/style.jpg, where the moving
     region is the pixels whose DIS backward flow between the original frames (at the run's
-    size) exceeds MOVING_PX. Lists with None for frame 1, and for a frame with fewer than 50
-    moving or static pixels. Also each frame's warping error over Ruder et al.'s mask alone
-    (flow.reliability), which does not change with the code's own idea of a trusted flow,
-    so that runs of different versions compare."""
+    size) exceeds flow.MOVING_DISTANCE (1.5 px: the pixels TEMPORAL_MOVING_SHARE holds).
+    Lists with None for frame 1, and for a frame with fewer than 50 moving or static pixels.
+    Also each frame's warping error over Ruder et al.'s mask alone (flow.reliability), which
+    does not change with the code's own idea of a trusted flow, so that runs of different
+    versions compare."""
     import numpy as np
 
     from neural_style.media import flow, images, video_io
@@ -375,7 +377,7 @@ def motion_metrics(frames_folder: str, clip: str, count: int, preset: str) -> di
             pair = flow.flows(previous, content, preset)
             reliable = flow.reliability(pair.backward, pair.forward)
             ruder_error.append(flow.warping_error(previous_result, result, pair.backward, reliable))
-            mask = np.linalg.norm(pair.backward, axis=-1) > MOVING_PX
+            mask = np.linalg.norm(pair.backward, axis=-1) > flow.MOVING_DISTANCE
             moving_share.append(float(mask.mean()))
             moving_pixels.append(int(mask.sum()))
             if mask.sum() >= 50 and (~mask).sum() >= 50:
@@ -646,6 +648,12 @@ def parse_arguments() -> argparse.Namespace:
         choices=STYLE_LOSS_CHOICES,
         help="STYLE_LOSS of every mode (default: the shipped settings')",
     )
+    parser.add_argument(
+        "--temporal_moving_share",
+        type=float,
+        default=None,
+        help="TEMPORAL_MOVING_SHARE of every mode (default: the shipped settings')",
+    )
     parser.add_argument("--pan_pixels", type=int, default=None, help="pan per frame (4; quick 2)")
     parser.add_argument("--skip", default="", help="clips to skip: real,pan,car")
     parser.add_argument("--car_speed", type=float, default=3.0, help="the van's px a frame")
@@ -751,6 +759,11 @@ def main() -> int:
                 "train_steps": train_steps,
                 "video_max_frames": args.frames,
                 "style_loss": args.style_loss or toy.STYLE_LOSS,
+                "temporal_moving_share": (
+                    toy.TEMPORAL_MOVING_SHARE
+                    if args.temporal_moving_share is None
+                    else args.temporal_moving_share
+                ),
             }
             report = {
                 "machine": {

@@ -141,6 +141,8 @@ BAD_VALUES = [
     ({"noise": 1.5}, "NOISE (--noise) must be between 0"),
     ({"noise": -0.1}, "NOISE (--noise) must be between 0"),
     ({"noise": math.nan}, "NOISE (--noise) must be between 0"),
+    ({"temporal_moving_share": 1.5}, "TEMPORAL_MOVING_SHARE (--temporal_moving_share) must be "),
+    ({"temporal_moving_share": math.nan}, "TEMPORAL_MOVING_SHARE (--temporal_moving_share) must"),
     ({"learning_rate": 0.0}, "LEARNING_RATE (--learning_rate) must be a finite number > 0"),
     ({"learning_rate": math.inf}, "LEARNING_RATE (--learning_rate) must be a finite number > 0"),
     ({"pooling": "median"}, "POOLING (--pooling) must be one of max, avg; got 'median'"),

@@ -162,7 +162,8 @@ def test_the_table_rules_every_setting_for_photos_and_videos():
     kinds = {resume_rules.SAME, resume_rules.FREE, resume_rules.INPUT, resume_rules.AT_LEAST}
     for rule in resume_rules.RULES.values():
         assert {rule.photo, rule.video} <= kinds
-    for name in ("temporal_weight", "frame_steps", "frame_init", "flow_preset", "train_steps"):
+    video_settings = ("temporal_weight", "temporal_moving_share", "frame_steps", "frame_init")
+    for name in (*video_settings, "flow_preset", "train_steps"):
         assert resume_rules.RULES[name].video == resume_rules.SAME
     assert set(resume_rules.NOUNS) == {
         name for name, rule in resume_rules.RULES.items() if resume_rules.INPUT in rule
@@ -460,6 +461,7 @@ def test_a_video_resume_refuses_another_clip_at_the_same_path(work):
         ("frame_steps", 3),
         ("frame_init", "content"),
         ("flow_preset", "fast"),
+        ("temporal_moving_share", 0.0),
         ("train_steps", 6),
     ],
 )

@@ -111,6 +111,7 @@ RULES: dict[str, Rule] = {
     "resume": _FREE,
     "overwrite": _FREE,
     "temporal_weight": _VIDEO_ONLY,
+    "temporal_moving_share": _VIDEO_ONLY,
     "temporal_frames": _VIDEO_ONLY,
     "frame_steps": _VIDEO_ONLY,
     "frame_init": _VIDEO_ONLY,
@@ -126,6 +127,7 @@ SETTINGS_BEFORE_THEY_EXISTED = {
     "style_masks": [],
     "style_image_masks": [],
     "content_mask": "",
+    "temporal_moving_share": 1.0,
 }
 
 # The words an INPUT setting takes in place of a path: they name no file.

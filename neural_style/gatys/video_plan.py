@@ -60,7 +60,9 @@ class FrameLink(NamedTuple):
 
     start: np.ndarray | None  # [H, W, 3] its start image; None: as INIT says
     warped: np.ndarray  # [H, W, 3] the earlier results moved to this frame by the flow
-    mask: np.ndarray  # [H, W] 1 where a trusted flow reaches an earlier result, else 0
+    # [H, W] how firmly each pixel is held (flow.hold): 1 where a trusted flow reaches an
+    # earlier result, TEMPORAL_MOVING_SHARE where the pixel moved on the way, 0 where none does
+    mask: np.ndarray
     weight: float  # TEMPORAL_WEIGHT; 0: no temporal loss
 
 

@@ -12,8 +12,11 @@ nearer frame covers the pixel. Over still pixels the flow is DIS's noise and is 
 (flow.settle), so that they are carried over exactly, not resampled each frame. Pixels no
 earlier frame covers (disocclusions, motion boundaries, and flow that carries the wrong
 content there) are new: each starts with the style of a covered pixel of like content
-colour (analogy.fill) and gets no temporal constraint. The earlier results are taken as
-their PNGs hold them (8-bit), so that a resumed run continues exactly as a straight one.
+colour (analogy.fill) and gets no temporal constraint. A pixel that moved more than 1.5 px
+on the way is held by TEMPORAL_MOVING_SHARE of the weight (flow.hold): at 0, with STYLE_LOSS
+sw, what moves is restyled every frame from its warped start. The earlier results are
+taken as their PNGs hold them (8-bit), so that a resumed run continues exactly as a
+straight one.
 """
 
 from __future__ import annotations
@@ -154,7 +157,9 @@ class VideoRun:
             # temporal loss then hold it so in the frames after.
             fresh = analogy.fill(content, target, mask, seed=(self.settings.seed, index))
             start = target + (1.0 - mask[..., None]) * fresh
-        return FrameLink(start, target, mask, self.settings.temporal_weight)
+        backwards = [anchor.backward for anchor in anchors]
+        held = flow.hold(masks, backwards, self.settings.temporal_moving_share)
+        return FrameLink(start, target, held, self.settings.temporal_weight)
 
     def _forget(self, oldest: int) -> None:
         """Drops the frames before `oldest`: no frame still to come looks back to them."""

@@ -227,6 +227,23 @@ def nearest_trusted(masks: list[np.ndarray]) -> list[np.ndarray]:
     return kept
 
 
+# flow.hold: a pixel that moved further than this (px) since the earlier frame holding it
+# moves (benchmarks/video.py's moving region, between neighbouring frames).
+MOVING_DISTANCE = 1.5
+
+
+def hold(shares: list[np.ndarray], backwards: list[np.ndarray], moving_share: float) -> np.ndarray:
+    """How firmly the temporal loss holds each pixel, [H, W] float32 in 0..1: the earlier
+    frames' `shares` of it (nearest_trusted), each times `moving_share` where that frame's
+    backward flow (`backwards`, [H, W, 2] each, in the same order) moves the pixel further
+    than MOVING_DISTANCE. 1 over a still pixel an earlier frame covers, 0 over a new one."""
+    held = np.zeros(shares[0].shape, np.float32)
+    for share, backward in zip(shares, backwards, strict=True):
+        moved = np.linalg.norm(backward, axis=-1) > MOVING_DISTANCE
+        held += share * np.where(moved, np.float32(moving_share), np.float32(1.0))
+    return held
+
+
 def use_threads(count: int) -> None:
     """OpenCV's threads for the flow, `count` of them when above 0: a cluster task sizes
     them as it sizes TensorFlow's, to the CPUs it was given (OpenCV takes every core)."""

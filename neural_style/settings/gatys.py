@@ -110,6 +110,7 @@ class Settings:
     overwrite: bool  # replace an earlier run's files under the same prefix
     temporal_weight: float  # unitless weight of a video frame's temporal loss; 0 = off
     frame_steps: int  # optimisation steps of each video frame after the first
+    temporal_moving_share: float  # share 0..1 of temporal_weight over pixels that moved
     temporal_frames: Ints  # earlier frames a video frame is held to, in frames back (1 = the last)
     frame_init: str  # a later frame starts "warped" (the previous result moved) or "content"
     video_max_frames: int  # frames of a video stylised; 0 = all
@@ -372,6 +373,11 @@ def _check_weights_and_rates(settings: Settings) -> None:
         raise UserError(
             f"{describe('noise')} must be between 0 (start from the content image) "
             f"and 1 (start from pure noise), got {settings.noise}"
+        )
+    if not 0 <= settings.temporal_moving_share <= 1:
+        raise UserError(
+            f"{describe('temporal_moving_share')} must be between 0 (moving pixels are not held)"
+            f" and 1 (held as still ones), got {settings.temporal_moving_share}"
         )
     if not 0 <= settings.float32_finish <= 1:
         raise UserError(
