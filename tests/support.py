@@ -214,6 +214,16 @@ def ffmpeg(*arguments: str, stdin: bytes | None = None) -> None:
     )
 
 
+def h264_clip(path, frames, fps: float = 10) -> str:
+    """`frames` ([H, W, 3] arrays, clipped to 0..255) as an H.264 .mp4 at `fps`."""
+    import imageio.v2 as imageio
+
+    with imageio.get_writer(str(path), fps=fps, codec="libx264", macro_block_size=2) as writer:
+        for frame in frames:
+            writer.append_data(np.clip(frame, 0, 255).astype(np.uint8))
+    return str(path)
+
+
 def pattern_clip(path, *, frames=10, rate=10, size="48x36", audio_seconds=None) -> str:
     """ffmpeg's moving test pattern as an H.264 .mp4, with a 440 Hz tone if asked."""
     # Each source lasts its own time: the file as long as the longer, as a camera's may be.

@@ -31,6 +31,7 @@ from neural_style.media.colors import rgb_to_ycbcr
 from neural_style.media.images import load_image
 from tests.support import (
     REPO_ROOT,
+    h264_clip,
     is_selected,
     photo,
     remount,
@@ -105,9 +106,7 @@ def test_preserve_colors_keeps_the_inputs_chrominance(network, tmp_path):
 @pytest.mark.slow
 def test_a_video_keeps_its_frames_size_and_rate(network, tmp_path):
     source = str(tmp_path / "clip.mp4")
-    with imageio.get_writer(source, fps=12, codec="libx264", macro_block_size=2) as writer:
-        for index in range(7):
-            writer.append_data(photo(48, 64, seed=index).astype(np.uint8))
+    h264_clip(source, (photo(48, 64, seed=index) for index in range(7)), fps=12)
     result = stylize_input(
         stylize_settings(network, source, tmp_path / "out", stylize_batch_size=3)
     )

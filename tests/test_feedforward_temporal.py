@@ -15,7 +15,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import imageio.v2 as imageio
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -33,6 +32,7 @@ from neural_style.vgg.network import VGG19
 from tests import toy_settings as settings
 from tests.support import (
     StartedEarly,
+    h264_clip,
     is_selected,
     photo,
     stylize_settings,
@@ -234,11 +234,7 @@ def pan_clip(path, frames: int = 8, pan: int = 2, height: int = 48, width: int =
     rng = np.random.default_rng(0)
     big = photo(height, width + pan * frames, seed=3)
     big += rng.normal(0, 30, big.shape[:2])[..., None].repeat(3, -1)
-    with imageio.get_writer(str(path), fps=10, codec="libx264", macro_block_size=2) as writer:
-        for index in range(frames):
-            window = big[:, index * pan : index * pan + width]
-            writer.append_data(np.clip(window, 0, 255).astype(np.uint8))
-    return str(path)
+    return h264_clip(path, (big[:, index * pan : index * pan + width] for index in range(frames)))
 
 
 def decoded(path: str) -> list[np.ndarray]:

@@ -10,7 +10,6 @@ import io
 import json
 import os
 
-import imageio.v2 as imageio
 import numpy as np
 import pytest
 
@@ -23,6 +22,7 @@ from neural_style.media import images
 from tests.support import (
     FEW_LAYERS,
     ffmpeg,
+    h264_clip,
     pattern_clip,
     photo,
     stop_in_frame,
@@ -112,13 +112,13 @@ def test_the_warped_start_and_temporal_loss_steady_the_frames(tmp_path, tiny_mat
 def moving_block_clip(path, frames: int = 2, speed: int = 4) -> str:
     """A still textured street, 96x72, with a textured block crossing it `speed` px a frame."""
     street, block = photo(72, 96, seed=4), photo(24, 24, seed=9)
-    with imageio.get_writer(str(path), fps=10, codec="libx264", macro_block_size=2) as writer:
-        for index in range(frames):
-            frame = street.copy()
-            left = 24 + speed * index
-            frame[24:48, left : left + 24] = block
-            writer.append_data(np.clip(frame, 0, 255).astype(np.uint8))
-    return str(path)
+    clip = []
+    for index in range(frames):
+        frame = street.copy()
+        left = 24 + speed * index
+        frame[24:48, left : left + 24] = block
+        clip.append(frame)
+    return h264_clip(path, clip)
 
 
 def temporal_losses(prefix: str) -> dict[int, list[float]]:

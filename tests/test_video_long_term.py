@@ -11,7 +11,6 @@ import json
 import os
 from pathlib import Path
 
-import imageio.v2 as imageio
 import numpy as np
 import pytest
 
@@ -21,7 +20,14 @@ from neural_style.gatys.outputs import OutputNames
 from neural_style.media import flow, images
 from neural_style.settings.gatys import Settings
 from tests import toy_settings
-from tests.support import FEW_LAYERS, one_line_refusal, photo, stop_in_frame, tiny_settings
+from tests.support import (
+    FEW_LAYERS,
+    h264_clip,
+    one_line_refusal,
+    photo,
+    stop_in_frame,
+    tiny_settings,
+)
 
 WIDTH, HEIGHT = 96, 72  # DIS needs room: at 48x36 a block's arrival upsets the flow all over
 BLOCK = (slice(20, 52), slice(28, 68))  # rows, columns of the block that passes
@@ -35,13 +41,13 @@ def street(seed: int = 4) -> np.ndarray:
 def hidden_clip(path, frames: int = 5, hidden=(2, 3)) -> str:
     """The still street, with a flat dark block over BLOCK in the frames `hidden` (0-based):
     it hides part of the street for those frames and uncovers it again."""
-    with imageio.get_writer(str(path), fps=10, codec="libx264", macro_block_size=2) as writer:
-        for index in range(frames):
-            frame = street()
-            if index in hidden:
-                frame[BLOCK] = 8.0
-            writer.append_data(np.clip(frame, 0, 255).astype(np.uint8))
-    return str(path)
+    clip = []
+    for index in range(frames):
+        frame = street()
+        if index in hidden:
+            frame[BLOCK] = 8.0
+        clip.append(frame)
+    return h264_clip(path, clip)
 
 
 def settings_for(tmp_path, tiny_mat, image_pair, clip, name: str, **overrides) -> Settings:

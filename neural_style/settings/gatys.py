@@ -369,21 +369,16 @@ def _check_weight_ratio(settings: Any, names: tuple[str, ...]) -> None:
 
 def _check_weights_and_rates(settings: Settings) -> None:
     check_loss_weights(settings, ("alpha", "beta", "tv_weight", "temporal_weight"))
-    if not 0 <= settings.noise <= 1:
-        raise UserError(
-            f"{describe('noise')} must be between 0 (start from the content image) "
-            f"and 1 (start from pure noise), got {settings.noise}"
-        )
-    if not 0 <= settings.temporal_moving_share <= 1:
-        raise UserError(
-            f"{describe('temporal_moving_share')} must be between 0 (moving pixels are not held)"
-            f" and 1 (held as still ones), got {settings.temporal_moving_share}"
-        )
-    if not 0 <= settings.float32_finish <= 1:
-        raise UserError(
-            f"{describe('float32_finish')} must be between 0 (all steps in PRECISION) and 1 "
-            f"(all in float32), got {settings.float32_finish}"
-        )
+    for name, at_zero, at_one in (
+        ("noise", "start from the content image", "start from pure noise"),
+        ("temporal_moving_share", "moving pixels are not held", "held as still ones"),
+        ("float32_finish", "all steps in PRECISION", "all in float32"),
+    ):
+        value = getattr(settings, name)
+        if not 0 <= value <= 1:
+            raise UserError(
+                f"{describe(name)} must be between 0 ({at_zero}) and 1 ({at_one}), got {value}"
+            )
     if not (math.isfinite(settings.learning_rate) and settings.learning_rate > 0):
         raise UserError(
             f"{describe('learning_rate')} must be a finite number > 0, got {settings.learning_rate}"
