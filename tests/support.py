@@ -214,11 +214,14 @@ def ffmpeg(*arguments: str, stdin: bytes | None = None) -> None:
     )
 
 
-def h264_clip(path, frames, fps: float = 10) -> str:
-    """`frames` ([H, W, 3] arrays, clipped to 0..255) as an H.264 .mp4 at `fps`."""
+def h264_clip(path, frames, fps: float = 10, *, faststart: bool = False) -> str:
+    """`frames` ([H, W, 3] arrays, clipped to 0..255) as an H.264 .mp4 at `fps`; with
+    `faststart`, its index first (as phones and the web write them)."""
     import imageio.v2 as imageio
 
-    with imageio.get_writer(str(path), fps=fps, codec="libx264", macro_block_size=2) as writer:
+    extra = {"ffmpeg_params": ["-movflags", "+faststart"]} if faststart else {}
+    options = {"fps": fps, "codec": "libx264", "macro_block_size": 2, **extra}
+    with imageio.get_writer(str(path), **options) as writer:
         for frame in frames:
             writer.append_data(np.clip(frame, 0, 255).astype(np.uint8))
     return str(path)

@@ -313,16 +313,8 @@ def alone(network, path: str) -> np.ndarray:
 def write_clip(path, frames: int, height: int = 48, width: int = 64, fps: float = 12) -> str:
     """A real H.264 .mp4 with its index first (as phones and the web write them), so that a
     file cut short still plays up to the cut."""
-    with imageio.get_writer(
-        str(path),
-        fps=fps,
-        codec="libx264",
-        macro_block_size=2,
-        ffmpeg_params=["-movflags", "+faststart"],
-    ) as writer:
-        for index in range(frames):
-            writer.append_data(photo(height, width, seed=index).astype(np.uint8))
-    return str(path)
+    pictures = (photo(height, width, seed=index) for index in range(frames))
+    return h264_clip(path, pictures, fps, faststart=True)
 
 
 def count_frames(path: str) -> int:
